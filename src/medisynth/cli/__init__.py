@@ -1,0 +1,28 @@
+"""``medisynth`` command line: a thin layer that builds config objects and calls the API.
+
+Each command group lives in its own module and adds itself to ``app``; ``main``
+turns a ``MedisynthError`` into one red line on stderr and exit status 2.
+"""
+import sys
+
+from rich.console import Console
+
+from medisynth.cli.app import app
+from medisynth.errors import MedisynthError
+
+# importing a module registers its commands on ``app``
+from medisynth.cli import data_cmds, train_cmds, evaluate_cmds, utility_cmds, pipeline_cmds  # noqa: E402,F401
+
+
+def main() -> None:
+    try:
+        app()
+    except MedisynthError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,2 @@
+"""Commands: evaluate_cmds (filled in by its owner)."""
+from medisynth.cli.app import app  # noqa: F401

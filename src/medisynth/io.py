@@ -1,0 +1,168 @@
+"""File helpers: atomic outputs, image reading with clear errors, PNG writing.
+
+Nothing is ever half-written: outputs go to a temporary sibling and are renamed
+into place only when complete. Inputs are only ever opened for reading.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from medisynth.errors import MedisynthError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``final`` only if the block succeeds."""
+    final = Path(final)
+    if final.exists() and not overwrite:
+        raise MedisynthError(f"{final} already exists; choose another output path or pass --overwrite")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        trash = final.parent / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: Path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MedisynthError(f"{path} is missing") from None
+    except json.JSONDecodeError as e:
+        raise MedisynthError(f"{path} is not valid JSON ({e}); the file is damaged, re-create it") from None
+
+
+def read_image(path: Path, channels: int | None = None) -> np.ndarray:
+    """Decode an image file to uint8 HxWxC (C = 1 or 3).
+
+    RGBA is composited on black, palette and 16-bit images are converted
+    (16-bit scaled to 8 bits by its own range is NOT done: values are divided by 257),
+    and anything PIL cannot fully decode raises a MedisynthError naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            array = _to_uint8(img)
+    except FileNotFoundError:
+        raise MedisynthError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise MedisynthError(
+            f"{path}: cannot decode image ({e}); the file is truncated or not an image. "
+            "Replace it, remove it, or pass --skip-bad to skip it"
+        ) from None
+    if channels is not None:
+        array = convert_channels(array, channels)
+    return array
+
+
+def _to_uint8(img: Image.Image) -> np.ndarray:
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        a = np.clip(a / 257.0, 0, 255) if a.max() > 255 else a
+        return np.round(a).astype(np.uint8)[..., None]
+    if img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+        return np.round(a).astype(np.uint8)[..., None]
+    if img.mode in ("RGBA", "LA"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        rgb = rgba[..., :3] * (rgba[..., 3:4] / 255.0)
+        a = np.round(rgb).astype(np.uint8)
+        return a[..., :1] if img.mode == "LA" else a
+    if img.mode == "1":
+        return (np.asarray(img, dtype=np.uint8) * 255)[..., None]
+    if img.mode == "L":
+        return np.asarray(img, dtype=np.uint8)[..., None]
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def convert_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 HxWxC -> HxWx``channels`` (ITU-R 601 luma for RGB -> gray)."""
+    if array.ndim == 2:
+        array = array[..., None]
+    have = array.shape[-1]
+    if have == channels:
+        return array
+    if channels == 1 and have == 3:
+        gray = array.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.round(gray).clip(0, 255).astype(np.uint8)[..., None]
+    if channels == 3 and have == 1:
+        return np.repeat(array, 3, axis=-1)
+    raise MedisynthError(f"cannot convert a {have}-channel image to {channels} channels")
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    """Write uint8 HxW, HxWx1 or HxWx3 as PNG (atomically)."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    import io as _io
+
+    buf = _io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)

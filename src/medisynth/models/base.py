@@ -1,0 +1,161 @@
+"""The contract every generative model in medisynth fulfils.
+
+A model is one ``nn.Module`` that owns its networks, knows how to build its
+optimisers, how to take one training step on a batch, and how to generate
+images. The trainer (``medisynth.training.trainer``) and the sampler
+(``medisynth.sampling``) only ever talk to this interface, so adding a model
+is: subclass ``GenerativeModel``, declare its hyper-parameters as a dataclass,
+and register it with ``@register_model("name")``.
+
+Conventions
+- a batch is a dict: "image" float N x C x H x W in [-1, 1], "label" int64 class indices,
+  and "mask" N x 1 x H x W in [0, 1] for models that need masks;
+- ``training_step`` does its own backward passes and optimiser steps (GANs
+  alternate networks; VAEs take one step) and returns plain floats for logging;
+- randomness comes only from the ``torch.Generator`` passed in, or from torch's
+  global RNG that the trainer seeds and checkpoints, so runs are reproducible;
+- networks listed in ``ema_networks`` get an exponential moving average copy
+  named ``ema_<name>`` that ``generate`` uses when ``use_ema`` is true.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from medisynth.errors import MedisynthError
+
+
+@dataclass
+class DataSpec:
+    """What a model needs to know about the data it is trained on."""
+
+    image_size: int
+    channels: int
+    class_names: list[str] = field(default_factory=lambda: ["0"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class GenerativeModel(nn.Module):
+    name: ClassVar[str] = ""
+    #: one model generates every class (label-conditioned)
+    conditional: ClassVar[bool] = False
+    #: ``discriminator_score`` is available (for --min-d-score filtering)
+    has_discriminator: ClassVar[bool] = False
+    #: the latent can be truncated (the truncation trick)
+    supports_truncation: ClassVar[bool] = False
+    #: dataclass type holding this model's hyper-parameters and their defaults
+    Hyper: ClassVar[type] = object
+    #: names of sub-networks that get an EMA copy used for sampling
+    ema_networks: ClassVar[tuple[str, ...]] = ()
+    #: trained on image + mask pairs (pix2pix); the trainer then loads masks into the batch
+    needs_masks: ClassVar[bool] = False
+    #: the figures ``training_step`` returns, in the order the progress bar shows them
+    log_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, spec: DataSpec, hyper: Any):
+        super().__init__()
+        self.spec = spec
+        self.hyper = hyper
+        self.use_ema = True
+
+    # -- hyper-parameters -------------------------------------------------
+    @classmethod
+    def make_hyper(cls, overrides: dict[str, Any] | None = None):
+        """Build the Hyper dataclass from defaults plus user overrides (unknown keys are an error)."""
+        overrides = dict(overrides or {})
+        names = {f.name for f in dataclasses.fields(cls.Hyper)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise MedisynthError(
+                f"model {cls.name!r} has no hyper-parameter(s) {', '.join(unknown)}; "
+                f"it knows: {', '.join(sorted(names))}"
+            )
+        return cls.Hyper(**overrides)
+
+    @classmethod
+    def check_spec(cls, spec: DataSpec) -> None:
+        """Raise MedisynthError if this architecture cannot make images of this size/channels."""
+
+    # -- training ---------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def training_step(
+        self, batch: dict[str, torch.Tensor], optimizers: dict[str, torch.optim.Optimizer], step: int
+    ) -> dict[str, float]:
+        """One step on ``batch`` = {"image": N x C x H x W in [-1, 1], "label": N int64,
+        "mask": N x 1 x H x W in [0, 1] (only for models with ``needs_masks``)}."""
+        raise NotImplementedError
+
+    # -- sampling ---------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self, labels: torch.Tensor, generator: torch.Generator | None = None, truncation: float = 1.0
+    ) -> torch.Tensor:
+        """One image per entry of ``labels`` (class indices), as N x C x H x W in [-1, 1]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def discriminator_score(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Probability in [0, 1] that each image is real, as the discriminator judges it."""
+        raise MedisynthError(f"model {self.name!r} has no discriminator; --min-d-score needs a GAN")
+
+    # -- EMA --------------------------------------------------------------
+    def setup_ema(self) -> None:
+        for name in self.ema_networks:
+            ema = copy.deepcopy(getattr(self, name)).eval()
+            for p in ema.parameters():
+                p.requires_grad_(False)
+            self.add_module(f"ema_{name}", ema)
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        for name in self.ema_networks:
+            net, ema = getattr(self, name), getattr(self, f"ema_{name}", None)
+            if ema is None:
+                continue
+            for p_ema, p in zip(ema.parameters(), net.parameters()):
+                p_ema.lerp_(p.detach(), 1.0 - decay)
+            for b_ema, b in zip(ema.buffers(), net.buffers()):
+                b_ema.copy_(b)
+
+    def sampling_network(self, name: str) -> nn.Module:
+        """The EMA copy of ``name`` when EMA is on and present, else the live network."""
+        ema = getattr(self, f"ema_{name}", None)
+        return ema if (self.use_ema and ema is not None) else getattr(self, name)
+
+
+MODEL_REGISTRY: dict[str, type[GenerativeModel]] = {}
+
+
+def register_model(name: str):
+    def wrap(cls: type[GenerativeModel]) -> type[GenerativeModel]:
+        cls.name = name
+        MODEL_REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_model_class(name: str) -> type[GenerativeModel]:
+    import medisynth.models  # noqa: F401  (registers every model)
+
+    if name not in MODEL_REGISTRY:
+        raise MedisynthError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODEL_REGISTRY))}")
+    return MODEL_REGISTRY[name]
+
+
+def build_model(name: str, spec: DataSpec, hyper_overrides: dict[str, Any] | None = None) -> GenerativeModel:
+    cls = get_model_class(name)
+    cls.check_spec(spec)
+    model = cls(spec, cls.make_hyper(hyper_overrides))
+    model.setup_ema()
+    return model
