@@ -59,6 +59,8 @@ class GenerativeModel(nn.Module):
     needs_masks: ClassVar[bool] = False
     #: the figures ``training_step`` returns, in the order the progress bar shows them
     log_keys: ClassVar[tuple[str, ...]] = ()
+    #: extra keyword options ``generate`` accepts (e.g. ("guidance_scale", "steps") for diffusion)
+    sampling_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, spec: DataSpec, hyper: Any):
         super().__init__()
@@ -98,9 +100,11 @@ class GenerativeModel(nn.Module):
     # -- sampling ---------------------------------------------------------
     @torch.no_grad()
     def generate(
-        self, labels: torch.Tensor, generator: torch.Generator | None = None, truncation: float = 1.0
+        self, labels: torch.Tensor, generator: torch.Generator | None = None, truncation: float = 1.0, **options
     ) -> torch.Tensor:
-        """One image per entry of ``labels`` (class indices), as N x C x H x W in [-1, 1]."""
+        """One image per entry of ``labels`` (class indices), as N x C x H x W in [-1, 1].
+
+        ``options`` are the model's ``sampling_options`` (the sampler rejects any other)."""
         raise NotImplementedError
 
     @torch.no_grad()

@@ -1,0 +1,2 @@
+"""Commands: phantom (filled in by its owner)."""
+from medisynth.cli.app import app  # noqa: F401

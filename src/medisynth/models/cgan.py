@@ -1,0 +1,1 @@
+"""Model module cgan (being written)."""

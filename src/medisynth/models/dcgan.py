@@ -1,0 +1,1 @@
+"""Model module dcgan (being written)."""

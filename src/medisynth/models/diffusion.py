@@ -1,0 +1,1 @@
+"""Model module diffusion (being written)."""

@@ -1,0 +1,1 @@
+"""Model module edsr (being written)."""

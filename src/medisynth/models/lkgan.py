@@ -1,0 +1,1 @@
+"""Model module lkgan (being written)."""

@@ -1,0 +1,1 @@
+"""Model module pix2pix (being written)."""

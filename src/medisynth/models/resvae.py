@@ -1,0 +1,1 @@
+"""Model module resvae (being written)."""

@@ -1,0 +1,1 @@
+"""Model module wgan_gp (being written)."""
