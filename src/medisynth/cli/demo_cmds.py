@@ -1,0 +1,23 @@
+"""Command: demo (the end-to-end job on built-in phantom data)."""
+from pathlib import Path
+
+import typer
+
+from medisynth.cli.app import app
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_output"), help="Folder for every stage's output"),
+    n_images: int = typer.Option(1500, help="Phantom fundus images to generate"),
+    size: int = typer.Option(32, help="Image size used for training (px)"),
+    train_minutes: float = typer.Option(4.0, help="Training budget for the class-conditional GAN"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    overwrite: bool = typer.Option(False, help="Replace OUT if it exists"),
+) -> None:
+    """Run the whole job on built-in phantom fundus data: prepare, train, sample, balance, evaluate, utility."""
+    from medisynth.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, n_images=n_images, size=size, train_minutes=train_minutes, seed=seed,
+                        device=device, overwrite=overwrite))
