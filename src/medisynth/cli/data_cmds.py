@@ -1,5 +1,13 @@
-"""Commands: data_cmds (filled in by its owner)."""
-from medisynth.cli.app import app  # noqa: F401
+"""Commands: ``prepare`` (a source layout -> a prepared data set) and ``version``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medisynth.cli.app import app
+from medisynth.errors import MedisynthError
 
 
 @app.command()
@@ -8,3 +16,47 @@ def version() -> None:
     from medisynth import __version__
 
     print(__version__)
+
+
+@app.command()
+def prepare(
+    source: Path = typer.Argument(..., help="Folder (or .csv / .npz / .nii file) holding the images."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the prepared data set to."),
+    source_kind: Optional[str] = typer.Option(
+        None, "--source", help="Layout: csv, folders, pairs, medmnist, dicom, nifti (default: detect)."),
+    size: int = typer.Option(128, help="Output side length in pixels (square)."),
+    channels: Optional[int] = typer.Option(None, help="1 (grayscale) or 3 (RGB); default: the source's."),
+    preprocess: str = typer.Option("auto", help="auto, none, fundus (FOV crop) or ct (HU windowing)."),
+    graham: bool = typer.Option(False, "--graham", help="Graham's local contrast normalisation (fundus)."),
+    window_level: float = typer.Option(40.0, help="CT window level in HU (DICOM/NIfTI)."),
+    window_width: float = typer.Option(400.0, help="CT window width in HU (DICOM/NIfTI)."),
+    val_fraction: float = typer.Option(0.15, help="Share of each class for validation."),
+    test_fraction: float = typer.Option(0.15, help="Share of each class for testing."),
+    seed: int = typer.Option(0, help="Seed of the split."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad files instead of stopping."),
+    workers: Optional[int] = typer.Option(None, help="Processes decoding images (default: all cores)."),
+    classes: Optional[str] = typer.Option(None, help="Comma-separated class list (fixes order; others are errors)."),
+    id_column: Optional[str] = typer.Option(None, help="CSV column holding the image id/file name."),
+    label_column: Optional[str] = typer.Option(None, help="CSV column holding the label."),
+    image_dir: Optional[str] = typer.Option(None, help="Image folder of a CSV layout (relative to SOURCE)."),
+    slice_step: Optional[int] = typer.Option(None, help="NIfTI: use every N-th non-empty axial slice."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N images (quick looks)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Read a data set in its native layout, preprocess, split and write it as a prepared data set."""
+    from medisynth.data.prepare import PrepareConfig, format_summary, prepare as run_prepare
+
+    if channels is not None and channels not in (1, 3):
+        raise MedisynthError(f"--channels {channels}: use 1 or 3")
+    class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    config = PrepareConfig(
+        source=source, out=out, source_kind=source_kind, size=size, channels=channels, preprocess=preprocess,
+        graham=graham, window_level=window_level, window_width=window_width, val_fraction=val_fraction,
+        test_fraction=test_fraction, seed=seed, skip_bad=skip_bad, workers=workers, overwrite=overwrite,
+        classes=class_list, limit=limit,
+        source_options={"id_column": id_column, "label_column": label_column, "image_dir": image_dir,
+                        "slice_step": slice_step},
+    )
+    result = run_prepare(config)
+    print(format_summary(result.manifest))
+    print(f"prepared data set written to {result.out}")

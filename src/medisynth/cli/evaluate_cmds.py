@@ -1,2 +1,48 @@
-"""Commands: evaluate_cmds (filled in by its owner)."""
-from medisynth.cli.app import app  # noqa: F401
+"""Command: ``evaluate`` (synthetic images vs a prepared real data set -> metrics.json + report.html)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medisynth.cli.app import app
+
+
+@app.command()
+def evaluate(
+    real: Path = typer.Option(..., "--real", help="The prepared real data set (from `medisynth prepare`)."),
+    fake: Path = typer.Option(..., "--fake", help="Synthetic images: an image folder (images/ + labels.csv) or a training run."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (metrics.json, report.html, plots/)."),
+    features: str = typer.Option("inception,domain,pixels", help="Comma-separated feature spaces: inception, domain, radiomics, pixels."),
+    weights: Optional[Path] = typer.Option(None, help="torch-fidelity Inception-v3 weights (.pth); default $MEDISYNTH_INCEPTION_WEIGHTS."),
+    real_split: str = typer.Option("train", help="Real images to compare with: train, val, test or all."),
+    num_per_class: int = typer.Option(100, help="Images per class to sample when --fake is a run."),
+    max_images: Optional[int] = typer.Option(None, help="Use at most N images of each set (seeded subset)."),
+    near_copy_threshold: float = typer.Option(0.95, help="Pixel cosine similarity at which a synthetic image counts as a near-copy."),
+    min_class_samples: int = typer.Option(20, help="Per-class distribution metrics need this many images in both sets."),
+    kid_subset_size: int = typer.Option(1000, help="KID subset size (shrinks to the smaller set)."),
+    kid_subsets: int = typer.Option(100, help="Number of KID subsets."),
+    prdc_k: int = typer.Option(5, help="k of the nearest-neighbour balls of precision/recall/density/coverage."),
+    diversity_pairs: int = typer.Option(200, help="Random image pairs for the MS-SSIM diversity figure (per set)."),
+    domain_epochs: Optional[int] = typer.Option(None, help="Epochs of the domain classifier (default: its standard recipe; cached)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Cache folder for the domain classifier (default ~/.cache/medisynth)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    seed: int = typer.Option(0, help="Seed of subsets, pairs and the domain classifier."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Score synthetic images against real ones: FID/KID/IS/precision/recall/density/coverage per feature
+    space, per-class figures and CAS, SSIM/PSNR/histograms/diversity, memorization; writes an HTML report."""
+    from medisynth.evaluate import EvaluateConfig, evaluate as run_evaluate, summary_lines
+
+    config = EvaluateConfig(
+        real=real, fake=fake, out=out, feature_spaces=tuple(s.strip() for s in features.split(",") if s.strip()),
+        weights=weights, real_split=real_split, num_per_class=num_per_class, max_images=max_images,
+        near_copy_threshold=near_copy_threshold, min_class_samples=min_class_samples, kid_subset_size=kid_subset_size,
+        kid_subsets=kid_subsets, prdc_k=prdc_k, diversity_pairs=diversity_pairs, domain_epochs=domain_epochs, cache_dir=cache_dir, device=device,
+        seed=seed, overwrite=overwrite,
+    )
+    metrics = run_evaluate(config)
+    for line in summary_lines(metrics):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'report.html'}")

@@ -1,2 +1,88 @@
-"""Commands: train_cmds (filled in by its owner)."""
-from medisynth.cli.app import app  # noqa: F401
+"""Commands: ``medisynth train`` and ``medisynth sample`` (thin: build a config, call the API)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from medisynth.cli.app import app
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Argument(None, help="prepared data set (from `medisynth prepare`)"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model name: dcgan, cgan, wgan-gp, vae, ..."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder to create"),
+    epochs: Optional[int] = typer.Option(None, help="budget: passes over the train split"),
+    steps: Optional[int] = typer.Option(None, help="budget: optimisation steps"),
+    minutes: Optional[float] = typer.Option(None, help="budget: wall-clock minutes"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
+    lr: Optional[float] = typer.Option(None, help="learning rate (models with one optimiser)"),
+    lr_g: Optional[float] = typer.Option(None, "--lr-g", help="generator learning rate"),
+    lr_d: Optional[float] = typer.Option(None, "--lr-d", help="discriminator/critic learning rate"),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim"),
+    hp: Optional[List[str]] = typer.Option(None, "--hp", help="model hyper-parameter key=value (repeatable)"),
+    seed: Optional[int] = typer.Option(None),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA of the generator (0 = off; default 0.999)"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
+    sample_every: Optional[int] = typer.Option(None, "--sample-every"),
+    log_every: Optional[int] = typer.Option(None, "--log-every"),
+    per_class: Optional[bool] = typer.Option(None, "--per-class/--no-per-class", help="one model per class (unconditional models)"),
+    target: Optional[str] = typer.Option(None, help="images (default) or masks (learn vessel masks as images)"),
+    device: Optional[str] = typer.Option(None, help="auto (default), cpu, cuda, cuda:N"),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA (default on)"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="run.yaml / run.json with these settings; flags override it"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder (optionally with a new budget)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
+) -> None:
+    """Train a model on a prepared data set; checkpoints, metrics.jsonl, loss.png and sample grids go to --out."""
+    from medisynth.training.config import TrainConfig, load_config_file, parse_hp
+    from medisynth.training.trainer import train as run_training
+
+    values = load_config_file(config) if config else {}
+    flags = dict(
+        data=data, model=model, out=out, epochs=epochs, steps=steps, minutes=minutes, batch_size=batch_size,
+        lr=lr, lr_g=lr_g, lr_d=lr_d, latent_dim=latent_dim, seed=seed, ema_decay=ema_decay,
+        checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, per_class=per_class,
+        target=target, device=device, amp=amp, threads=threads, resume=resume,
+    )
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if hp:
+        values["hyper"] = {**(values.get("hyper") or {}), **parse_hp(hp)}
+    if overwrite:
+        values["overwrite"] = True
+    result = run_training(TrainConfig.from_dict(values, source=str(config) if config else "flags"))
+    typer.echo(result.summary())
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="run folder (from `medisynth train`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="image folder to create: images/, labels.csv, grid.png"),
+    n: Optional[int] = typer.Option(None, "--n", help="number of images (split equally over classes for conditional models)"),
+    per_class: Optional[str] = typer.Option(None, "--per-class", help="CLASS=COUNT pairs, class by name or index: 3=500,4=500"),
+    truncation: float = typer.Option(1.0, help="truncation psi (models with the truncation trick)"),
+    min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep images the discriminator scores >= this"),
+    max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop near-copies of training images above this similarity"),
+    max_attempts: float = typer.Option(20.0, "--max-attempts", help="with filters: try at most this many x the count per class"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    device: str = typer.Option("auto"),
+    no_ema: bool = typer.Option(False, "--no-ema", help="sample with the live networks, not their EMA"),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="diffusion: classifier-free guidance"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="diffusion: sampling steps"),
+    overwrite: bool = typer.Option(False, "--overwrite"),
+) -> None:
+    """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back."""
+    from medisynth.sampling import SampleConfig, parse_per_class
+    from medisynth.sampling import sample as run_sampling
+
+    result = run_sampling(SampleConfig(
+        run=run, out=out, n=n, per_class=parse_per_class(per_class) if per_class else None, truncation=truncation,
+        min_d_score=min_d_score, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
+        batch_size=batch_size, device=device, ema=not no_ema, guidance_scale=guidance_scale, steps=steps,
+        overwrite=overwrite,
+    ))
+    typer.echo(result.summary())

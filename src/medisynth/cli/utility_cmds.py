@@ -1,2 +1,71 @@
-"""Commands: utility_cmds (filled in by its owner)."""
-from medisynth.cli.app import app  # noqa: F401
+"""``medisynth balance`` and ``medisynth utility``: thin wrappers over medisynth.balance and medisynth.utility."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medisynth.cli.app import app
+
+
+@app.command()
+def balance(
+    data: Path = typer.Argument(..., help="prepared data set (from `medisynth prepare`)"),
+    run: Path = typer.Option(..., "--run", help="trained run to sample from (from `medisynth train`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="image folder to create: images/, labels.csv, balance.json"),
+    target: Optional[int] = typer.Option(None, "--target", help="train images per class to reach (default: the majority count)"),
+    ratio: Optional[float] = typer.Option(None, "--ratio", help="each class reaches RATIO x the majority count"),
+    min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep synthetic images the discriminator scores >= this"),
+    max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop near-copies of training images above this similarity"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Top up every class of the TRAIN split with synthetic images (val/test stay real and unchanged)."""
+    from medisynth.balance import BalanceConfig
+    from medisynth.balance import balance as run_balance
+
+    result = run_balance(BalanceConfig(
+        data=data, run=run, out=out, target=target, ratio=ratio, min_d_score=min_d_score,
+        max_similarity=max_similarity, seed=seed, device=device, batch_size=batch_size,
+        overwrite=overwrite, progress=not quiet,
+    ))
+    print(result.summary())
+
+
+@app.command()
+def utility(
+    real: Path = typer.Option(..., "--real", help="prepared real data set (its val and test splits are used as is)"),
+    synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="synthetic image folder (from `medisynth sample` or `balance`)"),
+    out: Path = typer.Option(..., "--out", "-o", help="report folder to create: utility.json/.md/.html/.png"),
+    protocols: str = typer.Option("real,real-aug,real+synthetic,synthetic", "--protocols",
+                                  help="comma list of: real, real-aug, real-balanced, real+synthetic, synthetic"),
+    seeds: int = typer.Option(3, "--seeds", help="runs per protocol (paired across protocols)"),
+    epochs: int = typer.Option(30, "--epochs", help="maximum epochs per run (early stopping on real val)"),
+    patience: int = typer.Option(10, "--patience", help="stop after this many epochs without a better val balanced accuracy"),
+    batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    time_budget_per_run: Optional[float] = typer.Option(None, "--time-budget-per-run", help="seconds per training run"),
+    model: str = typer.Option("small-resnet", "--model", help="small-resnet (from scratch) or resnet18"),
+    width: int = typer.Option(32, "--width", help="small-resnet base width"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="local ResNet-18 weights (.safetensors or .pth) for --model resnet18"),
+    device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+) -> None:
+    """Does adding synthetic images help a classifier on the REAL test split? Trains per protocol and seed."""
+    from medisynth.utility import UtilityConfig, run_utility
+    from medisynth.utility.report import markdown_report
+
+    results = run_utility(UtilityConfig(
+        real=real, synthetic=synthetic, out=out,
+        protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
+        seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+        time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,
+        device=device, overwrite=overwrite, progress=not quiet,
+    ))
+    print(markdown_report(results))
+    print(f"report: {out / 'utility.html'}")

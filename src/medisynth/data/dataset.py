@@ -60,18 +60,18 @@ class PreparedDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return self.index["label"].to_numpy(dtype=np.int64)
+        return np.array(self.index["label"], dtype=np.int64)  # a writable copy (pandas may hand out read-only views)
 
     def __len__(self) -> int:
         return len(self.index)
 
     def image_uint8(self, i: int) -> np.ndarray:
         row = self.index.iloc[i]
-        return np.asarray(self._shards[int(row["shard"])][int(row["row"])])
+        return np.array(self._shards[int(row["shard"])][int(row["row"])])
 
     def mask_uint8(self, i: int) -> np.ndarray:
         row = self.index.iloc[i]
-        return np.asarray(self._mask_shards[int(row["shard"])][int(row["row"])])
+        return np.array(self._mask_shards[int(row["shard"])][int(row["row"])])
 
     def images_uint8(self, indices=None) -> np.ndarray:
         """All (or the given) images of this split as one uint8 N x H x W x C array in memory."""

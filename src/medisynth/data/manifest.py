@@ -39,7 +39,8 @@ class Manifest:
     has_fov: bool = False
     content_hash: str = ""
     skipped: list[dict[str, str]] = field(default_factory=list)
-    duplicates: int = 0
+    duplicates: int = 0  # images whose pixels (after preprocessing) equal an earlier image's
+    duplicates_across_splits: int = 0  # duplicate groups in more than one split (only when the source fixes the split)
     created: str = ""
     medisynth_version: str = ""
     format: str = FORMAT_NAME

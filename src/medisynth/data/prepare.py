@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
+from contextlib import closing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pandas as pd
 
 from medisynth.data.manifest import SPLITS, Manifest
-from medisynth.data.preprocess import PrepOptions, preprocess
+from medisynth.data.preprocess import PrepOptions
+from medisynth.data.worker import process_chunk, process_record
 from medisynth.data.sources.base import Record, Source, detect_source, get_source
-from medisynth.data.split import assign_splits
+from medisynth.data.split import assign_splits, check_fractions
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, read_image
+from medisynth.io import atomic_dir
 
 SHARD_BYTES = 64 * 2**20  # images per shard are capped so one shard in memory stays small
+CHUNK_BYTES = 8 * 2**20  # output pixels per task sent to a worker
+SMALL_SET = 64  # below this many images one process is faster than starting a pool of spawned workers
 
 
 @dataclass
@@ -46,6 +53,7 @@ class PrepareConfig:
     workers: Optional[int] = None  # None: all cores
     overwrite: bool = False
     classes: Optional[list[str]] = None  # fix the class list (and order); labels outside it are an error
+    limit: Optional[int] = None  # use only the first N images of the source (quick looks, tests)
     source_options: dict[str, Any] = field(default_factory=dict)  # id_column, label_column, ...
 
 
@@ -58,40 +66,13 @@ class PrepareResult:
         return format_summary(self.manifest)
 
 
-def _process(args: tuple[Record, PrepOptions, bool]):
-    """Worker: decode + preprocess one record. Returns (record, image, mask, fov, error)."""
-    record, options, skip_bad = args
-    try:
-        if record.loader is not None:
-            image = record.loader()
-        else:
-            image = read_image(record.path)
-        mask = _read_mask(record.mask_path) if record.mask_path else None
-        fov = _read_mask(record.fov_path) if record.fov_path else None
-        image, mask, fov = preprocess(image, options, mask, fov, raw_intensity=record.raw_intensity)
-        if image.dtype != np.uint8:
-            raise MedisynthError(f"preprocessing gave {image.dtype}, expected uint8")
-        return record, image, mask, fov, None
-    except MedisynthError as e:
-        message = str(e)
-        if not message.startswith(str(record.describe())):
-            message = f"{record.describe()}: {message}"
-        return record, None, None, None, message
-
-
-def _read_mask(path: Path) -> np.ndarray:
-    m = read_image(path, channels=1)[..., 0]
-    values = np.unique(m)
-    if not set(values.tolist()) <= {0, 1, 255}:
-        raise MedisynthError(
-            f"{path}: mask is not binary (values {values[:6].tolist()}...); masks must hold only 0 and 255 (or 0 and 1)"
-        )
-    return np.where(m > 0, 255, 0).astype(np.uint8)
-
-
 class _ShardWriter:
-    def __init__(self, folder: Path, image_shape: tuple[int, ...]):
+    """Collects preprocessed arrays and writes them as shards of at most SHARD_BYTES of images."""
+
+    def __init__(self, folder: Path, image_shape: tuple[int, ...], has_mask: bool, has_fov: bool):
         self.folder = folder
+        self.image_shape = image_shape
+        self.has_mask, self.has_fov = has_mask, has_fov
         self.rows_per_shard = max(1, SHARD_BYTES // int(np.prod(image_shape)))
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
@@ -99,12 +80,19 @@ class _ShardWriter:
         self.shards: list[dict[str, Any]] = []
         self.hasher = hashlib.sha256()
 
-    @property
-    def position(self) -> tuple[int, int]:
-        return len(self.shards), len(self.images)
-
-    def add(self, image, mask, fov) -> tuple[int, int]:
-        pos = self.position
+    def add(self, where: str, image, mask, fov) -> tuple[int, int]:
+        if image.shape != self.image_shape:
+            raise MedisynthError(
+                f"{where}: has {image.shape[-1]} channel(s) where earlier images have {self.image_shape[-1]}; "
+                "pass --channels 1 or --channels 3 to convert all images"
+            )
+        for name, have, array in (("vessel mask", self.has_mask, mask), ("field-of-view mask", self.has_fov, fov)):
+            if have != (array is not None):
+                raise MedisynthError(
+                    f"{where}: {'has no' if have else 'has a'} {name} where earlier images {'do' if have else 'do not'}; "
+                    "give every image of the source a mask, or none"
+                )
+        pos = len(self.shards), len(self.images)
         self.images.append(image)
         if mask is not None:
             self.masks.append(mask)
@@ -120,12 +108,10 @@ class _ShardWriter:
         k = len(self.shards)
         entry: dict[str, Any] = {"images": f"images-{k:05d}.npy", "rows": len(self.images)}
         self._save(entry["images"], np.stack(self.images))
-        if self.masks:
-            if len(self.masks) != len(self.images):
-                raise MedisynthError("some images of this source have a mask and some do not")
+        if self.has_mask:
             entry["masks"] = f"masks-{k:05d}.npy"
             self._save(entry["masks"], np.stack(self.masks))
-        if self.fovs and len(self.fovs) == len(self.images):
+        if self.has_fov:
             entry["fov"] = f"fov-{k:05d}.npy"
             self._save(entry["fov"], np.stack(self.fovs))
         self.shards.append(entry)
@@ -136,82 +122,173 @@ class _ShardWriter:
         np.save(self.folder / name, array)
 
 
-def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
-    """Read ``config.source``, preprocess every image, split, and write the prepared data set."""
-    from medisynth import __version__
+def _results(records: list[Record], options: PrepOptions, workers: int) -> Iterator[tuple]:
+    """(record, image, mask, fov, error) per record, in order, from ``workers`` processes.
+
+    Records go out in chunks of about CHUNK_BYTES of output (many tiny MedMNIST images would
+    otherwise cost more in messaging than in decoding), at most three chunks per worker at a
+    time, so decoded images never pile up in memory. A process pool from ``concurrent.futures``
+    (not ``multiprocessing.Pool``) is used because it fails loudly when a worker dies instead
+    of waiting forever."""
+    if workers <= 1:
+        yield from (process_record((r, options)) for r in records)
+        return
+    image_bytes = options.size * options.size * 3
+    chunksize = int(max(1, min(64, len(records) // (workers * 8), CHUNK_BYTES // image_bytes)))
+    chunks = (records[i : i + chunksize] for i in range(0, len(records), chunksize))
+    pending: deque = deque()
+    # spawn, not fork: forking a process that holds torch/OpenMP threads can deadlock
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(process_chunk, chunk, options))
+                if len(pending) >= 3 * workers:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        except BrokenProcessPool:
+            raise MedisynthError(
+                "a prepare worker process died (out of memory, or a script that starts prepare without an "
+                "`if __name__ == \"__main__\":` guard); run again with --workers 1 to see the cause"
+            ) from None
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _choose_workers(requested: int | None, n_records: int, prefers_one_process: bool = False) -> int:
+    """The user's --workers (at most one per image), else all cores except where a pool cannot pay off."""
+    if requested is not None:
+        if requested < 1:
+            raise MedisynthError(f"--workers {requested}: use 1 or more")
+        return min(requested, max(1, n_records))
+    if n_records < SMALL_SET or prefers_one_process:
+        return 1
+    return max(1, min(os.cpu_count() or 1, n_records // 16))
+
+
+def _check_paths(source: Path, out: Path) -> None:
+    source, out = Path(source).resolve(), Path(out).resolve()
+    if out == source or source.is_relative_to(out) or (source.is_dir() and out.is_relative_to(source)):
+        raise MedisynthError(
+            f"--out {out} overlaps the source {source}; write the prepared data set outside the source folder "
+            "(inputs are never modified)"
+        )
+
+
+def _checked_records(source: Source, config: PrepareConfig) -> tuple[list[Record], list[str]]:
+    """The source's records with duplicate ids and unknown labels removed (or reported), and the class list."""
+    records: list[Record] = []
+    seen: set[str] = set()
+    for r in source.records():
+        if r.id in seen:
+            source.problem(r.describe(), f"image id {r.id!r} appears more than once; ids must be unique", config.skip_bad)
+            continue
+        seen.add(r.id)
+        records.append(r)
+        if config.limit is not None and len(records) >= config.limit:
+            break
+    if not records:
+        raise MedisynthError(f"{config.source}: no images found for the {source.name} layout")
+    labelled = [r.label for r in records if r.label is not None]
+    if labelled and len(labelled) != len(records):
+        example = next(r for r in records if r.label is None)
+        raise MedisynthError(f"{example.describe()}: has no label while other images have one; label every image")
+    class_names = list(config.classes) if config.classes else (source.class_names(labelled) if labelled else ["unlabelled"])
+    if len(set(class_names)) != len(class_names):
+        raise MedisynthError(f"--classes {','.join(class_names)}: a class is named twice")
+    known = set(class_names)
+    kept = []
+    for r in records:
+        if r.label is not None and r.label not in known:
+            source.problem(
+                r.describe(),
+                f"label {r.label!r} is not one of the classes {class_names}; fix the label or pass the full class list "
+                "with --classes",
+                config.skip_bad,
+            )
+            continue
+        kept.append(r)
+    return kept, class_names
+
+
+def _open_source(config: PrepareConfig) -> tuple[Source, dict[str, Any]]:
+    """The source named by --source (or detected from the layout), with the options given for it."""
+    source_path = Path(config.source)
+    if not source_path.exists():
+        raise MedisynthError(f"{source_path} does not exist")
+    options_given = {k: v for k, v in config.source_options.items() if v is not None}
+    kind_name = config.source_kind or ("csv" if {"id_column", "label_column"} & set(options_given) else None)
+    source_cls = get_source(kind_name) if kind_name else detect_source(source_path)
+    unknown = set(options_given) - set(source_cls.accepted_options)
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unknown))
+        raise MedisynthError(f"{flags} do(es) not apply to the {source_cls.name} layout; leave it out")
+    return source_cls(source_path, skip_bad=config.skip_bad, **options_given), options_given
+
+
+def _write_images(records: list[Record], options: PrepOptions, workers: int, folder: Path, class_names: list[str],
+                  config: PrepareConfig, progress: bool) -> tuple[_ShardWriter, list[dict[str, Any]], list[dict]]:
+    """Decode, preprocess and write every record into shards; returns (writer, index rows, skipped items)."""
     from medisynth.progress import progress_bar
 
-    source_cls = get_source(config.source_kind) if config.source_kind else detect_source(config.source)
-    source: Source = source_cls(config.source, skip_bad=config.skip_bad, **config.source_options)
-    kind = source_cls.default_preprocess if config.preprocess == "auto" else config.preprocess
+    class_index = {c: i for i, c in enumerate(class_names)}
+    writer: _ShardWriter | None = None
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict] = []
+    # closing(): an error below stops the worker processes at once
+    with closing(_results(records, options, workers)) as results:
+        for record, image, mask, fov, error in progress_bar(results, total=len(records), description="prepare",
+                                                            enabled=progress):
+            if error is not None:
+                if not config.skip_bad:
+                    raise MedisynthError(error + " (or pass --skip-bad to skip and count such files)")
+                skipped.append({"item": record.describe(), "reason": error})
+                continue
+            if writer is None:
+                writer = _ShardWriter(folder, image.shape, mask is not None, fov is not None)
+            shard, row = writer.add(record.describe(), image, mask, fov)
+            rows.append({
+                "id": record.id,
+                "label": class_index[record.label] if record.label is not None else 0,
+                "class_name": record.label if record.label is not None else class_names[0],
+                "group": record.group if record.group is not None else record.id,
+                "fixed_split": record.split,
+                "sha1": hashlib.sha1(image.tobytes()).hexdigest(),
+                "shard": shard,
+                "row": row,
+                "source": str(record.path) if record.path else record.describe(),
+                **record.extra,  # e.g. DRIVE's origin (training/test)
+            })
+    if writer is None:
+        raise MedisynthError(f"{config.source}: every image was skipped; nothing to prepare")
+    writer.flush()
+    return writer, rows, skipped
+
+
+def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
+    """Read ``config.source``, preprocess every image, split, and write the prepared data set.
+
+    The output folder appears whole or not at all; the source is only ever read."""
+    from medisynth import __version__
+
+    source, options_given = _open_source(config)
+    _check_paths(Path(config.source), Path(config.out))
+    kind = source.default_preprocess if config.preprocess == "auto" else config.preprocess
     options = PrepOptions(
         size=config.size, channels=config.channels, kind=kind, graham=config.graham,
         window_level=config.window_level, window_width=config.window_width,
     )
     options.check()
-    records = list(source.records())
-    if not records:
-        raise MedisynthError(f"{config.source}: no images found for the {source_cls.name} layout")
-    labelled = [r.label for r in records if r.label is not None]
-    if labelled and len(labelled) != len(records):
-        raise MedisynthError(f"{config.source}: some images have a label and some do not")
-    class_names = config.classes or (source.class_names(labelled) if labelled else ["unlabelled"])
-    class_index = {c: i for i, c in enumerate(class_names)}
-    for r in records:
-        if r.label is not None and r.label not in class_index:
-            raise MedisynthError(
-                f"{r.describe()}: label {r.label!r} is not one of the classes {class_names}; "
-                "fix the label or pass the full class list with --classes"
-            )
+    if config.limit is not None and config.limit < 1:
+        raise MedisynthError(f"--limit {config.limit}: use 1 or more")
+    check_fractions(config.val_fraction, config.test_fraction)
+    records, class_names = _checked_records(source, config)
+    workers = _choose_workers(config.workers, len(records), source.prefers_one_process)
 
-    workers = config.workers or os.cpu_count() or 1
-    shards_meta: list[dict[str, Any]] = []
-    skipped = list(source.problems)
-    channels = None
     with atomic_dir(config.out, overwrite=config.overwrite) as tmp:
-        writer: _ShardWriter | None = None
-        jobs = ((r, options, config.skip_bad) for r in records)
-        pool = get_context("spawn").Pool(workers) if workers > 1 else None
-        try:
-            results = pool.imap(_process, jobs, chunksize=4) if pool else map(_process, jobs)
-            for record, image, mask, fov, error in progress_bar(
-                results, total=len(records), description="prepare", enabled=progress
-            ):
-                if error is not None:
-                    if not config.skip_bad:
-                        raise MedisynthError(error + " (or pass --skip-bad to skip and count such files)")
-                    skipped.append({"item": record.describe(), "reason": error})
-                    continue
-                if writer is None:
-                    channels = image.shape[-1]
-                    writer = _ShardWriter(tmp, image.shape)
-                elif image.shape[-1] != channels:
-                    raise MedisynthError(
-                        f"{record.describe()}: has {image.shape[-1]} channel(s) where earlier images have {channels}; "
-                        "pass --channels 1 or --channels 3 to convert all images"
-                    )
-                shard, row = writer.add(image, mask, fov)
-                shards_meta.append({
-                    "id": record.id,
-                    "label": class_index[record.label] if record.label is not None else 0,
-                    "class_name": record.label if record.label is not None else class_names[0],
-                    "group": record.group if record.group is not None else record.id,
-                    "fixed_split": record.split,
-                    "sha1": hashlib.sha1(image.tobytes()).hexdigest(),
-                    "shard": shard,
-                    "row": row,
-                    "source": str(record.path) if record.path else record.id,
-                })
-        finally:
-            if pool:
-                pool.terminate()
-        if writer is None:
-            raise MedisynthError(f"{config.source}: every image was skipped; nothing to prepare")
-        writer.flush()
-        index = pd.DataFrame(shards_meta)
-        if index["id"].duplicated().any():
-            dup = index.loc[index["id"].duplicated(), "id"].iloc[0]
-            raise MedisynthError(f"{config.source}: image id {dup!r} appears more than once; ids must be unique")
+        writer, rows, bad = _write_images(records, options, workers, tmp, class_names, config, progress)
+        index = pd.DataFrame(rows)
         index["split"], duplicates = assign_splits(
             index, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
         )
@@ -224,20 +301,22 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
         index.to_csv(tmp / "index.csv", index=False)
         manifest = Manifest(
             image_size=options.size,
-            channels=int(channels),
+            channels=int(writer.image_shape[-1]),
             class_names=list(class_names),
             num_images=len(index),
             counts=counts,
             shards=writer.shards,
-            source={"path": str(Path(config.source).resolve()), "layout": source_cls.name, **{
-                k: v for k, v in config.source_options.items() if v is not None}},
+            source={"path": str(Path(config.source).resolve()), "layout": source.name, **options_given,
+                    **({"limit": config.limit} if config.limit else {})},
             preprocessing=options.to_dict(),
-            split={"val_fraction": config.val_fraction, "test_fraction": config.test_fraction, "seed": config.seed},
-            has_masks=any("masks" in s for s in writer.shards),
-            has_fov=any("fov" in s for s in writer.shards),
+            split={"val_fraction": config.val_fraction, "test_fraction": config.test_fraction, "seed": config.seed,
+                   "fixed_by_source": any(r.split is not None for r in records)},
+            has_masks=writer.has_mask,
+            has_fov=writer.has_fov,
             content_hash=writer.hasher.hexdigest(),
-            skipped=skipped,
+            skipped=list(source.problems) + bad,
             duplicates=duplicates,
+            duplicates_across_splits=int((index.groupby("sha1")["split"].nunique() > 1).sum()),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             medisynth_version=__version__,
         )
@@ -265,7 +344,11 @@ def format_summary(manifest: Manifest) -> str:
         lines.append(f"{c:>14} " + " ".join(f"{n:>7}" for n in per) + f" {sum(per):>7} {100 * sum(per) / grand:>6.2f}%")
     lines.append(f"imbalance ratio (largest / smallest class, train split): {manifest.imbalance_ratio('train'):.2f}")
     if manifest.duplicates:
-        lines.append(f"exact duplicate images (kept on one side of the split): {manifest.duplicates}")
+        where = "kept on one side of the split"
+        if manifest.duplicates_across_splits:
+            where = (f"{manifest.duplicates_across_splits} sets of copies span more than one split; "
+                     "the source fixes the split, so it is kept as given")
+        lines.append(f"exact duplicate images: {manifest.duplicates} ({where})")
     if manifest.skipped:
         lines.append(f"skipped {len(manifest.skipped)} bad item(s): see skipped in manifest.json")
         for s in manifest.skipped[:5]:

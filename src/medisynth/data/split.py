@@ -1,10 +1,14 @@
 """Seeded, stratified, grouped train/val/test split.
 
 Images that must stay together form one unit: those of one source group (both
-eyes of a patient) and exact duplicates (same pixels after preprocessing).
-Units are shuffled by seed within their class (a unit's class is its most
-common label) and dealt to test, val and train so each class keeps the
-requested fractions as closely as whole units allow.
+eyes of a patient, the slices of one volume) and exact duplicates (same pixels
+after preprocessing). Units are shuffled by seed within their class (a unit's
+class is its most common label) and dealt to test, val and train so each class
+keeps the requested fractions as closely as whole units allow. Classes with
+fewer than three units go to train whole (a 1-image class cannot be split).
+
+Records whose source fixes the split (MedMNIST's official split) keep it; a unit
+that contains a fixed record follows that record.
 """
 from __future__ import annotations
 
@@ -12,6 +16,11 @@ import numpy as np
 import pandas as pd
 
 from medisynth.errors import MedisynthError
+
+
+def check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise MedisynthError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
 
 
 def _units(index: pd.DataFrame) -> np.ndarray:
@@ -39,20 +48,28 @@ def _units(index: pd.DataFrame) -> np.ndarray:
 def assign_splits(
     index: pd.DataFrame, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0
 ) -> tuple[pd.Series, int]:
-    """Returns (split per row, number of rows that duplicate an earlier row's content)."""
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise MedisynthError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
+    """Returns (split per row, number of rows that duplicate an earlier row's content).
+
+    ``index`` needs the columns ``label``, ``group`` and ``sha1``; an optional ``fixed_split``
+    column (None where free) pins rows to a split."""
+    check_fractions(val_fraction, test_fraction)
     duplicates = int(index["sha1"].duplicated().sum())
     units = _units(index)
-    split = pd.Series([None] * len(index), dtype=object)
-    fixed = index["fixed_split"] if "fixed_split" in index else pd.Series([None] * len(index))
-    if fixed.notna().all():
-        return fixed.astype(str).reset_index(drop=True), duplicates
+    column = index["fixed_split"] if "fixed_split" in index else pd.Series([None] * len(index))
+    fixed = [None if pd.isna(f) else str(f) for f in column]
+    if all(f is not None for f in fixed):  # the source fixes every row (MedMNIST): keep it exactly
+        return pd.Series(fixed, dtype=object), duplicates
+
+    unit_split: dict[int, str] = {}
+    for unit, split in zip(units, fixed):
+        if split is not None:
+            unit_split.setdefault(int(unit), str(split))
 
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({"unit": units, "label": index["label"].to_numpy()})
-    unit_label = frame.groupby("unit")["label"].agg(lambda s: s.value_counts().idxmax())
-    unit_size = frame.groupby("unit").size()
+    free = frame[~frame["unit"].isin(list(unit_split))]
+    unit_label = free.groupby("unit")["label"].agg(lambda s: s.value_counts().idxmax())
+    unit_size = free.groupby("unit").size()
     for label in sorted(unit_label.unique()):
         members = unit_label.index[unit_label == label].to_numpy()
         members = members[rng.permutation(len(members))]
@@ -61,13 +78,12 @@ def assign_splits(
         filled = {"test": 0, "val": 0}
         for unit in members:
             size = int(unit_size[unit])
-            # the split furthest below its target takes the unit; train takes the rest
+            # the split furthest below its target takes the unit (if at least half of it fits); train takes the rest
             gaps = {s: targets[s] - filled[s] for s in ("test", "val")}
             best = max(gaps, key=gaps.get)
-            if gaps[best] >= size / 2 and len(members) > 2:
+            if len(members) > 2 and gaps[best] >= size / 2:
                 filled[best] += size
-                chosen = best
+                unit_split[int(unit)] = best
             else:
-                chosen = "train"
-            split[units == unit] = chosen
-    return split, duplicates
+                unit_split[int(unit)] = "train"
+    return pd.Series([unit_split[int(u)] for u in units], dtype=object), duplicates

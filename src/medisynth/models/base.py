@@ -59,6 +59,8 @@ class GenerativeModel(nn.Module):
     needs_masks: ClassVar[bool] = False
     #: the figures ``training_step`` returns, in the order the progress bar shows them
     log_keys: ClassVar[tuple[str, ...]] = ()
+    #: ``generate`` makes images from noise (False for translators/upsamplers: pix2pix, edsr)
+    samples_from_noise: ClassVar[bool] = True
     #: extra keyword options ``generate`` accepts (e.g. ("guidance_scale", "steps") for diffusion)
     sampling_options: ClassVar[tuple[str, ...]] = ()
 

@@ -30,8 +30,12 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     #: True when ``loader`` gives raw intensities (e.g. CT in HU) rather than uint8 pixels
     raw_intensity: bool = False
+    #: where a user finds this record, when the path alone does not say (e.g. "train.csv row 12")
+    where: str | None = None
 
     def describe(self) -> str:
+        if self.where:
+            return self.where
         return str(self.path) if self.path else self.id
 
 
@@ -41,6 +45,10 @@ class Source:
     name: ClassVar[str] = ""
     #: the preprocessing that suits this source when the user says ``--preprocess auto``
     default_preprocess: ClassVar[str] = "none"
+    #: the source options (``PrepareConfig.source_options`` keys) this layout understands
+    accepted_options: ClassVar[tuple[str, ...]] = ()
+    #: True when pixels are already decoded and tiny (MedMNIST): one process beats a pool by default
+    prefers_one_process: ClassVar[bool] = False
 
     def __init__(self, root: Path, **options: Any):
         self.root = Path(root)

@@ -1,0 +1,511 @@
+"""``medisynth evaluate``: how faithful, diverse, private and useful are synthetic images?
+
+``evaluate(EvaluateConfig(real=DATA, fake=DIR_or_RUN, out=REPORT))`` writes REPORT/ with
+``metrics.json`` (schema ``medisynth.metrics/1``, see docs/metrics_schema.md), a
+self-contained ``report.html`` and ``plots/*.png``, and returns the metrics dictionary.
+
+Steps: load the real prepared data set (reference split, training split, held-out val+test)
+and the synthetic images (an image folder, or a training run sampled on the fly); per feature
+space (inception / domain / radiomics / pixels) extract features and compute FID, KID, IS,
+precision/recall/density/coverage overall and per class; the classification accuracy score;
+pixel figures (SSIM/PSNR to the nearest training image, mean-image MSE, histogram distances,
+MS-SSIM diversity); memorization against a held-out baseline; plots; the report.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from medisynth.data.dataset import PreparedDataset
+from medisynth.data.manifest import Manifest
+from medisynth.device import resolve_device
+from medisynth.errors import MedisynthError
+from medisynth.features import ExtractorContext, FeatureSpaceUnavailable, build_extractor
+from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, read_image, write_json
+from medisynth.metrics import calculate_metrics
+from medisynth.metrics.diversity import mean_pairwise_ms_ssim
+from medisynth.metrics.memorization import feature_memorization, pixel_memorization
+from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
+
+SCHEMA = "medisynth.metrics/1"
+DEFAULT_SPACES = ("inception", "domain", "pixels")
+MAX_FLAGGED_LISTED = 50
+UNLABELLED = {"unlabelled", ""}  # labels.csv label of an unconditional model's samples (medisynth.sampling)
+
+
+@dataclass
+class EvaluateConfig:
+    real: Path  # a prepared data set (medisynth prepare)
+    fake: Path  # an image folder (images/ + labels.csv) or a training run folder
+    out: Path  # the report folder to create
+    feature_spaces: tuple[str, ...] = DEFAULT_SPACES
+    weights: Optional[Path] = None  # Inception weights; default $MEDISYNTH_INCEPTION_WEIGHTS
+    real_split: str = "train"  # the real images the synthetic set is compared with: train|val|test|all
+    num_per_class: int = 100  # images per class sampled when ``fake`` is a run
+    max_images: Optional[int] = None  # cap each set (seeded random subset)
+    near_copy_threshold: float = 0.95
+    min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prdc_k: int = 5
+    diversity_pairs: int = 200
+    domain_epochs: Optional[int] = None  # None: the classifier's default recipe
+    cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
+    batch_size: int = 64
+    device: str = "auto"
+    seed: int = 0
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.real_split not in ("train", "val", "test", "all"):
+            raise MedisynthError(f"--real-split {self.real_split!r}: choose train, val, test or all")
+        if not -1.0 <= self.near_copy_threshold <= 1.0:
+            raise MedisynthError(f"--near-copy-threshold {self.near_copy_threshold}: a cosine similarity in [-1, 1]")
+        from medisynth.features import FEATURE_SPACES
+
+        for name in self.feature_spaces:
+            if name not in FEATURE_SPACES:
+                raise MedisynthError(f"--features {name!r}: unknown feature space; choose from {', '.join(FEATURE_SPACES)}")
+        if self.min_class_samples < self.prdc_k + 1:
+            raise MedisynthError(f"--min-class-samples must exceed --prdc-k ({self.prdc_k})")
+
+
+# -- inputs --------------------------------------------------------------------------------------
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 N x C x H x W
+    labels: Optional[np.ndarray]  # int64 class indices, or None when unlabelled
+    ids: list[str]
+
+
+def _real_set(root: Path, split: Optional[str]) -> ImageSet:
+    ds = PreparedDataset(root, split)
+    images = torch.from_numpy(ds.images_uint8()).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, ds.labels, ds.index["id"].astype(str).tolist())
+
+
+def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
+    return ImageSet(torch.cat([a.images, b.images]), np.concatenate([a.labels, b.labels]), a.ids + b.ids)
+
+
+def is_run_folder(path: Path) -> bool:
+    """A training run (``medisynth train --out``), as opposed to an image folder."""
+    if (path / "labels.csv").is_file() or (path / "images").is_dir():
+        return False
+    try:
+        from medisynth.training.checkpoint import is_run
+
+        return bool(is_run(path))
+    except ImportError:
+        return (path / "model.json").is_file() or (path / "config.json").is_file()
+
+
+def load_image_folder(folder: Path, class_names: list[str], channels: int, size: int) -> tuple[ImageSet, bool]:
+    """DIR/images/<id>.png + DIR/labels.csv (image,label) -> images matched to the real set's classes.
+
+    Returns (image set, whether images were resized to ``size``). Without labels.csv every image in
+    DIR/images (or DIR) is read, unlabelled.
+    """
+    folder = Path(folder)
+    image_dir = folder / "images" if (folder / "images").is_dir() else folder
+    labels_csv = folder / "labels.csv"
+    table = None
+    if labels_csv.is_file():
+        try:
+            table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise MedisynthError(f"{labels_csv}: cannot be read as CSV ({e}); rewrite it with columns image,label") from None
+        missing = {"image", "label"} - set(table.columns)
+        if missing:
+            raise MedisynthError(f"{labels_csv}: missing column(s) {', '.join(sorted(missing))}; it needs image,label")
+        index = {name: i for i, name in enumerate(class_names)}
+        if set(table["label"]) <= UNLABELLED:  # an unconditional model's samples: no classes
+            table = None
+    if table is not None:
+        unknown = sorted(set(table["label"]) - set(index))
+        if unknown:
+            raise MedisynthError(
+                f"{labels_csv}: label {unknown[0]!r} is not a class of the real data set ({', '.join(class_names)}); "
+                "fix the label column or evaluate against the data set the model was trained on"
+            )
+        ids = table["image"].tolist()
+        labels = np.array([index[x] for x in table["label"]], dtype=np.int64)
+        paths = [_find_image(image_dir, i, labels_csv) for i in ids]
+    elif labels_csv.is_file():  # all rows "unlabelled": the listed images, without classes
+        table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+        ids, labels = table["image"].tolist(), None
+        paths = [_find_image(image_dir, i, labels_csv) for i in ids]
+    else:
+        from medisynth.io import list_images
+
+        if not image_dir.is_dir():
+            raise MedisynthError(f"--fake {folder}: not a folder; pass an image folder (images/ + labels.csv) or a run")
+        paths = list_images(image_dir)
+        ids, labels = [p.stem for p in paths], None
+    if not paths:
+        raise MedisynthError(f"--fake {folder}: no images found; expected {image_dir}/<id>.png")
+    arrays, resized = [], False
+    for p in paths:
+        a = read_image(p, channels)
+        if a.shape[:2] != (size, size):
+            from PIL import Image
+
+            mode = "L" if channels == 1 else "RGB"
+            a = np.asarray(Image.fromarray(a[..., 0] if channels == 1 else a, mode).resize((size, size), Image.BICUBIC))
+            a = a[..., None] if a.ndim == 2 else a
+            resized = True
+        arrays.append(a)
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, labels, [str(i) for i in ids]), resized
+
+
+def _find_image(image_dir: Path, image_id: str, labels_csv: Path) -> Path:
+    direct = image_dir / image_id
+    if direct.suffix and direct.is_file():
+        return direct
+    for ext in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
+        if (image_dir / f"{image_id}{ext}").is_file():
+            return image_dir / f"{image_id}{ext}"
+    raise MedisynthError(f"{labels_csv}: image {image_id!r} is listed but {image_dir}/{image_id}.png does not exist")
+
+
+def sample_run(run: Path, class_names: list[str], config: EvaluateConfig, workdir: Path) -> Path:
+    """Sample ``num_per_class`` images per class from a run into ``workdir`` (medisynth.sampling)."""
+    try:
+        from medisynth.sampling import SampleConfig, sample
+    except ImportError as e:
+        raise MedisynthError(f"--fake {run} is a run, but sampling is not available ({e}); sample it first with `medisynth sample`") from None
+    out = workdir / "samples"
+    common = dict(run=run, out=out, seed=config.seed, device=config.device, batch_size=config.batch_size, progress=config.progress)
+    try:
+        sample(SampleConfig(per_class={name: config.num_per_class for name in class_names}, **common))
+    except MedisynthError:
+        if not is_unconditional_run(run):
+            raise
+        # one unconditional model cannot choose a class: the same total, unlabelled
+        sample(SampleConfig(n=config.num_per_class * len(class_names), **common))
+    return out
+
+
+def is_unconditional_run(run: Path) -> bool:
+    from medisynth.io import read_json
+
+    info = read_json(run / "model.json")
+    if info.get("per_class"):
+        return False
+    try:
+        from medisynth.models.base import get_model_class
+
+        return not get_model_class(info["model"]).conditional
+    except (KeyError, ImportError, MedisynthError):
+        return False
+
+
+def _subset(s: ImageSet, limit: Optional[int], seed: int) -> ImageSet:
+    if limit is None or len(s.images) <= limit:
+        return s
+    keep = np.sort(np.random.default_rng(seed).choice(len(s.images), limit, replace=False))
+    return ImageSet(s.images[keep], None if s.labels is None else s.labels[keep], [s.ids[i] for i in keep])
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict:
+    config.validate()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    real_root = Path(config.real)
+    if Path(config.out).exists() and not config.overwrite:  # fail before minutes of work, not after
+        raise MedisynthError(f"{config.out} already exists; choose another --out or pass --overwrite")
+    manifest = Manifest.load(real_root)
+    device = resolve_device(config.device)
+    class_names = manifest.class_names
+    warnings_out: list[str] = []
+
+    train = _real_set(real_root, "train")
+    heldout = _concat(_real_set(real_root, "val"), _real_set(real_root, "test"))
+    reference = train if config.real_split == "train" else _real_set(real_root, None if config.real_split == "all" else config.real_split)
+    if len(train.images) == 0:
+        raise MedisynthError(f"{real_root}: the train split is empty; memorization and the domain space need training images")
+    reference = _subset(reference, config.max_images, config.seed)
+
+    fake_path = Path(config.fake)
+    if not fake_path.exists():
+        raise MedisynthError(f"--fake {fake_path}: not found; pass an image folder (images/ + labels.csv) or a run folder")
+    with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
+        fake_kind = "run" if is_run_folder(fake_path) else "folder"
+        folder = sample_run(fake_path, class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
+        fake, resized = load_image_folder(folder, class_names, manifest.channels, manifest.image_size)
+    fake = _subset(fake, config.max_images, config.seed + 1)
+    if resized:
+        warnings_out.append(f"synthetic images were resized to the real data's {manifest.image_size} px")
+    lap("load")
+
+    metrics: dict = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "medisynth_version": _version(),
+        "inputs": {
+            "real": str(real_root), "real_content_hash": manifest.content_hash, "real_split": config.real_split,
+            "n_real": len(reference.images), "n_train": len(train.images), "n_heldout": len(heldout.images),
+            "fake": str(fake_path), "fake_kind": fake_kind, "n_fake": len(fake.images), "fake_labelled": fake.labels is not None,
+            "class_names": class_names, "image_size": manifest.image_size, "channels": manifest.channels,
+            "real_class_counts": _class_counts(reference.labels, class_names),
+            "fake_class_counts": _class_counts(fake.labels, class_names) if fake.labels is not None else None,
+            "fake_resized": resized,
+        },
+        "config": {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                   for k, v in dataclasses.asdict(config).items()},
+    }
+
+    # -- feature spaces and distribution metrics -------------------------------------------------
+    context = ExtractorContext(
+        real_root=real_root, weights=config.weights, device=device, cache_dir=config.cache_dir, seed=config.seed,
+        batch_size=config.batch_size, options={"domain_epochs": config.domain_epochs, "progress": config.progress},
+    )
+    spaces: dict[str, dict] = {}
+    distribution: dict[str, dict] = {}
+    per_class_dist: dict[str, dict[str, Optional[dict]]] = {name: {} for name in class_names}
+    features: dict[str, dict[str, np.ndarray]] = {}
+    domain_logits: dict[str, np.ndarray] = {}
+    metric_options = dict(kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k, seed=config.seed)
+    for name in config.feature_spaces:
+        try:
+            extractor = build_extractor(name, context)
+        except FeatureSpaceUnavailable as e:
+            log(str(e))
+            spaces[name] = {"status": "skipped", "reason": str(e)}
+            continue
+        feats_ref = extractor.extract(reference.images)  # the real set first: the pixels space fits its PCA on it
+        feats_fake = extractor.extract(fake.images)
+        feats_train = feats_ref if reference is train else extractor.extract(train.images)
+        feats_held = extractor.extract(heldout.images) if len(heldout.images) else None
+        features[name] = {"real": feats_ref.features, "fake": feats_fake.features, "train": feats_train.features,
+                          "heldout": None if feats_held is None else feats_held.features}
+        if name == "domain":
+            domain_logits = {"fake": feats_fake.logits, "heldout": None if feats_held is None else feats_held.logits}
+        spaces[name] = {"status": "ok", "dim": int(feats_ref.features.shape[1]), **extractor.info()}
+        wanted = ("fid", "kid", "prdc", "is") if extractor.has_logits else ("fid", "kid", "prdc")
+        distribution[name] = calculate_metrics(feats_ref.features, feats_fake.features, wanted, fake_logits=feats_fake.logits, **metric_options)
+        if fake.labels is not None:
+            for c, cname in enumerate(class_names):
+                r_sel, f_sel = reference.labels == c, fake.labels == c
+                if min(r_sel.sum(), f_sel.sum()) < config.min_class_samples:
+                    per_class_dist[cname][name] = None
+                    continue
+                per_class_dist[cname][name] = calculate_metrics(
+                    feats_ref.features[r_sel], feats_fake.features[f_sel], ("fid", "kid", "prdc"), **metric_options
+                )
+        lap(f"features:{name}")
+    metrics["feature_spaces"] = spaces
+    metrics["distribution"] = distribution
+
+    # -- classification accuracy score ----------------------------------------------------------
+    metrics["cas"] = _cas(fake, heldout, domain_logits, class_names)
+
+    # -- pixel figures and diversity --------------------------------------------------------------
+    mem_px = pixel_memorization(train.images, fake.images, heldout.images if len(heldout.images) else None, config.near_copy_threshold)
+    nearest = torch.from_numpy(mem_px["fake_nearest"])
+    ssim, psnr = paired_ssim_psnr(fake.images, train.images[nearest])
+    hist_real, hist_fake = intensity_histograms(reference.images), intensity_histograms(fake.images)
+    real_mean, fake_mean = mean_image(reference.images), mean_image(fake.images)
+    metrics["pixel"] = {
+        "nearest_by": "pixel similarity to the training split (NearCopyFilter embedding)",
+        "ssim_nearest_mean": float(ssim.mean()), "ssim_nearest_std": float(ssim.std()),
+        "psnr_nearest_mean": float(psnr.mean()), "psnr_nearest_std": float(psnr.std()),
+        "mean_image_mse": mean_image_mse(reference.images, fake.images),
+        "histogram": histogram_distance(reference.images, fake.images),
+    }
+    metrics["diversity"] = {
+        "metric": "mean pairwise MS-SSIM over random pairs (lower = more diverse)",
+        "fake": mean_pairwise_ms_ssim(fake.images, config.diversity_pairs, config.seed),
+        "real": mean_pairwise_ms_ssim(reference.images, config.diversity_pairs, config.seed),
+    }
+    lap("pixel")
+
+    # -- memorization ------------------------------------------------------------------------------
+    flagged = np.nonzero(mem_px["fake_similarity"] >= config.near_copy_threshold)[0]
+    flagged = flagged[np.argsort(-mem_px["fake_similarity"][flagged])]
+    memorization = {
+        "pixel": mem_px["summary"],
+        "feature": None,
+        "flagged": [
+            {"fake": fake.ids[i], "train": train.ids[int(mem_px["fake_nearest"][i])], "similarity": float(mem_px["fake_similarity"][i])}
+            for i in flagged[:MAX_FLAGGED_LISTED]
+        ],
+    }
+    feature_space = next((s for s in ("domain", "inception", "radiomics", "pixels") if s in features), None)
+    if feature_space:
+        f = features[feature_space]
+        memorization["feature"] = {"space": feature_space, **feature_memorization(f["train"], f["fake"], f["heldout"])["summary"]}
+    if memorization["pixel"]["heldout_fraction_flagged"]:
+        warnings_out.append(
+            f"{memorization['pixel']['heldout_fraction_flagged']:.1%} of held-out REAL images are near-copies of training images "
+            "(duplicates or neighbouring slices): read the synthetic flag rate against that baseline"
+        )
+    metrics["memorization"] = memorization
+    lap("memorization")
+
+    # -- per class, training, plots, report ----------------------------------------------------------
+    metrics["per_class"] = _per_class(reference, fake, class_names, per_class_dist, ssim, config) if fake.labels is not None else None
+    metrics["training"] = _training_summary(fake_path) if fake_kind == "run" else None
+    for space, d in distribution.items():
+        warnings_out += [f"{space}: {w}" for w in d.get("warnings", [])]
+    metrics["warnings"] = list(dict.fromkeys(warnings_out))
+
+    figures = _figures(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean,
+                       config, fake_path if fake_kind == "run" else None)
+    lap("plots")
+    metrics["timings_s"] = timings
+    from medisynth.report import render_report
+
+    with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp_out:
+        (tmp_out / "plots").mkdir()
+        for key, png in figures.items():
+            if png:
+                atomic_write_bytes(tmp_out / "plots" / f"{key.replace(':', '-')}.png", png)
+        write_json(tmp_out / "metrics.json", metrics)
+        atomic_write_text(tmp_out / "report.html", render_report(metrics, figures))
+    return metrics
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("medisynth")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return "unknown"
+
+
+def _class_counts(labels: Optional[np.ndarray], class_names: list[str]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(class_names)) if labels is not None and len(labels) else np.zeros(len(class_names), int)
+    return {name: int(counts[i]) for i, name in enumerate(class_names)}
+
+
+def _cas(fake: ImageSet, heldout: ImageSet, logits: dict, class_names: list[str]) -> dict:
+    if fake.labels is None:
+        return {"available": False, "reason": "the synthetic images have no labels"}
+    if logits.get("fake") is None:
+        return {"available": False, "reason": "needs the domain feature space (its classifier); add --features domain"}
+    pred = logits["fake"].argmax(axis=1)
+    out = {
+        "available": True,
+        "classifier": "domain (SmallResNet trained on the real train split)",
+        "overall": float(np.mean(pred == fake.labels)),
+        "per_class": {n: (float(np.mean(pred[fake.labels == c] == c)) if np.any(fake.labels == c) else None) for c, n in enumerate(class_names)},
+        "real_heldout_accuracy": None,
+        "real_heldout_per_class": None,
+    }
+    if logits.get("heldout") is not None and len(heldout.labels):
+        hp = logits["heldout"].argmax(axis=1)
+        out["real_heldout_accuracy"] = float(np.mean(hp == heldout.labels))
+        out["real_heldout_per_class"] = {
+            n: (float(np.mean(hp[heldout.labels == c] == c)) if np.any(heldout.labels == c) else None) for c, n in enumerate(class_names)
+        }
+    return out
+
+
+def _per_class(reference: ImageSet, fake: ImageSet, class_names, per_class_dist, ssim, config) -> dict:
+    out = {}
+    for c, name in enumerate(class_names):
+        n_real, n_fake = int(np.sum(reference.labels == c)), int(np.sum(fake.labels == c))
+        dist = per_class_dist.get(name) or {}
+        sel = fake.labels == c
+        out[name] = {
+            "n_real": n_real,
+            "n_fake": n_fake,
+            "distribution": dist or None,
+            "ssim_nearest_mean": float(ssim[sel].mean()) if sel.any() else None,
+            "skipped_reason": None if any(v is not None for v in dist.values())
+            else f"fewer than {config.min_class_samples} images in one of the sets ({n_real} real, {n_fake} synthetic)",
+        }
+    return out
+
+
+def _training_summary(run: Path) -> dict:
+    from medisynth.report.plots import read_loss_log
+
+    series = read_loss_log(run)
+    return {"run": str(run), "logged_keys": sorted(series), "final": {k: float(v[1][-1]) for k, v in series.items()}}
+
+
+def _figures(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean, config, run) -> dict:
+    from medisynth.report import plots
+
+    rng = np.random.default_rng(config.seed)
+
+    def pick(n_total: int, n: int) -> np.ndarray:
+        return np.sort(rng.choice(n_total, min(n, n_total), replace=False))
+
+    show = 32
+    figs: dict[str, Optional[bytes]] = {
+        "grid_real": plots.grid_png(_display(reference.images[pick(len(reference.images), show)])),
+        "grid_fake": plots.grid_png(_display(fake.images[pick(len(fake.images), show)])),
+    }
+    pairs = pick(len(fake.images), 6)
+    near = mem_px["fake_nearest"]
+    figs["nn_pairs"] = plots.pairs_png(
+        _display(fake.images[pairs]), _display(train.images[near[pairs]]),
+        [f"sim {mem_px['fake_similarity'][i]:.3f}" for i in pairs],
+    )
+    if len(flagged):
+        top = flagged[:8]
+        figs["flagged_pairs"] = plots.pairs_png(
+            _display(fake.images[top]), _display(train.images[near[top]]),
+            [f"{fake.ids[i]}\nsim {mem_px['fake_similarity'][i]:.3f}" for i in top],
+        )
+    figs["similarity_hist"] = plots.similarity_histogram(mem_px["fake_similarity"], mem_px["heldout_similarity"], config.near_copy_threshold)
+    figs["edges"] = plots.edge_maps(reference.images[pick(len(reference.images), 6)].numpy(), fake.images[pick(len(fake.images), 6)].numpy())
+    figs["histograms"] = plots.histograms(hist_real, hist_fake)
+    figs["mean_images"] = plots.mean_images(real_mean, fake_mean)
+    for space, f in features.items():
+        if len(f["real"]) > 2 and len(f["fake"]) > 2:
+            r2, f2 = plots.project_2d(f["real"], f["fake"])
+            figs[f"pca:{space}"] = plots.pca_scatter(r2, f2, f"{space} features, PCA fitted on real")
+            figs[f"kde:{space}"] = plots.pca_kde(r2, f2, f"{space} features: KDE along PC 1 and 2")
+    if run is not None:
+        figs["loss_curves"] = plots.loss_curves(plots.read_loss_log(run))
+    return figs
+
+
+def _display(images: torch.Tensor, max_side: int = 128) -> np.ndarray:
+    """Images for a figure: large ones downsampled (antialiased) so the report stays small."""
+    if images.shape[-1] > max_side:
+        images = F.interpolate(images.float(), size=(max_side, max_side), mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
+    return images.numpy()
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """A few lines for the terminal: the headline numbers of each feature space and the privacy check."""
+    inp = metrics["inputs"]
+    lines = [f"{inp['n_fake']} synthetic vs {inp['n_real']} real ({inp['real_split']}) images"]
+    for space, d in metrics["distribution"].items():
+        parts = [f"{k}={d[k]:.4g}" for k in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean") if d.get(k) is not None]
+        lines.append(f"  {space}: " + " ".join(parts))
+    for space, s in metrics["feature_spaces"].items():
+        if s["status"] != "ok":
+            lines.append(f"  {space}: skipped")
+    if metrics["cas"].get("available"):
+        lines.append(f"  CAS {metrics['cas']['overall']:.3f} (classifier on held-out real: {metrics['cas']['real_heldout_accuracy']})")
+    px = metrics["memorization"]["pixel"]
+    lines.append(f"  near-copies: {px['num_flagged']} ({px['fraction_flagged']:.1%}); held-out real baseline "
+                 f"{px['heldout_fraction_flagged'] if px['heldout_fraction_flagged'] is not None else 'n/a'}; DCR ratio {px['dcr_ratio']}")
+    return lines

@@ -1,0 +1,211 @@
+"""One self-contained HTML page from metrics.json's dictionary and the figures (PNG bytes).
+
+No scripts, fonts or styles are fetched: CSS is inline and every image is a base64 data URI,
+so the file opens offline and can be mailed around. Sections have stable ids
+(overview, distribution, per-class, pixel, memorization, plots, training) for tests and links.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+.note{color:#555;font-size:.9em}.warn{color:#a05a00}.bad{color:#b00020}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figcaption{font-size:.85em;color:#444;max-width:520px}
+img{max-width:100%;image-rendering:pixelated}code{background:#f5f5f5;padding:0 .2em}
+"""
+
+EXPLAIN = {
+    "fid": "Frechet distance of Gaussians fitted to the features (lower is better; 0 = same mean and covariance)",
+    "kid_mean": "Kernel distance (unbiased MMD^2, cubic polynomial kernel; lower is better, ~0 = indistinguishable)",
+    "precision": "fraction of synthetic samples inside the real manifold (fidelity)",
+    "recall": "fraction of real samples inside the synthetic manifold (diversity / mode coverage)",
+    "density": "how many real neighbourhoods contain a synthetic sample, / k (about 1 for matching sets)",
+    "coverage": "fraction of real samples with a synthetic sample in their neighbourhood",
+    "is_mean": "Inception Score from the space's classifier logits (higher = confident and varied predictions)",
+}
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3e}"
+        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{fmt(c) if not isinstance(c, str) else html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure(png: bytes | None, caption: str, alt: str) -> str:
+    if not png:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+DIST_KEYS = ["fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage", "is_mean", "is_std"]
+
+
+def _overview(m: dict) -> str:
+    inp = m["inputs"]
+    rows = [
+        ["real data", inp["real"]], ["reference split", inp["real_split"]], ["real images (reference)", inp["n_real"]],
+        ["training images", inp["n_train"]], ["held-out real images (val+test)", inp["n_heldout"]],
+        ["synthetic source", f"{inp['fake']} ({inp['fake_kind']})"], ["synthetic images", inp["n_fake"]],
+        ["image size / channels", f"{inp['image_size']} px / {inp['channels']}"],
+    ]
+    spaces = "".join(
+        f"<li><b>{html.escape(name)}</b>: "
+        + (html.escape(s.get("description", "")) if s["status"] == "ok" else f'<span class="warn">skipped &ndash; {html.escape(s["reason"])}</span>')
+        + "</li>"
+        for name, s in m["feature_spaces"].items()
+    )
+    spaces_prefixes = tuple(f"{name}: " for name in m["distribution"])  # those are listed under Distribution metrics
+    warns = "".join(f'<li class="warn">{html.escape(w)}</li>' for w in m.get("warnings", []) if not w.startswith(spaces_prefixes))
+    return (
+        '<section id="overview"><h2>Overview</h2>' + table(rows, ["", "value"])
+        + f"<p>Feature spaces:</p><ul>{spaces}</ul>" + (f"<p>Warnings:</p><ul>{warns}</ul>" if warns else "") + "</section>"
+    )
+
+
+def _distribution(m: dict) -> str:
+    rows = []
+    for name, d in m["distribution"].items():
+        rows.append([name] + [d.get(k) for k in DIST_KEYS])
+    notes = "".join(
+        f"<li><b>{html.escape(name)}</b>: {html.escape(w)}</li>" for name, d in m["distribution"].items() for w in d.get("warnings", [])
+    )
+    explain = "".join(f"<li><code>{k}</code>: {html.escape(v)}</li>" for k, v in EXPLAIN.items())
+    return (
+        '<section id="distribution"><h2>Distribution metrics</h2>'
+        + (table(rows, ["space"] + DIST_KEYS) if rows else "<p>No feature space could run.</p>")
+        + (f'<ul class="warn">{notes}</ul>' if notes else "")
+        + f'<ul class="note">{explain}</ul><p class="note">FID is biased by sample size: compare values only at equal sizes. '
+        "Numbers from different feature spaces are not comparable with each other.</p></section>"
+    )
+
+
+def _per_class(m: dict) -> str:
+    pc = m.get("per_class")
+    if not pc:
+        return '<section id="per-class"><h2>Per class</h2><p>The synthetic images carry no labels (no labels.csv): no per-class figures.</p></section>'
+    cas = m.get("cas", {})
+    spaces = list(m["distribution"])
+    header = ["class", "n real", "n synthetic", "CAS", "real held-out acc."] + [f"{s} {k}" for s in spaces for k in ("fid", "kid_mean", "precision", "recall")]
+    rows = []
+    for name, c in pc.items():
+        row = [name, c["n_real"], c["n_fake"], (cas.get("per_class") or {}).get(name), (cas.get("real_heldout_per_class") or {}).get(name)]
+        for s in spaces:
+            d = (c.get("distribution") or {}).get(s) or {}
+            row += [d.get("fid"), d.get("kid_mean"), d.get("precision"), d.get("recall")]
+        rows.append(row)
+    skipped = "".join(f"<li>{html.escape(n)}: {html.escape(c['skipped_reason'])}</li>" for n, c in pc.items() if c.get("skipped_reason"))
+    cas_text = (
+        f"<p>Classification accuracy score (CAS): a classifier trained on the real training split labels "
+        f"{fmt(cas.get('overall'))} of the synthetic images as the class they were sampled for "
+        f"(the same classifier gets {fmt(cas.get('real_heldout_accuracy'))} on held-out real images: the ceiling to read CAS against).</p>"
+        if cas.get("available") else f'<p class="warn">CAS not computed: {html.escape(str(cas.get("reason", "")))}</p>'
+    )
+    return (
+        '<section id="per-class"><h2>Per class</h2>' + cas_text + table(rows, header)
+        + (f'<p class="note">Distribution metrics skipped for:</p><ul class="note">{skipped}</ul>' if skipped else "") + "</section>"
+    )
+
+
+def _pixel(m: dict, figs: dict) -> str:
+    p, d = m["pixel"], m["diversity"]
+    rows = [
+        ["SSIM to nearest training image (mean ± std)", f"{fmt(p['ssim_nearest_mean'])} ± {fmt(p['ssim_nearest_std'])}"],
+        ["PSNR to nearest training image, dB (mean ± std)", f"{fmt(p['psnr_nearest_mean'])} ± {fmt(p['psnr_nearest_std'])}"],
+        ["MSE of mean real vs mean synthetic image", fmt(p["mean_image_mse"])],
+        ["intensity histogram Wasserstein distance", fmt(p["histogram"]["wasserstein"])],
+        ["intensity histogram Jensen-Shannon distance", fmt(p["histogram"]["jensen_shannon"])],
+        ["mean pairwise MS-SSIM, synthetic (lower = more diverse)", fmt(d["fake"]["mean"])],
+        ["mean pairwise MS-SSIM, real", fmt(d["real"]["mean"])],
+    ]
+    return (
+        '<section id="pixel"><h2>Pixel-level figures and diversity</h2>' + table(rows, ["figure", "value"])
+        + f'<p class="note">MS-SSIM used {d["fake"].get("scales")} scale(s) at this image size (5 need >= 161 px); '
+        "very high synthetic MS-SSIM next to a lower real one suggests mode collapse.</p>"
+        + figure(figs.get("mean_images"), "Mean real and synthetic images and their difference", "mean images")
+        + figure(figs.get("histograms"), "Intensity histograms", "histograms") + "</section>"
+    )
+
+
+def _memorization(m: dict, figs: dict) -> str:
+    mem = m["memorization"]
+    px = mem["pixel"]
+    rows = [
+        ["near-copy threshold (cosine similarity)", px["threshold"]],
+        ["synthetic images flagged as near-copies", f"{px['num_flagged']} ({fmt(px['fraction_flagged'])})"],
+        ["held-out REAL images that would be flagged (baseline)", fmt(px["heldout_fraction_flagged"])],
+        ["held-out real images that are exact copies of training images", fmt(px["heldout_num_exact_copies"])],
+        ["pixel DCR ratio: median synthetic / median held-out distance to training", fmt(px["dcr_ratio"])],
+        ["synthetic images closer to training than 95% of held-out images", fmt(px["fraction_closer_than_heldout_p05"])],
+    ]
+    feat = mem.get("feature")
+    if feat:
+        rows += [
+            [f"feature DCR ratio ({feat['space']} space)", fmt(feat["dcr_ratio"])],
+            [f"synthetic closer than 95% of held-out ({feat['space']} space)", fmt(feat["fraction_closer_than_heldout_p05"])],
+        ]
+    return (
+        '<section id="memorization"><h2>Memorization and privacy</h2>' + table(rows, ["figure", "value"])
+        + '<p class="note">DCR = distance to the closest training record. A DCR ratio near 1 means synthetic images are as far '
+        "from the training set as unseen real images are; well below 1 means the model reproduces training images. "
+        "Read the flagged fraction against the held-out baseline: data sets with duplicate or neighbouring slices flag real images too.</p>"
+        + figure(figs.get("similarity_hist"), "Highest similarity to any training image", "similarity histogram")
+        + figure(figs.get("flagged_pairs"), "Flagged near-copies: synthetic | nearest training image", "flagged pairs")
+        + "</section>"
+    )
+
+
+def _plots(figs: dict) -> str:
+    parts = [
+        figure(figs.get("grid_real"), "Real images (reference split)", "real grid"),
+        figure(figs.get("grid_fake"), "Synthetic images", "synthetic grid"),
+        figure(figs.get("nn_pairs"), "Synthetic images and their nearest training images (pixel space)", "nearest neighbours"),
+        figure(figs.get("edges"), "Sobel edge maps: real (top), synthetic (bottom)", "edge maps"),
+    ]
+    parts += [figure(png, f"{key.split(':', 1)[1]}: {'PCA projection' if key.startswith('pca:') else 'KDE along principal components'}", key)
+              for key, png in figs.items() if key.startswith(("pca:", "kde:"))]
+    return '<section id="plots"><h2>Plots</h2>' + "".join(parts) + "</section>"
+
+
+def _training(m: dict, figs: dict) -> str:
+    t = m.get("training")
+    if not t:
+        return '<section id="training"><h2>Training</h2><p>The synthetic images were given as a folder, not a run: no training curves.</p></section>'
+    rows = [[k, v] for k, v in (t.get("final") or {}).items()]
+    return (
+        '<section id="training"><h2>Training</h2>' + f"<p>Run: <code>{html.escape(str(t['run']))}</code></p>"
+        + (table(rows, ["last logged", "value"]) if rows else "") + figure(figs.get("loss_curves"), "Logged training curves", "loss curves")
+        + "</section>"
+    )
+
+
+def render_report(metrics: dict, figures: dict[str, bytes]) -> str:
+    title = f"medisynth evaluation: {html.escape(str(metrics['inputs']['fake']))}"
+    body = (
+        _overview(metrics) + _distribution(metrics) + _per_class(metrics) + _pixel(metrics, figures)
+        + _memorization(metrics, figures) + _plots(figures) + _training(metrics, figures)
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{CSS}</style></head><body><h1>{title}</h1>"
+        f'<p class="note">schema {html.escape(metrics["schema"])}, created {html.escape(metrics["created"])}; '
+        f"all numbers are in metrics.json next to this file.</p>{body}</body></html>\n"
+    )

@@ -1,0 +1,278 @@
+"""Checkpoints: safetensors + JSON, written atomically, validated on load.
+
+A run folder::
+
+    RUN/config.json                  the TrainConfig (resolved)
+    RUN/model.json                   model name, data spec, hyper-parameters, EMA on/off
+    RUN/checkpoints/LATEST           one line: the name of the newest complete checkpoint
+    RUN/checkpoints/step-000500/
+        model.safetensors            model.state_dict() (EMA copies included as ema_<net>.*)
+        training.safetensors         every tensor of the optimiser states and RNG states
+        training.json                the rest of them (hyper-parameters, step counts...) with
+                                     {"__tensor__": key} where a tensor was
+        state.json                   step, epoch, elapsed seconds, last metrics
+
+A checkpoint is written into a temporary folder, flushed, and renamed into place;
+only then does LATEST move to it (itself replaced atomically), and only then are
+older checkpoints removed. An interrupt at any moment leaves the previous one intact.
+Nothing is ever unpickled: tensors come from safetensors, the rest from JSON.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from medisynth.errors import MedisynthError
+from medisynth.io import atomic_write_text, read_json, write_json
+
+CHECKPOINTS = "checkpoints"
+LATEST = "LATEST"
+MODEL_FILE = "model.safetensors"
+TRAINING_FILE = "training.safetensors"
+TRAINING_JSON = "training.json"
+STATE_JSON = "state.json"
+
+
+# -- nested state <-> (tensors, JSON) ---------------------------------------
+def flatten_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> Any:
+    """Replace every tensor/ndarray in a nested structure by a reference, collecting tensors by key.
+
+    Dict keys keep their type (optimiser states use int keys), so dicts become lists of pairs.
+    """
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = obj.detach().to("cpu").clone().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        key = f"{prefix}"
+        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "ui" else obj.dtype))
+        return {"__ndarray__": key, "dtype": str(obj.dtype)}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, flatten_state(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        items = [flatten_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+        return {"__tuple__": items} if isinstance(obj, tuple) else items
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot checkpoint a {type(obj).__name__}")
+
+
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__ndarray__" in obj:
+            return tensors[obj["__ndarray__"]].numpy().astype(obj["dtype"])
+        if "__dict__" in obj:
+            return {k: unflatten_state(v, tensors) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(unflatten_state(v, tensors) for v in obj["__tuple__"])
+        return {k: unflatten_state(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors) for v in obj]
+    return obj
+
+
+# -- RNG states -------------------------------------------------------------
+def capture_rng() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].to(torch.uint8))
+    random.setstate(_python_rng_state(state["python"]))
+    np.random.set_state(tuple(state["numpy"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = [s.to(torch.uint8) for s in state["cuda"]]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _python_rng_state(state) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(int(x) for x in internal), gauss)
+
+
+# -- writing ----------------------------------------------------------------
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+    keep: int = 1,
+) -> Path:
+    """Write RUN/checkpoints/step-<step>/ atomically, point LATEST at it, drop older ones beyond ``keep``."""
+    folder = Path(run_dir) / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=folder))
+    try:
+        weights = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+        save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "medisynth-checkpoint", "step": str(step)})
+        tensors: dict[str, torch.Tensor] = {}
+        tree = {
+            "optimizers": {name: flatten_state(opt.state_dict(), tensors, f"opt.{name}") for name, opt in optimizers.items()},
+            "rng": flatten_state(capture_rng(), tensors, "rng"),
+            "extra": flatten_state(extra or {}, tensors, "extra"),
+        }
+        save_file(tensors, str(tmp / TRAINING_FILE))
+        (tmp / TRAINING_JSON).write_text(json.dumps(tree))
+        (tmp / STATE_JSON).write_text(json.dumps({"step": step, **state}, indent=2, default=float))
+        _fsync_dir_files(tmp)
+        if final.exists():  # re-saving the same step (a resumed run that ends where it started)
+            trash = folder / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(folder / LATEST, final.name + "\n")
+    complete = sorted(p for p in folder.glob("step-*") if p.is_dir() and p != final)
+    for old in complete[: max(0, len(complete) - (keep - 1))] if keep >= 1 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _fsync_dir_files(folder: Path) -> None:
+    for p in folder.iterdir():
+        with open(p, "rb") as f, contextlib.suppress(OSError):
+            os.fsync(f.fileno())
+
+
+# -- finding and validating -------------------------------------------------
+def is_run(path: Path) -> bool:
+    path = Path(path)
+    return (path / "config.json").is_file() and (path / "model.json").is_file()
+
+
+def require_run(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise MedisynthError(f"{path}: no such run folder; train one with `medisynth train DATA --model NAME --out {path}`")
+    if not is_run(path):
+        raise MedisynthError(
+            f"{path} is not a medisynth run (config.json or model.json missing); "
+            f"give the --out folder of `medisynth train`"
+        )
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> Path:
+    """The newest complete checkpoint of a run (LATEST, or the highest step folder if LATEST is lost)."""
+    run_dir = require_run(run_dir)
+    folder = run_dir / CHECKPOINTS
+    pointer = folder / LATEST
+    if pointer.is_file():
+        candidate = folder / pointer.read_text().strip()
+        if (candidate / STATE_JSON).is_file():
+            return candidate
+    complete = sorted(p for p in folder.glob("step-*") if (p / STATE_JSON).is_file()) if folder.is_dir() else []
+    if not complete:
+        raise MedisynthError(
+            f"{run_dir} has no checkpoint yet (nothing in {folder}); the run was stopped before its first "
+            f"checkpoint: train again, or lower --checkpoint-every"
+        )
+    return complete[-1]
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise MedisynthError(f"{path} is missing; the checkpoint is incomplete: resume from another run or retrain")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise MedisynthError(
+            f"{path} is damaged ({e}); the file is truncated or not a safetensors file: "
+            f"restore it from a backup or retrain"
+        ) from None
+
+
+def load_weights(checkpoint: Path, model: torch.nn.Module) -> None:
+    """Load model.safetensors into ``model``, explaining key/shape mismatches (another model, other settings)."""
+    path = Path(checkpoint) / MODEL_FILE
+    weights = _load_tensors(path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    mismatched = [
+        f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in weights and weights[k].shape != v.shape
+    ]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:3])})")
+        if mismatched:
+            parts.append(f"shape mismatch {len(mismatched)} (e.g. {'; '.join(mismatched[:3])})")
+        raise MedisynthError(
+            f"{path} does not fit model {getattr(model, 'name', type(model).__name__)!r}: {', '.join(parts)}. "
+            f"It was written by another model or other hyper-parameters; check model.json of the run"
+        )
+    model.load_state_dict(weights)
+
+
+def load_checkpoint(
+    checkpoint: Path,
+    model: torch.nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    rng: bool = False,
+) -> dict[str, Any]:
+    """Restore weights (always), optimiser states and RNG states (when asked); return state.json + extra."""
+    checkpoint = Path(checkpoint)
+    load_weights(checkpoint, model)
+    state = read_json(checkpoint / STATE_JSON)
+    if optimizers is None and not rng:
+        return state
+    tensors = _load_tensors(checkpoint / TRAINING_FILE)
+    tree = unflatten_state(read_json(checkpoint / TRAINING_JSON), tensors)
+    if optimizers is not None:
+        saved = tree["optimizers"]
+        if set(saved) != set(optimizers):
+            raise MedisynthError(
+                f"{checkpoint}: optimisers {sorted(saved)} saved, the model has {sorted(optimizers)}; "
+                f"the checkpoint is from another model"
+            )
+        for name, opt in optimizers.items():
+            try:
+                opt.load_state_dict(saved[name])
+            except (ValueError, KeyError) as e:
+                raise MedisynthError(f"{checkpoint}: optimiser {name!r} state does not fit this model ({e})") from None
+    if rng:
+        restore_rng(tree["rng"])
+    state["extra"] = tree.get("extra", {})
+    return state
+
+
+def write_run_files(run_dir: Path, config_json: dict, model_json: dict) -> None:
+    write_json(Path(run_dir) / "config.json", config_json)
+    write_json(Path(run_dir) / "model.json", model_json)

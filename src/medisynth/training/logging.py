@@ -1,0 +1,119 @@
+"""What a run leaves to look at: metrics.jsonl (+ TensorBoard), loss.png, sample grids."""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medisynth.data.dataset import float_to_uint8
+from medisynth.io import atomic_write_bytes, save_png
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class MetricsLog:
+    """Appends one JSON line per logging interval; mirrors scalars to TensorBoard when it is installed."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.path = Path(run_dir) / METRICS_FILE
+        self._file = open(self.path, "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            try:  # optional: torch's SummaryWriter needs the tensorboard package
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except ImportError:
+                self._tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, default=float) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self._tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def truncate_metrics(run_dir: Path, last_step: int) -> None:
+    """Drop lines logged after ``last_step`` (written after the checkpoint a run resumes from)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and _step_of(line) <= last_step]
+    atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return 1 << 62  # a damaged (half-written) line: drop it
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def plot_losses(run_dir: Path, keys: tuple[str, ...] | list[str]) -> Path | None:
+    """loss.png: one panel per logged figure (Loss_D, Loss_G, D(x)... have different scales)."""
+    records = read_metrics(run_dir)
+    keys = [k for k in keys if any(k in r for r in records)]
+    if not records or not keys:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(keys), 1, figsize=(7, 1.8 * len(keys) + 0.6), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        points = [(r["step"], r[key]) for r in records if key in r and _finite(r[key])]
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, lw=1)
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("step")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    path = Path(run_dir) / "loss.png"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def image_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
+    """float N x C x H x W in [-1, 1] -> uint8 H x W x C grid (torchvision.utils.make_grid)."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(float_to_uint8(images.detach().float().cpu()), nrow=nrow, padding=2, pad_value=0)
+    return grid.permute(1, 2, 0).numpy()
+
+
+def save_grid(path: Path, images: torch.Tensor, nrow: int) -> Path:
+    save_png(path, image_grid(images, nrow))
+    return Path(path)

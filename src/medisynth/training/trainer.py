@@ -1,0 +1,401 @@
+"""The one training loop every model goes through: ``train(TrainConfig) -> RunResult``.
+
+Design choices that make runs reproducible and resumable exactly:
+- the train split is loaded once as a uint8 tensor on the device and converted per batch;
+- the batch order of epoch ``e`` is a permutation drawn from a generator seeded with
+  (seed, e), so the position in the data is a pure function of the step number;
+- all other randomness (init, latents, dropout) comes from torch's global RNG, which
+  is seeded once and saved/restored with every checkpoint (sample grids fork it);
+- a checkpoint after step N holds everything the next step reads.
+So training 2N steps equals training N, resuming, and training N more (tested, bitwise on the CPU).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medisynth.data.dataset import PreparedDataset, uint8_to_float
+from medisynth.device import resolve_device
+from medisynth.errors import MedisynthError
+from medisynth.io import read_json
+from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
+from medisynth.training.checkpoint import (
+    is_run,
+    latest_checkpoint,
+    load_checkpoint,
+    require_run,
+    save_checkpoint,
+    write_run_files,
+)
+from medisynth.training.config import RESUME_OVERRIDABLE, TrainConfig
+from medisynth.training.logging import MetricsLog, plot_losses, save_grid, truncate_metrics
+
+GRID_COLUMNS = 8
+
+
+@dataclass
+class RunResult:
+    run: Path
+    steps: int
+    epochs: float
+    batch_size: int  # images per step (the --batch-size, or the whole split when it is smaller)
+    seconds: float  # training time of this call (excludes time before a resume)
+    images_per_second: float
+    data_seconds: float  # of ``seconds``: gathering and converting batches
+    step_seconds: float  # of ``seconds``: the model's training steps (+ EMA)
+    metrics: dict[str, float] = field(default_factory=dict)  # the last logging interval's means
+    classes: dict[str, "RunResult"] = field(default_factory=dict)  # per-class runs
+
+    def summary(self) -> str:
+        if self.classes:
+            lines = [f"trained {len(self.classes)} per-class models in {self.run}"]
+            lines += [f"  class {name}: {r.steps} steps, {r.images_per_second:.1f} images/s" for name, r in self.classes.items()]
+            return "\n".join(lines)
+        figures = "  ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
+        return (
+            f"trained {self.steps} steps ({self.epochs:.2f} epochs) in {self.seconds:.1f} s, "
+            f"{self.images_per_second:.1f} images/s -> {self.run}\n  {figures}"
+        )
+
+
+# -- data ---------------------------------------------------------------------
+@dataclass
+class TrainingData:
+    images: torch.Tensor  # uint8 N x C x H x W on the device
+    labels: torch.Tensor  # int64 N
+    masks: torch.Tensor | None  # uint8 N x 1 x H x W, for models that need masks
+    spec: DataSpec
+
+
+def load_training_data(config: TrainConfig, model_cls: type[GenerativeModel], device: torch.device) -> TrainingData:
+    if config.target == "masks" and model_cls.needs_masks:
+        raise MedisynthError(f"--target masks trains on masks alone; model {config.model!r} needs image + mask pairs")
+    with_masks = config.target == "masks" or model_cls.needs_masks
+    dataset = PreparedDataset(config.data, split="train", with_masks=with_masks)
+    manifest = dataset.manifest
+    labels = torch.as_tensor(np.array(dataset.labels), device=device)
+    if config.target == "masks":
+        images, masks, channels = torch.from_numpy(dataset.masks_uint8())[:, None].to(device), None, 1
+    else:
+        images, _ = dataset.to_tensor(device)
+        masks = torch.from_numpy(dataset.masks_uint8())[:, None].to(device) if model_cls.needs_masks else None
+        channels = manifest.channels
+    if config.class_index is not None:
+        keep = labels == config.class_index
+        images, labels = images[keep], labels[keep]
+        masks = masks[keep] if masks is not None else None
+    if len(images) == 0:
+        which = f"class {manifest.class_names[config.class_index]!r} of " if config.class_index is not None else ""
+        raise MedisynthError(f"{config.data}: {which}the train split has no images; prepare it with a train split")
+    spec = DataSpec(image_size=manifest.image_size, channels=channels, class_names=list(manifest.class_names))
+    return TrainingData(images.contiguous(), labels, masks.contiguous() if masks is not None else None, spec)
+
+
+def epoch_permutation(seed: int, epoch: int, n: int, device: torch.device) -> torch.Tensor:
+    """The batch order of one epoch: a function of (seed, epoch) only, so resuming needs just the step."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+# -- config resolution ----------------------------------------------------------
+def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
+    """(the config to run, whether it resumes). A resume starts from the run's saved config and
+    takes only budget/bookkeeping fields from ``config`` where they differ from the defaults."""
+    if config.resume is None:
+        config.validate()
+        return config, False
+    run = require_run(config.resume)
+    saved = TrainConfig.from_dict(read_json(run / "config.json"), source=str(run / "config.json"))
+    defaults = TrainConfig()
+    changes = {k: getattr(config, k) for k in RESUME_OVERRIDABLE if getattr(config, k) != getattr(defaults, k)}
+    fixed = [
+        f.name for f in dataclasses.fields(TrainConfig)
+        if f.name not in RESUME_OVERRIDABLE + ("resume", "out", "overwrite")
+        and getattr(config, f.name) != getattr(defaults, f.name)
+        and getattr(config, f.name) != getattr(saved, f.name)
+    ]
+    if fixed:
+        raise MedisynthError(
+            f"--resume {run}: {', '.join(fixed)} cannot change when resuming (the run fixes them); "
+            f"only the budget and logging settings can ({', '.join(RESUME_OVERRIDABLE)})"
+        )
+    resolved = dataclasses.replace(saved, **changes, resume=run, out=run, overwrite=False)
+    resolved.validate()
+    return resolved, True
+
+
+# -- the loop -------------------------------------------------------------------
+def train(config: TrainConfig) -> RunResult:
+    config, resuming = resolve_config(config)
+    if config.per_class:
+        return _train_per_class(config, resuming)
+    return _train_one(config, resuming)
+
+
+def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
+    """One unconditional model per class, each in RUN/class-<index>/ with the full budget."""
+    model_cls = get_model_class(config.model)
+    if model_cls.conditional:
+        raise MedisynthError(
+            f"--per-class: model {config.model!r} is conditional (one model learns every class); drop --per-class"
+        )
+    run = Path(config.out)
+    dataset = PreparedDataset(config.data, split="train")
+    counts = dataset.class_counts()
+    class_names = dataset.class_names
+    if not resuming:
+        _create_run_dir(run, config.overwrite)
+        write_run_files(
+            run, config.to_json(),
+            {"model": config.model, "per_class": True, "class_names": class_names,
+             "classes": {str(i): f"class-{i}" for i, c in enumerate(counts) if c > 0},
+             "skipped_classes": [class_names[i] for i, c in enumerate(counts) if c == 0]},
+        )
+    results: dict[str, RunResult] = {}
+    for index, count in enumerate(counts):
+        if count == 0:
+            print(f"warning: class {class_names[index]!r} has no training images; no model for it", file=sys.stderr)
+            continue
+        sub = run / f"class-{index}"
+        child = dataclasses.replace(config, per_class=False, class_index=index, out=sub, resume=None, overwrite=False)
+        if resuming and is_run(sub):
+            child = dataclasses.replace(child, resume=sub)
+            child, _ = resolve_config(child)
+            results[class_names[index]] = _train_one(child, True)
+        else:
+            results[class_names[index]] = _train_one(child, False)
+    total_seconds = sum(r.seconds for r in results.values())
+    total_images = sum(r.images_per_second * r.seconds for r in results.values())
+    return RunResult(
+        run=run, steps=sum(r.steps for r in results.values()), epochs=float("nan"),
+        batch_size=max((r.batch_size for r in results.values()), default=0), seconds=total_seconds,
+        images_per_second=total_images / total_seconds if total_seconds else 0.0,
+        data_seconds=sum(r.data_seconds for r in results.values()),
+        step_seconds=sum(r.step_seconds for r in results.values()), classes=results,
+    )
+
+
+def _create_run_dir(run: Path, overwrite: bool) -> None:
+    if run.exists() and any(run.iterdir()):
+        if not overwrite:
+            raise MedisynthError(f"{run} already exists; choose another --out, pass --overwrite, or --resume {run}")
+        import shutil
+
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _hyper_json(hyper: Any) -> dict[str, Any]:
+    return dataclasses.asdict(hyper) if dataclasses.is_dataclass(hyper) else {}
+
+
+def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model_cls = get_model_class(config.model)
+    data = load_training_data(config, model_cls, device)
+    run = Path(config.out)
+
+    seed_everything(config.seed)
+    model = build_model(config.model, data.spec, config.hyper_overrides()).to(device)
+    use_ema = config.ema_decay > 0 and bool(model.ema_networks)
+    model.use_ema = use_ema
+    optimizers = model.configure_optimizers()
+
+    start_step, elapsed_before = 0, 0.0
+    if resuming:
+        checkpoint = latest_checkpoint(run)
+        state = load_checkpoint(checkpoint, model, optimizers, rng=True)
+        start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
+        truncate_metrics(run, start_step)
+    else:
+        _create_run_dir(run, config.overwrite)
+        write_run_files(
+            run, config.to_json(),
+            {"model": config.model, "per_class": False, "spec": dataclasses.asdict(data.spec),
+             "hyper": _hyper_json(model.hyper), "ema": use_ema, "target": config.target,
+             "class_index": config.class_index, "conditional": model_cls.conditional},
+        )
+
+    n = len(data.images)
+    batch_size = min(config.batch_size, n)
+    batches = n // batch_size  # drop the ragged last batch: every step sees batch_size images
+    total_steps = _step_budget(config, batches)
+    deadline = config.minutes * 60.0 if config.minutes is not None else math.inf
+
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if (config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
+        else contextlib.nullcontext()
+    )
+    grid_labels, grid_rows = _grid_labels(model_cls, data.spec, config.class_index, device)
+
+    log = MetricsLog(run)
+    sums: dict[str, float] = {}
+    interval_count, interval_start = 0, time.perf_counter()
+    last_metrics: dict[str, float] = {}
+    data_seconds = step_seconds = 0.0
+    step, epoch, perm = start_step, -1, None
+    t_start = time.perf_counter()
+    last_checkpoint = start_step if resuming else -1
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t_start
+
+    def checkpoint() -> None:
+        nonlocal last_checkpoint
+        save_checkpoint(run, step, model, optimizers,
+                        {"epoch": step / batches, "elapsed": elapsed(), "metrics": last_metrics})
+        plot_losses(run, model_cls.log_keys)
+        last_checkpoint = step
+
+    from medisynth.progress import make_progress
+
+    progress = make_progress()
+    print_lines = config.progress and progress.disable
+    progress.disable = progress.disable or not config.progress
+    epochs_total = math.ceil(total_steps / batches) if math.isfinite(total_steps) else None
+    try:
+        with progress:
+            task = progress.add_task(_describe(step, batches, epochs_total), total=None if not math.isfinite(total_steps) else total_steps,
+                                     completed=start_step, status="")
+            while step < total_steps and elapsed() < deadline:
+                t0 = time.perf_counter()
+                e, b = divmod(step, batches)
+                if e != epoch:
+                    epoch, perm = e, epoch_permutation(config.seed, e, n, device)
+                index = perm[b * batch_size : (b + 1) * batch_size]
+                batch = {"image": uint8_to_float(data.images[index]), "label": data.labels[index]}
+                if data.masks is not None:
+                    batch["mask"] = data.masks[index].float().div_(255.0)
+                t1 = time.perf_counter()
+                with autocast:
+                    figures = model.training_step(batch, optimizers, step)
+                if use_ema:
+                    # EMA warm-up (as in TF's ExponentialMovingAverage): early averages do not
+                    # stay stuck at the random initialisation in short runs
+                    model.update_ema(min(config.ema_decay, (1 + step) / (10 + step)))
+                step += 1
+                t2 = time.perf_counter()
+                data_seconds += t1 - t0
+                step_seconds += t2 - t1
+                for k, v in figures.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                interval_count += 1
+                progress.update(task, completed=step)
+
+                if step % config.log_every == 0 or step >= total_steps:
+                    now = time.perf_counter()
+                    last_metrics = {k: v / interval_count for k, v in sums.items()}
+                    log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
+                               "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
+                               **last_metrics})
+                    sums, interval_count, interval_start = {}, 0, now
+                    description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
+                    progress.update(task, description=description, status=status)
+                    if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
+                        print(f"{description} {status}", file=sys.stderr, flush=True)
+                if config.sample_every and step % config.sample_every == 0:
+                    _sample_grid(model, run / "samples" / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed)
+                if step % config.checkpoint_every == 0:
+                    checkpoint()
+            if interval_count:  # stopped by the clock between logging steps
+                last_metrics = {k: v / interval_count for k, v in sums.items()}
+                log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics})
+            if last_checkpoint != step:
+                checkpoint()
+            else:
+                plot_losses(run, model_cls.log_keys)
+            final_grid = run / "samples" / f"step-{step:06d}.png"
+            if not final_grid.exists():
+                _sample_grid(model, final_grid, grid_labels, grid_rows, config.seed)
+    except KeyboardInterrupt:
+        kept = f"step {last_checkpoint}" if last_checkpoint >= 0 else "none yet"
+        print(f"\ninterrupted at step {step}; last checkpoint: {kept}. "
+              f"Continue with `medisynth train --resume {run}`", file=sys.stderr)
+        raise
+    finally:
+        log.close()
+
+    seconds = time.perf_counter() - t_start
+    done = step - start_step
+    return RunResult(
+        run=run, steps=step, epochs=step / batches, batch_size=batch_size, seconds=seconds,
+        images_per_second=done * batch_size / seconds if seconds > 0 else 0.0,
+        data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics,
+    )
+
+
+def _step_budget(config: TrainConfig, batches: int) -> float:
+    budgets = []
+    if config.steps is not None:
+        budgets.append(config.steps)
+    if config.epochs is not None:
+        budgets.append(config.epochs * batches)
+    return min(budgets) if budgets else math.inf
+
+
+def _describe(step: int, batches: int, epochs_total: int | None) -> str:
+    e, b = divmod(step, batches)
+    if b == 0 and step > 0:
+        e, b = e - 1, batches
+    return f"[{e + 1}/{epochs_total or '?'}][{b}/{batches}]"
+
+
+def _status(metrics: dict[str, float], keys: tuple[str, ...]) -> str:
+    keys = tuple(k for k in keys if k in metrics) + tuple(k for k in metrics if k not in keys)
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+# -- sample grids -----------------------------------------------------------------
+def _grid_labels(model_cls, spec: DataSpec, class_index: int | None, device) -> tuple[torch.Tensor, int]:
+    """One row per class for conditional models; 4 rows of the (single) class otherwise."""
+    if model_cls.conditional:
+        labels = torch.arange(spec.num_classes).repeat_interleave(GRID_COLUMNS)
+        return labels.to(device), spec.num_classes
+    fill = class_index if class_index is not None else 0
+    return torch.full((4 * GRID_COLUMNS,), fill, dtype=torch.long, device=device), 4
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """model.eval() for the block, then every sub-module's own train/eval flag back (EMA copies stay eval)."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def _sample_grid(model: GenerativeModel, path: Path, labels: torch.Tensor, rows: int, seed: int) -> None:
+    """Fixed latents (a generator seeded from the run seed) so grids over time are comparable.
+    Forks the global RNG so drawing a grid never changes the training trajectory."""
+    if not getattr(model, "samples_from_noise", True):
+        return  # pix2pix / edsr translate or upsample: they have no samples from noise to show
+    device = labels.device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), eval_mode(model), torch.no_grad():
+        generator = torch.Generator(device).manual_seed(seed + 12345)
+        images = model.generate(labels, generator=generator)
+    save_grid(path, images, nrow=len(labels) // rows)

@@ -1,0 +1,211 @@
+"""What each utility protocol trains, validates and tests on.
+
+The one rule that makes the utility numbers honest: validation uses only the real
+VAL split and testing only the real TEST split; synthetic images go into TRAIN
+and nowhere else. ``protocol_data`` builds the three sets for a protocol and
+``check_no_leak`` asserts the rule on the result (ids are namespaced ``real/...``
+and ``synthetic/...``, and every set carries a per-image ``synthetic`` flag),
+so the rule is checked at run time and in the tests rather than trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medisynth.data.dataset import PreparedDataset
+from medisynth.data.manifest import Manifest
+from medisynth.errors import MedisynthError
+from medisynth.io import IMAGE_EXTENSIONS, read_image
+
+#: protocol name -> (uses real train, uses synthetic, augmentation, class-balanced sampling)
+PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
+    "real": (True, False, "none", False),
+    "real-aug": (True, False, "classic", False),
+    "real-balanced": (True, False, "none", True),  # oversampling baseline: is synthetic better than repeating?
+    "real+synthetic": (True, True, "none", False),
+    "synthetic": (False, True, "none", False),
+}
+DEFAULT_PROTOCOLS = ("real", "real-aug", "real+synthetic", "synthetic")
+
+
+@dataclass
+class ImageSet:
+    """uint8 N x C x H x W images with int64 labels, namespaced ids and a per-image synthetic flag."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    ids: list[str]
+    synthetic: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices) -> "ImageSet":
+        indices = np.asarray(indices, dtype=np.int64)
+        return ImageSet(self.images[torch.from_numpy(indices)], self.labels[indices],
+                        [self.ids[i] for i in indices], self.synthetic[indices])
+
+    @staticmethod
+    def concat(*sets: "ImageSet") -> "ImageSet":
+        sets = tuple(s for s in sets if len(s))
+        return ImageSet(torch.cat([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
+                        [i for s in sets for i in s.ids], np.concatenate([s.synthetic for s in sets]))
+
+
+@dataclass
+class RealData:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    class_names: list[str]
+    image_size: int
+    channels: int
+
+
+@dataclass
+class ProtocolData:
+    protocol: str
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    augment: str
+    class_balanced: bool
+    added_per_class: list[int]  # synthetic images added to train, per class
+    shortfall_per_class: list[int]  # synthetic images wanted but not available, per class
+
+
+def load_real(root: Path) -> RealData:
+    manifest = Manifest.load(root)
+    sets = {}
+    for split in ("train", "val", "test"):
+        ds = PreparedDataset(root, split)
+        images, labels = ds.to_tensor()
+        sets[split] = ImageSet(images, labels.numpy().copy(), [f"real/{i}" for i in ds.index["id"]],
+                               np.zeros(len(ds), dtype=bool))
+    if len(sets["test"]) == 0:
+        raise MedisynthError(f"{root}: the test split is empty; re-run `medisynth prepare` with --test-fraction > 0")
+    if len(sets["val"]) == 0:
+        raise MedisynthError(f"{root}: the val split is empty; re-run `medisynth prepare` with --val-fraction > 0")
+    return RealData(sets["train"], sets["val"], sets["test"], manifest.class_names, manifest.image_size, manifest.channels)
+
+
+def load_image_folder(folder: Path, class_names: list[str], image_size: int, channels: int) -> ImageSet:
+    """An image-folder set (``images/<id>.png`` + ``labels.csv`` with image,label) mapped to ``class_names``.
+
+    When ``labels.csv`` has a ``synthetic`` column (``medisynth balance`` output), only
+    its synthetic rows are read.
+    """
+    folder = Path(folder)
+    csv = folder / "labels.csv"
+    if not csv.is_file():
+        raise MedisynthError(f"{csv} not found; --synthetic must be a folder with images/ and labels.csv "
+                             "(the output of `medisynth sample`)")
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    missing = {"image", "label"} - set(table.columns)
+    if missing:
+        raise MedisynthError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; it needs image,label")
+    if "synthetic" in table.columns:
+        table = table[table["synthetic"].str.strip().isin(["1", "true", "True"])]
+    table = table.reset_index(drop=True)
+    if len(table) == 0:
+        raise MedisynthError(f"{csv} lists no (synthetic) images")
+    index = {name: k for k, name in enumerate(class_names)}
+    labels = table["label"].map(lambda s: _normalise(s, index))
+    unknown = sorted(set(table["label"][labels.isna()]))
+    if unknown:
+        raise MedisynthError(f"{csv}: label(s) {', '.join(map(repr, unknown))} are not classes of the real data set "
+                             f"({', '.join(class_names)}); the synthetic images must come from a model trained on it")
+    images = np.empty((len(table), image_size, image_size, channels), dtype=np.uint8)
+    for i, image_id in enumerate(table["image"]):
+        path = _find_image(folder / "images", image_id.strip())
+        array = read_image(path, channels=channels)
+        if array.shape[:2] != (image_size, image_size):
+            raise MedisynthError(f"{path} is {array.shape[1]}x{array.shape[0]} but the real data set is "
+                                 f"{image_size}x{image_size}; sample from a model trained on this data set")
+        images[i] = array
+    return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels.to_numpy(dtype=np.int64),
+                    [f"synthetic/{i}" for i in table["image"]], np.ones(len(table), dtype=bool))
+
+
+def _normalise(label: str, index: dict[str, int]):
+    label = label.strip()
+    if label in index:
+        return index[label]
+    try:  # "2.0" -> "2"
+        number = float(label)
+        if number.is_integer() and str(int(number)) in index:
+            return index[str(int(number))]
+    except ValueError:
+        pass
+    return None
+
+
+def _find_image(images_dir: Path, image_id: str) -> Path:
+    candidates = [images_dir / image_id] + [images_dir / f"{image_id}{ext}" for ext in IMAGE_EXTENSIONS]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise MedisynthError(f"{images_dir}/{image_id}.png not found (listed in labels.csv); add it or remove the row")
+
+
+def top_up_counts(real_counts: np.ndarray, available: np.ndarray, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(added, shortfall) per class so that each class reaches ``target`` (default: the majority count)."""
+    target = int(real_counts.max()) if target is None else int(target)
+    wanted = np.maximum(target - real_counts, 0)
+    added = np.minimum(wanted, available)
+    return added, wanted - added
+
+
+def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, seed: int = 0) -> ProtocolData:
+    """Train/val/test sets of one protocol. Val and test are ALWAYS the real val and test splits."""
+    if protocol not in PROTOCOLS:
+        raise MedisynthError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    use_real, use_synthetic, augment, balanced = PROTOCOLS[protocol]
+    k = len(real.class_names)
+    added = np.zeros(k, dtype=np.int64)
+    shortfall = np.zeros(k, dtype=np.int64)
+    if use_synthetic and (synthetic is None or len(synthetic) == 0):
+        raise MedisynthError(f"protocol {protocol!r} needs synthetic images; pass --synthetic DIR")
+    if protocol == "real+synthetic":
+        real_counts = np.bincount(real.train.labels, minlength=k)
+        available = np.bincount(synthetic.labels, minlength=k)
+        added, shortfall = top_up_counts(real_counts, available)
+        rng = np.random.default_rng(seed)
+        chosen = [rng.permutation(np.nonzero(synthetic.labels == c)[0])[: added[c]] for c in range(k)]
+        train = ImageSet.concat(real.train, synthetic.subset(np.concatenate(chosen)))
+    elif protocol == "synthetic":
+        train = synthetic
+        added = np.bincount(synthetic.labels, minlength=k)
+    else:
+        train = real.train
+    data = ProtocolData(protocol, train, real.val, real.test, augment, balanced, added.tolist(), shortfall.tolist())
+    check_no_leak(data, expect_synthetic_train=use_synthetic, expect_real_train=use_real)
+    return data
+
+
+def check_no_leak(data: ProtocolData, expect_synthetic_train: bool, expect_real_train: bool) -> None:
+    """Raise if a synthetic image reached val/test or the train set's make-up contradicts the protocol."""
+    for name, part in (("val", data.val), ("test", data.test)):
+        if part.synthetic.any() or any(i.startswith("synthetic/") for i in part.ids):
+            raise AssertionError(f"{data.protocol}: a synthetic image reached the {name} set")
+    train_ids = set(data.train.ids)
+    if train_ids & (set(data.val.ids) | set(data.test.ids)):
+        raise AssertionError(f"{data.protocol}: an image is in train and in val/test")
+    if not expect_real_train and (~data.train.synthetic).any():
+        raise AssertionError(f"{data.protocol}: real images in a synthetic-only train set")
+    if not expect_synthetic_train and data.train.synthetic.any():
+        raise AssertionError(f"{data.protocol}: synthetic images in a real-only train set")
+
+
+def exact_copies(synthetic: ImageSet, real: ImageSet) -> int:
+    """How many synthetic images are pixel-identical to an image of ``real`` (memorised or leaked copies)."""
+    def digests(s: ImageSet) -> set[str]:
+        return {hashlib.sha1(im.numpy().tobytes()).hexdigest() for im in s.images}
+
+    real_hashes = digests(real)
+    return sum(hashlib.sha1(im.numpy().tobytes()).hexdigest() in real_hashes for im in synthetic.images)

@@ -1,0 +1,170 @@
+"""The utility report: utility.json (everything), utility.md (tables), utility.png and a
+self-contained utility.html (tables + the plot inlined as base64)."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+from medisynth.io import atomic_dir, atomic_write_text, write_json
+from medisynth.utility.metrics import SCALAR_METRICS
+
+LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
+          "qwk": "QWK", "auroc_ovr": "AUROC (OvR)"}
+
+
+def _fmt(entry: dict) -> str:
+    if entry["mean"] is None:
+        return "n/a"
+    std = f" ± {entry['std']:.3f}" if entry["std"] is not None else ""
+    return f"{entry['mean']:.3f}{std}"
+
+
+def _p(value) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def metrics_table(results: dict) -> list[list[str]]:
+    summary = results["summary"]
+    metrics = [m for m in SCALAR_METRICS if any(summary[p][m]["mean"] is not None for p in summary)]
+    rows = [["protocol", *[LABELS[m] for m in metrics]]]
+    for protocol, entry in summary.items():
+        rows.append([protocol, *[_fmt(entry[m]) for m in metrics]])
+    return rows
+
+
+def recall_table(results: dict) -> list[list[str]]:
+    names = results["data"]["class_names"]
+    rows = [["protocol", *[f"recall {c}" for c in names]]]
+    for protocol, entry in results["summary"].items():
+        rows.append([protocol, *["n/a" if v is None else f"{v:.3f}" for v in entry["per_class_recall_mean"]]])
+    return rows
+
+
+def comparison_table(results: dict) -> list[list[str]]:
+    rows = [["comparison", "metric", "mean diff.", "paired t p", "Wilcoxon p", "seeds"]]
+    for name, comparison in results["comparisons"].items():
+        for metric in SCALAR_METRICS:
+            c = comparison[metric]
+            if c["mean_difference"] is None:
+                continue
+            rows.append([name, LABELS[metric], f"{c['mean_difference']:+.3f}", _p(c["t_test_p"]),
+                         _p(c["wilcoxon_p"]), str(c["n_pairs"])])
+    return rows
+
+
+def extra_lines(results: dict) -> list[str]:
+    lines = []
+    for name, comparison in results["comparisons"].items():
+        m = comparison["seed0_mcnemar"]
+        lines.append(f"{name}, seed 0, McNemar exact test on per-image correctness: only real right "
+                     f"{m['only_a_correct']}, only {name.split(' vs ')[0]} right {m['only_b_correct']}, p = {_p(m['p'])}")
+        b = comparison.get("seed0_bootstrap_balanced_accuracy")
+        if b:
+            lines.append(f"{name}, seed 0, balanced-accuracy difference {b['difference']:+.3f}, "
+                         f"{int(b['level'] * 100)}% paired bootstrap CI over test images "
+                         f"[{b['ci_low']:+.3f}, {b['ci_high']:+.3f}] ({b['n_boot']} resamples)")
+    return lines
+
+
+def _markdown(rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(out)
+
+
+def _html_table(rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def plot_png(results: dict) -> bytes:
+    """Grouped bars: one group per metric, one bar per protocol, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    summary = results["summary"]
+    protocols = list(summary)
+    metrics = [m for m in SCALAR_METRICS if any(summary[p][m]["mean"] is not None for p in protocols)]
+    fig, ax = plt.subplots(figsize=(3.2 + 1.5 * len(metrics), 3.6), dpi=120)
+    width = 0.8 / max(1, len(protocols))
+    x = np.arange(len(metrics))
+    for i, protocol in enumerate(protocols):
+        means = [summary[protocol][m]["mean"] or 0.0 for m in metrics]
+        stds = [summary[protocol][m]["std"] or 0.0 for m in metrics]
+        ax.bar(x + (i - (len(protocols) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=protocol)
+    ax.set_xticks(x, [LABELS[m] for m in metrics])
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)
+    ax.set_ylabel(f"mean ± std over {results['config']['seeds']} seed(s)")
+    ax.set_title("classifier on the real test split")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def markdown_report(results: dict) -> str:
+    data = results["data"]
+    parts = [
+        "# Downstream utility",
+        "",
+        f"Classifier `{results['config']['model']}` trained per protocol and seed, early-stopped on the real "
+        "validation split, scored on the real test split (no synthetic image is ever used for validation or test).",
+        "",
+        f"Classes: {', '.join(data['class_names'])}. Real train/val/test per class: "
+        f"{data['real']['train']} / {data['real']['val']} / {data['real']['test']}."
+        + (f" Synthetic per class: {data['synthetic']}." if data["synthetic"] is not None else ""),
+        "",
+        "## Metrics (mean ± std over seeds)",
+        "",
+        _markdown(metrics_table(results)),
+        "",
+        "## Per-class recall (mean over seeds)",
+        "",
+        _markdown(recall_table(results)),
+    ]
+    if results["comparisons"]:
+        parts += ["", "## Paired comparisons against real-only (paired over seeds)", "",
+                  _markdown(comparison_table(results)), ""]
+        parts += [f"- {line}" for line in extra_lines(results)]
+    if results["notes"]:
+        parts += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
+    return "\n".join(parts) + "\n"
+
+
+def html_report(results: dict, png: bytes) -> str:
+    img = base64.b64encode(png).decode("ascii")
+    sections = [
+        "<h1>Downstream utility</h1>",
+        f"<p>Classifier <code>{html.escape(results['config']['model'])}</code>, early-stopped on the real "
+        "validation split, scored on the real test split; synthetic images are used for training only.</p>",
+        f'<img alt="metrics per protocol" src="data:image/png;base64,{img}">',
+        "<h2>Metrics (mean ± std over seeds)</h2>", _html_table(metrics_table(results)),
+        "<h2>Per-class recall (mean over seeds)</h2>", _html_table(recall_table(results)),
+    ]
+    if results["comparisons"]:
+        sections += ["<h2>Paired comparisons against real-only</h2>", _html_table(comparison_table(results)),
+                     "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in extra_lines(results)) + "</ul>"]
+    if results["notes"]:
+        sections += ["<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>"]
+    style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>medisynth utility</title>"
+            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
+
+
+def write_report(results: dict, out: Path, overwrite: bool = False) -> None:
+    png = plot_png(results)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        write_json(tmp / "utility.json", results)
+        atomic_write_text(tmp / "utility.md", markdown_report(results))
+        atomic_write_text(tmp / "utility.html", html_report(results, png))
+        (tmp / "utility.png").write_bytes(png)

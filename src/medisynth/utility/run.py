@@ -1,0 +1,201 @@
+"""``medisynth utility``: do synthetic images help a classifier on real test images?
+
+For each protocol and seed a classifier is trained (``medisynth.classifier``), early-stopped
+on the real VAL split, and scored on the real TEST split. Seed i of every protocol uses the
+same initialisation and batch-order seed, so protocols pair up seed by seed for the
+significance tests (``stats.py``).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from medisynth.errors import MedisynthError
+from medisynth.utility.data import (
+    DEFAULT_PROTOCOLS,
+    PROTOCOLS,
+    exact_copies,
+    load_image_folder,
+    load_real,
+    protocol_data,
+)
+from medisynth.utility.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
+
+
+@dataclass
+class UtilityConfig:
+    real: Path  # a prepared data set (train/val/test splits)
+    out: Path  # report folder: utility.json, utility.md, utility.html, utility.png
+    synthetic: Optional[Path] = None  # image folder (images/ + labels.csv); needed by synthetic protocols
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
+    seeds: int = 3
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    patience: int = 10
+    time_budget_per_run_s: Optional[float] = None
+    model: str = "small-resnet"  # or resnet18
+    width: int = 32  # small-resnet width
+    weights: Optional[Path] = None  # local resnet18 weights
+    device: str = "auto"
+    bootstrap: int = 2000  # paired bootstrap resamples on seed 0 (0: skip)
+    overwrite: bool = False
+    progress: bool = True
+
+
+def _check(config: UtilityConfig) -> list[str]:
+    protocols = list(dict.fromkeys(config.protocols))
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or not protocols:
+        raise MedisynthError(f"--protocols {','.join(config.protocols)}: unknown {', '.join(unknown) or '(empty)'}; "
+                             f"choose from {', '.join(PROTOCOLS)}")
+    if config.seeds < 1 or config.epochs < 1 or config.batch_size < 1:
+        raise MedisynthError("--seeds, --epochs and --batch-size must be at least 1")
+    if config.model not in ("small-resnet", "resnet18"):
+        raise MedisynthError(f"--model {config.model!r}: choose small-resnet or resnet18")
+    if config.weights is not None and config.model != "resnet18":
+        raise MedisynthError("--weights is for --model resnet18")
+    if any(PROTOCOLS[p][1] for p in protocols) and config.synthetic is None:
+        raise MedisynthError(f"protocol(s) {', '.join(p for p in protocols if PROTOCOLS[p][1])} need --synthetic DIR")
+    if Path(config.out).exists() and not config.overwrite:
+        raise MedisynthError(f"{config.out} already exists; choose another --out or pass --overwrite")
+    return protocols
+
+
+def _log(message: str, enabled: bool) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def run_utility(config: UtilityConfig) -> dict:
+    """Train and score every protocol x seed; write the report; return the results dict."""
+    import torch
+
+    from medisynth.classifier import build_classifier, predict_proba, train_classifier
+    from medisynth.device import resolve_device
+    from medisynth.utility.report import write_report
+    from medisynth.utility.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
+
+    protocols = _check(config)
+    device = resolve_device(config.device)
+    real = load_real(Path(config.real))
+    k = len(real.class_names)
+    ordinal = is_ordinal(real.class_names)
+    synthetic = None
+    if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
+        synthetic = load_image_folder(Path(config.synthetic), real.class_names, real.image_size, real.channels)
+
+    results: dict = {
+        "config": {**asdict(config), "protocols": protocols, "device": str(device)},
+        "data": {
+            "class_names": real.class_names, "ordinal": ordinal,
+            "real": {s: np.bincount(getattr(real, s).labels, minlength=k).tolist() for s in ("train", "val", "test")},
+            "synthetic": np.bincount(synthetic.labels, minlength=k).tolist() if synthetic is not None else None,
+            "synthetic_exact_copies_of_real_val_test": (
+                exact_copies(synthetic, real.val) + exact_copies(synthetic, real.test) if synthetic is not None else None),
+            "synthetic_exact_copies_of_real_train": exact_copies(synthetic, real.train) if synthetic is not None else None,
+        },
+        "runs": [],
+        "notes": [],
+    }
+    if results["data"]["synthetic_exact_copies_of_real_val_test"]:
+        results["notes"].append(
+            f"{results['data']['synthetic_exact_copies_of_real_val_test']} synthetic image(s) are exact copies of real "
+            "VAL/TEST images: the generator saw the evaluation images, so real+synthetic results are optimistic")
+    predictions: dict[tuple[str, int], np.ndarray] = {}
+    total = len(protocols) * config.seeds
+    start = time.monotonic()
+    for p_i, protocol in enumerate(protocols):
+        for seed in range(config.seeds):
+            run_no = p_i * config.seeds + seed + 1
+            data = protocol_data(protocol, real, synthetic, seed)
+            if len(data.train) < 2:
+                raise MedisynthError(f"protocol {protocol!r}: only {len(data.train)} training image(s)")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = build_classifier(config.model, real.channels, k, config.width, config.weights)
+            _log(f"[{run_no}/{total}] {protocol} seed {seed}: {len(data.train)} train images "
+                 f"({int(data.train.synthetic.sum())} synthetic)", config.progress)
+            model, history = train_classifier(
+                data.train.images, data.train.labels, k, val=(data.val.images, data.val.labels),
+                epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
+                augment=data.augment, class_balanced=data.class_balanced, patience=config.patience,
+                time_budget_s=config.time_budget_per_run_s, model=model, progress=config.progress,
+                description=f"{protocol} s{seed}",
+            )
+            proba = predict_proba(model, data.test.images, device=device)
+            predictions[(protocol, seed)] = proba
+            metrics = classification_metrics(data.test.labels, proba, k, ordinal=ordinal)
+            results["runs"].append({
+                "protocol": protocol, "seed": seed, "metrics": metrics,
+                "train_images": len(data.train), "train_synthetic": int(data.train.synthetic.sum()),
+                "added_per_class": data.added_per_class, "shortfall_per_class": data.shortfall_per_class,
+                "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
+                "stopped": history["stopped"], "seconds": history["seconds"],
+                "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
+            })
+            _log(f"    test balanced accuracy {metrics['balanced_accuracy']:.3f}, stopped by {history['stopped']} "
+                 f"after {len(history['epochs'])} epoch(s), {history['seconds']:.0f}s", config.progress)
+            del model
+    if any(r["shortfall_per_class"] and any(r["shortfall_per_class"]) for r in results["runs"]):
+        results["notes"].append("the synthetic folder had too few images of some class to top it up to the majority "
+                                "count; see shortfall_per_class")
+    results["summary"] = summarise(results["runs"], protocols, k)
+    results["comparisons"] = {}
+    y_test = real.test.labels
+    for protocol in protocols:
+        if protocol == "real" or "real" not in protocols:
+            continue
+        comparison = {
+            metric: paired_over_seeds(_values(results["runs"], "real", metric), _values(results["runs"], protocol, metric))
+            for metric in SCALAR_METRICS
+        }
+        pred_a, pred_b = predictions[("real", 0)].argmax(1), predictions[(protocol, 0)].argmax(1)
+        comparison["seed0_mcnemar"] = mcnemar_exact(y_test, pred_a, pred_b)
+        if config.bootstrap:
+            from sklearn.metrics import balanced_accuracy_score
+
+            comparison["seed0_bootstrap_balanced_accuracy"] = paired_bootstrap_ci(
+                y_test, pred_a, pred_b, balanced_accuracy_score, n_boot=config.bootstrap, seed=0)
+        results["comparisons"][f"{protocol} vs real"] = comparison
+    if config.seeds < 5:
+        results["notes"].append(
+            f"{config.seeds} seeds per protocol give low statistical power: differences of a few points of balanced "
+            "accuracy are within seed-to-seed noise; treat p-values as indicative and use --seeds 6 or more to decide")
+    results["seconds"] = round(time.monotonic() - start, 1)
+    write_report(results, Path(config.out), overwrite=config.overwrite)
+    return results
+
+
+def _values(runs: list[dict], protocol: str, metric: str) -> list[float]:
+    out = []
+    for r in sorted((r for r in runs if r["protocol"] == protocol), key=lambda r: r["seed"]):
+        v = r["metrics"][metric]
+        out.append(float("nan") if v is None else float(v))
+    return out
+
+
+def summarise(runs: list[dict], protocols: list[str], num_classes: int) -> dict:
+    """Per protocol and metric: mean, std (ddof=1) and per-seed values (None where undefined)."""
+    summary: dict = {}
+    for protocol in protocols:
+        entry: dict = {}
+        for metric in SCALAR_METRICS:
+            values = np.array(_values(runs, protocol, metric))
+            finite = values[~np.isnan(values)]
+            entry[metric] = {
+                "mean": float(finite.mean()) if len(finite) else None,
+                "std": float(finite.std(ddof=1)) if len(finite) > 1 else None,
+                "values": [None if np.isnan(v) else float(v) for v in values],
+            }
+        recalls = np.array([[np.nan if v is None else v for v in r["metrics"]["per_class_recall"]]
+                            for r in runs if r["protocol"] == protocol], dtype=float)
+        entry["per_class_recall_mean"] = [
+            None if np.isnan(recalls[:, c]).all() else float(np.nanmean(recalls[:, c])) for c in range(num_classes)]
+        summary[protocol] = entry
+    return summary

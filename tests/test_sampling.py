@@ -1,0 +1,279 @@
+"""Sampling: counts per class, the image-folder format, filters, streaming, per-class runs, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import medisynth.sampling as sampling
+from medisynth.errors import MedisynthError
+from medisynth.io import read_image
+from medisynth.models.base import register_model
+from medisynth.sampling import SampleConfig, parse_per_class, sample
+from medisynth.training import toy
+from medisynth.training.config import TrainConfig
+from medisynth.training.trainer import train
+
+
+@register_model("toy-plain")
+class PlainGAN(toy.ToyGAN):
+    """No discriminator score, no truncation: for the refusal tests."""
+
+    has_discriminator = False
+    supports_truncation = False
+
+
+@register_model("toy-maskgan")
+class MaskGAN(toy.ToyGAN):
+    needs_masks = True
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory):
+    return toy.write_toy_dataset(tmp_path_factory.mktemp("toy") / "data", with_masks=True)
+
+
+def _train(data, out, model, **kw):
+    values = dict(data=data, model=model, out=out, steps=4, batch_size=4, log_every=2, sample_every=0,
+                  device="cpu", progress=False)
+    values.update(kw)
+    train(TrainConfig(**values))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(toy_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "cgan": _train(toy_data, root / "cgan", "toy-cgan"),
+        "gan": _train(toy_data, root / "gan", "toy-gan"),
+        "per-class": _train(toy_data, root / "per-class", "toy-gan", per_class=True),
+        "plain": _train(toy_data, root / "plain", "toy-plain"),
+    }
+
+
+def config(run, out, **kw) -> SampleConfig:
+    return SampleConfig(run=run, out=out, device="cpu", progress=False, **kw)
+
+
+def labels_csv(out) -> pd.DataFrame:
+    return pd.read_csv(out / "labels.csv", dtype={"image": str, "label": str})
+
+
+# -- counts and format ---------------------------------------------------------------
+@pytest.mark.parametrize("request_, expected", [
+    ({"per_class": {"1": 5, "0": 2}}, {"0": 2, "1": 5}),  # by name
+    ({"per_class": parse_per_class("0=3,1=1")}, {"0": 3, "1": 1}),
+    ({"n": 5}, {"0": 3, "1": 2}),  # equal split, remainder to the lowest index
+])
+def test_counts_per_class_and_image_folder_format(runs, tmp_path, request_, expected):
+    out = tmp_path / "s"
+    result = sample(config(runs["cgan"], out, batch_size=2, **request_))
+    assert result.written == expected
+    table = labels_csv(out)
+    assert list(table.columns) == ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
+    assert table.groupby("label").size().to_dict() == expected
+    assert (table["synthetic"] == 1).all() and (table["model"] == "toy-cgan").all()
+    assert (table["class_index"] == table["label"].astype(int)).all()
+    assert table["image"].is_unique and table["image"].str.match(r"syn_[01]_\d{6}$").all()
+    for image_id in table["image"]:
+        assert read_image(out / "images" / f"{image_id}.png").shape == (16, 16, 3)
+    assert sorted(p.stem for p in (out / "images").iterdir()) == sorted(table["image"])
+    assert read_image(out / "grid.png").shape[0] == 2 + 2 * 18  # one row per class
+    info = json.loads((out / "sample.json").read_text())
+    assert info["written"] == expected and info["seed"] == 0
+
+
+def test_same_seed_same_images_other_seed_other_images(runs, tmp_path):
+    paths = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        sample(config(runs["cgan"], tmp_path / name, per_class={"0": 2}, seed=seed))
+        paths.append(read_image(tmp_path / name / "images" / "syn_0_000002.png"))
+    assert np.array_equal(paths[0], paths[1]) and not np.array_equal(paths[0], paths[2])
+
+
+def test_prepare_reads_the_folder_back(runs, tmp_path):
+    from medisynth.data.prepare import PrepareConfig, prepare
+
+    out = tmp_path / "s"
+    sample(config(runs["cgan"], out, per_class={"0": 3, "1": 3}))
+    result = prepare(PrepareConfig(source=out, out=tmp_path / "prepared", size=16, workers=1,
+                                   val_fraction=0.0, test_fraction=0.0))
+    assert result.manifest.num_images == 6
+    assert sorted(result.manifest.class_names) == ["0", "1"]
+
+
+def test_unconditional_model_gives_unlabelled_images_and_refuses_classes(runs, tmp_path):
+    result = sample(config(runs["gan"], tmp_path / "s", n=3))
+    assert result.written == {"unlabelled": 3}
+    table = labels_csv(tmp_path / "s")
+    assert (table["label"] == "unlabelled").all() and (table["class_index"] == -1).all()
+    with pytest.raises(MedisynthError, match="--per-class"):
+        sample(config(runs["gan"], tmp_path / "t", per_class={"1": 2}))
+
+
+def test_per_class_run_dispatches_to_each_class_model(runs, tmp_path, monkeypatch):
+    used = []
+    real = toy.ToyGAN.generate
+
+    def spy(self, labels, *args, **kwargs):
+        used.append((self.spec.class_names, int(labels[0]), id(self)))
+        return real(self, labels, *args, **kwargs)
+
+    monkeypatch.setattr(toy.ToyGAN, "generate", spy)
+    result = sample(config(runs["per-class"], tmp_path / "s", per_class={"0": 2, "1": 3}))
+    assert result.written == {"0": 2, "1": 3}
+    models_by_label = {}
+    for _, label, model_id in used:
+        models_by_label.setdefault(label, set()).add(model_id)
+    assert len(models_by_label[0] | models_by_label[1]) == 2  # two different models
+    steps = json.loads((tmp_path / "s" / "sample.json").read_text())["checkpoint_steps"]
+    assert steps == {"0": 4, "1": 4}
+
+
+# -- filters -------------------------------------------------------------------------------
+def test_truncation_changes_images_and_needs_support(runs, tmp_path):
+    sample(config(runs["cgan"], tmp_path / "a", per_class={"0": 2}))
+    sample(config(runs["cgan"], tmp_path / "b", per_class={"0": 2}, truncation=0.3))
+    a, b = (read_image(tmp_path / d / "images" / "syn_0_000001.png") for d in "ab")
+    assert not np.array_equal(a, b)
+    with pytest.raises(MedisynthError, match="truncation"):
+        sample(config(runs["plain"], tmp_path / "c", n=2, truncation=0.5))
+    assert not (tmp_path / "c").exists()
+
+
+def test_min_d_score_keeps_only_high_scores(runs, tmp_path):
+    probe = sample(config(runs["cgan"], tmp_path / "probe", per_class={"0": 64}, min_d_score=0.0))
+    assert probe.acceptance["0"] == 1.0
+    scores = labels_csv(tmp_path / "probe")["d_score"].to_numpy()
+    threshold = float(np.quantile(scores, 0.7))  # ~30 % of draws pass
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 10, "1": 4}, min_d_score=threshold, batch_size=8))
+    table = labels_csv(tmp_path / "s")
+    assert (table["d_score"] >= threshold).all()
+    assert result.acceptance["0"] < 1.0
+    assert result.written["0"] == 10 or result.shortfall
+
+
+def test_min_d_score_shortfall_is_reported(runs, tmp_path, capsys):
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"1": 3}, min_d_score=1.0, max_attempts=2, batch_size=2))
+    assert result.written == {"1": 0} and result.shortfall == {"1": 3} and result.attempts == {"1": 6}
+    assert "fewer images than asked" in capsys.readouterr().err
+    assert json.loads((tmp_path / "s" / "sample.json").read_text())["shortfall"] == {"1": 3}
+
+
+def test_min_d_score_needs_a_discriminator(runs, tmp_path):
+    with pytest.raises(MedisynthError, match="discriminator"):
+        sample(config(runs["plain"], tmp_path / "s", n=2, min_d_score=0.5))
+
+
+def test_max_similarity_drops_near_copies(runs, tmp_path, monkeypatch):
+    pytest.importorskip("medisynth.metrics.memorization", reason="medisynth.metrics.memorization not written yet")
+    seen = {}
+
+    class Recorder:
+        def __init__(self, reference, threshold):
+            seen["reference"], seen["threshold"] = reference.shape, threshold
+
+        def keep(self, images):
+            seen.setdefault("batches", []).append(images.shape)
+            keep = np.ones(len(images), dtype=bool)
+            keep[::2] = False  # drop every other image
+            return keep
+
+    monkeypatch.setattr("medisynth.metrics.memorization.NearCopyFilter", Recorder)
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 4}, max_similarity=0.9, batch_size=4))
+    assert seen["reference"] == (18, 16, 16, 3)  # the train split, N x H x W x C
+    assert seen["threshold"] == 0.9 and seen["batches"][0] == (4, 3, 16, 16)
+    assert result.written == {"0": 4} and result.acceptance["0"] == 0.5
+
+
+def test_max_similarity_with_the_real_filter(runs, tmp_path):
+    pytest.importorskip("medisynth.metrics.memorization", reason="medisynth.metrics.memorization not written yet")
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 3}, max_similarity=0.999999))
+    assert result.written["0"] <= 3
+
+
+# -- streaming ---------------------------------------------------------------------------------
+def test_images_are_written_batch_by_batch(runs, tmp_path, monkeypatch):
+    events = []
+    real_generate, real_write = toy.ToyCGAN.generate, sampling.write_png
+
+    def generate(self, labels, *args, **kwargs):
+        events.append(("generate", len(labels)))
+        return real_generate(self, labels, *args, **kwargs)
+
+    def write(path, image):
+        events.append(("write", path.name))
+        real_write(path, image)
+
+    monkeypatch.setattr(toy.ToyCGAN, "generate", generate)
+    monkeypatch.setattr(sampling, "write_png", write)
+    sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 10}, batch_size=4))
+    kinds = "".join("g" if kind == "generate" else "w" for kind, _ in events)
+    assert kinds == "gwwwwgwwwwgww"  # each batch is written before the next is generated
+
+
+# -- bad input -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, message", [
+    ({"per_class": {"7": 2}}, "not a class"),
+    ({"per_class": {"Tumor": 2}}, "not a class"),
+    ({"n": 2, "per_class": {"0": 2}}, "one of them"),
+    ({}, "one of them"),
+    ({"n": 2, "guidance_scale": 3.0}, "--guidance-scale"),
+    ({"n": 2, "steps": 10}, "--steps"),
+])
+def test_bad_requests(runs, tmp_path, kwargs, message):
+    with pytest.raises(MedisynthError, match=message):
+        sample(config(runs["cgan"], tmp_path / "s", **kwargs))
+    assert not (tmp_path / "s").exists()
+
+
+def test_not_a_run_and_truncated_checkpoint(runs, tmp_path):
+    with pytest.raises(MedisynthError, match="not a medisynth run"):
+        sample(config(tmp_path, tmp_path / "s", n=1))
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["cgan"], broken)
+    weights = next((broken / "checkpoints").glob("step-*")) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(MedisynthError, match="damaged"):
+        sample(config(broken, tmp_path / "s", n=1))
+
+
+def test_mask_translation_models_are_not_sampled_here(toy_data, tmp_path):
+    run = _train(toy_data, tmp_path / "maskgan", "toy-maskgan", steps=1)
+    with pytest.raises(MedisynthError, match="pipeline"):
+        sample(config(run, tmp_path / "s", n=1))
+
+
+def test_cli_sample(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    out = tmp_path / "s"
+    result = CliRunner().invoke(app, ["sample", str(runs["cgan"]), "--out", str(out), "--per-class", "0=2,1=1",
+                                      "--device", "cpu", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert labels_csv(out).groupby("label").size().to_dict() == {"0": 2, "1": 1}
+    assert "wrote 3 images" in result.output
+
+
+# -- the real models, once they exist ---------------------------------------------------------------
+@pytest.mark.parametrize("model, per_class", [("cgan", False), ("dcgan", True)])
+def test_real_gans_sample_per_class_with_d_score(tmp_path, model, per_class):
+    from medisynth.models.base import MODEL_REGISTRY
+    import medisynth.models  # noqa: F401
+
+    if model not in MODEL_REGISTRY:
+        pytest.skip(f"model {model!r} is not registered yet")
+    data = toy.write_toy_dataset(tmp_path / "data32", size=32)
+    run = _train(data, tmp_path / "run", model, steps=2, per_class=per_class, hyper={"width": 4, "latent_dim": 8})
+    result = sample(config(run, tmp_path / "s", per_class={"0": 3, "1": 2}, min_d_score=0.0, truncation=0.7))
+    assert result.written == {"0": 3, "1": 2}
+    table = labels_csv(tmp_path / "s")
+    assert table["d_score"].between(0, 1).all()
+    assert read_image(tmp_path / "s" / "images" / f"{table['image'][0]}.png").shape == (32, 32, 3)

@@ -1,0 +1,224 @@
+"""The one trainer: config sources, budgets, run outputs, exact resume, per-class runs, bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from medisynth.cli import app
+from medisynth.errors import MedisynthError
+from medisynth.models.base import MODEL_REGISTRY
+from medisynth.training import toy
+from medisynth.training.checkpoint import latest_checkpoint
+from medisynth.training.config import TrainConfig, parse_hp
+from medisynth.training.trainer import train
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run) / "model.safetensors"))
+
+
+def training_tensors(run) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run) / "training.safetensors"))
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# -- configuration --------------------------------------------------------------
+@pytest.mark.parametrize("text, value", [("1e-4", 1e-4), ("0.5", 0.5), ("64", 64), ("true", True),
+                                         ("adam", "adam"), ("[1, 2]", [1, 2]), ("null", None)])
+def test_hp_values_are_parsed_as_scalars(text, value):
+    assert parse_hp([f"some-key={text}"]) == {"some_key": value}
+
+
+def test_hp_without_equals_is_an_error():
+    with pytest.raises(MedisynthError, match="key=value"):
+        parse_hp(["lr_g"])
+
+
+def test_cli_config_file_with_flags_overriding_it(toy_data, tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"model": "toy-cgan", "steps": 50, "batch_size": 3, "log_every": 1,
+                                      "sample_every": 0, "device": "cpu", "hyper": {"width": 4}}))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(toy_data), "--out", str(out), "--config", str(config),
+                                      "--steps", "3", "--hp", "lr_g=1e-3", "--ema-decay", "0"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["steps"] == 3  # flag beats file
+    assert saved["batch_size"] == 3  # from the file
+    assert saved["hyper"] == {"width": 4, "lr_g": 1e-3}
+    assert saved["ema_decay"] == 0
+    assert json.loads((out / "model.json").read_text())["hyper"]["width"] == 4
+    assert "trained 3 steps" in result.output
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"stepz": 3}))
+    result = CliRunner().invoke(app, ["train", "x", "--out", str(tmp_path / "r"), "--config", str(config)])
+    assert isinstance(result.exception, MedisynthError) and "stepz" in str(result.exception)
+
+
+def test_unknown_hyper_parameter_names_the_known_ones(toy_data, tmp_path, make_config):
+    with pytest.raises(MedisynthError, match="latent_dim"):
+        train(make_config(toy_data, tmp_path / "r", hyper={"depth": 3}))
+
+
+# -- budgets -----------------------------------------------------------------------
+# 18 train images, batch 4 -> 4 batches per epoch (the ragged batch is dropped)
+@pytest.mark.parametrize("budget, steps", [({"steps": 7}, 7), ({"epochs": 2, "steps": None}, 8),
+                                           ({"epochs": 3, "steps": 5}, 5)])
+def test_budget_in_steps_or_epochs(toy_data, tmp_path, make_config, budget, steps):
+    result = train(make_config(toy_data, tmp_path / "r", **budget))
+    assert result.steps == steps
+    assert json.loads((latest_checkpoint(tmp_path / "r") / "state.json").read_text())["step"] == steps
+
+
+def test_budget_in_minutes_stops_on_the_clock(toy_data, tmp_path, make_config):
+    result = train(make_config(toy_data, tmp_path / "r", steps=None, minutes=1e-4))  # 6 ms
+    assert 1 <= result.steps < 10_000
+
+
+def test_no_budget_is_an_error(toy_data, tmp_path, make_config):
+    with pytest.raises(MedisynthError, match="budget"):
+        train(make_config(toy_data, tmp_path / "r", steps=None))
+
+
+# -- what a run leaves -----------------------------------------------------------------
+def test_run_writes_metrics_loss_plot_and_grids(toy_data, tmp_path, make_config):
+    run = tmp_path / "r"
+    train(make_config(toy_data, run, steps=6, log_every=2, sample_every=3))
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [2, 4, 6]
+    for key in ("epoch", "seconds", "images_per_second", "Loss_D", "Loss_G", "D(x)", "D(G(z))"):
+        assert key in lines[-1]
+    assert Image.open(run / "loss.png").format == "PNG"
+    grids = sorted(p.name for p in (run / "samples").iterdir())
+    assert grids == ["step-000003.png", "step-000006.png"]
+    grid = np.asarray(Image.open(run / "samples" / "step-000006.png"))
+    assert grid.shape == (2 + 2 * 18, 2 + 8 * 18, 3)  # conditional: one row per class, 8 columns
+
+
+def test_out_exists_is_an_error_unless_overwrite(toy_data, tmp_path, make_config):
+    run = tmp_path / "r"
+    train(make_config(toy_data, run, steps=1))
+    with pytest.raises(MedisynthError, match="already exists"):
+        train(make_config(toy_data, run, steps=1))
+    assert train(make_config(toy_data, run, steps=2, overwrite=True)).steps == 2
+
+
+def test_resolution_the_architecture_cannot_make(tmp_path, make_config):
+    data = toy.write_toy_dataset(tmp_path / "odd", size=18)
+    with pytest.raises(MedisynthError, match="18"):
+        train(make_config(data, tmp_path / "r"))
+
+
+def test_target_masks_trains_one_channel_images(toy_data, tmp_path, make_config):
+    run = tmp_path / "r"
+    train(make_config(toy_data, run, model="toy-gan", target="masks", steps=2))
+    assert json.loads((run / "model.json").read_text())["spec"]["channels"] == 1
+    assert weights(run)["generator.5.weight"].shape[0] == 1
+
+
+# -- exact resume ------------------------------------------------------------------------
+@pytest.mark.parametrize("model", ["toy-cgan", "toy-gan"])
+def test_resume_continues_exactly(toy_data, tmp_path, make_config, model):
+    """2N steps in one go == N steps, stop, resume, N more (weights, EMA, optimiser states)."""
+    n = 5  # crosses an epoch boundary (4 batches per epoch)
+    train(make_config(toy_data, tmp_path / "straight", model=model, steps=2 * n))
+    train(make_config(toy_data, tmp_path / "split", model=model, steps=n))
+    result = train(TrainConfig(resume=tmp_path / "split", steps=2 * n, progress=False))
+    assert result.steps == 2 * n
+    assert_same_tensors(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    assert_same_tensors(training_tensors(tmp_path / "straight"), training_tensors(tmp_path / "split"))
+    # the EMA copy moved away from the live generator (so it was compared for real)
+    w = weights(tmp_path / "split")
+    assert not torch.equal(w["generator.0.weight"], w["ema_generator.0.weight"])
+    steps = [json.loads(x)["step"] for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no duplicated log lines after the resume
+
+
+def test_sample_grids_do_not_change_training(toy_data, tmp_path, make_config):
+    train(make_config(toy_data, tmp_path / "a", steps=6, sample_every=2))
+    train(make_config(toy_data, tmp_path / "b", steps=6, sample_every=0))
+    assert_same_tensors(weights(tmp_path / "a"), weights(tmp_path / "b"))
+
+
+def test_resume_cannot_change_the_model(toy_data, tmp_path, make_config):
+    train(make_config(toy_data, tmp_path / "r", steps=2))
+    with pytest.raises(MedisynthError, match="model"):
+        train(TrainConfig(resume=tmp_path / "r", model="toy-gan", steps=4))
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(MedisynthError, match="not a medisynth run"):
+        train(TrainConfig(resume=tmp_path, steps=4))
+
+
+# -- per class -------------------------------------------------------------------------------
+def test_per_class_trains_one_model_per_class(toy_data, tmp_path, make_config):
+    run = tmp_path / "r"
+    result = train(make_config(toy_data, run, model="toy-gan", per_class=True, steps=3))
+    assert set(result.classes) == {"0", "1"}
+    info = json.loads((run / "model.json").read_text())
+    assert info["per_class"] and info["classes"] == {"0": "class-0", "1": "class-1"}
+    for index in (0, 1):
+        sub = json.loads((run / f"class-{index}" / "model.json").read_text())
+        assert sub["class_index"] == index
+        assert json.loads((latest_checkpoint(run / f"class-{index}") / "state.json").read_text())["step"] == 3
+    # resuming a per-class run extends every class model
+    train(TrainConfig(resume=run, steps=5, progress=False))
+    assert json.loads((latest_checkpoint(run / "class-1") / "state.json").read_text())["step"] == 5
+
+
+def test_per_class_with_a_conditional_model_is_an_error(toy_data, tmp_path, make_config):
+    with pytest.raises(MedisynthError, match="conditional"):
+        train(make_config(toy_data, tmp_path / "r", model="toy-cgan", per_class=True))
+
+
+# -- the real models, once they exist ---------------------------------------------------------------
+def _registered(name: str) -> bool:
+    import medisynth.models  # noqa: F401
+
+    return name in MODEL_REGISTRY
+
+
+@pytest.fixture(scope="module")
+def toy_data_32(tmp_path_factory):
+    """The real GANs make 32 px and up."""
+    return toy.write_toy_dataset(tmp_path_factory.mktemp("toy32") / "data", size=32)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "cgan"])
+def test_resume_is_exact_for_real_models(toy_data_32, tmp_path, make_config, model):
+    if not _registered(model):
+        pytest.skip(f"model {model!r} is not registered yet")
+    small = {"width": 4, "latent_dim": 8}
+    train(make_config(toy_data_32, tmp_path / "straight", model=model, steps=6, hyper=small))
+    train(make_config(toy_data_32, tmp_path / "split", model=model, steps=3, hyper=small))
+    train(TrainConfig(resume=tmp_path / "split", steps=6, progress=False))
+    assert_same_tensors(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    assert_same_tensors(training_tensors(tmp_path / "straight"), training_tensors(tmp_path / "split"))
+
+
+def test_cli_user_error_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    from medisynth.cli import main
+
+    monkeypatch.setattr("sys.argv", ["medisynth", "train", str(tmp_path), "--model", "dcgan",
+                                     "--out", str(tmp_path / "r"), "--steps", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a prepared data set" in err and "Traceback" not in err

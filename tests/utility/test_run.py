@@ -1,0 +1,68 @@
+"""``run_utility`` end to end on toy data (tiny network, one or two epochs) and the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medisynth.errors import MedisynthError
+from medisynth.utility import UtilityConfig, run_utility
+from medisynth.utility.toy import toy_images, write_image_folder, write_toy_prepared
+
+
+@pytest.fixture()
+def folders(tmp_path):
+    write_toy_prepared(tmp_path / "real", {"train": [8, 4, 2], "val": [2, 2, 2], "test": [3, 3, 0]})
+    labels = [0] * 4 + [1] * 6 + [2] * 6
+    write_image_folder(tmp_path / "syn", toy_images(labels, 16, 3, seed=5), [str(k) for k in labels])
+    return tmp_path
+
+
+def _config(folders, **kw):
+    defaults = dict(real=folders / "real", synthetic=folders / "syn", out=folders / "report", seeds=2, epochs=2,
+                    batch_size=4, width=4, device="cpu", progress=False, bootstrap=50)
+    return UtilityConfig(**{**defaults, **kw})
+
+
+def test_run_utility_writes_report(folders):
+    results = run_utility(_config(folders, protocols=("real", "real-aug", "real+synthetic", "synthetic")))
+    assert len(results["runs"]) == 8
+    assert {r["protocol"] for r in results["runs"]} == {"real", "real-aug", "real+synthetic", "synthetic"}
+    for r in results["runs"]:
+        expected_synthetic = {"real": 0, "real-aug": 0, "real+synthetic": 10, "synthetic": 16}[r["protocol"]]
+        assert r["train_synthetic"] == expected_synthetic
+        assert r["metrics"]["n"] == 6 and r["metrics"]["classes_absent_from_test"] == [2]
+    summary = results["summary"]["real+synthetic"]["balanced_accuracy"]
+    assert len(summary["values"]) == 2 and summary["std"] is not None
+    comparison = results["comparisons"]["real+synthetic vs real"]
+    assert comparison["balanced_accuracy"]["n_pairs"] == 2
+    assert "seed0_bootstrap_balanced_accuracy" in comparison and "seed0_mcnemar" in comparison
+    assert any("low statistical power" in n for n in results["notes"])
+    report = folders / "report"
+    assert sorted(p.name for p in report.iterdir()) == ["utility.html", "utility.json", "utility.md", "utility.png"]
+    assert json.loads((report / "utility.json").read_text())["config"]["seeds"] == 2
+    assert "data:image/png;base64," in (report / "utility.html").read_text()
+    assert "| real+synthetic |" in (report / "utility.md").read_text()
+
+
+def test_config_errors(folders):
+    with pytest.raises(MedisynthError, match="unknown"):
+        run_utility(_config(folders, protocols=("real", "gan-only")))
+    with pytest.raises(MedisynthError, match="need --synthetic"):
+        run_utility(_config(folders, synthetic=None, protocols=("real", "synthetic")))
+    (folders / "report").mkdir()
+    with pytest.raises(MedisynthError, match="already exists"):
+        run_utility(_config(folders, protocols=("real",)))
+
+
+def test_cli_utility(folders):
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    result = CliRunner().invoke(app, [
+        "utility", "--real", str(folders / "real"), "--synthetic", str(folders / "syn"), "--out",
+        str(folders / "cli"), "--protocols", "real,real+synthetic", "--seeds", "1", "--epochs", "1",
+        "--batch-size", "4", "--width", "4", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "real+synthetic" in result.output and (folders / "cli" / "utility.json").is_file()
