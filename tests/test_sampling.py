@@ -195,6 +195,27 @@ def test_max_similarity_with_the_real_filter(runs, tmp_path):
     assert result.written["0"] <= 3
 
 
+def test_min_confidence_keeps_images_the_domain_classifier_puts_in_their_class(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDISYNTH_CACHE", str(tmp_path / "cache"))
+    probe = sample(config(runs["cgan"], tmp_path / "probe", per_class={"0": 32}, min_confidence=0.0))
+    confidence = labels_csv(tmp_path / "probe")["confidence"].to_numpy()
+    assert probe.acceptance["0"] == 1.0 and ((confidence >= 0) & (confidence <= 1)).all()
+    threshold = float(np.quantile(confidence, 0.5))
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 6}, min_confidence=threshold, batch_size=8))
+    assert (labels_csv(tmp_path / "s")["confidence"] >= threshold).all()
+    assert result.written["0"] == 6 or result.shortfall
+    assert list((tmp_path / "cache" / "classifiers").glob("*.safetensors")), "the classifier is cached"
+
+
+@pytest.mark.parametrize("run, value, message", [
+    ("cgan", 1.5, "probability"),
+    ("gan", 0.5, "labelled samples"),  # one unconditional model: its images have no class to check
+])
+def test_min_confidence_refusals(runs, tmp_path, run, value, message):
+    with pytest.raises(MedisynthError, match=message):
+        sample(config(runs[run], tmp_path / "s", n=2, min_confidence=value))
+
+
 # -- streaming ---------------------------------------------------------------------------------
 def test_images_are_written_batch_by_batch(runs, tmp_path, monkeypatch):
     events = []

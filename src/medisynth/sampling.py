@@ -60,6 +60,7 @@ class SampleConfig:
     truncation: float = 1.0
     min_d_score: Optional[float] = None
     max_similarity: Optional[float] = None
+    min_confidence: Optional[float] = None  # domain-classifier probability of the sampled class
     max_attempts: float = 20.0  # per class: try at most this many times the requested count
     seed: int = 0
     batch_size: int = 64
@@ -269,6 +270,19 @@ def _near_copy_filter(reference: np.ndarray, threshold: float):
     return NearCopyFilter(reference, threshold=threshold)
 
 
+def _confidence_classifier(run: Path, device: torch.device, progress: bool):
+    """The domain classifier of the run's training data (trained once, then cached by content hash)."""
+    from medisynth.classifier import domain_classifier
+
+    data = Path(read_json(run / "config.json").get("data") or "")
+    if not (data / "manifest.json").is_file():
+        raise MedisynthError(
+            f"--min-confidence asks a classifier trained on the run's data set, but {data} is not there; "
+            "put it back at that path"
+        )
+    return domain_classifier(data, device=device, progress=progress)
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "class"
 
@@ -294,12 +308,23 @@ def sample(config: SampleConfig) -> SampleResult:
     if config.max_similarity is not None:
         near_copy = _near_copy_filter(_reference_images(info, run), config.max_similarity)
 
+    confidence_model = None
+    if config.min_confidence is not None:
+        if not 0.0 <= config.min_confidence <= 1.0:
+            raise MedisynthError(f"--min-confidence must be a probability in [0, 1] (got {config.min_confidence})")
+        if any(j.class_index < 0 for j in jobs):
+            raise MedisynthError("--min-confidence needs labelled samples: use a conditional model or a --per-class run")
+        confidence_model = _confidence_classifier(run, device, config.progress)
+
     columns = ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
     if config.min_d_score is not None:
         columns.append("d_score")
+    if confidence_model is not None:
+        columns.append("confidence")
     requested = {j.label: j.count for j in jobs}
     written: dict[str, int] = {}
     attempts: dict[str, int] = {}
+    passed: dict[str, int] = {}  # images that passed the filters (some beyond the count are not written)
     grid_images: list[np.ndarray] = []
     grid_rows = 0
 
@@ -317,8 +342,8 @@ def sample(config: SampleConfig) -> SampleResult:
                 model = job.model.model
                 generator = torch.Generator(device).manual_seed(config.seed * 1000 + job.class_index + 1)
                 limit = math.ceil(config.max_attempts * job.count)
-                filtering = config.min_d_score is not None or near_copy is not None
-                done = tried = 0
+                filtering = config.min_d_score is not None or near_copy is not None or confidence_model is not None
+                done = tried = accepted = 0
                 row_images: list[np.ndarray] = []
                 while done < job.count and tried < limit:
                     size = config.batch_size if filtering else min(config.batch_size, job.count - done)
@@ -336,6 +361,13 @@ def sample(config: SampleConfig) -> SampleResult:
                     del images
                     if near_copy is not None:
                         keep &= torch.from_numpy(np.asarray(near_copy.keep(uint8), dtype=bool))
+                    confidence = None
+                    if confidence_model is not None:
+                        from medisynth.classifier import predict_proba
+
+                        confidence = torch.from_numpy(predict_proba(confidence_model, uint8, device=device)[:, job.class_index])
+                        keep &= confidence >= config.min_confidence
+                    accepted += int(keep.sum())
                     for i in torch.nonzero(keep).flatten().tolist()[: job.count - done]:
                         done += 1
                         image_id = f"syn_{_safe(job.label)}_{done:06d}"
@@ -343,19 +375,21 @@ def sample(config: SampleConfig) -> SampleResult:
                         row = [image_id, job.label, job.class_index, 1, info.get("model", ""), str(run), config.seed]
                         if scores is not None:
                             row.append(f"{float(scores[i]):.6f}")
+                        if confidence is not None:
+                            row.append(f"{float(confidence[i]):.6f}")
                         writer.writerow(row)
                         if len(row_images) < GRID_COLUMNS:
                             row_images.append(uint8[i])
                         progress.advance(task)
                     f.flush()
-                written[job.label], attempts[job.label] = done, tried
+                written[job.label], attempts[job.label], passed[job.label] = done, tried, accepted
                 if row_images:
                     grid_rows += 1
                     grid_images += row_images + [np.zeros_like(row_images[0])] * (GRID_COLUMNS - len(row_images))
         if grid_images:
             grid = torch.from_numpy(np.stack(grid_images)).float().div(127.5).sub(1.0)
             save_png(tmp / "grid.png", image_grid(grid, nrow=GRID_COLUMNS))
-        acceptance = {k: (written[k] / attempts[k] if attempts[k] else 0.0) for k in written}
+        acceptance = {k: (passed[k] / attempts[k] if attempts[k] else 0.0) for k in written}
         shortfall = {k: requested[k] - written[k] for k in written if written[k] < requested[k]}
         write_json(tmp / "sample.json", {
             "run": str(run), "model": info.get("model"), "seed": config.seed,
@@ -367,7 +401,7 @@ def sample(config: SampleConfig) -> SampleResult:
         print(
             "warning: fewer images than asked for "
             + ", ".join(f"{k}: {written[k]}/{requested[k]} (acceptance {acceptance[k]:.1%})" for k in shortfall)
-            + f" after {config.max_attempts:g}x attempts; lower --min-d-score / raise --max-similarity",
+            + f" after {config.max_attempts:g}x attempts; lower --min-d-score / --min-confidence or raise --max-similarity",
             file=sys.stderr,
         )
     return SampleResult(Path(config.out), requested, written, attempts, acceptance, shortfall,

@@ -65,6 +65,9 @@ def sample(
     per_class: Optional[str] = typer.Option(None, "--per-class", help="CLASS=COUNT pairs, class by name or index: 3=500,4=500"),
     truncation: float = typer.Option(1.0, help="truncation psi (models with the truncation trick)"),
     min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep images the discriminator scores >= this"),
+    min_confidence: Optional[float] = typer.Option(
+        None, "--min-confidence", help="keep images the domain classifier (trained on the run's real data) puts in their class with probability >= this"
+    ),
     max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop near-copies of training images above this similarity"),
     max_attempts: float = typer.Option(20.0, "--max-attempts", help="with filters: try at most this many x the count per class"),
     seed: int = typer.Option(0),
@@ -81,7 +84,7 @@ def sample(
 
     result = run_sampling(SampleConfig(
         run=run, out=out, n=n, per_class=parse_per_class(per_class) if per_class else None, truncation=truncation,
-        min_d_score=min_d_score, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
+        min_d_score=min_d_score, min_confidence=min_confidence, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
         batch_size=batch_size, device=device, ema=not no_ema, guidance_scale=guidance_scale, steps=steps,
         overwrite=overwrite,
     ))

@@ -7,6 +7,8 @@ set (manifest.json, index.csv, uint8 shards) of coloured squares, one colour per
 """
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +142,8 @@ def write_toy_dataset(
             rows.append({"id": f"{name}_{j}", "label": label, "class_name": name, "split": split,
                          "group": f"{name}_{j}", "sha1": "", "shard": 0, "row": len(rows), "source": "toy"})
     shard = {"images": "images-00000.npy", "rows": len(rows)}
-    np.save(root / "images-00000.npy", np.stack(images))
+    stacked = np.stack(images)
+    np.save(root / "images-00000.npy", stacked)
     if with_masks:
         np.save(root / "masks-00000.npy", np.stack(masks))
         shard["masks"] = "masks-00000.npy"
@@ -149,5 +152,6 @@ def write_toy_dataset(
     index.to_csv(root / "index.csv", index=False)
     counts = {s: {c: int(((index.split == s) & (index.class_name == c)).sum()) for c in class_names} for s in ("train", "val", "test")}
     Manifest(image_size=size, channels=channels, class_names=class_names, num_images=len(rows), counts=counts,
-             shards=[shard], source={"kind": "toy"}, has_masks=with_masks).save(root)
+             shards=[shard], source={"kind": "toy"}, has_masks=with_masks,
+             content_hash=hashlib.sha256(stacked.tobytes()).hexdigest()).save(root)
     return root

@@ -163,6 +163,15 @@ def run_utility(config: UtilityConfig) -> dict:
             comparison["seed0_bootstrap_balanced_accuracy"] = paired_bootstrap_ci(
                 y_test, pred_a, pred_b, balanced_accuracy_score, n_boot=config.bootstrap, seed=0)
         results["comparisons"][f"{protocol} vs real"] = comparison
+    if results["comparisons"]:
+        results["notes"].append(
+            "the McNemar test and the bootstrap CI use seed 0's predictions only: they measure test-set sampling "
+            "noise, not seed-to-seed training noise, so they are far more confident than the paired tests over seeds")
+    if synthetic is not None and "synthetic" in protocols:
+        missing = [real.class_names[c] for c in range(k) if not (synthetic.labels == c).any()]
+        if missing:
+            results["notes"].append(f"the synthetic set has no images of class(es) {', '.join(missing)}: the "
+                                    "synthetic-only classifier cannot predict them")
     if config.seeds < 5:
         results["notes"].append(
             f"{config.seeds} seeds per protocol give low statistical power: differences of a few points of balanced "
