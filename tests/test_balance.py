@@ -151,8 +151,6 @@ def test_balance_end_to_end_with_a_trained_run(tiny_run):
     assert [r["train_synthetic"] for r in results["runs"]] == [0, 11]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="`medisynth prepare` (csv source) does not yet honour the split column of "
-                   "labels.csv, so it re-splits a balanced folder and moves synthetic images into val/test")
 def test_prepare_reads_a_balanced_folder_back_with_its_splits(data):
     from medisynth.data.prepare import PrepareConfig, prepare
 
@@ -163,3 +161,4 @@ def test_prepare_reads_a_balanced_folder_back_with_its_splits(data):
     merged = index.merge(labels, left_on="id", right_on="image", suffixes=("", "_balanced"))
     assert len(merged) == len(labels)
     assert (merged["split"] == merged["split_balanced"]).all()
+    assert (merged.loc[merged["synthetic"] == 1, "split"] == "train").all()

@@ -268,7 +268,7 @@ def train_classifier(
         raise MedisynthError(f"augment={augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
     if train_images.dtype != torch.uint8 or train_images.ndim != 4:
         raise MedisynthError("train_classifier expects uint8 N x C x H x W images")
-    labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
+    labels = torch.from_numpy(np.array(train_labels, dtype=np.int64))  # a copy: inputs may be read-only views
     if len(labels) != len(train_images) or len(labels) == 0:
         raise MedisynthError(f"train_classifier got {len(train_images)} images and {len(labels)} labels")
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:

@@ -101,7 +101,7 @@ class PreparedDataset(Dataset):
         so the data pipeline costs one gather and one convert per batch.
         """
         images = torch.from_numpy(self.images_uint8()).permute(0, 3, 1, 2).contiguous().to(device)
-        return images, torch.from_numpy(self.labels).to(device)
+        return images, torch.from_numpy(self.labels.copy()).to(device)
 
     def __getitem__(self, i: int) -> dict:
         lo, hi = self.value_range

@@ -69,7 +69,7 @@ def _overview(m: dict) -> str:
     ]
     spaces = "".join(
         f"<li><b>{html.escape(name)}</b>: "
-        + (html.escape(s.get("description", "")) if s["status"] == "ok" else f'<span class="warn">skipped &ndash; {html.escape(s["reason"])}</span>')
+        + (html.escape(s.get("description", "")) if s["status"] == "ok" else f'<span class="warn">{html.escape(s["reason"])}</span>')
         + "</li>"
         for name, s in m["feature_spaces"].items()
     )

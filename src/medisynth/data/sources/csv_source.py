@@ -25,6 +25,7 @@ from typing import Iterable
 
 
 
+from medisynth.data.manifest import SPLITS
 from medisynth.data.sources._common import FileFinder, eye_group, is_image_name, normalise_label
 from medisynth.data.sources.base import Record, Source, register_source
 from medisynth.errors import MedisynthError
@@ -161,8 +162,16 @@ class CsvSource(Source):
             if mask_path is False or fov_path is False:
                 continue
             group = values[group_column].strip() if group_column and values[group_column].strip() else eye_group(record_id)
+            split = values.get("split", "").strip() or None
+            if split is not None and split not in SPLITS:
+                self.problem(where, f"split {split!r} is not one of {', '.join(SPLITS)}; fix it or clear the cell",
+                             self.skip_bad)
+                continue
+            # a balanced folder (medisynth balance) fixes its splits and marks its synthetic rows:
+            # both survive into index.csv so synthetic images never reach val or test
+            extra = {"synthetic": int(values["synthetic"] or 0)} if "synthetic" in values else {}
             yield Record(id=record_id, label=label, path=path, group=group, mask_path=mask_path or None,
-                         fov_path=fov_path or None, where=f"{where} ({path.name})")
+                         fov_path=fov_path or None, where=f"{where} ({path.name})", split=split, extra=extra)
 
     def _optional_file(self, values: dict, column: str, where: str):
         """The file named in an optional ``mask``/``fov`` column (relative to the root); False when missing."""
