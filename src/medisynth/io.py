@@ -29,6 +29,7 @@ def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
         raise MedisynthError(f"{final} already exists; choose another output path or pass --overwrite")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should have ordinary permissions
     try:
         yield tmp
     except BaseException:
@@ -43,11 +44,18 @@ def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
         os.replace(tmp, final)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should have ordinary permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

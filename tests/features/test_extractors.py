@@ -100,3 +100,17 @@ def test_pixels_space_fits_on_the_first_set_and_separates_shifted_images():
 def test_unknown_feature_space_is_a_clear_error():
     with pytest.raises(MedisynthError, match="unknown feature space"):
         build_extractor("clip", ExtractorContext())
+
+
+def test_domain_extractor_matches_the_classifiers_own_features_and_logits():
+    from medisynth.classifier import SmallResNet, extract_features, predict_proba
+    from medisynth.features.domain import DomainExtractor
+
+    torch.manual_seed(0)
+    model = SmallResNet(1, 3, width=4).eval()
+    images = torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8)
+    expected_features = extract_features(model, images, device="cpu")
+    expected_proba = predict_proba(model, images, device="cpu")
+    out = DomainExtractor(model, torch.device("cpu"), batch_size=2).extract(images)
+    np.testing.assert_allclose(out.features, expected_features, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(torch.from_numpy(out.logits).softmax(1).numpy(), expected_proba, rtol=1e-4, atol=1e-5)

@@ -19,6 +19,10 @@ class DomainExtractor(FeatureExtractor):
     def __init__(self, model: torch.nn.Module, device: torch.device, batch_size: int = 256, meta: dict | None = None):
         self.model = model.eval().to(device)
         self.device = device
+        # channels_last: ~1.5x faster convolutions on the CPU (oneDNN), same numbers up to rounding
+        self.channels_last = device.type == "cpu"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.meta = meta or {}
         self.description = "penultimate layer of a SmallResNet grade classifier trained on the real train split"
@@ -30,6 +34,8 @@ class DomainExtractor(FeatureExtractor):
         with torch.inference_mode():
             for i in range(0, len(images), self.batch_size):
                 x = uint8_to_float(images[i : i + self.batch_size].to(self.device))
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 f = self.model.features(x)
                 feats.append(f.float().cpu())
                 logits.append(self.model.fc(f).float().cpu() if hasattr(self.model, "fc") else self.model(x).float().cpu())
@@ -52,4 +58,4 @@ def build(context: ExtractorContext) -> DomainExtractor:
     model = domain_classifier(context.real_root, cache_dir=context.cache_dir, device=context.device, seed=context.seed,
                               progress=context.options.get("progress", True), **kwargs)
     meta = {"classifier_seed": context.seed, **({"classifier_epochs": kwargs["epochs"]} if kwargs else {})}
-    return DomainExtractor(model, context.device, meta=meta)
+    return DomainExtractor(model, context.device, batch_size=context.batch_size, meta=meta)  # 64 at 128 px: ~0.6 GB of activations
