@@ -3,7 +3,7 @@
 
 Same data (the fundus phantom, 5 DR grades, prepared at --size px), same budget (--minutes of
 training each, through ``medisynth.training.trainer.train``), same seed, same number of samples
-per class (``medisynth.sampling.sample``), same evaluation (``medisynth.evaluate`` in the
+per class (``medisynth.sampling.sample``), same evaluation (``medisynth.evaluation`` in the
 domain feature space: a small ResNet trained on the real train split, since no pretrained
 Inception weights are available offline). Prints, for each model:
 
@@ -96,7 +96,7 @@ def sync(device: torch.device) -> None:
 
 
 def evaluate_samples(name: str, data: Path, samples: Path, work: Path, args) -> dict:
-    from medisynth.evaluate import EvaluateConfig, evaluate
+    from medisynth.evaluation import EvaluateConfig, evaluate
 
     metrics = evaluate(EvaluateConfig(
         real=data, fake=samples, out=work / "eval" / name, feature_spaces=("domain",), cache_dir=work / "cache",

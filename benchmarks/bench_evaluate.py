@@ -56,7 +56,7 @@ def make_inputs(root: Path, n: int, size: int, channels: int) -> None:
 
 def child(args) -> None:
     """Run evaluate once; print its wall time as JSON (the parent reads peak RSS from rusage)."""
-    from medisynth.evaluate import EvaluateConfig, evaluate
+    from medisynth.evaluation import EvaluateConfig, evaluate
 
     cfg = dict(real=args.root / "real", fake=args.root / "fake", out=args.root / "report", overwrite=True, progress=False,
                feature_spaces=tuple(args.features.split(",")), cache_dir=args.root / "cache", domain_epochs=args.domain_epochs,

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import medisynth.sampling
-from medisynth.balance import BalanceConfig, balance, class_targets
+from medisynth.balancing import BalanceConfig, balance, class_targets
 from medisynth.data.dataset import PreparedDataset
 from medisynth.errors import MedisynthError
 from medisynth.io import write_json

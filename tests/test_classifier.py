@@ -9,9 +9,11 @@ from medisynth.classifier import (
     SmallResNet,
     classic_augment,
     domain_classifier,
+    extract_features,
     load_classifier,
     predict_proba,
     save_classifier,
+    stem_stride_for,
     torchvision_resnet18,
     train_classifier,
 )
@@ -86,6 +88,62 @@ def test_save_load_round_trip(tmp_path):
     loaded, meta = load_classifier(tmp_path / "clf")
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     assert torch.allclose(model(x), loaded(x)) and meta["note"] == "x"
+
+
+@pytest.mark.parametrize("size,stride", [(16, 1), (32, 1), (48, 1), (64, 2), (128, 2), (256, 4), (512, 4)])
+def test_stem_stride_depends_on_image_size(size, stride):
+    assert stem_stride_for(size) == stride
+    model = SmallResNet(1, 2, width=4, image_size=size).eval()
+    assert model.config["stem_stride"] == stride
+    # the residual stages see the image downsampled by the stem stride
+    assert model.stem(torch.zeros(1, 1, size, size)).shape[-1] == size // stride
+
+
+def test_stem_stride_round_trips_through_save_load(tmp_path):
+    model = SmallResNet(3, 4, width=4, image_size=64).eval()
+    assert model.config["stem_stride"] == 2
+    save_classifier(model, tmp_path / "clf")
+    loaded, meta = load_classifier(tmp_path / "clf")
+    assert meta["config"]["stem_stride"] == 2 and loaded.config == model.config
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.allclose(model(x), loaded(x), atol=1e-6)
+
+
+def test_old_checkpoint_without_stem_stride_loads_full_resolution(tmp_path):
+    """CLASSIFIER_VERSION 1 configs have no stem_stride: they were trained with a stride-1 stem."""
+    from medisynth.io import read_json, write_json
+
+    model = SmallResNet(3, 4, width=4, stem_stride=1).eval()
+    save_classifier(model, tmp_path / "clf")
+    meta = read_json(tmp_path / "clf.json")
+    del meta["config"]["stem_stride"]
+    write_json(tmp_path / "clf.json", meta)
+    loaded, _ = load_classifier(tmp_path / "clf")
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert loaded.config["stem_stride"] == 1 and torch.allclose(model(x), loaded(x), atol=1e-6)
+
+
+def test_train_classifier_picks_the_stem_stride_from_the_images():
+    x, y = _toy_tensors([0, 1] * 4, size=64)
+    model, _ = train_classifier(x, y, 2, epochs=1, batch_size=8, device="cpu", width=4, progress=False)
+    assert model.config["stem_stride"] == 2
+
+
+@pytest.mark.parametrize("run", [predict_proba, extract_features])
+def test_model_stays_trainable_after_inference(run):
+    """predict/extract run under inference_mode and convert the model to channels_last; parameters
+    converted INSIDE inference_mode would be inference tensors that backward refuses."""
+    x, y = _toy_tensors([0, 1] * 2, size=32)
+    model = SmallResNet(3, 2, width=4)  # contiguous parameters: the conversion really happens
+    run(model, x, device="cpu")
+    model.train()
+    torch.nn.functional.cross_entropy(model(x.float() / 127.5 - 1), y).backward()
+    assert model.stem[0].weight.grad is not None
+
+
+def test_bad_stem_stride_raises():
+    with pytest.raises(MedisynthError, match="stem_stride"):
+        SmallResNet(3, 2, width=4, stem_stride=3)
 
 
 def test_domain_classifier_is_cached(tmp_path):

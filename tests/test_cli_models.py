@@ -171,6 +171,18 @@ def test_train_resume_sample(phantom, tmp_path, model, data_key, train_args, how
     assert set(written["checkpoint_steps"].values()) == {RESUME_STEPS}  # sampled from the resumed checkpoint
 
 
+def test_latent_diffusion_on_an_autoencoder_run(phantom, tmp_path):
+    """diffusion --hp autoencoder_run=RUN (latent diffusion) trains, resumes and samples full-size images."""
+    data = phantom["ct64"]
+    cli("train", data, "--model", "autoencoder-kl", "--out", tmp_path / "ae", "--steps", 2, "--batch-size", 4,
+        "--device", "cpu", "--sample-every", 0, *TINY_UNET)
+    out = train_resume_sample(
+        data, "diffusion", tmp_path / "latent-diffusion",
+        [*TINY_UNET, "--hp", "num_head_channels=8", "--hp", "sampling_steps=2", "--hp", f"autoencoder_run={tmp_path / 'ae'}"],
+        ["--per-class", "Stone=3"], tmp_path)
+    check_image_folder(out, {"Stone": N_SAMPLES}, 64, "L")
+
+
 def test_samples_read_back_by_prepare(phantom, tmp_path):
     """A sample folder is a valid `medisynth prepare` source (the image-folder layout)."""
     run = tmp_path / "cgan"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from medisynth.errors import MedisynthError
-from medisynth.evaluate import SCHEMA, EvaluateConfig, evaluate
+from medisynth.evaluation import SCHEMA, EvaluateConfig, evaluate
 from medisynth.utility.toy import toy_images, write_image_folder, write_prepared
 
 SECTIONS = ("overview", "distribution", "per-class", "pixel", "memorization", "plots", "training")

@@ -41,9 +41,9 @@ def _stage(title: str):
 
 
 def run_demo(config: DemoConfig) -> dict:
-    from medisynth.balance import BalanceConfig, balance
+    from medisynth.balancing import BalanceConfig, balance
     from medisynth.data.prepare import PrepareConfig, format_summary, prepare
-    from medisynth.evaluate import EvaluateConfig, evaluate
+    from medisynth.evaluation import EvaluateConfig, evaluate
     from medisynth.phantom.fundus import generate_fundus_dataset
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig

@@ -163,3 +163,14 @@ def test_cli_prepare_prints_the_summary_and_exits_2_on_bad_input(image_folder, t
     bad = subprocess.run([str(cli), "prepare", str(image_folder), "--out", str(tmp_path / "out2"), "--channels", "2"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--channels 2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_limit_takes_a_seeded_subset_from_every_class(tmp_path):
+    from medisynth.phantom import generate_ct_dataset
+
+    source = generate_ct_dataset(tmp_path / "ct", n=40, size=32, seed=0, proportions=(1, 1, 1, 1))
+    first = run(source, tmp_path / "a", limit=12).manifest
+    again = run(source, tmp_path / "b", limit=12).manifest
+    assert first.num_images == 12 and first.counts == again.counts
+    totals = [sum(first.counts[s][c] for s in first.counts) for c in first.class_names]
+    assert sum(1 for t in totals if t > 0) >= 3  # the class folders are listed one after another

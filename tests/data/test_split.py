@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medisynth.data.split import assign_splits
+from medisynth.data.split import assign_splits, largest_unit_shares
 from medisynth.errors import MedisynthError
 
 
@@ -88,3 +88,18 @@ def test_bad_fractions(val, test):
 def test_zero_fractions_put_everything_in_train():
     split, _ = assign_splits(make_index([0, 1] * 20), val_fraction=0, test_fraction=0)
     assert set(split) == {"train"}
+
+
+def test_near_groups_stay_together_and_chain_with_exact_duplicates():
+    # near_group (from prepare's near-duplicate search) joins units like group and sha1 do
+    n = 120
+    index = make_index([0] * n)
+    index["near_group"] = [i - i % 4 for i in range(n)]  # runs of four neighbouring slices
+    index.loc[3, "sha1"] = index.loc[4, "sha1"] = "same"  # a copy links the first two runs
+    split, _ = assign_splits(index, seed=0)
+    frame = pd.DataFrame({"near": index["near_group"], "split": split})
+    assert (frame.groupby("near")["split"].nunique() == 1).all()
+    assert split[0] == split[7]
+    assert set(split) == {"train", "val", "test"}
+    shares = largest_unit_shares(index)
+    assert shares == {"0": pytest.approx(8 / n)}

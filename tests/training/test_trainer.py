@@ -222,3 +222,19 @@ def test_cli_user_error_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "not a prepared data set" in err and "Traceback" not in err
+
+
+def test_a_budget_given_on_resume_replaces_the_runs_budget(tmp_path, capsys):
+    from medisynth.training import toy
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    data = toy.write_toy_dataset(tmp_path / "data")
+    common = dict(batch_size=4, log_every=1, sample_every=0, device="cpu", progress=False)
+    train(TrainConfig(data=data, model="toy-gan", out=tmp_path / "run", steps=2, **common))
+    # the run was trained with --steps 2; an epoch budget on resume must not keep that step limit
+    result = train(TrainConfig(resume=tmp_path / "run", epochs=2, **{k: v for k, v in common.items() if k != "batch_size"}))
+    assert result.steps == 2 * result.steps / result.epochs > 2
+    again = train(TrainConfig(resume=tmp_path / "run", epochs=2, progress=False))
+    assert again.steps == result.steps
+    assert "already reached its budget" in capsys.readouterr().err

@@ -11,7 +11,15 @@ from medisynth.cli.app import app
 from medisynth.errors import MedisynthError
 
 # importing a module registers its commands on ``app``
-from medisynth.cli import data_cmds, demo_cmds, phantom_cmds, train_cmds, evaluate_cmds, utility_cmds, pipeline_cmds  # noqa: E402,F401
+from medisynth.cli import phantom_cmds, data_cmds, train_cmds, evaluate_cmds, utility_cmds, pipeline_cmds, demo_cmds  # noqa: E402,F401
+
+
+@app.command()
+def version() -> None:
+    """Print the medisynth version."""
+    from medisynth import __version__
+
+    print(__version__)
 
 
 def main() -> None:

@@ -10,13 +10,6 @@ from medisynth.cli.app import app
 from medisynth.errors import MedisynthError
 
 
-@app.command()
-def version() -> None:
-    """Print the medisynth version."""
-    from medisynth import __version__
-
-    print(__version__)
-
 
 @app.command()
 def prepare(
@@ -40,7 +33,10 @@ def prepare(
     label_column: Optional[str] = typer.Option(None, help="CSV column holding the label."),
     image_dir: Optional[str] = typer.Option(None, help="Image folder of a CSV layout (relative to SOURCE)."),
     slice_step: Optional[int] = typer.Option(None, help="NIfTI: use every N-th non-empty axial slice."),
-    limit: Optional[int] = typer.Option(None, help="Use only the first N images (quick looks)."),
+    limit: Optional[int] = typer.Option(None, help="Use a seeded random subset of N images (quick looks)."),
+    near_duplicate_threshold: float = typer.Option(
+        0.97, help="Keep images whose 16x16 thumbnails have cosine >= this on one side of the split "
+                   "(neighbouring CT slices); 0 switches it off."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Read a data set in its native layout, preprocess, split and write it as a prepared data set."""
@@ -53,7 +49,7 @@ def prepare(
         source=source, out=out, source_kind=source_kind, size=size, channels=channels, preprocess=preprocess,
         graham=graham, window_level=window_level, window_width=window_width, val_fraction=val_fraction,
         test_fraction=test_fraction, seed=seed, skip_bad=skip_bad, workers=workers, overwrite=overwrite,
-        classes=class_list, limit=limit,
+        classes=class_list, limit=limit, near_duplicate_threshold=near_duplicate_threshold,
         source_options={"id_column": id_column, "label_column": label_column, "image_dir": image_dir,
                         "slice_step": slice_step},
     )

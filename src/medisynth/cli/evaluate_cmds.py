@@ -33,7 +33,7 @@ def evaluate(
 ) -> None:
     """Score synthetic images against real ones: FID/KID/IS/precision/recall/density/coverage per feature
     space, per-class figures and CAS, SSIM/PSNR/histograms/diversity, memorization; writes an HTML report."""
-    from medisynth.evaluate import EvaluateConfig, evaluate as run_evaluate, summary_lines
+    from medisynth.evaluation import EvaluateConfig, evaluate as run_evaluate, summary_lines
 
     config = EvaluateConfig(
         real=real, fake=fake, out=out, feature_spaces=tuple(s.strip() for s in features.split(",") if s.strip()),

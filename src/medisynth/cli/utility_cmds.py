@@ -1,4 +1,4 @@
-"""``medisynth balance`` and ``medisynth utility``: thin wrappers over medisynth.balance and medisynth.utility."""
+"""``medisynth balance`` and ``medisynth utility``: thin wrappers over medisynth.balancing and medisynth.utility."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +25,8 @@ def balance(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Top up every class of the TRAIN split with synthetic images (val/test stay real and unchanged)."""
-    from medisynth.balance import BalanceConfig
-    from medisynth.balance import balance as run_balance
+    from medisynth.balancing import BalanceConfig
+    from medisynth.balancing import balance as run_balance
 
     result = run_balance(BalanceConfig(
         data=data, run=run, out=out, target=target, ratio=ratio, min_d_score=min_d_score,

@@ -41,6 +41,8 @@ class Manifest:
     skipped: list[dict[str, str]] = field(default_factory=list)
     duplicates: int = 0  # images whose pixels (after preprocessing) equal an earlier image's
     duplicates_across_splits: int = 0  # duplicate groups in more than one split (only when the source fixes the split)
+    near_duplicates: int = 0  # images joined to another by thumbnail similarity (prepare's --near-duplicate-threshold)
+    near_duplicates_across_splits: int = 0  # near-duplicate sets in more than one split (source-fixed splits only)
     created: str = ""
     medisynth_version: str = ""
     format: str = FORMAT_NAME

@@ -3,7 +3,9 @@
 The pipeline streams: records are cheap descriptions, pixels are decoded and
 preprocessed in a process pool (``imap`` keeps a bounded number in flight) and
 written into shards of bounded size as they arrive. Only per-image metadata
-(ids, labels, hashes) is held for the whole set, to make the split at the end.
+(ids, labels, hashes, a 256-value thumbnail signature) is held for the whole set, to
+make the split at the end: images that are near-identical by signature (neighbouring CT
+slices) are kept on one side of the split, like exact copies and source groups.
 """
 from __future__ import annotations
 
@@ -23,16 +25,20 @@ import numpy as np
 import pandas as pd
 
 from medisynth.data.manifest import SPLITS, Manifest
+from medisynth.data.near_duplicates import (
+    DEFAULT_THRESHOLD, SIGNATURE_SIDE, near_duplicate_components, normalise_signatures, threshold_enabled,
+)
 from medisynth.data.preprocess import PrepOptions
 from medisynth.data.worker import process_chunk, process_record
 from medisynth.data.sources.base import Record, Source, detect_source, get_source
-from medisynth.data.split import assign_splits, check_fractions
+from medisynth.data.split import assign_splits, check_fractions, largest_unit_shares, split_units
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir
 
 SHARD_BYTES = 64 * 2**20  # images per shard are capped so one shard in memory stays small
 CHUNK_BYTES = 8 * 2**20  # output pixels per task sent to a worker
 SMALL_SET = 64  # below this many images one process is faster than starting a pool of spawned workers
+GIANT_UNIT_SHARE = 0.5  # a unit holding more of a class than this is reported: the class barely splits
 
 
 @dataclass
@@ -53,8 +59,10 @@ class PrepareConfig:
     workers: Optional[int] = None  # None: all cores
     overwrite: bool = False
     classes: Optional[list[str]] = None  # fix the class list (and order); labels outside it are an error
-    limit: Optional[int] = None  # use only the first N images of the source (quick looks, tests)
+    limit: Optional[int] = None  # use a seeded random subset of N images (quick looks, tests)
     source_options: dict[str, Any] = field(default_factory=dict)  # id_column, label_column, ...
+    # images whose thumbnail signatures have cosine >= this stay on one side of the split; 0 or 1 switches it off
+    near_duplicate_threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass
@@ -186,8 +194,10 @@ def _checked_records(source: Source, config: PrepareConfig) -> tuple[list[Record
             continue
         seen.add(r.id)
         records.append(r)
-        if config.limit is not None and len(records) >= config.limit:
-            break
+    if config.limit is not None and len(records) > config.limit:
+        # a seeded random subset, not the first N: sources listed class by class would give one class only
+        chosen = np.sort(np.random.default_rng(config.seed).choice(len(records), config.limit, replace=False))
+        records = [records[i] for i in chosen]
     if not records:
         raise MedisynthError(f"{config.source}: no images found for the {source.name} layout")
     labelled = [r.label for r in records if r.label is not None]
@@ -228,17 +238,21 @@ def _open_source(config: PrepareConfig) -> tuple[Source, dict[str, Any]]:
 
 
 def _write_images(records: list[Record], options: PrepOptions, workers: int, folder: Path, class_names: list[str],
-                  config: PrepareConfig, progress: bool) -> tuple[_ShardWriter, list[dict[str, Any]], list[dict]]:
-    """Decode, preprocess and write every record into shards; returns (writer, index rows, skipped items)."""
+                  config: PrepareConfig, progress: bool
+                  ) -> tuple[_ShardWriter, list[dict[str, Any]], list[dict], np.ndarray]:
+    """Decode, preprocess and write every record into shards.
+
+    Returns (writer, index rows, skipped items, raw signatures N x 256 float32 in row order)."""
     from medisynth.progress import progress_bar
 
     class_index = {c: i for i, c in enumerate(class_names)}
     writer: _ShardWriter | None = None
     rows: list[dict[str, Any]] = []
     skipped: list[dict] = []
+    signatures: list[np.ndarray] = []
     # closing(): an error below stops the worker processes at once
     with closing(_results(records, options, workers)) as results:
-        for record, image, mask, fov, error in progress_bar(results, total=len(records), description="prepare",
+        for record, image, mask, fov, signature, error in progress_bar(results, total=len(records), description="prepare",
                                                             enabled=progress):
             if error is not None:
                 if not config.skip_bad:
@@ -248,6 +262,7 @@ def _write_images(records: list[Record], options: PrepOptions, workers: int, fol
             if writer is None:
                 writer = _ShardWriter(folder, image.shape, mask is not None, fov is not None)
             shard, row = writer.add(record.describe(), image, mask, fov)
+            signatures.append(signature)
             rows.append({
                 "id": record.id,
                 "label": class_index[record.label] if record.label is not None else 0,
@@ -263,7 +278,7 @@ def _write_images(records: list[Record], options: PrepOptions, workers: int, fol
     if writer is None:
         raise MedisynthError(f"{config.source}: every image was skipped; nothing to prepare")
     writer.flush()
-    return writer, rows, skipped
+    return writer, rows, skipped, np.stack(signatures)
 
 
 def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
@@ -283,12 +298,19 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
     if config.limit is not None and config.limit < 1:
         raise MedisynthError(f"--limit {config.limit}: use 1 or more")
     check_fractions(config.val_fraction, config.test_fraction)
+    _check_threshold(config.near_duplicate_threshold)
     records, class_names = _checked_records(source, config)
     workers = _choose_workers(config.workers, len(records), source.prefers_one_process)
 
     with atomic_dir(config.out, overwrite=config.overwrite) as tmp:
-        writer, rows, bad = _write_images(records, options, workers, tmp, class_names, config, progress)
+        writer, rows, bad, raw_signatures = _write_images(records, options, workers, tmp, class_names, config,
+                                                          progress)
         index = pd.DataFrame(rows)
+        # near_group: the row index of the first image of its chain of near-identical images (own index if none)
+        index["near_group"] = near_duplicate_components(
+            normalise_signatures(raw_signatures), config.near_duplicate_threshold)
+        near_duplicates = int(index["near_group"].duplicated(keep=False).sum())
+        unit_shares = largest_unit_shares(index, split_units(index))
         index["split"], duplicates = assign_splits(
             index, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
         )
@@ -310,18 +332,32 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
                     **({"limit": config.limit} if config.limit else {})},
             preprocessing=options.to_dict(),
             split={"val_fraction": config.val_fraction, "test_fraction": config.test_fraction, "seed": config.seed,
-                   "fixed_by_source": any(r.split is not None for r in records)},
+                   "fixed_by_source": any(r.split is not None for r in records),
+                   "near_duplicate_threshold": config.near_duplicate_threshold
+                   if threshold_enabled(config.near_duplicate_threshold) else None,
+                   "near_duplicate_signature": f"{SIGNATURE_SIDE}x{SIGNATURE_SIDE} gray, mean-centred, cosine",
+                   "largest_unit_share": {c: round(unit_shares.get(c, 0.0), 4) for c in class_names}},
             has_masks=writer.has_mask,
             has_fov=writer.has_fov,
             content_hash=writer.hasher.hexdigest(),
             skipped=list(source.problems) + bad,
             duplicates=duplicates,
             duplicates_across_splits=int((index.groupby("sha1")["split"].nunique() > 1).sum()),
+            near_duplicates=near_duplicates,
+            near_duplicates_across_splits=int((index.groupby("near_group")["split"].nunique() > 1).sum()),
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             medisynth_version=__version__,
         )
         manifest.save(tmp)
     return PrepareResult(Path(config.out), manifest)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0 <= threshold <= 1:
+        raise MedisynthError(
+            f"--near-duplicate-threshold {threshold}: use a cosine similarity in (0, 1) (default {DEFAULT_THRESHOLD}), "
+            "or 0 to switch the near-duplicate grouping off"
+        )
 
 
 def _check_classes(counts: dict[str, dict[str, int]], class_names: list[str], source: Path) -> None:
@@ -349,6 +385,29 @@ def format_summary(manifest: Manifest) -> str:
             where = (f"{manifest.duplicates_across_splits} sets of copies span more than one split; "
                      "the source fixes the split, so it is kept as given")
         lines.append(f"exact duplicate images: {manifest.duplicates} ({where})")
+    threshold = manifest.split.get("near_duplicate_threshold")
+    if manifest.near_duplicates:
+        where = "kept on one side of the split"
+        if manifest.near_duplicates_across_splits:
+            where = (f"{manifest.near_duplicates_across_splits} sets span more than one split; "
+                     "the source fixes the split, so it is kept as given")
+        lines.append(f"near-duplicate images (cosine >= {threshold} of thumbnails, exact copies included): "
+                     f"{manifest.near_duplicates} ({where})")
+    for c, share in manifest.split.get("largest_unit_share", {}).items():
+        n = sum(manifest.counts[s].get(c, 0) for s in SPLITS)
+        # a class of one or two images is not split anyway; a source-fixed split does not use units
+        if share > GIANT_UNIT_SHARE and n >= 3 and share * n >= 2 and not manifest.split.get("fixed_by_source"):
+            lines.append(
+                f"warning: one unit of images kept together (same group, copies or near duplicates) holds "
+                f"{100 * share:.0f}% of class {c}; its val/test shares are coarse. If these images are not "
+                "near-identical, raise --near-duplicate-threshold (or 0 to switch the grouping off)")
+    fractions = {"val": manifest.split.get("val_fraction", 0), "test": manifest.split.get("test_fraction", 0)}
+    for c in manifest.class_names:
+        n = sum(manifest.counts[s].get(c, 0) for s in SPLITS)
+        empty = [s for s, f in fractions.items() if f > 0 and manifest.counts[s].get(c, 0) == 0]
+        if empty and n >= 3 and not manifest.split.get("fixed_by_source"):
+            lines.append(f"warning: class {c} has no {' or '.join(empty)} images: its {n} images form too few "
+                         "units (groups, copies, near duplicates) to split")
     if manifest.skipped:
         lines.append(f"skipped {len(manifest.skipped)} bad item(s): see skipped in manifest.json")
         for s in manifest.skipped[:5]:

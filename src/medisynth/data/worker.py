@@ -1,4 +1,5 @@
-"""The work done per image in prepare's worker processes: decode, read masks, preprocess.
+"""The work done per image in prepare's worker processes: decode, read masks, preprocess,
+and the thumbnail signature used to find near-duplicate images (``near_duplicates.py``).
 
 Kept in its own small module so that spawned workers import only numpy, PIL and scipy
 (not pandas or torch) before they start.
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medisynth.data.near_duplicates import raw_signature
 from medisynth.data.preprocess import PrepOptions, preprocess
 from medisynth.data.sources.base import Record
 from medisynth.errors import MedisynthError
@@ -16,14 +18,17 @@ from medisynth.io import read_image
 
 
 def process_record(args: tuple[Record, PrepOptions]):
-    """Worker: decode + preprocess one record. Returns (record, image, mask, fov, error message)."""
+    """Worker: decode + preprocess one record.
+
+    Returns (record, image, mask, fov, signature, error message); the signature (float32, 256 values)
+    is computed here, in parallel, from the preprocessed image, so the main process never decodes twice."""
     record, options = args
     try:
         image = record.loader() if record.loader is not None else read_image(record.path)
         mask = _read_mask(record.mask_path) if record.mask_path else None
         fov = _read_mask(record.fov_path) if record.fov_path else None
         image, mask, fov = preprocess(image, options, mask, fov, raw_intensity=record.raw_intensity)
-        return record, image, mask, fov, None
+        return record, image, mask, fov, raw_signature(image), None
     except MedisynthError as e:
         message = str(e)
     except Exception as e:  # a damaged file can make any decoder fail; report it as that file's problem
@@ -31,7 +36,7 @@ def process_record(args: tuple[Record, PrepOptions]):
     where = record.describe()
     if not message.startswith(where) and not (record.path and message.startswith(str(record.path))):
         message = f"{where}: {message}"
-    return record, None, None, None, message
+    return record, None, None, None, None, message
 
 
 def process_chunk(records: list[Record], options: PrepOptions) -> list[tuple]:

@@ -19,6 +19,7 @@ from medisynth.errors import MedisynthError
 TARGETS = ("images", "masks")
 
 #: fields a resumed run may change (the budget and the bookkeeping); the rest is fixed by the run
+BUDGET_FIELDS = ("epochs", "steps", "minutes")
 RESUME_OVERRIDABLE = (
     "epochs", "steps", "minutes", "checkpoint_every", "sample_every", "log_every",
     "device", "amp", "threads", "progress",

@@ -37,7 +37,7 @@ from medisynth.training.checkpoint import (
     save_checkpoint,
     write_run_files,
 )
-from medisynth.training.config import RESUME_OVERRIDABLE, TrainConfig
+from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
 from medisynth.training.logging import MetricsLog, plot_losses, save_grid, truncate_metrics
 
 GRID_COLUMNS = 8
@@ -118,6 +118,10 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
     saved = TrainConfig.from_dict(read_json(run / "config.json"), source=str(run / "config.json"))
     defaults = TrainConfig()
     changes = {k: getattr(config, k) for k in RESUME_OVERRIDABLE if getattr(config, k) != getattr(defaults, k)}
+    if any(k in changes for k in BUDGET_FIELDS):
+        # a budget given on resume replaces the run's whole budget: `--resume RUN --minutes 30` on a run
+        # trained with --steps 4 must not stop at step 4
+        changes.update({k: getattr(config, k) for k in BUDGET_FIELDS})
     fixed = [
         f.name for f in dataclasses.fields(TrainConfig)
         if f.name not in RESUME_OVERRIDABLE + ("resume", "out", "overwrite")
@@ -175,11 +179,12 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
         else:
             results[class_names[index]] = _train_one(child, False)
     total_seconds = sum(r.seconds for r in results.values())
-    total_images = sum(r.images_per_second * r.seconds for r in results.values())
+    loop_seconds = sum(r.data_seconds + r.step_seconds for r in results.values())
+    total_images = sum(r.images_per_second * (r.data_seconds + r.step_seconds) for r in results.values())
     return RunResult(
         run=run, steps=sum(r.steps for r in results.values()), epochs=float("nan"),
         batch_size=max((r.batch_size for r in results.values()), default=0), seconds=total_seconds,
-        images_per_second=total_images / total_seconds if total_seconds else 0.0,
+        images_per_second=total_images / loop_seconds if loop_seconds else 0.0,
         data_seconds=sum(r.data_seconds for r in results.values()),
         step_seconds=sum(r.step_seconds for r in results.values()), classes=results,
     )
@@ -338,9 +343,13 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
 
     seconds = time.perf_counter() - t_start
     done = step - start_step
+    if resuming and done == 0:
+        print(f"warning: {run} had already reached its budget at step {step}; nothing was trained. "
+              "Pass a larger --steps, --epochs or --minutes (budgets count the whole run)", file=sys.stderr)
+    loop_seconds = data_seconds + step_seconds  # images/s of training itself, not checkpoints and sample grids
     return RunResult(
         run=run, steps=step, epochs=step / batches, batch_size=batch_size, seconds=seconds,
-        images_per_second=done * batch_size / seconds if seconds > 0 else 0.0,
+        images_per_second=done * batch_size / loop_seconds if loop_seconds > 0 else 0.0,
         data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics,
     )
 

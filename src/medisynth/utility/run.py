@@ -118,7 +118,8 @@ def run_utility(config: UtilityConfig) -> dict:
                 raise MedisynthError(f"protocol {protocol!r}: only {len(data.train)} training image(s)")
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                model = build_classifier(config.model, real.channels, k, config.width, config.weights)
+                model = build_classifier(config.model, real.channels, k, config.width, config.weights,
+                                         image_size=real.image_size)
             _log(f"[{run_no}/{total}] {protocol} seed {seed}: {len(data.train)} train images "
                  f"({int(data.train.synthetic.sum())} synthetic)", config.progress)
             model, history = train_classifier(
