@@ -38,7 +38,7 @@ from medisynth.errors import MedisynthError
 
 #: bump when SmallResNet or domain_classifier's training recipe changes, so stale caches are not reused
 #: (2: the stem stride depends on the image size)
-CLASSIFIER_VERSION = 2
+CLASSIFIER_VERSION = 3  # 3: the domain classifier samples classes evenly
 AUGMENTATIONS = ("none", "classic")
 
 
@@ -529,6 +529,9 @@ def domain_classifier(
     model, history = train_classifier(
         images, labels, manifest.num_classes, val=val, epochs=epochs, batch_size=batch_size, seed=seed,
         device=device, augment=augment, time_budget_s=time_budget_s, width=width, progress=progress,
+        # even class sampling: on EyePACS-like imbalance plain sampling learns "always grade 0", whose
+        # features cannot tell the rare grades apart, and the rare grades are what evaluation is about
+        class_balanced=True,
         description="domain classifier",
     )
     if time_budget_s is None:

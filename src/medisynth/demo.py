@@ -6,14 +6,15 @@ Sized to finish in about 15 minutes on a 2-core CPU; every stage is the public A
 """
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from medisynth.io import atomic_dir
+from medisynth.errors import MedisynthError
+from medisynth.io import write_json
 
 console = Console()
 
@@ -22,17 +23,34 @@ console = Console()
 class DemoConfig:
     out: Path = Path("demo_output")
     n_images: int = 1500
-    size: int = 32
+    size: int = 64  # lesions are a few pixels wide: at 32 px the grades are hard to tell apart even for a classifier
+    gan_width: int = 32  # half the DCGAN default keeps a 64 px cgan as fast as a 32 px one
     train_minutes: float = 4.0
     minority_samples: int = 200
     utility_seeds: int = 3
     utility_epochs: int = 10
-    utility_width: int = 8  # a narrow classifier keeps 9 trainings inside the demo's budget on a 2-core CPU
+    utility_width: int = 16  # a narrow classifier keeps 9 trainings inside the demo's budget on a 2-core CPU
     utility_protocols: tuple[str, ...] = ("real", "real-balanced", "real+synthetic")
     domain_epochs: int = 10
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
+
+
+MARKER = ".medisynth-demo"
+
+
+def _fresh_output_folder(out: Path, overwrite: bool) -> Path:
+    """An empty folder for the demo; --overwrite replaces an earlier demo's output, never anything else."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise MedisynthError(f"{out} already exists; choose another --out or pass --overwrite")
+        if not (out / MARKER).exists():
+            raise MedisynthError(f"{out} is not the output of an earlier demo; refusing to replace it, choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `medisynth demo`; --overwrite may replace this folder\n")
+    return out
 
 
 def _stage(title: str):
@@ -50,53 +68,54 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.training.trainer import train
     from medisynth.utility import UtilityConfig, run_utility
 
-    out = Path(config.out)
+    out = _fresh_output_folder(Path(config.out), config.overwrite)
     timings: dict[str, float] = {}
-    with atomic_dir(out, overwrite=config.overwrite) as tmp:
-        t = _stage("1/7 phantom fundus data (EyePACS grade proportions)")
-        phantom = generate_fundus_dataset(tmp / "phantom", n=config.n_images, size=max(config.size, 64), seed=config.seed)
-        timings["phantom"] = time.perf_counter() - t
+    # each stage writes its own folder atomically, at its final path: the run's config and the reports
+    # name paths that stay valid after the demo (a whole-demo temp folder would leave them dangling)
+    t = _stage("1/7 phantom fundus data (EyePACS grade proportions)")
+    phantom = generate_fundus_dataset(out / "phantom", n=config.n_images, size=max(config.size, 64), seed=config.seed)
+    timings["phantom"] = time.perf_counter() - t
 
-        t = _stage("2/7 prepare")
-        prepared = prepare(PrepareConfig(source=phantom, out=tmp / "prepared", size=config.size, seed=config.seed))
-        console.print(format_summary(prepared.manifest))
-        timings["prepare"] = time.perf_counter() - t
+    t = _stage("2/7 prepare")
+    prepared = prepare(PrepareConfig(source=phantom, out=out / "prepared", size=config.size, seed=config.seed))
+    console.print(format_summary(prepared.manifest))
+    timings["prepare"] = time.perf_counter() - t
 
-        t = _stage(f"3/7 train the class-conditional GAN ({config.train_minutes:g} min)")
-        run = train(TrainConfig(data=prepared.out, model="cgan", out=tmp / "run", minutes=config.train_minutes,
-                                seed=config.seed, device=config.device))
-        timings["train"] = time.perf_counter() - t
+    t = _stage(f"3/7 train the class-conditional GAN ({config.train_minutes:g} min)")
+    run = train(TrainConfig(data=prepared.out, model="cgan", out=out / "run", minutes=config.train_minutes,
+                            seed=config.seed, device=config.device, hyper={"width": config.gan_width}))
+    timings["train"] = time.perf_counter() - t
 
-        t = _stage("4/7 sample the minority grades")
-        names = prepared.manifest.class_names
-        counts = prepared.manifest.counts["train"]
-        minority = sorted(names, key=lambda c: counts[c])[:2]
-        sampled = sample(SampleConfig(run=tmp / "run", out=tmp / "synthetic",
-                                      per_class={c: config.minority_samples for c in minority}, seed=config.seed,
-                                      device=config.device))
-        timings["sample"] = time.perf_counter() - t
+    t = _stage("4/7 sample the minority grades")
+    names = prepared.manifest.class_names
+    counts = prepared.manifest.counts["train"]
+    minority = sorted(names, key=lambda c: counts[c])[:2]
+    sampled = sample(SampleConfig(run=out / "run", out=out / "synthetic",
+                                  per_class={c: config.minority_samples for c in minority}, seed=config.seed,
+                                  device=config.device))
+    timings["sample"] = time.perf_counter() - t
 
-        t = _stage("5/7 balance: top every grade up to the majority count")
-        balanced = balance(BalanceConfig(data=prepared.out, run=tmp / "run", out=tmp / "balanced", seed=config.seed,
-                                         device=config.device))
-        timings["balance"] = time.perf_counter() - t
+    t = _stage("5/7 balance: top every grade up to the majority count")
+    balanced = balance(BalanceConfig(data=prepared.out, run=out / "run", out=out / "balanced", seed=config.seed,
+                                     device=config.device))
+    timings["balance"] = time.perf_counter() - t
 
-        t = _stage("6/7 evaluate the synthetic images against the real ones")
-        metrics = evaluate(EvaluateConfig(real=prepared.out, fake=tmp / "synthetic", out=tmp / "report",
-                                          device=config.device, seed=config.seed, domain_epochs=config.domain_epochs,
-                                          cache_dir=tmp / "cache"))
-        timings["evaluate"] = time.perf_counter() - t
+    t = _stage("6/7 evaluate the synthetic images against the real ones")
+    metrics = evaluate(EvaluateConfig(real=prepared.out, fake=out / "synthetic", out=out / "report",
+                                      device=config.device, seed=config.seed, domain_epochs=config.domain_epochs,
+                                      cache_dir=out / "cache"))
+    timings["evaluate"] = time.perf_counter() - t
 
-        t = _stage("7/7 utility: does synthetic data help a grade classifier on real test images?")
-        utility = run_utility(UtilityConfig(real=prepared.out, synthetic=tmp / "balanced", out=tmp / "utility",
-                                            seeds=config.utility_seeds, epochs=config.utility_epochs,
-                                            width=config.utility_width, protocols=config.utility_protocols,
-                                            device=config.device))
-        timings["utility"] = time.perf_counter() - t
+    t = _stage("7/7 utility: does synthetic data help a grade classifier on real test images?")
+    utility = run_utility(UtilityConfig(real=prepared.out, synthetic=out / "balanced", out=out / "utility",
+                                        seeds=config.utility_seeds, epochs=config.utility_epochs,
+                                        width=config.utility_width, protocols=config.utility_protocols,
+                                        device=config.device))
+    timings["utility"] = time.perf_counter() - t
 
-        summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
-                   "utility_report": str(out / "utility" / "utility.html"), "minority_classes": minority}
-        (tmp / "demo.json").write_text(json.dumps(summary, indent=2))
+    summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
+               "utility_report": str(out / "utility" / "utility.html"), "minority_classes": minority}
+    write_json(out / "demo.json", summary)
     console.rule("[bold green]done")
     console.print(f"evaluation report: {out / 'report' / 'report.html'}")
     console.print(f"utility report:    {out / 'utility' / 'utility.html'}")

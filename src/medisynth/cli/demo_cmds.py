@@ -10,7 +10,7 @@ from medisynth.cli.app import app
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for every stage's output"),
     n_images: int = typer.Option(1500, help="Phantom fundus images to generate"),
-    size: int = typer.Option(32, help="Image size used for training (px)"),
+    size: int = typer.Option(64, help="Image size used for training (px)"),
     train_minutes: float = typer.Option(4.0, help="Training budget for the class-conditional GAN"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
