@@ -256,8 +256,11 @@ def _write_images(records: list[Record], options: PrepOptions, workers: int, fol
                                                             enabled=progress):
             if error is not None:
                 if not config.skip_bad:
-                    raise MedisynthError(error + " (or pass --skip-bad to skip and count such files)")
-                skipped.append({"item": record.describe(), "reason": error})
+                    hint = "" if "--skip-bad" in error else " (or pass --skip-bad to skip and count such files)"
+                    raise MedisynthError(error + hint)
+                where = record.describe()
+                reason = error[len(where) + 2:] if error.startswith(f"{where}: ") else error
+                skipped.append({"item": where, "reason": reason})
                 continue
             if writer is None:
                 writer = _ShardWriter(folder, image.shape, mask is not None, fov is not None)
