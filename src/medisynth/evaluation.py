@@ -115,40 +115,21 @@ def load_image_folder(folder: Path, class_names: list[str], channels: int, size:
     """DIR/images/<id>.png + DIR/labels.csv (image,label) -> images matched to the real set's classes.
 
     Returns (image set, whether images were resized to ``size``). Without labels.csv every image in
-    DIR/images (or DIR) is read, unlabelled.
+    DIR/images (or DIR) is read, unlabelled; so are the samples of an unconditional model.
     """
+    from medisynth.data.image_folder import class_indices, find_image, read_labels_table
+    from medisynth.io import list_images
+
     folder = Path(folder)
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
     labels_csv = folder / "labels.csv"
-    table = None
-    if labels_csv.is_file():
-        try:
-            table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise MedisynthError(f"{labels_csv}: cannot be read as CSV ({e}); rewrite it with columns image,label") from None
-        missing = {"image", "label"} - set(table.columns)
-        if missing:
-            raise MedisynthError(f"{labels_csv}: missing column(s) {', '.join(sorted(missing))}; it needs image,label")
-        index = {name: i for i, name in enumerate(class_names)}
-        if set(table["label"]) <= UNLABELLED:  # an unconditional model's samples: no classes
-            table = None
+    table = read_labels_table(folder)
     if table is not None:
-        unknown = sorted(set(table["label"]) - set(index))
-        if unknown:
-            raise MedisynthError(
-                f"{labels_csv}: label {unknown[0]!r} is not a class of the real data set ({', '.join(class_names)}); "
-                "fix the label column or evaluate against the data set the model was trained on"
-            )
         ids = table["image"].tolist()
-        labels = np.array([index[x] for x in table["label"]], dtype=np.int64)
-        paths = [_find_image(image_dir, i, labels_csv) for i in ids]
-    elif labels_csv.is_file():  # all rows "unlabelled": the listed images, without classes
-        table = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
-        ids, labels = table["image"].tolist(), None
-        paths = [_find_image(image_dir, i, labels_csv) for i in ids]
+        unlabelled = set(table["label"]) <= UNLABELLED  # an unconditional model's samples: no classes
+        labels = None if unlabelled else class_indices(table["label"], class_names, labels_csv)
+        paths = [find_image(image_dir, i, labels_csv) for i in ids]
     else:
-        from medisynth.io import list_images
-
         if not image_dir.is_dir():
             raise MedisynthError(f"--fake {folder}: not a folder; pass an image folder (images/ + labels.csv) or a run")
         paths = list_images(image_dir)
@@ -168,16 +149,6 @@ def load_image_folder(folder: Path, class_names: list[str], channels: int, size:
         arrays.append(a)
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return ImageSet(images, labels, [str(i) for i in ids]), resized
-
-
-def _find_image(image_dir: Path, image_id: str, labels_csv: Path) -> Path:
-    direct = image_dir / image_id
-    if direct.suffix and direct.is_file():
-        return direct
-    for ext in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
-        if (image_dir / f"{image_id}{ext}").is_file():
-            return image_dir / f"{image_id}{ext}"
-    raise MedisynthError(f"{labels_csv}: image {image_id!r} is listed but {image_dir}/{image_id}.png does not exist")
 
 
 def sample_run(run: Path, class_names: list[str], config: EvaluateConfig, workdir: Path) -> Path:

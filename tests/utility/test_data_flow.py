@@ -84,7 +84,7 @@ def test_top_up_counts():
 
 def test_synthetic_folder_errors(tmp_path, real):
     write_image_folder(tmp_path / "bad", toy_images([0], 16, 3), ["Tumour"])
-    with pytest.raises(MedisynthError, match="'Tumour' are not classes"):
+    with pytest.raises(MedisynthError, match="'Tumour' is not a class"):
         load_image_folder(tmp_path / "bad", CLASSES, 16, 3)
     write_image_folder(tmp_path / "big", toy_images([0], 32, 3), ["0"])
     with pytest.raises(MedisynthError, match="32x32"):

@@ -14,7 +14,7 @@ import torch
 
 from medisynth.errors import MedisynthError
 from medisynth.io import read_json
-from medisynth.models.base import DataSpec, GenerativeModel, build_model
+from medisynth.models.base import GenerativeModel
 
 
 @dataclass
@@ -33,25 +33,10 @@ def load_model_run(run_dir: Path | str, device: torch.device, flag: str = "--run
     """The model of ``run_dir`` with its latest weights, in eval mode on ``device``.
 
     ``flag`` names the command-line option in error messages (e.g. "--translate-run")."""
-    from medisynth.training.checkpoint import latest_checkpoint, load_checkpoint, require_run
+    from medisynth.sampling import load_trained_model
 
-    run_dir = Path(run_dir)
     try:
-        run = require_run(run_dir)
+        loaded = load_trained_model(Path(run_dir), device)
     except MedisynthError as e:
         raise MedisynthError(f"{flag} {e}") from None
-    info = read_json(run / "model.json")
-    if info.get("per_class"):
-        raise MedisynthError(
-            f"{flag} {run} holds one model per class; give one of its class folders (e.g. {run / 'class-0'})"
-        )
-    try:
-        spec = DataSpec(**info["spec"])
-        name = info["model"]
-    except (KeyError, TypeError) as e:
-        raise MedisynthError(f"{run / 'model.json'} is incomplete ({e}); the run folder is damaged, retrain it") from None
-    model = build_model(name, spec, info.get("hyper") or {})
-    model.use_ema = bool(info.get("ema", True))
-    load_checkpoint(latest_checkpoint(run), model)
-    model.to(device).eval()
-    return LoadedRun(path=run, model=model, info=info)
+    return LoadedRun(path=loaded.run, model=loaded.model, info=read_json(loaded.run / "model.json"))

@@ -20,7 +20,7 @@ import torch
 from medisynth.data.dataset import PreparedDataset
 from medisynth.data.manifest import Manifest
 from medisynth.errors import MedisynthError
-from medisynth.io import IMAGE_EXTENSIONS, read_image
+from medisynth.io import read_image
 
 #: protocol name -> (uses real train, uses synthetic, augmentation, class-balanced sampling)
 PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
@@ -100,57 +100,30 @@ def load_image_folder(folder: Path, class_names: list[str], image_size: int, cha
     When ``labels.csv`` has a ``synthetic`` column (``medisynth balance`` output), only
     its synthetic rows are read.
     """
+    from medisynth.data.image_folder import class_indices, find_image, read_labels_table
+
     folder = Path(folder)
     csv = folder / "labels.csv"
-    if not csv.is_file():
+    table = read_labels_table(folder)
+    if table is None:
         raise MedisynthError(f"{csv} not found; --synthetic must be a folder with images/ and labels.csv "
                              "(the output of `medisynth sample`)")
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    missing = {"image", "label"} - set(table.columns)
-    if missing:
-        raise MedisynthError(f"{csv}: missing column(s) {', '.join(sorted(missing))}; it needs image,label")
     if "synthetic" in table.columns:
         table = table[table["synthetic"].str.strip().isin(["1", "true", "True"])]
     table = table.reset_index(drop=True)
     if len(table) == 0:
         raise MedisynthError(f"{csv} lists no (synthetic) images")
-    index = {name: k for k, name in enumerate(class_names)}
-    labels = table["label"].map(lambda s: _normalise(s, index))
-    unknown = sorted(set(table["label"][labels.isna()]))
-    if unknown:
-        raise MedisynthError(f"{csv}: label(s) {', '.join(map(repr, unknown))} are not classes of the real data set "
-                             f"({', '.join(class_names)}); the synthetic images must come from a model trained on it")
+    labels = class_indices(table["label"], class_names, csv)
     images = np.empty((len(table), image_size, image_size, channels), dtype=np.uint8)
     for i, image_id in enumerate(table["image"]):
-        path = _find_image(folder / "images", image_id.strip())
+        path = find_image(folder / "images", image_id, csv)
         array = read_image(path, channels=channels)
         if array.shape[:2] != (image_size, image_size):
             raise MedisynthError(f"{path} is {array.shape[1]}x{array.shape[0]} but the real data set is "
                                  f"{image_size}x{image_size}; sample from a model trained on this data set")
         images[i] = array
-    return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels.to_numpy(dtype=np.int64),
+    return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels,
                     [f"synthetic/{i}" for i in table["image"]], np.ones(len(table), dtype=bool))
-
-
-def _normalise(label: str, index: dict[str, int]):
-    label = label.strip()
-    if label in index:
-        return index[label]
-    try:  # "2.0" -> "2"
-        number = float(label)
-        if number.is_integer() and str(int(number)) in index:
-            return index[str(int(number))]
-    except ValueError:
-        pass
-    return None
-
-
-def _find_image(images_dir: Path, image_id: str) -> Path:
-    candidates = [images_dir / image_id] + [images_dir / f"{image_id}{ext}" for ext in IMAGE_EXTENSIONS]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise MedisynthError(f"{images_dir}/{image_id}.png not found (listed in labels.csv); add it or remove the row")
 
 
 def top_up_counts(real_counts: np.ndarray, available: np.ndarray, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:
