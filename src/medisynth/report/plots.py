@@ -29,14 +29,14 @@ def _hwc(image_chw: np.ndarray) -> np.ndarray:
 
 
 def image_grid(images_nchw: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
-    """uint8 N x C x H x W -> one uint8 grid image (H' x W' [x 3]), white padding."""
-    images = np.asarray(images_nchw)
-    n, c, h, w = images.shape
-    rows = max(1, math.ceil(n / columns))
-    grid = np.full((c, rows * (h + pad) + pad, columns * (w + pad) + pad), 255, np.uint8)
-    for i in range(n):
-        r, k = divmod(i, columns)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = images[i]
+    """uint8 N x C x H x W -> one uint8 grid image (H' x W' [x 3]), white padding (torchvision's make_grid)."""
+    import torch
+    from torchvision.utils import make_grid
+
+    grid = make_grid(torch.from_numpy(np.ascontiguousarray(images_nchw)), nrow=columns, padding=pad, pad_value=255)
+    grid = grid.numpy()
+    if images_nchw.shape[1] == 1:  # make_grid repeats one channel three times
+        grid = grid[:1]
     return _hwc(grid)
 
 
