@@ -77,7 +77,7 @@ def run_medisynth(prepared: Path, args, work: Path, name: str, plain: bool, thre
     return {
         "steps": result.steps, "loop_seconds": loop, "data_seconds": result.data_seconds,
         "step_seconds": result.step_seconds, "images_per_second": result.steps * args.batch / loop,
-        "end_to_end_images_per_second": result.images_per_second,
+        "end_to_end_images_per_second": result.steps * args.batch / result.seconds,
     }
 
 
