@@ -20,8 +20,8 @@ import numpy as np
 SIGNATURE_SIDE = 16
 DEFAULT_THRESHOLD = 0.97
 BLOCK_ROWS = 2048
-# as medisynth.metrics.memorization.CENTER_MIN_REFERENCE; not imported from there because that module
-# imports torch, which prepare's workers must not load
+# medisynth.metrics.memorization imports this constant, so split time and evaluation time agree
+# (it lives here, not there, because that module imports torch, which prepare's workers must not load)
 CENTER_MIN_REFERENCE = 16
 
 

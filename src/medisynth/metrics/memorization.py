@@ -21,8 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+# one constant for split time (prepare's near-duplicate grouping) and evaluation time
+from medisynth.data.near_duplicates import CENTER_MIN_REFERENCE  # noqa: F401  (re-exported)
+
 EMBED_SIDE = 32
-CENTER_MIN_REFERENCE = 16
 
 
 def _to_nchw_tensor(images, layout: str) -> torch.Tensor:
