@@ -232,7 +232,10 @@ def _check_options(config: SampleConfig, model: GenerativeModel) -> dict[str, An
     if config.truncation <= 0:
         raise MedisynthError(f"--truncation must be positive (got {config.truncation})")
     if config.min_d_score is not None and not model.has_discriminator:
-        raise MedisynthError(f"--min-d-score: model {model.name!r} has no discriminator to score images; use a GAN run")
+        raise MedisynthError(
+            f"--min-d-score: model {model.name!r} has no discriminator that gives probabilities (a Wasserstein "
+            "critic does not); use a dcgan or cgan run, or --min-confidence for a conditional model"
+        )
     options = {}
     for name in ("guidance_scale", "steps"):
         value = getattr(config, name)
