@@ -7,7 +7,7 @@ import pytest
 
 from medisynth.demo import DemoConfig, run_demo
 from medisynth.errors import MedisynthError
-from medisynth.training.checkpoint import require_run
+from medisynth.runs import require_run
 
 
 def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):

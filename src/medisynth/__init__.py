@@ -10,6 +10,7 @@ The Python API mirrors the CLI: each command is one function taking a plain conf
     ms.evaluate(ms.EvaluateConfig(real="data", fake="synthetic", out="report"))   # medisynth evaluate
     ms.balance(ms.BalanceConfig(data="data", run="run", out="balanced"))         # medisynth balance
     ms.run_utility(ms.UtilityConfig(real="data", synthetic="synthetic", out="utility"))  # medisynth utility
+    ms.load_run("run", device="cpu").generate([0, 0, 1], seed=0)                # images in [-1, 1]
 
 Names are imported lazily, so ``import medisynth`` stays cheap.
 """
@@ -38,6 +39,9 @@ _LAZY = {
     "balance": "medisynth.balancing",
     "UtilityConfig": "medisynth.utility",
     "run_utility": "medisynth.utility",
+    "load_run": "medisynth.runs",
+    "Run": "medisynth.runs",
+    "LoadedRun": "medisynth.runs",
     "build_model": "medisynth.models",
     "MODEL_REGISTRY": "medisynth.models",
 }
@@ -49,3 +53,7 @@ def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'medisynth' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

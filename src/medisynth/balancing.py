@@ -33,6 +33,7 @@ from PIL import Image
 
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, read_json, write_json
+from medisynth.runs import Run
 
 CHUNK = 1024  # real images converted per step (bounded memory on large data sets)
 
@@ -104,16 +105,6 @@ def class_targets(real_counts: list[int], target: int | None = None, ratio: floa
     return [max(goal, n) for n in real_counts]
 
 
-def _run_class_names(run: Path) -> list[str] | None:
-    """The class names the run was trained on, when its model.json says so."""
-    path = Path(run) / "model.json"
-    if not path.is_file():
-        return None
-    info = read_json(path)
-    names = info.get("class_names") or (info.get("spec") or {}).get("class_names")
-    return [str(n) for n in names] if names else None
-
-
 def _write_png(path: Path, array: np.ndarray) -> None:
     # plain save: the whole folder becomes visible atomically, no per-file rename needed
     Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, format="PNG", compress_level=4)
@@ -131,7 +122,8 @@ def balance(config: BalanceConfig) -> BalanceResult:
         raise MedisynthError(f"{config.out} already exists; choose another --out or pass --overwrite")
     if Path(config.out).resolve() in (data.resolve(), run.resolve()):
         raise MedisynthError(f"--out {config.out} is an input folder; write the balanced set elsewhere")
-    run_names = _run_class_names(run)
+    # the class names the run was trained on, when its model.json says so (the sampler checks the rest)
+    run_names = Run(run).class_names if Run(run).model_json.is_file() else None
     if run_names is not None and run_names != names:
         raise MedisynthError(f"{run} was trained on classes {run_names}, but {data} has classes {names}; "
                              "balance with a run trained on this data set")

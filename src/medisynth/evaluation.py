@@ -35,6 +35,7 @@ from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, read
 from medisynth.metrics import calculate_metrics
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim
 from medisynth.metrics.memorization import feature_memorization, pixel_memorization
+from medisynth.runs import Run, is_run
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
 
 SCHEMA = "medisynth.metrics/1"
@@ -103,12 +104,7 @@ def is_run_folder(path: Path) -> bool:
     """A training run (``medisynth train --out``), as opposed to an image folder."""
     if (path / "labels.csv").is_file() or (path / "images").is_dir():
         return False
-    try:
-        from medisynth.training.checkpoint import is_run
-
-        return bool(is_run(path))
-    except ImportError:
-        return (path / "model.json").is_file() or (path / "config.json").is_file()
+    return is_run(path)
 
 
 def load_image_folder(folder: Path, class_names: list[str], channels: int, size: int) -> tuple[ImageSet, bool]:
@@ -151,36 +147,20 @@ def load_image_folder(folder: Path, class_names: list[str], channels: int, size:
     return ImageSet(images, labels, [str(i) for i in ids]), resized
 
 
-def sample_run(run: Path, class_names: list[str], config: EvaluateConfig, workdir: Path) -> Path:
+def sample_run(run: Run, class_names: list[str], config: EvaluateConfig, workdir: Path) -> Path:
     """Sample ``num_per_class`` images per class from a run into ``workdir`` (medisynth.sampling)."""
-    try:
-        from medisynth.sampling import SampleConfig, sample
-    except ImportError as e:
-        raise MedisynthError(f"--fake {run} is a run, but sampling is not available ({e}); sample it first with `medisynth sample`") from None
+    from medisynth.sampling import SampleConfig, sample
+
     out = workdir / "samples"
-    common = dict(run=run, out=out, seed=config.seed, device=config.device, batch_size=config.batch_size, progress=config.progress)
+    common = dict(run=run.path, out=out, seed=config.seed, device=config.device, batch_size=config.batch_size, progress=config.progress)
     try:
         sample(SampleConfig(per_class={name: config.num_per_class for name in class_names}, **common))
     except MedisynthError:
-        if not is_unconditional_run(run):
+        if run.per_class or run.conditional is not False:
             raise
         # one unconditional model cannot choose a class: the same total, unlabelled
         sample(SampleConfig(n=config.num_per_class * len(class_names), **common))
     return out
-
-
-def is_unconditional_run(run: Path) -> bool:
-    from medisynth.io import read_json
-
-    info = read_json(run / "model.json")
-    if info.get("per_class"):
-        return False
-    try:
-        from medisynth.models.base import get_model_class
-
-        return not get_model_class(info["model"]).conditional
-    except (KeyError, ImportError, MedisynthError):
-        return False
 
 
 def _subset(s: ImageSet, limit: Optional[int], seed: int) -> ImageSet:
@@ -222,7 +202,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
         raise MedisynthError(f"--fake {fake_path}: not found; pass an image folder (images/ + labels.csv) or a run folder")
     with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
         fake_kind = "run" if is_run_folder(fake_path) else "folder"
-        folder = sample_run(fake_path, class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
+        folder = sample_run(Run.open(fake_path), class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
         fake, resized = load_image_folder(folder, class_names, manifest.channels, manifest.image_size)
     fake = _subset(fake, config.max_images, config.seed + 1)
     if resized:

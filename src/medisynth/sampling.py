@@ -42,9 +42,9 @@ from PIL import Image
 from medisynth.data.dataset import PreparedDataset, float_to_uint8
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, read_json, save_png, write_json
-from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
-from medisynth.training.checkpoint import latest_checkpoint, load_checkpoint, require_run
+from medisynth.io import atomic_dir, save_png, write_json
+from medisynth.models.base import GenerativeModel
+from medisynth.runs import LoadedRun, Run
 from medisynth.training.logging import image_grid
 
 UNLABELLED = "unlabelled"
@@ -90,50 +90,12 @@ class SampleResult:
         return "\n".join(lines)
 
 
-# -- loading a run -------------------------------------------------------------
-@dataclass
-class LoadedModel:
-    model: GenerativeModel
-    run: Path
-    step: int
-
-
-def load_trained_model(run: Path, device: torch.device | str = "cpu", ema: bool = True) -> LoadedModel:
-    """Rebuild a single-model run's model from model.json and its latest checkpoint (eval mode)."""
-    run = require_run(run)
-    info = read_json(run / "model.json")
-    if info.get("per_class"):
-        raise MedisynthError(f"{run} holds one model per class (class-<index>/); load those sub-folders")
-    try:
-        spec = DataSpec(**info["spec"])
-        cls = get_model_class(info["model"])
-    except (KeyError, TypeError) as e:
-        raise MedisynthError(f"{run / 'model.json'} is damaged ({e}); retrain the run") from None
-    hyper = _restore_tuples(cls, info.get("hyper", {}))
-    model = build_model(info["model"], spec, hyper)
-    checkpoint = latest_checkpoint(run)
-    state = load_checkpoint(checkpoint, model)
-    model.to(resolve_device(device)).eval()
-    model.use_ema = ema and bool(info.get("ema", True))
-    return LoadedModel(model, run, int(state.get("step", 0)))
-
-
-def _restore_tuples(cls, values: dict[str, Any]) -> dict[str, Any]:
-    """JSON made tuples into lists; give tuple-typed defaults their tuples back."""
-    out = dict(values)
-    for f in dataclasses.fields(cls.Hyper):
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if isinstance(default, tuple) and isinstance(out.get(f.name), list):
-            out[f.name] = tuple(out[f.name])
-    return out
-
-
 @dataclass
 class _Job:
     label: str  # class name written to labels.csv
     class_index: int  # -1 for unlabelled
     count: int
-    model: LoadedModel
+    model: LoadedRun
 
 
 def resolve_class(key: Any, class_names: list[str], run: Path) -> int:
@@ -164,9 +126,10 @@ def _equal_split(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[_Job], dict[str, Any]]:
-    run = require_run(config.run)
-    info = read_json(run / "model.json")
+def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[_Job], Run]:
+    """What to generate: one job per class (with the model that makes it), and the run."""
+    opened = Run.open(config.run)
+    run, info = opened.path, opened.info
     if (config.n is None) == (config.per_class is None):
         raise MedisynthError("say how many images: --n N, or --per-class CLASS=COUNT[,CLASS=COUNT...] (one of them)")
     if config.n is not None and config.n < 1:
@@ -174,14 +137,14 @@ def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[_Job], d
 
     if info.get("per_class"):
         class_names = list(info["class_names"])
-        available = {int(i): run / sub for i, sub in info["classes"].items()}
-        models: dict[int, LoadedModel] = {}
+        available = opened.class_runs()
+        models: dict[int, LoadedRun] = {}
 
-        def model_for(index: int) -> LoadedModel:
+        def model_for(index: int) -> LoadedRun:
             if index not in available:
                 raise MedisynthError(f"{run} has no model for class {class_names[index]!r} (it had no training images)")
             if index not in models:
-                models[index] = load_trained_model(available[index], device, config.ema)
+                models[index] = Run.open(available[index].path).load(device, config.ema)
             return models[index]
 
         indices = sorted(available)
@@ -190,16 +153,16 @@ def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[_Job], d
         else:
             wanted = dict(zip(indices, _equal_split(config.n, len(indices))))
         jobs = [_Job(class_names[i], i, c, model_for(i)) for i, c in sorted(wanted.items()) if c > 0]
-        return jobs, info
+        return jobs, opened
 
-    loaded = load_trained_model(run, device, config.ema)
+    loaded = opened.load(device, config.ema)
     class_names = loaded.model.spec.class_names
     if loaded.model.conditional:
         if config.per_class is not None:
             wanted = {resolve_class(k, class_names, run): v for k, v in config.per_class.items()}
         else:
             wanted = dict(enumerate(_equal_split(config.n, len(class_names))))
-        return [_Job(class_names[i], i, c, loaded) for i, c in sorted(wanted.items()) if c > 0], info
+        return [_Job(class_names[i], i, c, loaded) for i, c in sorted(wanted.items()) if c > 0], opened
 
     # one unconditional model: it makes "its" class only when it was trained on one class
     own = info.get("class_index")
@@ -215,10 +178,10 @@ def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[_Job], d
         wanted = {resolve_class(k, class_names, run): v for k, v in config.per_class.items()}
         if set(wanted) - {own}:
             raise MedisynthError(f"{run} makes class {class_names[own]!r} only; ask for that class")
-        return [_Job(class_names[own], own, wanted[own], loaded)], info
+        return [_Job(class_names[own], own, wanted[own], loaded)], opened
     if own is None:
-        return [_Job(UNLABELLED, -1, config.n, loaded)], info
-    return [_Job(class_names[own], own, config.n, loaded)], info
+        return [_Job(UNLABELLED, -1, config.n, loaded)], opened
+    return [_Job(class_names[own], own, config.n, loaded)], opened
 
 
 def _check_options(config: SampleConfig, model: GenerativeModel) -> dict[str, Any]:
@@ -251,16 +214,15 @@ def _check_options(config: SampleConfig, model: GenerativeModel) -> dict[str, An
     return options
 
 
-def _reference_images(info: dict[str, Any], run: Path) -> np.ndarray:
+def _reference_images(run: Run) -> np.ndarray:
     """Training images (uint8 N x H x W x C) the near-copy filter compares against."""
-    config = read_json(run / "config.json")
-    data = Path(config.get("data") or "")
+    data = run.data
     if not (data / "manifest.json").is_file():
         raise MedisynthError(
             f"--max-similarity compares with the training images, but the run's data set {data} is not there; "
             f"put it back at that path"
         )
-    target = config.get("target", "images")
+    target = run.config.get("target", "images")
     dataset = PreparedDataset(data, split="train", with_masks=target == "masks")
     return dataset.masks_uint8()[..., None] if target == "masks" else dataset.images_uint8()
 
@@ -273,11 +235,11 @@ def _near_copy_filter(reference: np.ndarray, threshold: float):
     return NearCopyFilter(reference, threshold=threshold)
 
 
-def _confidence_classifier(run: Path, device: torch.device, progress: bool):
+def _confidence_classifier(run: Run, device: torch.device, progress: bool):
     """The domain classifier of the run's training data (trained once, then cached by content hash)."""
     from medisynth.classifier import domain_classifier
 
-    data = Path(read_json(run / "config.json").get("data") or "")
+    data = run.data
     if not (data / "manifest.json").is_file():
         raise MedisynthError(
             f"--min-confidence asks a classifier trained on the run's data set, but {data} is not there; "
@@ -304,12 +266,13 @@ def sample(config: SampleConfig) -> SampleResult:
     if config.max_attempts < 1:
         raise MedisynthError(f"max_attempts must be at least 1 (got {config.max_attempts})")
     device = resolve_device(config.device)
-    jobs, info = plan_jobs(config, device)
+    jobs, opened = plan_jobs(config, device)
+    info = opened.info
     options = {id(j.model): _check_options(config, j.model.model) for j in jobs}
     run = Path(config.run)
     near_copy = None
     if config.max_similarity is not None:
-        near_copy = _near_copy_filter(_reference_images(info, run), config.max_similarity)
+        near_copy = _near_copy_filter(_reference_images(opened), config.max_similarity)
 
     confidence_model = None
     if config.min_confidence is not None:
@@ -317,7 +280,7 @@ def sample(config: SampleConfig) -> SampleResult:
             raise MedisynthError(f"--min-confidence must be a probability in [0, 1] (got {config.min_confidence})")
         if any(j.class_index < 0 for j in jobs):
             raise MedisynthError("--min-confidence needs labelled samples: use a conditional model or a --per-class run")
-        confidence_model = _confidence_classifier(run, device, config.progress)
+        confidence_model = _confidence_classifier(opened, device, config.progress)
 
     columns = ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
     if config.min_d_score is not None:

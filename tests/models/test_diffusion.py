@@ -248,7 +248,7 @@ def toy_data(tmp_path_factory):
 
 def test_trainer_resume_continues_a_diffusion_run_exactly(toy_data, tmp_path):
     """4 steps in one go == 2 steps, stop, resume, 2 more (t, noise and label dropout replay exactly)."""
-    from medisynth.training.checkpoint import latest_checkpoint
+    from medisynth.runs import latest_checkpoint
     from medisynth.training.config import TrainConfig
     from medisynth.training.trainer import train
 
@@ -297,9 +297,9 @@ def autoencoder_run(toy_data, tmp_path_factory):
 
 
 def test_autoencoder_kl_trains_and_keeps_the_image_shape(autoencoder_run):
-    from medisynth.sampling import load_trained_model
+    from medisynth.runs import load_run
 
-    ae = load_trained_model(autoencoder_run, device="cpu").model
+    ae = load_run(autoencoder_run, device="cpu").model
     images = torch.rand(3, 1, 16, 16) * 2 - 1
     assert ae.encode(images).shape == (3, 2, 8, 8) == (3, *ae.latent_shape)
     assert ae.reconstruct(images).shape == images.shape
@@ -307,17 +307,17 @@ def test_autoencoder_kl_trains_and_keeps_the_image_shape(autoencoder_run):
 
 
 def test_latent_diffusion_trains_in_the_latent_space_and_decodes_images(toy_data, autoencoder_run, tmp_path):
-    from medisynth.sampling import load_trained_model
+    from medisynth.runs import load_run
     from medisynth.training.trainer import train
 
     hyper = {**TINY, "num_channels": [8, 16], "autoencoder_run": str(autoencoder_run)}
     config = _train_config(toy_data, tmp_path / "ldm", 3)
     config.hyper = hyper
     train(config)
-    model = load_trained_model(tmp_path / "ldm", device="cpu").model
+    model = load_run(tmp_path / "ldm", device="cpu").model
     assert model.latent and model.unet.conv_in.conv.in_channels == 2
     assert float(model.latent_scale) > 0  # measured on the first batch and saved with the run
-    ae = load_trained_model(autoencoder_run, device="cpu").model
+    ae = load_run(autoencoder_run, device="cpu").model
     for key, value in ae.state_dict().items():  # the frozen autoencoder travelled unchanged
         assert torch.equal(model.autoencoder.state_dict()[key], value), key
     out = model.generate(torch.tensor([0, 1]), torch.Generator().manual_seed(0), steps=3)

@@ -51,12 +51,13 @@ def make_run(path, name: str, size: int, channels: int, hyper: dict | None = Non
     import torch
 
     from medisynth.models import DataSpec, build_model
-    from medisynth.training.checkpoint import save_checkpoint, write_run_files
+    from medisynth.runs import Run
+    from medisynth.training.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
     spec = DataSpec(size, channels, ["0"])
     model = build_model(name, spec, hyper or {})
-    write_run_files(
+    Run.create(
         path, {"model": name, "target": target},
         {"model": name, "per_class": False, "spec": dataclasses.asdict(spec), "hyper": dataclasses.asdict(model.hyper),
          "ema": bool(model.ema_networks), "target": target, "class_index": None, "conditional": model.conditional},

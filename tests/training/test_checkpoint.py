@@ -11,9 +11,9 @@ import torch
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, build_model
 from medisynth.training import checkpoint as ckpt
+from medisynth.runs import latest_checkpoint
 from medisynth.training.checkpoint import (
     flatten_state,
-    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
     unflatten_state,

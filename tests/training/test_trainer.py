@@ -15,7 +15,7 @@ from medisynth.cli import app
 from medisynth.errors import MedisynthError
 from medisynth.models.base import MODEL_REGISTRY
 from medisynth.training import toy
-from medisynth.training.checkpoint import latest_checkpoint
+from medisynth.runs import latest_checkpoint
 from medisynth.training.config import TrainConfig, parse_hp
 from medisynth.training.trainer import train
 

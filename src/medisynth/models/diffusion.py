@@ -292,10 +292,10 @@ class DiffusionModel(GenerativeModel):
 
 def load_autoencoder(run: Path, spec: DataSpec) -> GenerativeModel:
     """The trained ``autoencoder-kl`` of ``run``, frozen, checked against the data this model is trained on."""
-    from medisynth.sampling import load_trained_model  # (sampling imports the model registry)
+    from medisynth.runs import load_run  # runs sits above models.base; imported on use, not at registration
 
     try:
-        loaded = load_trained_model(run, device="cpu").model
+        loaded = load_run(run, device="cpu").model
     except MedisynthError as err:
         raise MedisynthError(f"--hp autoencoder_run={run}: {err}") from None
     if loaded.name != "autoencoder-kl":

@@ -4,6 +4,7 @@
   deconvolution denoising, pix2pix, optional EDSR), written in the DRIVE layout;
 - ``vessel_stats``: SSIM-to-reference and vessel-map statistics of synthetic vs real pairs;
 - ``denoise``: the Richardson-Lucy + threshold clean-up of generated vessel maps;
-- ``sr_eval``: an EDSR run against bicubic upsampling;
-- ``runs``: loading a run folder as a ready model.
+- ``sr_eval``: an EDSR run against bicubic upsampling.
+
+Runs are loaded through ``medisynth.runs.load_run``.
 """

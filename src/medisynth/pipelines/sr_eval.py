@@ -10,11 +10,11 @@ from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.io import write_json
 from medisynth.models.edsr import evaluate_sr
-from medisynth.pipelines.runs import load_model_run
+from medisynth.runs import load_run
 
 
 def evaluate_sr_run(sr_run: Path, data: Path, split: str = "test", device: str = "auto", out: Optional[Path] = None) -> dict:
-    run = load_model_run(sr_run, resolve_device(device), "--sr-run")
+    run = load_run(sr_run, resolve_device(device), flag="--sr-run")
     if not hasattr(run.model, "upscale"):
         raise MedisynthError(f"--sr-run {sr_run}: model {run.model.name!r} is not a super-resolution model; give an edsr run")
     dataset = PreparedDataset(data, split=split)

@@ -37,7 +37,7 @@ from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, save_png, write_json
 from medisynth.models.base import GenerativeModel
 from medisynth.pipelines.denoise import DenoiseOptions, denoise_vessel_map
-from medisynth.pipelines.runs import LoadedRun, load_model_run
+from medisynth.runs import LoadedRun, load_run
 from medisynth.pipelines.vessel_stats import vessel_map_stats
 
 
@@ -231,9 +231,9 @@ def run_pipeline(config: VesselPipelineConfig) -> PipelineResult:
     config.check()
     start = time.perf_counter()
     device = resolve_device(config.device)
-    vessel = load_model_run(config.vessel_run, device, "--vessel-run")
-    translator = load_model_run(config.translate_run, device, "--translate-run")
-    upscaler = load_model_run(config.sr_run, device, "--sr-run") if config.sr_run is not None else None
+    vessel = load_run(config.vessel_run, device, flag="--vessel-run")
+    translator = load_run(config.translate_run, device, flag="--translate-run")
+    upscaler = load_run(config.sr_run, device, flag="--sr-run") if config.sr_run is not None else None
     _check_run_targets(vessel, translator)
     check_models(vessel.model, translator.model, upscaler.model if upscaler else None)
     notes = []

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 from pathlib import Path
 
@@ -12,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
+
+from medisynth.runs import read_metrics  # noqa: E402
 
 REAL_COLOR, FAKE_COLOR = "#1f77b4", "#d62728"
 
@@ -167,14 +168,10 @@ def similarity_histogram(fake_sim: np.ndarray, heldout_sim: np.ndarray | None, t
 def read_loss_log(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """RUN/metrics.jsonl -> {key: (steps, values)} for every numeric key (damaged lines are skipped)."""
     series: dict[str, list[tuple[float, float]]] = {}
-    path = Path(run) / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    for line in path.read_text().splitlines():
+    for record in read_metrics(run):
         try:
-            record = json.loads(line)
             step = float(record["step"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             continue
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):

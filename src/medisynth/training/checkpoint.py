@@ -1,9 +1,7 @@
 """Checkpoints: safetensors + JSON, written atomically, validated on load.
 
-A run folder::
+The checkpoints of a run folder (the rest of the layout: ``medisynth.runs``)::
 
-    RUN/config.json                  the TrainConfig (resolved)
-    RUN/model.json                   model name, data spec, hyper-parameters, EMA on/off
     RUN/checkpoints/LATEST           one line: the name of the newest complete checkpoint
     RUN/checkpoints/step-000500/
         model.safetensors            model.state_dict() (EMA copies included as ema_<net>.*)
@@ -34,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_write_text, read_json, write_json
+from medisynth.io import atomic_write_text, read_json
 
 CHECKPOINTS = "checkpoints"
 LATEST = "LATEST"
@@ -168,28 +166,11 @@ def _fsync_dir_files(folder: Path) -> None:
             os.fsync(f.fileno())
 
 
-# -- finding and validating -------------------------------------------------
-def is_run(path: Path) -> bool:
-    path = Path(path)
-    return (path / "config.json").is_file() and (path / "model.json").is_file()
-
-
-def require_run(path: Path) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        raise MedisynthError(f"{path}: no such run folder; train one with `medisynth train DATA --model NAME --out {path}`")
-    if not is_run(path):
-        raise MedisynthError(
-            f"{path} is not a medisynth run (config.json or model.json missing); "
-            f"give the --out folder of `medisynth train`"
-        )
-    return path
-
-
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The newest complete checkpoint of a run (LATEST, or the highest step folder if LATEST is lost)."""
-    run_dir = require_run(run_dir)
-    folder = run_dir / CHECKPOINTS
+# -- finding ----------------------------------------------------------------
+def newest_checkpoint(folder: Path, run_dir: Path) -> Path:
+    """The newest complete checkpoint in ``folder`` (RUN/checkpoints): LATEST, or the highest step
+    folder if LATEST is lost. ``run_dir`` names the run in the error message."""
+    folder = Path(folder)
     pointer = folder / LATEST
     if pointer.is_file():
         candidate = folder / pointer.read_text().strip()
@@ -271,8 +252,3 @@ def load_checkpoint(
         restore_rng(tree["rng"])
     state["extra"] = tree.get("extra", {})
     return state
-
-
-def write_run_files(run_dir: Path, config_json: dict, model_json: dict) -> None:
-    write_json(Path(run_dir) / "config.json", config_json)
-    write_json(Path(run_dir) / "model.json", model_json)

@@ -12,8 +12,8 @@ import torch
 
 from medisynth.data.dataset import float_to_uint8
 from medisynth.io import atomic_write_bytes, save_png
-
-METRICS_FILE = "metrics.jsonl"
+from medisynth.runs import METRICS as METRICS_FILE
+from medisynth.runs import read_metrics
 
 
 class MetricsLog:
@@ -58,19 +58,6 @@ def _step_of(line: str) -> int:
         return int(json.loads(line).get("step", 0))
     except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
         return 1 << 62  # a damaged (half-written) line: drop it
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def plot_losses(run_dir: Path, keys: tuple[str, ...] | list[str]) -> Path | None:

@@ -27,16 +27,9 @@ import torch
 from medisynth.data.dataset import PreparedDataset, uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
-from medisynth.io import read_json
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
-from medisynth.training.checkpoint import (
-    is_run,
-    latest_checkpoint,
-    load_checkpoint,
-    require_run,
-    save_checkpoint,
-    write_run_files,
-)
+from medisynth.runs import Run, is_run
+from medisynth.training.checkpoint import load_checkpoint, save_checkpoint
 from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
 from medisynth.training.logging import MetricsLog, plot_losses, save_grid, truncate_metrics
 
@@ -114,8 +107,9 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
     if config.resume is None:
         config.validate()
         return config, False
-    run = require_run(config.resume)
-    saved = TrainConfig.from_dict(read_json(run / "config.json"), source=str(run / "config.json"))
+    opened = Run.open(config.resume)
+    run = opened.path
+    saved = TrainConfig.from_dict(opened.config, source=str(opened.config_json))
     defaults = TrainConfig()
     changes = {k: getattr(config, k) for k in RESUME_OVERRIDABLE if getattr(config, k) != getattr(defaults, k)}
     if any(k in changes for k in BUDGET_FIELDS):
@@ -159,7 +153,7 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
     class_names = dataset.class_names
     if not resuming:
         _create_run_dir(run, config.overwrite)
-        write_run_files(
+        Run.create(
             run, config.to_json(),
             {"model": config.model, "per_class": True, "class_names": class_names,
              "classes": {str(i): f"class-{i}" for i, c in enumerate(counts) if c > 0},
@@ -170,7 +164,7 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
         if count == 0:
             print(f"warning: class {class_names[index]!r} has no training images; no model for it", file=sys.stderr)
             continue
-        sub = run / f"class-{index}"
+        sub = Run(run).class_dir(index)
         child = dataclasses.replace(config, per_class=False, class_index=index, out=sub, resume=None, overwrite=False)
         if resuming and is_run(sub):
             child = dataclasses.replace(child, resume=sub)
@@ -226,13 +220,13 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
 
     start_step, elapsed_before = 0, 0.0
     if resuming:
-        checkpoint = latest_checkpoint(run)
+        checkpoint = Run(run).latest_checkpoint()
         state = load_checkpoint(checkpoint, model, optimizers, rng=True)
         start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
         truncate_metrics(run, start_step)
     else:
         _create_run_dir(run, config.overwrite)
-        write_run_files(
+        Run.create(
             run, config.to_json(),
             {"model": config.model, "per_class": False, "spec": dataclasses.asdict(data.spec),
              "hyper": _hyper_json(model.hyper), "ema": use_ema, "target": config.target,
@@ -320,7 +314,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
                 if config.sample_every and step % config.sample_every == 0:
-                    _sample_grid(model, run / "samples" / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed)
+                    _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed)
                 if step % config.checkpoint_every == 0:
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
@@ -330,7 +324,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 checkpoint()
             else:
                 plot_losses(run, model_cls.log_keys)
-            final_grid = run / "samples" / f"step-{step:06d}.png"
+            final_grid = Run(run).samples / f"step-{step:06d}.png"
             if not final_grid.exists():
                 _sample_grid(model, final_grid, grid_labels, grid_rows, config.seed)
     except KeyboardInterrupt:
