@@ -74,9 +74,9 @@ def sample_model(name: str, class_names: list[str], work: Path, args) -> tuple[P
 
 def generate_rate(name: str, work: Path, args, batch: int = 64) -> float:
     """``model.generate`` alone: one warm-up batch, then the mean over --rate-batches batches."""
-    from medisynth.sampling import load_trained_model
+    from medisynth.runs import load_run
 
-    model = load_trained_model(work / "runs" / name, device=args.device).model
+    model = load_run(work / "runs" / name, device=args.device).model
     options = {"steps": args.steps, "guidance_scale": args.guidance_scale} if name == "diffusion" else {}
     device = next(model.parameters()).device
     labels = torch.arange(batch, device=device) % model.spec.num_classes

@@ -43,7 +43,7 @@ def phantoms(n: int, size: int, channels: int, seed: int) -> np.ndarray:
 
 
 def make_inputs(root: Path, n: int, size: int, channels: int) -> None:
-    from medisynth.utility.toy import write_image_folder, write_prepared
+    from medisynth.downstream.toy import write_image_folder, write_prepared
 
     classes = ["0", "1", "2", "3"]
     n_real = n + n // 2  # the compared split is ``train`` (n images); val+test are the held-out baseline

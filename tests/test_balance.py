@@ -15,7 +15,7 @@ from medisynth.balancing import BalanceConfig, balance, class_targets
 from medisynth.data.dataset import PreparedDataset
 from medisynth.errors import MedisynthError
 from medisynth.io import write_json
-from medisynth.utility.toy import toy_images, write_image_folder, write_toy_prepared
+from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
 
 TRAIN = [12, 5, 2]
 
@@ -100,7 +100,7 @@ def test_errors(data):
 
 
 def test_output_is_readable_by_the_utility_loader(data):
-    from medisynth.utility.data import load_image_folder
+    from medisynth.downstream.data import load_image_folder
 
     balance(BalanceConfig(data=data / "data", run=data / "run", out=data / "b", progress=False))
     synthetic = load_image_folder(data / "b", ["0", "1", "2"], 16, 3)
@@ -142,7 +142,7 @@ def test_balance_end_to_end_with_a_trained_run(tiny_run):
     assert json.loads((out / "balance.json").read_text())["sampler"]["written"] == {"1": 4, "2": 7}
 
     # the balanced folder feeds the utility protocols directly (its synthetic rows only)
-    from medisynth.utility import UtilityConfig, run_utility
+    from medisynth.downstream import UtilityConfig, run_utility
 
     results = run_utility(UtilityConfig(real=tiny_run / "data", synthetic=out, out=tiny_run / "report",
                                         protocols=("real", "real+synthetic"), seeds=1, epochs=1, batch_size=4,

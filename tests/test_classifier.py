@@ -18,7 +18,7 @@ from medisynth.classifier import (
     train_classifier,
 )
 from medisynth.errors import MedisynthError
-from medisynth.utility.toy import toy_images, write_toy_prepared
+from medisynth.downstream.toy import toy_images, write_toy_prepared
 
 
 @pytest.mark.parametrize("channels,size,classes", [(1, 16, 2), (3, 32, 5)])

@@ -13,7 +13,7 @@ import pytest
 
 from medisynth.errors import MedisynthError
 from medisynth.evaluation import SCHEMA, EvaluateConfig, evaluate
-from medisynth.utility.toy import toy_images, write_image_folder, write_prepared
+from medisynth.downstream.toy import toy_images, write_image_folder, write_prepared
 
 SECTIONS = ("overview", "distribution", "per-class", "pixel", "memorization", "plots", "training")
 CLASSES = ["healthy", "sick"]

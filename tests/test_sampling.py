@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import medisynth.sampling as sampling
+import medisynth.sampling.writer as sampling
 from medisynth.errors import MedisynthError
 from medisynth.io import read_image
 from medisynth.models.base import register_model

@@ -66,7 +66,7 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig
     from medisynth.training.trainer import train
-    from medisynth.utility import UtilityConfig, run_utility
+    from medisynth.downstream import UtilityConfig, run_utility
 
     out = _fresh_output_folder(Path(config.out), config.overwrite)
     timings: dict[str, float] = {}

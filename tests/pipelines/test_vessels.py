@@ -11,7 +11,8 @@ from medisynth.cli import app
 from medisynth.errors import MedisynthError
 from medisynth.io import read_image
 from medisynth.models import DataSpec, build_model
-from medisynth.pipelines.vessels import VesselPipelineConfig, check_models, circle_fov, drive_names, run_pipeline
+from medisynth.pipelines.fov import circle_fov
+from medisynth.pipelines.vessels import VesselPipelineConfig, check_models, drive_names, run_pipeline
 
 
 def config(root, out="pairs", **kw) -> VesselPipelineConfig:

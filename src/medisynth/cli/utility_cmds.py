@@ -1,4 +1,4 @@
-"""``medisynth balance`` and ``medisynth utility``: thin wrappers over medisynth.balancing and medisynth.utility."""
+"""``medisynth balance`` and ``medisynth utility``: thin wrappers over medisynth.balancing and medisynth.downstream."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,8 +57,8 @@ def utility(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ) -> None:
     """Does adding synthetic images help a classifier on the REAL test split? Trains per protocol and seed."""
-    from medisynth.utility import UtilityConfig, run_utility
-    from medisynth.utility.report import markdown_report
+    from medisynth.downstream import UtilityConfig, run_utility
+    from medisynth.downstream.report import markdown_report
 
     results = run_utility(UtilityConfig(
         real=real, synthetic=synthetic, out=out,

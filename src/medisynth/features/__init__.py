@@ -17,7 +17,7 @@ FEATURE_SPACES = {
     "inception": "medisynth.features.inception",
     "domain": "medisynth.features.domain",
     "radiomics": "medisynth.features.radiomics",
-    "pixels": "medisynth.features.pixels",
+    "pixels": "medisynth.features.pixel_pca",
 }
 
 

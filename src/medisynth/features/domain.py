@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medisynth.classifier import domain_classifier
 from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, FeatureSpaceUnavailable
 
 
@@ -48,10 +49,6 @@ class DomainExtractor(FeatureExtractor):
 def build(context: ExtractorContext) -> DomainExtractor:
     if context.real_root is None:
         raise FeatureSpaceUnavailable("domain skipped: it needs a prepared real data set (--real DATA)")
-    try:
-        from medisynth.classifier import domain_classifier
-    except ImportError as e:
-        raise FeatureSpaceUnavailable(f"domain skipped: medisynth.classifier is not available ({e})") from None
     kwargs = {}
     if context.options.get("domain_epochs"):
         kwargs["epochs"] = int(context.options["domain_epochs"])

@@ -31,7 +31,7 @@ from medisynth.models.base import GenerativeModel
 from medisynth.models.layers import (
     check_labels, check_truncation, evaluating, module_device, sample_latent, set_requires_grad,
 )
-from medisynth.training.augment import DiffAugment
+from medisynth.models.augment import DiffAugment
 
 
 class GANModel(GenerativeModel):

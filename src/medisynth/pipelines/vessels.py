@@ -37,6 +37,7 @@ from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, save_png, write_json
 from medisynth.models.base import GenerativeModel
 from medisynth.pipelines.denoise import DenoiseOptions, denoise_vessel_map
+from medisynth.pipelines.fov import circle_fov, fov_from_image  # noqa: F401  (circle_fov: also imported from here)
 from medisynth.runs import LoadedRun, load_run
 from medisynth.pipelines.vessel_stats import vessel_map_stats
 
@@ -123,28 +124,6 @@ def _check_run_targets(vessel: LoadedRun, translator: LoadedRun) -> None:
 
 
 # -- stages ------------------------------------------------------------------
-def circle_fov(size: int) -> np.ndarray:
-    """The disc inscribed in a size x size square (bool)."""
-    yy, xx = np.mgrid[:size, :size]
-    c = (size - 1) / 2.0
-    return ((yy - c) ** 2 + (xx - c) ** 2) <= (size / 2.0) ** 2
-
-
-def fov_from_image(image: np.ndarray, threshold: int = 10) -> np.ndarray:
-    """The field of view of a photograph (largest bright region, holes filled); the circle if that fails."""
-    from scipy import ndimage
-
-    inside = image.max(axis=-1) > threshold
-    labels, n = ndimage.label(ndimage.binary_opening(inside, iterations=2))
-    if n == 0:
-        return circle_fov(image.shape[0])
-    largest = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-    fov = ndimage.binary_fill_holes(largest)
-    if fov.mean() < 0.25:  # a dark photograph: trust geometry over pixels
-        return circle_fov(image.shape[0])
-    return fov
-
-
 @torch.no_grad()
 def sample_vessel_maps(model: GenerativeModel, n: int, generator: torch.Generator, label: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches of vessel maps, N x 1 x S x S in [0, 1] (vessels bright)."""

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from medisynth.errors import MedisynthError
-from medisynth.utility import UtilityConfig, run_utility
-from medisynth.utility.toy import toy_images, write_image_folder, write_toy_prepared
+from medisynth.downstream import UtilityConfig, run_utility
+from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
 
 
 @pytest.fixture()

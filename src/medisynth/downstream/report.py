@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from medisynth.io import atomic_dir, atomic_write_text, write_json
-from medisynth.utility.metrics import SCALAR_METRICS
+from medisynth.downstream.metrics import SCALAR_METRICS
 
 LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
           "qwk": "QWK", "auroc_ovr": "AUROC (OvR)"}

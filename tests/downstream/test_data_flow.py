@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from medisynth.errors import MedisynthError
-from medisynth.utility.data import (
+from medisynth.downstream.data import (
     PROTOCOLS,
     ProtocolData,
     check_no_leak,
@@ -15,7 +15,7 @@ from medisynth.utility.data import (
     protocol_data,
     top_up_counts,
 )
-from medisynth.utility.toy import toy_images, write_image_folder, write_toy_prepared
+from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
 
 CLASSES = ["0", "1", "2"]
 
@@ -69,7 +69,7 @@ def test_real_protocols_have_no_synthetic(protocol, augment, balanced, real):
 
 
 def test_check_no_leak_catches_a_synthetic_test_image(real, synthetic):
-    from medisynth.utility.data import ImageSet
+    from medisynth.downstream.data import ImageSet
 
     bad = ProtocolData("real", real.train, real.val, ImageSet.concat(real.test, synthetic.subset([0])),
                        "none", False, [0, 0, 0], [0, 0, 0])

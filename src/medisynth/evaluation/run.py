@@ -1,177 +1,42 @@
-"""``medisynth evaluate``: how faithful, diverse, private and useful are synthetic images?
-
-``evaluate(EvaluateConfig(real=DATA, fake=DIR_or_RUN, out=REPORT))`` writes REPORT/ with
-``metrics.json`` (schema ``medisynth.metrics/1``, see docs/metrics_schema.md), a
-self-contained ``report.html`` and ``plots/*.png``, and returns the metrics dictionary.
-
-Steps: load the real prepared data set (reference split, training split, held-out val+test)
-and the synthetic images (an image folder, or a training run sampled on the fly); per feature
-space (inception / domain / radiomics / pixels) extract features and compute FID, KID, IS,
-precision/recall/density/coverage overall and per class; the classification accuracy score;
-pixel figures (SSIM/PSNR to the nearest training image, mean-image MSE, histogram distances,
-MS-SSIM diversity); memorization against a held-out baseline; plots; the report.
-"""
+"""``evaluate(EvaluateConfig) -> dict``: feature spaces, distribution metrics, CAS, pixel figures,
+diversity and memorization, then metrics.json + report.html (inputs: ``inputs``; figures: ``figures``)."""
 from __future__ import annotations
 
 import dataclasses
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from medisynth.data.dataset import PreparedDataset
 from medisynth.data.manifest import Manifest
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
+from medisynth.evaluation.config import SCHEMA, EvaluateConfig
+from medisynth.evaluation.figures import FigureInputs
+from medisynth.evaluation.figures import figures as draw_figures
+from medisynth.evaluation.inputs import ImageSet, concat, is_run_folder, load_image_folder, real_set, sample_run, subset
 from medisynth.features import ExtractorContext, FeatureSpaceUnavailable, build_extractor
-from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, read_image, write_json
+from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, write_json
 from medisynth.metrics import calculate_metrics
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim
 from medisynth.metrics.memorization import feature_memorization, pixel_memorization
-from medisynth.runs import Run, is_run
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
+from medisynth.runs import Run
 
-SCHEMA = "medisynth.metrics/1"
-DEFAULT_SPACES = ("inception", "domain", "pixels")
 MAX_FLAGGED_LISTED = 50
-UNLABELLED = {"unlabelled", ""}  # labels.csv label of an unconditional model's samples (medisynth.sampling)
 
 
-@dataclass
-class EvaluateConfig:
-    real: Path  # a prepared data set (medisynth prepare)
-    fake: Path  # an image folder (images/ + labels.csv) or a training run folder
-    out: Path  # the report folder to create
-    feature_spaces: tuple[str, ...] = DEFAULT_SPACES
-    weights: Optional[Path] = None  # Inception weights; default $MEDISYNTH_INCEPTION_WEIGHTS
-    real_split: str = "train"  # the real images the synthetic set is compared with: train|val|test|all
-    num_per_class: int = 100  # images per class sampled when ``fake`` is a run
-    max_images: Optional[int] = None  # cap each set (seeded random subset)
-    near_copy_threshold: float = 0.95
-    min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    prdc_k: int = 5
-    diversity_pairs: int = 200
-    domain_epochs: Optional[int] = None  # None: the classifier's default recipe
-    cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
-    batch_size: int = 64
-    device: str = "auto"
-    seed: int = 0
-    overwrite: bool = False
-    progress: bool = True
-
-    def validate(self) -> None:
-        if self.real_split not in ("train", "val", "test", "all"):
-            raise MedisynthError(f"--real-split {self.real_split!r}: choose train, val, test or all")
-        if not -1.0 <= self.near_copy_threshold <= 1.0:
-            raise MedisynthError(f"--near-copy-threshold {self.near_copy_threshold}: a cosine similarity in [-1, 1]")
-        from medisynth.features import FEATURE_SPACES
-
-        for name in self.feature_spaces:
-            if name not in FEATURE_SPACES:
-                raise MedisynthError(f"--features {name!r}: unknown feature space; choose from {', '.join(FEATURE_SPACES)}")
-        if self.min_class_samples < self.prdc_k + 1:
-            raise MedisynthError(f"--min-class-samples must exceed --prdc-k ({self.prdc_k})")
-
-
-# -- inputs --------------------------------------------------------------------------------------
-@dataclass
-class ImageSet:
-    images: torch.Tensor  # uint8 N x C x H x W
-    labels: Optional[np.ndarray]  # int64 class indices, or None when unlabelled
-    ids: list[str]
-
-
-def _real_set(root: Path, split: Optional[str]) -> ImageSet:
-    ds = PreparedDataset(root, split)
-    images = torch.from_numpy(ds.images_uint8()).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(images, ds.labels, ds.index["id"].astype(str).tolist())
-
-
-def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
-    return ImageSet(torch.cat([a.images, b.images]), np.concatenate([a.labels, b.labels]), a.ids + b.ids)
-
-
-def is_run_folder(path: Path) -> bool:
-    """A training run (``medisynth train --out``), as opposed to an image folder."""
-    if (path / "labels.csv").is_file() or (path / "images").is_dir():
-        return False
-    return is_run(path)
-
-
-def load_image_folder(folder: Path, class_names: list[str], channels: int, size: int) -> tuple[ImageSet, bool]:
-    """DIR/images/<id>.png + DIR/labels.csv (image,label) -> images matched to the real set's classes.
-
-    Returns (image set, whether images were resized to ``size``). Without labels.csv every image in
-    DIR/images (or DIR) is read, unlabelled; so are the samples of an unconditional model.
-    """
-    from medisynth.data.image_folder import class_indices, find_image, read_labels_table
-    from medisynth.io import list_images
-
-    folder = Path(folder)
-    image_dir = folder / "images" if (folder / "images").is_dir() else folder
-    labels_csv = folder / "labels.csv"
-    table = read_labels_table(folder)
-    if table is not None:
-        ids = table["image"].tolist()
-        unlabelled = set(table["label"]) <= UNLABELLED  # an unconditional model's samples: no classes
-        labels = None if unlabelled else class_indices(table["label"], class_names, labels_csv)
-        paths = [find_image(image_dir, i, labels_csv) for i in ids]
-    else:
-        if not image_dir.is_dir():
-            raise MedisynthError(f"--fake {folder}: not a folder; pass an image folder (images/ + labels.csv) or a run")
-        paths = list_images(image_dir)
-        ids, labels = [p.stem for p in paths], None
-    if not paths:
-        raise MedisynthError(f"--fake {folder}: no images found; expected {image_dir}/<id>.png")
-    arrays, resized = [], False
-    for p in paths:
-        a = read_image(p, channels)
-        if a.shape[:2] != (size, size):
-            from PIL import Image
-
-            mode = "L" if channels == 1 else "RGB"
-            a = np.asarray(Image.fromarray(a[..., 0] if channels == 1 else a, mode).resize((size, size), Image.BICUBIC))
-            a = a[..., None] if a.ndim == 2 else a
-            resized = True
-        arrays.append(a)
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageSet(images, labels, [str(i) for i in ids]), resized
-
-
-def sample_run(run: Run, class_names: list[str], config: EvaluateConfig, workdir: Path) -> Path:
-    """Sample ``num_per_class`` images per class from a run into ``workdir`` (medisynth.sampling)."""
-    from medisynth.sampling import SampleConfig, sample
-
-    out = workdir / "samples"
-    common = dict(run=run.path, out=out, seed=config.seed, device=config.device, batch_size=config.batch_size, progress=config.progress)
-    try:
-        sample(SampleConfig(per_class={name: config.num_per_class for name in class_names}, **common))
-    except MedisynthError:
-        if run.per_class or run.conditional is not False:
-            raise
-        # one unconditional model cannot choose a class: the same total, unlabelled
-        sample(SampleConfig(n=config.num_per_class * len(class_names), **common))
-    return out
-
-
-def _subset(s: ImageSet, limit: Optional[int], seed: int) -> ImageSet:
-    if limit is None or len(s.images) <= limit:
-        return s
-    keep = np.sort(np.random.default_rng(seed).choice(len(s.images), limit, replace=False))
-    return ImageSet(s.images[keep], None if s.labels is None else s.labels[keep], [s.ids[i] for i in keep])
-
-
-# -- evaluation ----------------------------------------------------------------------------------
 def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict:
+    """Compare a synthetic set with a prepared real set; write ``config.out`` and return metrics.json's dict.
+
+    ``config.fake`` is an image folder (images/ + labels.csv) or a training run, which is sampled
+    (``num_per_class`` per class) into a scratch folder first. ``log`` receives one-line notes
+    (e.g. a feature space that was skipped). Raises MedisynthError on bad input, before any work
+    when ``config.out`` exists without ``overwrite``."""
     config.validate()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -190,12 +55,12 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     class_names = manifest.class_names
     warnings_out: list[str] = []
 
-    train = _real_set(real_root, "train")
-    heldout = _concat(_real_set(real_root, "val"), _real_set(real_root, "test"))
-    reference = train if config.real_split == "train" else _real_set(real_root, None if config.real_split == "all" else config.real_split)
+    train = real_set(real_root, "train")
+    heldout = concat(real_set(real_root, "val"), real_set(real_root, "test"))
+    reference = train if config.real_split == "train" else real_set(real_root, None if config.real_split == "all" else config.real_split)
     if len(train.images) == 0:
         raise MedisynthError(f"{real_root}: the train split is empty; memorization and the domain space need training images")
-    reference = _subset(reference, config.max_images, config.seed)
+    reference = subset(reference, config.max_images, config.seed)
 
     fake_path = Path(config.fake)
     if not fake_path.exists():
@@ -204,7 +69,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
         fake_kind = "run" if is_run_folder(fake_path) else "folder"
         folder = sample_run(Run.open(fake_path), class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
         fake, resized = load_image_folder(folder, class_names, manifest.channels, manifest.image_size)
-    fake = _subset(fake, config.max_images, config.seed + 1)
+    fake = subset(fake, config.max_images, config.seed + 1)
     if resized:
         warnings_out.append(f"synthetic images were resized to the real data's {manifest.image_size} px")
     lap("load")
@@ -321,8 +186,11 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
         warnings_out += [f"{space}: {w}" for w in d.get("warnings", [])]
     metrics["warnings"] = list(dict.fromkeys(warnings_out))
 
-    figures = _figures(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean,
-                       config, fake_path if fake_kind == "run" else None)
+    figures = draw_figures(
+        FigureInputs(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean,
+                     run=fake_path if fake_kind == "run" else None),
+        seed=config.seed, near_copy_threshold=config.near_copy_threshold,
+    )
     lap("plots")
     metrics["timings_s"] = timings
     from medisynth.report import render_report
@@ -396,52 +264,6 @@ def _training_summary(run: Path) -> dict:
 
     series = read_loss_log(run)
     return {"run": str(run), "logged_keys": sorted(series), "final": {k: float(v[1][-1]) for k, v in series.items()}}
-
-
-def _figures(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean, config, run) -> dict:
-    from medisynth.report import plots
-
-    rng = np.random.default_rng(config.seed)
-
-    def pick(n_total: int, n: int) -> np.ndarray:
-        return np.sort(rng.choice(n_total, min(n, n_total), replace=False))
-
-    show = 32
-    figs: dict[str, Optional[bytes]] = {
-        "grid_real": plots.grid_png(_display(reference.images[pick(len(reference.images), show)])),
-        "grid_fake": plots.grid_png(_display(fake.images[pick(len(fake.images), show)])),
-    }
-    pairs = pick(len(fake.images), 6)
-    near = mem_px["fake_nearest"]
-    figs["nn_pairs"] = plots.pairs_png(
-        _display(fake.images[pairs]), _display(train.images[near[pairs]]),
-        [f"sim {mem_px['fake_similarity'][i]:.3f}" for i in pairs],
-    )
-    if len(flagged):
-        top = flagged[:8]
-        figs["flagged_pairs"] = plots.pairs_png(
-            _display(fake.images[top]), _display(train.images[near[top]]),
-            [f"{fake.ids[i]}\nsim {mem_px['fake_similarity'][i]:.3f}" for i in top],
-        )
-    figs["similarity_hist"] = plots.similarity_histogram(mem_px["fake_similarity"], mem_px["heldout_similarity"], config.near_copy_threshold)
-    figs["edges"] = plots.edge_maps(reference.images[pick(len(reference.images), 6)].numpy(), fake.images[pick(len(fake.images), 6)].numpy())
-    figs["histograms"] = plots.histograms(hist_real, hist_fake)
-    figs["mean_images"] = plots.mean_images(real_mean, fake_mean)
-    for space, f in features.items():
-        if len(f["real"]) > 2 and len(f["fake"]) > 2:
-            r2, f2 = plots.project_2d(f["real"], f["fake"])
-            figs[f"pca:{space}"] = plots.pca_scatter(r2, f2, f"{space} features, PCA fitted on real")
-            figs[f"kde:{space}"] = plots.pca_kde(r2, f2, f"{space} features: KDE along PC 1 and 2")
-    if run is not None:
-        figs["loss_curves"] = plots.loss_curves(plots.read_loss_log(run))
-    return figs
-
-
-def _display(images: torch.Tensor, max_side: int = 128) -> np.ndarray:
-    """Images for a figure: large ones downsampled (antialiased) so the report stays small."""
-    if images.shape[-1] > max_side:
-        images = F.interpolate(images.float(), size=(max_side, max_side), mode="bilinear", antialias=True).round().clamp(0, 255).to(torch.uint8)
-    return images.numpy()
 
 
 def summary_lines(metrics: dict) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import balanced_accuracy_score
 
-from medisynth.utility.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
+from medisynth.downstream.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
 
 
 def test_paired_t_test_matches_scipy_and_wilcoxon_is_skipped_below_six():

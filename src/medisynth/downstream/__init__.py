@@ -5,7 +5,7 @@ real-balanced, real+synthetic, synthetic) and seed, validates on the real val sp
 tests on the real test split, and writes utility.json/.md/.html. See ``run.py``,
 ``data.py`` (what each protocol trains on), ``metrics.py`` and ``stats.py``.
 """
-from medisynth.utility.data import DEFAULT_PROTOCOLS, PROTOCOLS
-from medisynth.utility.run import UtilityConfig, run_utility
+from medisynth.downstream.data import DEFAULT_PROTOCOLS, PROTOCOLS
+from medisynth.downstream.run import UtilityConfig, run_utility
 
 __all__ = ["DEFAULT_PROTOCOLS", "PROTOCOLS", "UtilityConfig", "run_utility"]

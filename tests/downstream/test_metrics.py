@@ -12,7 +12,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from medisynth.utility.metrics import classification_metrics, is_ordinal
+from medisynth.downstream.metrics import classification_metrics, is_ordinal
 
 
 def _proba(num_classes: int, n: int, seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from medisynth.errors import MedisynthError
-from medisynth.utility.data import (
+from medisynth.downstream.data import (
     DEFAULT_PROTOCOLS,
     PROTOCOLS,
     exact_copies,
@@ -24,7 +24,7 @@ from medisynth.utility.data import (
     load_real,
     protocol_data,
 )
-from medisynth.utility.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
+from medisynth.downstream.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
 
 
 @dataclass
@@ -78,8 +78,8 @@ def run_utility(config: UtilityConfig) -> dict:
 
     from medisynth.classifier import build_classifier, predict_proba, train_classifier
     from medisynth.device import resolve_device
-    from medisynth.utility.report import write_report
-    from medisynth.utility.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
+    from medisynth.downstream.report import write_report
+    from medisynth.downstream.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
 
     protocols = _check(config)
     device = resolve_device(config.device)

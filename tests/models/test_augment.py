@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medisynth.errors import MedisynthError
-from medisynth.training.augment import DiffAugment, diff_augment, parse_policy
+from medisynth.models.augment import DiffAugment, diff_augment, parse_policy
 
 
 def images(channels=3, n=8, size=16, seed=0):

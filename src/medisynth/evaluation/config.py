@@ -1,0 +1,49 @@
+"""What ``medisynth evaluate`` is asked: ``EvaluateConfig``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from medisynth.errors import MedisynthError
+
+SCHEMA = "medisynth.metrics/1"
+DEFAULT_SPACES = ("inception", "domain", "pixels")
+
+
+@dataclass
+class EvaluateConfig:
+    real: Path  # a prepared data set (medisynth prepare)
+    fake: Path  # an image folder (images/ + labels.csv) or a training run folder
+    out: Path  # the report folder to create
+    feature_spaces: tuple[str, ...] = DEFAULT_SPACES
+    weights: Optional[Path] = None  # Inception weights; default $MEDISYNTH_INCEPTION_WEIGHTS
+    real_split: str = "train"  # the real images the synthetic set is compared with: train|val|test|all
+    num_per_class: int = 100  # images per class sampled when ``fake`` is a run
+    max_images: Optional[int] = None  # cap each set (seeded random subset)
+    near_copy_threshold: float = 0.95
+    min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prdc_k: int = 5
+    diversity_pairs: int = 200
+    domain_epochs: Optional[int] = None  # None: the classifier's default recipe
+    cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
+    batch_size: int = 64
+    device: str = "auto"
+    seed: int = 0
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.real_split not in ("train", "val", "test", "all"):
+            raise MedisynthError(f"--real-split {self.real_split!r}: choose train, val, test or all")
+        if not -1.0 <= self.near_copy_threshold <= 1.0:
+            raise MedisynthError(f"--near-copy-threshold {self.near_copy_threshold}: a cosine similarity in [-1, 1]")
+        from medisynth.features import FEATURE_SPACES
+
+        for name in self.feature_spaces:
+            if name not in FEATURE_SPACES:
+                raise MedisynthError(f"--features {name!r}: unknown feature space; choose from {', '.join(FEATURE_SPACES)}")
+        if self.min_class_samples < self.prdc_k + 1:
+            raise MedisynthError(f"--min-class-samples must exceed --prdc-k ({self.prdc_k})")

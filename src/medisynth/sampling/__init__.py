@@ -1,0 +1,18 @@
+"""Synthetic images from a trained run: ``sample(SampleConfig) -> SampleResult``.
+
+Writes an image folder that ``medisynth prepare`` reads back (csv source)::
+
+    DIR/images/syn_<class>_000001.png ...
+    DIR/labels.csv   image,label,class_index,synthetic,model,run,seed[,d_score][,confidence]
+    DIR/grid.png     the first 8 images of each class, one row per class
+    DIR/sample.json  what was asked, what was written, acceptance rates, seed
+
+Modules: ``config`` (SampleConfig, SampleResult), ``plan`` (which class, how many, which model),
+``filters`` (d-score, near-copy and confidence filters; option checks), ``writer`` (the folder),
+``sampler`` (the loop).
+"""
+from medisynth.sampling.config import SampleConfig, SampleResult
+from medisynth.sampling.plan import UNLABELLED, parse_per_class, resolve_class
+from medisynth.sampling.sampler import sample
+
+__all__ = ["UNLABELLED", "SampleConfig", "SampleResult", "parse_per_class", "resolve_class", "sample"]

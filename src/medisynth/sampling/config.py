@@ -1,0 +1,50 @@
+"""What ``medisynth sample`` is asked (``SampleConfig``) and what it reports (``SampleResult``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+
+@dataclass
+class SampleConfig:
+    """A sampling request. Give exactly one of ``n`` and ``per_class``."""
+
+    run: Path  #: the training run folder (``medisynth train --out``)
+    out: Path  #: the image folder to create (images/, labels.csv, grid.png, sample.json)
+    n: Optional[int] = None  #: this many images, split equally over the classes the run can make
+    per_class: Optional[dict[Any, int]] = None  #: class name or index -> count
+    truncation: float = 1.0  #: latent truncation (models with a truncation trick); 1 = off
+    min_d_score: Optional[float] = None  #: keep images the discriminator scores at least this high
+    max_similarity: Optional[float] = None  #: drop images this similar (cosine) to a training image
+    min_confidence: Optional[float] = None  #: domain-classifier probability of the sampled class
+    max_attempts: float = 20.0  #: per class: try at most this many times the requested count
+    seed: int = 0  #: fixes the images (per class: seed * 1000 + class index + 1)
+    batch_size: int = 64  #: images generated per forward pass
+    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:1", ...
+    ema: bool = True  #: use the EMA networks when the run has them
+    guidance_scale: Optional[float] = None  #: classifier-free guidance (diffusion models)
+    steps: Optional[int] = None  #: sampling steps (diffusion models)
+    overwrite: bool = False  #: replace ``out`` when it exists
+    progress: bool = True  #: show a progress bar on a terminal
+
+
+@dataclass
+class SampleResult:
+    """Counts per class label: asked for, written, tried; acceptance = passed the filters / tried."""
+
+    out: Path
+    requested: dict[str, int]
+    written: dict[str, int]
+    attempts: dict[str, int]
+    acceptance: dict[str, float]
+    shortfall: dict[str, int] = field(default_factory=dict)  #: classes with fewer images than asked for
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        lines = [f"wrote {sum(self.written.values())} images to {self.out} in {self.seconds:.1f} s"]
+        for name, count in self.written.items():
+            rate = self.acceptance.get(name, 1.0)
+            lines.append(f"  {name}: {count}/{self.requested[name]} (acceptance {rate:.1%} of {self.attempts[name]} tried)")
+        return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""Writing a sample folder as it is generated: images/<id>.png, labels.csv, grid.png, sample.json.
+
+Every accepted image is written at once (100,000 images never sit in memory); the caller
+opens the folder with ``medisynth.io.atomic_dir`` so it appears only when complete.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from medisynth.io import save_png, write_json
+from medisynth.training.logging import image_grid
+
+GRID_COLUMNS = 8
+COLUMNS = ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """uint8 C x H x W -> PNG (inside the atomic output folder, so no per-file rename needed)."""
+    array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=4)
+
+
+def safe_name(name: str) -> str:
+    """A class name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "class"
+
+
+class SampleWriter:
+    """labels.csv rows and PNGs into ``folder``; keeps the first GRID_COLUMNS images of each class for grid.png."""
+
+    def __init__(self, folder: Path, extra_columns: list[str], model: str, run: str, seed: int):
+        self.folder = Path(folder)
+        (self.folder / "images").mkdir()
+        self._file = open(self.folder / "labels.csv", "w", newline="")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(COLUMNS + extra_columns)
+        self._fixed = [model, run, seed]
+        self._grid: list[np.ndarray] = []
+        self._row: list[np.ndarray] = []
+
+    def write(self, label: str, class_index: int, number: int, image: np.ndarray, scores: list[float]) -> None:
+        """Image ``number`` (1-based) of class ``label``: uint8 C x H x W, with its filter scores."""
+        image_id = f"syn_{safe_name(label)}_{number:06d}"
+        write_png(self.folder / "images" / f"{image_id}.png", image)
+        self._csv.writerow([image_id, label, class_index, 1, *self._fixed, *(f"{s:.6f}" for s in scores)])
+        if len(self._row) < GRID_COLUMNS:
+            self._row.append(image)
+
+    def end_batch(self) -> None:
+        self._file.flush()
+
+    def end_class(self) -> None:
+        """Close the class's grid row (padded with black)."""
+        if self._row:
+            self._grid += self._row + [np.zeros_like(self._row[0])] * (GRID_COLUMNS - len(self._row))
+        self._row = []
+
+    def __enter__(self) -> "SampleWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def finish(self, record: dict[str, Any]) -> None:
+        """Finish labels.csv, draw grid.png, write ``record`` as sample.json."""
+        self._file.close()
+        if self._grid:
+            grid = torch.from_numpy(np.stack(self._grid)).float().div(127.5).sub(1.0)
+            save_png(self.folder / "grid.png", image_grid(grid, nrow=GRID_COLUMNS))
+        write_json(self.folder / "sample.json", record)
