@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medisynth.classifier.networks import SmallResNet, stem_stride_for, torchvision_resnet18
-from medisynth.data.dataset import uint8_to_float
+from medisynth.data.images import uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.progress import make_progress

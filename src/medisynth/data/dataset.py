@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from medisynth.data.images import float_to_uint8, uint8_to_float  # noqa: F401  (re-exported)
 from medisynth.data.manifest import SPLITS, Manifest
 from medisynth.errors import MedisynthError
 
@@ -124,13 +125,3 @@ class PreparedDataset(Dataset):
             replacement=True,
             generator=torch.Generator().manual_seed(seed),
         )
-
-
-def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N x C x H x W -> float in [-1, 1]."""
-    return images.float().div_(127.5).sub_(1.0)
-
-
-def float_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 (values outside are clipped)."""
-    return images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)

@@ -9,25 +9,20 @@ A space that cannot run raises ``FeatureSpaceUnavailable`` with a one-line reaso
 """
 from __future__ import annotations
 
-import importlib
-
-from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, FeatureSpaceUnavailable
-
-FEATURE_SPACES = {
-    "inception": "medisynth.features.inception",
-    "domain": "medisynth.features.domain",
-    "radiomics": "medisynth.features.radiomics",
-    "pixels": "medisynth.features.pixel_pca",
-}
+from medisynth.features.base import (
+    FEATURE_SPACES,
+    ExtractorContext,
+    FeatureExtractor,
+    Features,
+    FeatureSpaceUnavailable,
+    register_feature_space,
+)
 
 
 def build_extractor(name: str, context: ExtractorContext) -> FeatureExtractor:
-    if name not in FEATURE_SPACES:
-        from medisynth.errors import MedisynthError
-
-        raise MedisynthError(f"unknown feature space {name!r}; choose from {', '.join(FEATURE_SPACES)}")
-    module = importlib.import_module(FEATURE_SPACES[name])
-    return module.build(context)
+    """The feature extractor ``name``, built for ``context`` (FeatureSpaceUnavailable when it cannot run here)."""
+    return FEATURE_SPACES.get(name)(context)
 
 
-__all__ = ["FEATURE_SPACES", "build_extractor", "ExtractorContext", "FeatureExtractor", "Features", "FeatureSpaceUnavailable"]
+__all__ = ["FEATURE_SPACES", "build_extractor", "register_feature_space", "ExtractorContext", "FeatureExtractor",
+           "Features", "FeatureSpaceUnavailable"]

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
+
+from medisynth.registry import Registry
 
 
 class FeatureSpaceUnavailable(Exception):
@@ -44,3 +46,18 @@ class FeatureExtractor:
 
     def info(self) -> dict:
         return {"name": self.name, "description": self.description}
+
+
+#: feature space name -> the module that defines it (imported on first use); each module registers
+#: its ``build(context) -> FeatureExtractor`` with ``@register_feature_space(name)``.
+FEATURE_SPACES: Registry[Callable[[ExtractorContext], FeatureExtractor]] = Registry("feature space", lazy={
+    "inception": "medisynth.features.inception",
+    "domain": "medisynth.features.domain",
+    "radiomics": "medisynth.features.radiomics",
+    "pixels": "medisynth.features.pixel_pca",
+})
+
+
+def register_feature_space(name: str):
+    """Decorator: register ``build(context) -> FeatureExtractor`` as feature space ``name``."""
+    return FEATURE_SPACES.register(name)

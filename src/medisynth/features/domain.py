@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from medisynth.classifier import domain_classifier
-from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, FeatureSpaceUnavailable
+from medisynth.features.base import ExtractorContext, FeatureExtractor, FeatureSpaceUnavailable, Features, register_feature_space
 
 
 class DomainExtractor(FeatureExtractor):
@@ -29,7 +29,7 @@ class DomainExtractor(FeatureExtractor):
         self.description = "penultimate layer of a SmallResNet grade classifier trained on the real train split"
 
     def extract(self, images: torch.Tensor) -> Features:
-        from medisynth.data.dataset import uint8_to_float
+        from medisynth.data.images import uint8_to_float
 
         feats, logits = [], []
         with torch.inference_mode():
@@ -46,6 +46,7 @@ class DomainExtractor(FeatureExtractor):
         return {**super().info(), **self.meta}
 
 
+@register_feature_space("domain")
 def build(context: ExtractorContext) -> DomainExtractor:
     if context.real_root is None:
         raise FeatureSpaceUnavailable("domain skipped: it needs a prepared real data set (--real DATA)")

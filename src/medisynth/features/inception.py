@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from medisynth.errors import MedisynthError
-from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, FeatureSpaceUnavailable
+from medisynth.features.base import ExtractorContext, FeatureExtractor, FeatureSpaceUnavailable, Features, register_feature_space
 
 WEIGHTS_ENV = "MEDISYNTH_INCEPTION_WEIGHTS"
 REQUIRED_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight", "fc.bias")
@@ -102,6 +102,7 @@ def resolve_weights(weights) -> Path | None:
     return Path(value) if value else None
 
 
+@register_feature_space("inception")
 def build(context: ExtractorContext) -> InceptionExtractor:
     weights = resolve_weights(context.weights)
     if weights is None:

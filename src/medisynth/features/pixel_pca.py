@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
-from medisynth.features.base import ExtractorContext, FeatureExtractor, Features
+from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, register_feature_space
 
 SIDE = 16
 COMPONENTS = 64
@@ -46,5 +46,6 @@ class PixelPCAExtractor(FeatureExtractor):
         return Features(self.pca.transform(self.raw(images)).astype(np.float32))
 
 
+@register_feature_space("pixels")
 def build(context: ExtractorContext) -> PixelPCAExtractor:
     return PixelPCAExtractor(context.seed)

@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import torch
 
-from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, FeatureSpaceUnavailable
+from medisynth.features.base import ExtractorContext, FeatureExtractor, FeatureSpaceUnavailable, Features, register_feature_space
 
 INSTALL_HINT = (
     "radiomics skipped: pyradiomics is not installed; install it with "
@@ -48,6 +48,7 @@ class RadiomicsExtractor(FeatureExtractor):
         return Features(np.nan_to_num(np.asarray(rows, dtype=np.float32)))
 
 
+@register_feature_space("radiomics")
 def build(context: ExtractorContext) -> RadiomicsExtractor:
     try:
         return RadiomicsExtractor()

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from medisynth.errors import MedisynthError
+from medisynth.registry import Registry
 
 
 @dataclass
@@ -139,27 +140,50 @@ class GenerativeModel(nn.Module):
         return ema if (self.use_ema and ema is not None) else getattr(self, name)
 
 
-MODEL_REGISTRY: dict[str, type[GenerativeModel]] = {}
+#: model name -> the module that defines it, imported on first use (so MONAI is imported only by
+#: the models built on it). A new model module adds its names here and registers them with
+#: ``@register_model``; the registry refuses a name registered from any other module.
+MODEL_MODULES = {
+    "dcgan": "medisynth.models.dcgan",
+    "cgan": "medisynth.models.cgan",
+    "wgan-gp": "medisynth.models.wgan_gp",
+    "vae": "medisynth.models.vae",
+    "conv-vae": "medisynth.models.vae",
+    "conv-cvae": "medisynth.models.vae",
+    "resvae": "medisynth.models.resvae",
+    "lkgan-small": "medisynth.models.lkgan",
+    "lkgan-v1": "medisynth.models.lkgan",
+    "lkgan-v2": "medisynth.models.lkgan",
+    "autoencoder-kl": "medisynth.models.autoencoder",
+    "diffusion": "medisynth.models.diffusion",
+    "pix2pix": "medisynth.models.pix2pix",
+    "edsr": "medisynth.models.edsr",
+}
+
+MODEL_REGISTRY: Registry[type[GenerativeModel]] = Registry("model", base=GenerativeModel, lazy=MODEL_MODULES)
 
 
 def register_model(name: str):
+    """Class decorator: register a GenerativeModel subclass as ``name`` (and set its ``name``)."""
+
     def wrap(cls: type[GenerativeModel]) -> type[GenerativeModel]:
+        MODEL_REGISTRY.register(name, cls)
         cls.name = name
-        MODEL_REGISTRY[name] = cls
         return cls
 
     return wrap
 
 
 def get_model_class(name: str) -> type[GenerativeModel]:
-    import medisynth.models  # noqa: F401  (registers every model)
-
-    if name not in MODEL_REGISTRY:
-        raise MedisynthError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODEL_REGISTRY))}")
-    return MODEL_REGISTRY[name]
+    """The model class registered as ``name`` (importing only its module); MedisynthError if unknown."""
+    return MODEL_REGISTRY.get(name)
 
 
 def build_model(name: str, spec: DataSpec, hyper_overrides: dict[str, Any] | None = None) -> GenerativeModel:
+    """A new, untrained model ``name`` for data described by ``spec``.
+
+    ``hyper_overrides`` replace defaults of the model's ``Hyper`` dataclass (unknown keys and bad
+    values raise MedisynthError naming the model's hyper-parameters); EMA copies are set up."""
     cls = get_model_class(name)
     cls.check_spec(spec)
     model = cls(spec, cls.make_hyper(hyper_overrides))

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.stats import gaussian_kde  # noqa: E402
 
+from medisynth.data.images import image_grid as _image_grid  # noqa: E402
 from medisynth.runs import read_metrics  # noqa: E402
 
 REAL_COLOR, FAKE_COLOR = "#1f77b4", "#d62728"
@@ -31,14 +32,8 @@ def _hwc(image_chw: np.ndarray) -> np.ndarray:
 
 def image_grid(images_nchw: np.ndarray, columns: int = 8, pad: int = 2) -> np.ndarray:
     """uint8 N x C x H x W -> one uint8 grid image (H' x W' [x 3]), white padding (torchvision's make_grid)."""
-    import torch
-    from torchvision.utils import make_grid
-
-    grid = make_grid(torch.from_numpy(np.ascontiguousarray(images_nchw)), nrow=columns, padding=pad, pad_value=255)
-    grid = grid.numpy()
-    if images_nchw.shape[1] == 1:  # make_grid repeats one channel three times
-        grid = grid[:1]
-    return _hwc(grid)
+    grid = _image_grid(images_nchw, columns, pad=pad, pad_value=255)
+    return grid[..., 0] if images_nchw.shape[1] == 1 else grid  # one channel in, gray out
 
 
 def grid_png(images_nchw: np.ndarray, columns: int = 8) -> bytes:

@@ -14,7 +14,6 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from medisynth.data.dataset import PreparedDataset
 from medisynth.errors import MedisynthError
 from medisynth.models.base import GenerativeModel
 from medisynth.runs import Run
@@ -61,6 +60,8 @@ def _training_data(run: Run, flag: str, what: str) -> Run:
 
 def reference_images(run: Run) -> np.ndarray:
     """Training images (uint8 N x H x W x C) the near-copy filter compares against."""
+    from medisynth.data.dataset import PreparedDataset  # imported on use: pandas is not needed otherwise
+
     _training_data(run, "--max-similarity", "compares with the training images")
     target = run.config.get("target", "images")
     dataset = PreparedDataset(run.data, split="train", with_masks=target == "masks")

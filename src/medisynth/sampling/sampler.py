@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from medisynth.data.dataset import float_to_uint8
+from medisynth.data.images import float_to_uint8
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir

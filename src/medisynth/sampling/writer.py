@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
+from medisynth.data.images import image_grid
 from medisynth.io import save_png, write_json
-from medisynth.training.logging import image_grid
 
 GRID_COLUMNS = 8
 COLUMNS = ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
@@ -72,6 +71,5 @@ class SampleWriter:
         """Finish labels.csv, draw grid.png, write ``record`` as sample.json."""
         self._file.close()
         if self._grid:
-            grid = torch.from_numpy(np.stack(self._grid)).float().div(127.5).sub(1.0)
-            save_png(self.folder / "grid.png", image_grid(grid, nrow=GRID_COLUMNS))
+            save_png(self.folder / "grid.png", image_grid(np.stack(self._grid), columns=GRID_COLUMNS))
         write_json(self.folder / "sample.json", record)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medisynth.data.dataset import float_to_uint8
+from medisynth.data.images import float_to_uint8, image_grid
 from medisynth.io import atomic_write_bytes, save_png
 from medisynth.runs import METRICS as METRICS_FILE
 from medisynth.runs import read_metrics
@@ -93,14 +93,11 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def image_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """float N x C x H x W in [-1, 1] -> uint8 H x W x C grid (torchvision.utils.make_grid)."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(float_to_uint8(images.detach().float().cpu()), nrow=nrow, padding=2, pad_value=0)
-    return grid.permute(1, 2, 0).numpy()
+def float_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
+    """float N x C x H x W in [-1, 1] -> uint8 H x W x 3 grid (``medisynth.data.images.image_grid``)."""
+    return image_grid(float_to_uint8(images.detach().float().cpu()), columns=nrow)
 
 
 def save_grid(path: Path, images: torch.Tensor, nrow: int) -> Path:
-    save_png(path, image_grid(images, nrow))
+    save_png(path, float_grid(images, nrow))
     return Path(path)

@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 
 from medisynth.errors import MedisynthError
+from medisynth.registry import Registry
 
 
 @dataclass
@@ -85,12 +86,12 @@ def _is_int(s: str) -> bool:
         return False
 
 
-SOURCE_REGISTRY: dict[str, type[Source]] = {}
+SOURCE_REGISTRY: Registry[type[Source]] = Registry("source", base=Source)
 
 
 def register_source(cls: type[Source]) -> type[Source]:
-    SOURCE_REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator: register a Source subclass under its ``name`` (detection asks them in this order)."""
+    return SOURCE_REGISTRY.register(cls.name, cls)
 
 
 def detect_source(root: Path) -> type[Source]:
@@ -109,8 +110,7 @@ def detect_source(root: Path) -> type[Source]:
 
 
 def get_source(name: str) -> type[Source]:
-    import medisynth.data.sources  # noqa: F401
+    """The source registered as ``name``; MedisynthError naming the choices if unknown."""
+    import medisynth.data.sources  # noqa: F401  (registers the sources)
 
-    if name not in SOURCE_REGISTRY:
-        raise MedisynthError(f"unknown source {name!r}; choose one of: {', '.join(SOURCE_REGISTRY)}")
-    return SOURCE_REGISTRY[name]
+    return SOURCE_REGISTRY.get(name)
