@@ -40,18 +40,20 @@ CHUNK = 1024  # real images converted per step (bounded memory on large data set
 
 @dataclass
 class BalanceConfig:
+    """A rebalancing request (``medisynth balance``): top up each class of the train split with synthetic images."""
+
     data: Path  # prepared data set
     run: Path  # trained run (medisynth train)
-    out: Path
-    target: Optional[int] = None
-    ratio: Optional[float] = None
-    min_d_score: Optional[float] = None
-    max_similarity: Optional[float] = None
-    seed: int = 0
-    device: str = "auto"
-    batch_size: int = 64
-    overwrite: bool = False
-    progress: bool = True
+    out: Path  # the balanced image folder to create (images/, labels.csv, balance.json)
+    target: Optional[int] = None  # bring every class to this many train images
+    ratio: Optional[float] = None  # or to ratio x the largest class (default: the largest class)
+    min_d_score: Optional[float] = None  # sampler filter: keep images the discriminator scores >= this
+    max_similarity: Optional[float] = None  # sampler filter: drop near-copies of training images
+    seed: int = 0  # fixes the synthetic images
+    device: str = "auto"  # "auto", "cpu", "cuda", ...
+    batch_size: int = 64  # images per generation batch
+    overwrite: bool = False  # replace ``out`` when it exists
+    progress: bool = True  # progress bars on a terminal
 
 
 @dataclass
@@ -111,6 +113,11 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 def balance(config: BalanceConfig) -> BalanceResult:
+    """Write ``config.out``: every real image (all splits, as prepared) plus synthetic train images
+    from ``config.run`` so that each class reaches its target; returns the per-class counts.
+
+    Classes already at or above the target get nothing. The folder is what ``medisynth prepare``
+    (csv source) and ``medisynth utility`` read. Raises MedisynthError on bad input."""
     from medisynth.data.dataset import PreparedDataset
     from medisynth.data.manifest import Manifest
     from medisynth.progress import progress_bar

@@ -26,6 +26,8 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Manifest:
+    """manifest.json of a prepared data set: image size, channels, classes, splits and a content hash."""
+
     image_size: int
     channels: int
     class_names: list[str]

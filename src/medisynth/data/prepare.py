@@ -43,19 +43,21 @@ GIANT_UNIT_SHARE = 0.5  # a unit holding more of a class than this is reported: 
 
 @dataclass
 class PrepareConfig:
-    source: Path
-    out: Path
+    """What ``medisynth prepare`` reads, how it preprocesses and splits, and where it writes."""
+
+    source: Path  # the raw data set: a folder or file in one of the source layouts
+    out: Path  # the prepared data set to create (manifest.json, index.csv, shards)
     source_kind: Optional[str] = None  # None: detect from the layout
-    size: int = 128
-    channels: Optional[int] = None
-    preprocess: str = "auto"
-    graham: bool = False
-    window_level: float = 40.0
-    window_width: float = 400.0
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    seed: int = 0
-    skip_bad: bool = False
+    size: int = 128  # images are resized to size x size
+    channels: Optional[int] = None  # 1 or 3; None: what the source has
+    preprocess: str = "auto"  # the preprocessing recipe ("auto" picks one per source)
+    graham: bool = False  # Graham's local-mean subtraction (fundus photographs)
+    window_level: float = 40.0  # CT window centre (HU)
+    window_width: float = 400.0  # CT window width (HU)
+    val_fraction: float = 0.15  # share of each class that goes to val
+    test_fraction: float = 0.15  # share of each class that goes to test
+    seed: int = 0  # fixes the split
+    skip_bad: bool = False  # skip unreadable images (listed in the manifest) instead of stopping
     workers: Optional[int] = None  # None: all cores
     overwrite: bool = False
     classes: Optional[list[str]] = None  # fix the class list (and order); labels outside it are an error

@@ -29,23 +29,25 @@ from medisynth.downstream.metrics import SCALAR_METRICS, classification_metrics,
 
 @dataclass
 class UtilityConfig:
+    """A downstream-utility study (``medisynth utility``): which protocols, seeds and classifier recipe."""
+
     real: Path  # a prepared data set (train/val/test splits)
     out: Path  # report folder: utility.json, utility.md, utility.html, utility.png
     synthetic: Optional[Path] = None  # image folder (images/ + labels.csv); needed by synthetic protocols
-    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
-    seeds: int = 3
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    patience: int = 10
-    time_budget_per_run_s: Optional[float] = None
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS  # what each classifier trains on (``PROTOCOLS``)
+    seeds: int = 3  # classifiers per protocol (paired over seeds)
+    epochs: int = 30  # classifier epochs
+    batch_size: int = 64  # classifier batch size
+    lr: float = 1e-3  # classifier learning rate (AdamW)
+    patience: int = 10  # early stopping on val balanced accuracy (epochs without improvement)
+    time_budget_per_run_s: Optional[float] = None  # stop each classifier after this many seconds
     model: str = "small-resnet"  # or resnet18
     width: int = 32  # small-resnet width
     weights: Optional[Path] = None  # local resnet18 weights
-    device: str = "auto"
+    device: str = "auto"  # "auto", "cpu", "cuda", ...
     bootstrap: int = 2000  # paired bootstrap resamples on seed 0 (0: skip)
-    overwrite: bool = False
-    progress: bool = True
+    overwrite: bool = False  # replace ``out`` when it exists
+    progress: bool = True  # progress bars on a terminal
 
 
 def _check(config: UtilityConfig) -> list[str]:

@@ -13,6 +13,8 @@ DEFAULT_SPACES = ("inception", "domain", "pixels")
 
 @dataclass
 class EvaluateConfig:
+    """An evaluation request (``medisynth evaluate``): the real set, the synthetic set, the report folder."""
+
     real: Path  # a prepared data set (medisynth prepare)
     fake: Path  # an image folder (images/ + labels.csv) or a training run folder
     out: Path  # the report folder to create
@@ -23,17 +25,17 @@ class EvaluateConfig:
     max_images: Optional[int] = None  # cap each set (seeded random subset)
     near_copy_threshold: float = 0.95
     min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    prdc_k: int = 5
-    diversity_pairs: int = 200
+    kid_subsets: int = 100  # KID: number of random subsets
+    kid_subset_size: int = 1000  # KID: images per subset (capped by the set sizes)
+    prdc_k: int = 5  # precision/recall/density/coverage: nearest neighbours
+    diversity_pairs: int = 200  # MS-SSIM diversity: random pairs per set
     domain_epochs: Optional[int] = None  # None: the classifier's default recipe
     cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
-    batch_size: int = 64
-    device: str = "auto"
-    seed: int = 0
-    overwrite: bool = False
-    progress: bool = True
+    batch_size: int = 64  # images per feature-extraction batch
+    device: str = "auto"  # "auto", "cpu", "cuda", ...
+    seed: int = 0  # fixes subsets, sampling of a run and the domain classifier
+    overwrite: bool = False  # replace ``out`` when it exists
+    progress: bool = True  # progress bars on a terminal
 
     def validate(self) -> None:
         if self.real_split not in ("train", "val", "test", "all"):

@@ -28,28 +28,30 @@ RESUME_OVERRIDABLE = (
 
 @dataclass
 class TrainConfig:
+    """A training request: data, model, budget, logging and checkpoint settings (``medisynth train``)."""
+
     data: Optional[Path] = None  # a prepared data set (``medisynth prepare``)
-    model: str = "dcgan"
+    model: str = "dcgan"  # a registered model name (``medisynth.models.MODEL_REGISTRY``)
     out: Optional[Path] = None  # the run folder to create
     # budget: at least one; training stops at the first one reached (totals for the run, resume included)
     epochs: Optional[int] = None  # passes over the train split
     steps: Optional[int] = None  # optimisation steps (one batch each)
     minutes: Optional[float] = None  # wall-clock training time
-    batch_size: int = 64
+    batch_size: int = 64  # images per step (the whole split when it is smaller)
     # shortcuts that go into the model's hyper-parameters (an error if the model has no such field)
-    lr: Optional[float] = None
-    lr_g: Optional[float] = None
-    lr_d: Optional[float] = None
-    latent_dim: Optional[int] = None
+    lr: Optional[float] = None  # learning rate (models with one optimiser)
+    lr_g: Optional[float] = None  # generator learning rate (GANs)
+    lr_d: Optional[float] = None  # discriminator learning rate (GANs)
+    latent_dim: Optional[int] = None  # size of the latent vector
     hyper: dict[str, Any] = field(default_factory=dict)  # any model hyper-parameter (--hp key=value)
-    seed: int = 0
+    seed: int = 0  # fixes init, batch order and sample grids
     ema_decay: float = 0.999  # 0 = no EMA; sampling then uses the live networks
     checkpoint_every: int = 1000  # steps (and always at the end)
     sample_every: int = 500  # steps between sample grids (0 = only at the end)
     log_every: int = 50  # steps between metrics.jsonl lines
     per_class: bool = False  # one unconditional model per class in RUN/class-<index>/
     target: str = "images"  # "masks": learn the vessel masks as 1-channel images
-    device: str = "auto"
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     threads: int = 0  # torch CPU threads (0 = torch's default)
     resume: Optional[Path] = None  # continue this run folder

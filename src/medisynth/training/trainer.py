@@ -134,6 +134,12 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
 
 # -- the loop -------------------------------------------------------------------
 def train(config: TrainConfig) -> RunResult:
+    """Train ``config.model`` on ``config.data`` into the run folder ``config.out`` (or resume ``config.resume``).
+
+    Writes config.json, model.json, checkpoints/, metrics.jsonl, loss.png and sample grids
+    (layout: ``medisynth.runs``); ``per_class`` trains one unconditional model per class in
+    class-<index>/. Stops at the first budget reached (epochs, steps, minutes). Raises
+    MedisynthError on bad input, before training starts."""
     config, resuming = resolve_config(config)
     if config.per_class:
         return _train_per_class(config, resuming)
