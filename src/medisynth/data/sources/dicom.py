@@ -1,6 +1,8 @@
 """``dicom``: a folder of DICOM files, one image per slice (per frame of a multi-frame file).
 
-Pixels are converted to Hounsfield units with RescaleSlope/RescaleIntercept and handed to
+Pixels go through the file's modality transform (``pydicom.pixels.apply_modality_lut``: a
+Modality LUT Sequence when present, else RescaleSlope/RescaleIntercept; for CT, Hounsfield
+units) and are handed to
 preprocessing as raw intensities, which windows them (``--window-level/--window-width``).
 Files inside class folders (``ROOT/<Class>/.../*.dcm``) take the folder name as class;
 otherwise the set is unlabelled. Slices of one patient (or series) form one group, so
@@ -46,7 +48,8 @@ def class_of(path: Path, root: Path) -> str | None:
 
 @dataclass(frozen=True)
 class DicomSlice:
-    """Picklable loader: frame ``frame`` of a DICOM file, in Hounsfield units (float32)."""
+    """Picklable loader: frame ``frame`` of a DICOM file after its modality transform (float32;
+    Hounsfield units for CT)."""
 
     path: str
     frame: int = 0
@@ -66,9 +69,15 @@ class DicomSlice:
             pixels = pixels[self.frame]
         if pixels.ndim != 2:
             raise MedisynthError(f"{self.path}: expected a grayscale slice, got pixel shape {pixels.shape}")
-        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-        hu = pixels.astype(np.float32) * slope + intercept
+        from pydicom.pixels import apply_modality_lut
+
+        try:
+            hu = apply_modality_lut(pixels, ds).astype(np.float32)
+        except Exception as e:  # e.g. an empty RescaleSlope or a damaged Modality LUT Sequence
+            raise MedisynthError(
+                f"{self.path}: cannot apply the DICOM modality transform ({type(e).__name__}: {e}); "
+                "fix its RescaleSlope/RescaleIntercept or Modality LUT Sequence, or pass --skip-bad"
+            ) from None
         if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
             hu = hu.max() + hu.min() - hu  # MONOCHROME1 stores inverted gray levels
         return hu
