@@ -1,8 +1,12 @@
-"""Precision/recall/density/coverage on point sets with known answers; Inception Score."""
+"""Precision/recall/density/coverage on point sets with known answers and against medisynth's
+former hand-written implementation; Inception Score likewise (both now via torch-fidelity)."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
+from medisynth.metrics import SmallSampleWarning
 from medisynth.metrics.inception_score import inception_score
 from medisynth.metrics.prdc import prdc
 
@@ -33,14 +37,28 @@ def test_hand_made_case():
     assert out["recall"] == pytest.approx(1.0)
 
 
-def test_prdc_matches_torch_fidelity_precision_recall():
-    from torch_fidelity.metric_prc import calculate_precision_recall_full
+def _former_prdc(real, fake, k):
+    """medisynth's hand-written precision/recall/density/coverage before torch-fidelity."""
+    real, fake = torch.from_numpy(real), torch.from_numpy(fake)
+    real_radius = torch.cdist(real, real).kthvalue(k + 1, dim=1).values
+    fake_radius = torch.cdist(fake, fake).kthvalue(k + 1, dim=1).values
+    d = torch.cdist(real, fake)
+    inside_real, inside_fake = d <= real_radius[:, None], d <= fake_radius[None, :]
+    return {
+        "precision": float(inside_real.any(dim=0).double().mean()),
+        "recall": float(inside_fake.any(dim=1).double().mean()),
+        "density": float(inside_real.double().sum(dim=0).mean() / k),
+        "coverage": float((d.min(dim=1).values <= real_radius).double().mean()),
+    }
 
-    rng = np.random.default_rng(2)
-    real, fake = rng.normal(size=(80, 5)), rng.normal(size=(70, 5)) * 1.5
-    p, r = calculate_precision_recall_full(torch.from_numpy(fake), torch.from_numpy(real), neighborhood=3)
-    out = prdc(real, fake, k=3)
-    assert out["precision"] == pytest.approx(p) and out["recall"] == pytest.approx(r)
+
+@pytest.mark.parametrize("n_real,n_fake,dim,k", [(80, 70, 5, 3), (60, 90, 16, 5), (40, 40, 2, 1)])
+def test_prdc_matches_the_former_implementation(n_real, n_fake, dim, k):
+    rng = np.random.default_rng(dim)
+    real, fake = rng.normal(size=(n_real, dim)), rng.normal(size=(n_fake, dim)) * 1.5 + 0.3
+    out, ref = prdc(real, fake, k=k), _former_prdc(real, fake, k)
+    assert out == pytest.approx(ref, rel=1e-6)  # torch-fidelity averages precision/recall in float32
+    assert abs(out["precision"] - out["recall"]) > 0.05  # swapping real and fake would fail the line above
 
 
 def test_prdc_with_too_few_samples_is_a_clear_error():
@@ -48,14 +66,31 @@ def test_prdc_with_too_few_samples_is_a_clear_error():
         prdc(np.zeros((3, 2)), np.ones((3, 2)), k=5)
 
 
-def test_inception_score_bounds_and_torch_fidelity():
-    from torch_fidelity.metric_isc import isc_features_to_metric
+def _former_inception_score(logits, splits, seed):
+    """medisynth's hand-written Inception Score before torch-fidelity."""
+    x = torch.from_numpy(logits)[torch.from_numpy(np.random.RandomState(seed).permutation(len(logits)))]
+    log_p = x.log_softmax(dim=1)
+    p, n, scores = log_p.exp(), len(x), []
+    for i in range(splits):
+        chunk = slice(i * n // splits, (i + 1) * n // splits)
+        log_q = p[chunk].mean(dim=0, keepdim=True).log()
+        scores.append(float((p[chunk] * (log_p[chunk] - log_q)).sum(dim=1).mean().exp()))
+    return float(np.mean(scores)), float(np.std(scores))
 
+
+def test_inception_score_bounds():
     rng = np.random.default_rng(3)
     confident_diverse = np.eye(10)[rng.integers(0, 10, 500)] * 50.0
     uniform = np.zeros((500, 10))
     assert inception_score(confident_diverse, splits=1)[0] == pytest.approx(10.0, rel=0.02)
     assert inception_score(uniform)[0] == pytest.approx(1.0)
-    logits = rng.normal(size=(200, 7)) * 3
-    ref = isc_features_to_metric(torch.from_numpy(logits), splits=10, rng_seed=2020)
-    assert inception_score(logits, splits=10, seed=2020)[0] == pytest.approx(ref["inception_score_mean"], rel=1e-9)
+
+
+@pytest.mark.parametrize("n,classes,splits,seed", [(200, 7, 10, 2020), (120, 1008, 10, 0), (9, 3, 10, 1)])
+def test_inception_score_matches_the_former_implementation(n, classes, splits, seed):
+    logits = np.random.default_rng(n).normal(size=(n, classes)) * 3
+    used_splits = max(1, min(splits, n // 2))  # medisynth keeps at least 2 samples a split
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        out = inception_score(logits, splits=splits, seed=seed)
+    assert out == pytest.approx(_former_inception_score(logits, used_splits, seed), rel=1e-9)

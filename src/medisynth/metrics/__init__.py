@@ -1,11 +1,14 @@
 """Metrics of synthetic images against real ones; one module per metric.
 
 ``calculate_metrics(real_features, fake_features, metrics=[...])`` computes the
-distribution metrics in one feature space and returns a flat dict of floats.
+distribution metrics in one feature space and returns a flat dict of floats. FID, KID,
+Inception Score and precision/recall are computed by torch-fidelity's feature-level
+functions; density/coverage by medisynth on the same k-NN balls (prdc.py).
 """
 from __future__ import annotations
 
 import warnings
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -15,7 +18,46 @@ from medisynth.metrics.inception_score import inception_score
 from medisynth.metrics.kid import kid_from_features
 from medisynth.metrics.prdc import prdc
 
-DISTRIBUTION_METRICS = ("fid", "kid", "prdc", "is")
+
+class DistributionMetric(NamedTuple):
+    """A metric of ``calculate_metrics``: the keys it writes and the function that computes them.
+
+    ``compute(real, fake, fake_logits=..., kid_subsets=..., kid_subset_size=..., prdc_k=..., seed=...)``
+    returns a dict with exactly ``keys``, or raises ValueError (too few samples...): then every
+    key is None and the reason goes to "warnings".
+    """
+
+    keys: tuple[str, ...]
+    compute: Callable[..., dict]
+
+
+def _fid(real, fake, **_) -> dict:
+    return {"fid": fid_from_features(real, fake)}
+
+
+def _kid(real, fake, *, kid_subsets, kid_subset_size, seed, **_) -> dict:
+    mean, std = kid_from_features(real, fake, kid_subsets, kid_subset_size, seed)
+    return {"kid_mean": mean, "kid_std": std}
+
+
+def _prdc(real, fake, *, prdc_k, **_) -> dict:
+    return prdc(real, fake, k=prdc_k)
+
+
+def _inception_score(real, fake, *, fake_logits, **_) -> dict:
+    if fake_logits is None:
+        raise ValueError("needs classifier logits of the synthetic images; this feature space has none")
+    mean, std = inception_score(fake_logits)
+    return {"is_mean": mean, "is_std": std}
+
+
+METRICS: dict[str, DistributionMetric] = {
+    "fid": DistributionMetric(("fid",), _fid),
+    "kid": DistributionMetric(("kid_mean", "kid_std"), _kid),
+    "prdc": DistributionMetric(("precision", "recall", "density", "coverage"), _prdc),
+    "is": DistributionMetric(("is_mean", "is_std"), _inception_score),
+}
+DISTRIBUTION_METRICS = tuple(METRICS)
 
 
 def calculate_metrics(
@@ -30,31 +72,25 @@ def calculate_metrics(
 ) -> dict:
     """Distribution metrics between two N x D feature sets.
 
-    Returns ``{"fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
-    "is_mean", "is_std", "warnings": [...]}`` for the metrics asked for ("is" needs
+    Returns ``{"n_real", "n_fake", "fid", "kid_mean", "kid_std", "precision", "recall", "density",
+    "coverage", "is_mean", "is_std", "warnings": [...]}`` for the metrics asked for ("is" needs
     ``fake_logits``). A metric that cannot be computed (too few samples) is None and its
     reason is in "warnings"; small-sample warnings are collected there too.
     """
-    unknown = set(metrics) - set(DISTRIBUTION_METRICS)
+    unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {DISTRIBUTION_METRICS}")
+    options = {"fake_logits": fake_logits, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size, "prdc_k": prdc_k, "seed": seed}
     out: dict = {"n_real": int(len(real_features)), "n_fake": int(len(fake_features))}
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SmallSampleWarning)
         for name in metrics:
+            metric = METRICS[name]
             try:
-                if name == "fid":
-                    out["fid"] = fid_from_features(real_features, fake_features)
-                elif name == "kid":
-                    out["kid_mean"], out["kid_std"] = kid_from_features(
-                        real_features, fake_features, kid_subsets, kid_subset_size, seed
-                    )
-                elif name == "prdc":
-                    out.update(prdc(real_features, fake_features, k=prdc_k))
-                elif name == "is" and fake_logits is not None:
-                    out["is_mean"], out["is_std"] = inception_score(fake_logits)
+                out.update(metric.compute(real_features, fake_features, **options))
             except ValueError as e:
+                out.update(dict.fromkeys(metric.keys))
                 notes.append(f"{name}: {e}")
     notes += [str(w.message) for w in caught if issubclass(w.category, SmallSampleWarning)]
     for w in caught:
@@ -68,4 +104,4 @@ def calculate_metrics(
     return out
 
 
-__all__ = ["calculate_metrics", "DISTRIBUTION_METRICS", "SmallSampleWarning"]
+__all__ = ["calculate_metrics", "DISTRIBUTION_METRICS", "METRICS", "DistributionMetric", "SmallSampleWarning"]
