@@ -59,6 +59,18 @@ def test_ssim_to_reference_leaves_the_reference_out():
     assert ssim_to_reference(images[1:2], images[1]) == [pytest.approx(1.0)]
 
 
+def test_ssim_to_reference_is_the_same_ssim_as_evaluate():
+    from medisynth.metrics.pixel import paired_ssim_psnr
+
+    rng = np.random.default_rng(1)
+    images = (rng.random((3, 20, 20, 3)) * 255).astype(np.uint8)
+    images[1] = np.clip(images[0].astype(int) + rng.integers(-20, 20, images[0].shape), 0, 255)
+    nchw = images.transpose(0, 3, 1, 2)
+    evaluate_ssim, _ = paired_ssim_psnr(nchw, np.repeat(nchw[:1], 3, axis=0))
+    np.testing.assert_allclose(ssim_to_reference(images, images[0]), evaluate_ssim, atol=1e-6)
+    assert evaluate_ssim[1] > 0.5 > evaluate_ssim[2]
+
+
 def write_drive(root, n: int, size: int = 24, seed: int = 0, mask_size: int | None = None, mask_value: int = 255):
     rng = np.random.default_rng(seed)
     for i in range(1, n + 1):

@@ -1,6 +1,7 @@
 """Pixel-level figures: SSIM/PSNR against the nearest real image, mean-image MSE, intensity histograms.
 
-SSIM and PSNR come from torchmetrics (computed per pair, batched). Images are compared on a
+SSIM is medisynth's one SSIM (ssim.py: torchmetrics, 11 px Gaussian window); PSNR comes from
+torchmetrics (computed per pair, batched). Images are compared on a
 [0, 1] intensity scale; the "nearest real image" is chosen by the caller (in evaluate: the
 most similar training image in the memorization embedding, see memorization.py).
 """
@@ -10,9 +11,10 @@ import numpy as np
 import torch
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import wasserstein_distance
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from medisynth.metrics._images import as_uint8_nchw, to_unit_float
+from medisynth.metrics.ssim import ssim
 
 
 def paired_ssim_psnr(fake, real_matched, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -20,16 +22,14 @@ def paired_ssim_psnr(fake, real_matched, batch_size: int = 256) -> tuple[np.ndar
     fake, real_matched = as_uint8_nchw(fake), as_uint8_nchw(real_matched)
     if fake.shape != real_matched.shape:
         raise ValueError(f"paired images differ in shape: {tuple(fake.shape)} vs {tuple(real_matched.shape)}")
-    kernel = 11 if min(fake.shape[-2:]) >= 11 else 3
-    ssim, psnr = [], []
+    psnr = []
     with torch.inference_mode():
         for i in range(0, len(fake), batch_size):
             a, b = to_unit_float(fake[i : i + batch_size]), to_unit_float(real_matched[i : i + batch_size])
-            ssim.append(structural_similarity_index_measure(a, b, data_range=1.0, kernel_size=kernel, reduction="none"))
             mse = (a - b).pow(2).flatten(1).mean(dim=1)
             # identical images have infinite PSNR; cap at 100 dB so JSON stays finite
             psnr.append(peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)).where(mse > 0, torch.tensor(100.0)))
-    return torch.cat(ssim).numpy().astype(np.float64), torch.cat(psnr).clamp(max=100.0).numpy().astype(np.float64)
+    return ssim(fake, real_matched, batch_size), torch.cat(psnr).clamp(max=100.0).numpy().astype(np.float64)
 
 
 def mean_image(images) -> np.ndarray:
