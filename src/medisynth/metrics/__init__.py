@@ -17,6 +17,7 @@ from medisynth.metrics.fid import fid_from_features
 from medisynth.metrics.inception_score import inception_score
 from medisynth.metrics.kid import kid_from_features
 from medisynth.metrics.prdc import prdc
+from medisynth.registry import Registry
 
 
 class DistributionMetric(NamedTuple):
@@ -29,6 +30,9 @@ class DistributionMetric(NamedTuple):
 
     keys: tuple[str, ...]
     compute: Callable[..., dict]
+
+    def __call__(self, real, fake, **options) -> dict:
+        return self.compute(real, fake, **options)
 
 
 def _fid(real, fake, **_) -> dict:
@@ -51,12 +55,11 @@ def _inception_score(real, fake, *, fake_logits, **_) -> dict:
     return {"is_mean": mean, "is_std": std}
 
 
-METRICS: dict[str, DistributionMetric] = {
-    "fid": DistributionMetric(("fid",), _fid),
-    "kid": DistributionMetric(("kid_mean", "kid_std"), _kid),
-    "prdc": DistributionMetric(("precision", "recall", "density", "coverage"), _prdc),
-    "is": DistributionMetric(("is_mean", "is_std"), _inception_score),
-}
+METRICS: Registry[DistributionMetric] = Registry("metric")
+METRICS.register("fid", DistributionMetric(("fid",), _fid))
+METRICS.register("kid", DistributionMetric(("kid_mean", "kid_std"), _kid))
+METRICS.register("prdc", DistributionMetric(("precision", "recall", "density", "coverage"), _prdc))
+METRICS.register("is", DistributionMetric(("is_mean", "is_std"), _inception_score))
 DISTRIBUTION_METRICS = tuple(METRICS)
 
 

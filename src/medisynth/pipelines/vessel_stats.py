@@ -126,7 +126,7 @@ def read_prepared(root: Path, size: int) -> PairSet:
     images, masks = ds.images_uint8(), ds.masks_uint8()
     images = np.stack([resize(convert_channels(im, 3), size) for im in images])
     vessels = np.stack([resize(m, size, is_mask=True) > 0 for m in masks])
-    from medisynth.pipelines.vessels import circle_fov
+    from medisynth.pipelines.fov import circle_fov
 
     fovs = np.repeat(circle_fov(size)[None], len(images), axis=0)
     return PairSet(list(ds.index["id"].astype(str)), images, vessels, fovs, str(root))

@@ -37,7 +37,7 @@ from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, save_png, write_json
 from medisynth.models.base import GenerativeModel
 from medisynth.pipelines.denoise import DenoiseOptions, denoise_vessel_map
-from medisynth.pipelines.fov import circle_fov, fov_from_image  # noqa: F401  (circle_fov: also imported from here)
+from medisynth.pipelines.fov import circle_fov, fov_from_image
 from medisynth.runs import LoadedRun, load_run
 from medisynth.pipelines.vessel_stats import vessel_map_stats
 
