@@ -8,13 +8,14 @@ import sys
 from rich.console import Console
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import Command
 from medisynth.errors import MedisynthError
 
 # importing a module registers its commands on ``app``
 from medisynth.cli import phantom_cmds, data_cmds, train_cmds, evaluate_cmds, utility_cmds, pipeline_cmds, demo_cmds  # noqa: E402,F401
 
 
-@app.command()
+@app.command(cls=Command)
 def version() -> None:
     """Print the medisynth version."""
     from medisynth import __version__

@@ -1,6 +1,8 @@
 """The typer application that every command module adds its commands to."""
 import typer
 
+from medisynth.cli.flags import Group
+
 app = typer.Typer(
     name="medisynth",
     help="Train generative models on your medical images, sample synthetic images per class, "
@@ -8,6 +10,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
 

@@ -7,11 +7,12 @@ from typing import Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import Command
 from medisynth.errors import MedisynthError
 
 
 
-@app.command()
+@app.command(cls=Command)
 def prepare(
     source: Path = typer.Argument(..., help="Folder (or .csv / .npz / .nii file) holding the images."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the prepared data set to."),

@@ -4,17 +4,18 @@ from pathlib import Path
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import DEFAULT, with_aliases
 
 
-@app.command()
+@app.command(cls=with_aliases({"--n-images": "--n", "--no-overwrite": DEFAULT}))
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for every stage's output"),
-    n_images: int = typer.Option(1500, help="Phantom fundus images to generate"),
+    n_images: int = typer.Option(1500, "--n", help="Phantom fundus images to generate"),
     size: int = typer.Option(64, help="Image size used for training (px)"),
     train_minutes: float = typer.Option(4.0, help="Training budget for the class-conditional GAN"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    overwrite: bool = typer.Option(False, help="Replace OUT if it exists"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists"),
 ) -> None:
     """Run the whole job on built-in phantom fundus data: prepare, train, sample, balance, evaluate, utility."""
     from medisynth.demo import DemoConfig, run_demo

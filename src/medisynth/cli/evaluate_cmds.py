@@ -7,17 +7,18 @@ from typing import Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import DATA, with_aliases
 
 
-@app.command()
+@app.command(cls=with_aliases({"--real": DATA, "--fake": "--synthetic", "--num-per-class": "--per-class"}))
 def evaluate(
-    real: Path = typer.Option(..., "--real", help="The prepared real data set (from `medisynth prepare`)."),
-    fake: Path = typer.Option(..., "--fake", help="Synthetic images: an image folder (images/ + labels.csv) or a training run."),
+    data: Path = typer.Argument(..., metavar="DATA", help="The prepared real data set (from `medisynth prepare`)."),
+    synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic images: an image folder (images/ + labels.csv) or a training run."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (metrics.json, report.html, plots/)."),
     features: str = typer.Option("inception,domain,pixels", help="Comma-separated feature spaces: inception, domain, radiomics, pixels."),
     weights: Optional[Path] = typer.Option(None, help="torch-fidelity Inception-v3 weights (.pth); default $MEDISYNTH_INCEPTION_WEIGHTS."),
     real_split: str = typer.Option("train", help="Real images to compare with: train, val, test or all."),
-    num_per_class: int = typer.Option(100, help="Images per class to sample when --fake is a run."),
+    per_class: int = typer.Option(100, "--per-class", help="Images per class to sample when --synthetic is a run."),
     max_images: Optional[int] = typer.Option(None, help="Use at most N images of each set (seeded subset)."),
     near_copy_threshold: float = typer.Option(0.95, help="Pixel cosine similarity at which a synthetic image counts as a near-copy."),
     min_class_samples: int = typer.Option(20, help="Per-class distribution metrics need this many images in both sets."),
@@ -29,6 +30,7 @@ def evaluate(
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder for the domain classifier (default ~/.cache/medisynth)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, help="Seed of subsets, pairs and the domain classifier."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Score synthetic images against real ones: FID/KID/IS/precision/recall/density/coverage per feature
@@ -36,11 +38,11 @@ def evaluate(
     from medisynth.evaluation import EvaluateConfig, evaluate as run_evaluate, summary_lines
 
     config = EvaluateConfig(
-        real=real, fake=fake, out=out, feature_spaces=tuple(s.strip() for s in features.split(",") if s.strip()),
-        weights=weights, real_split=real_split, num_per_class=num_per_class, max_images=max_images,
+        real=data, fake=synthetic, out=out, feature_spaces=tuple(s.strip() for s in features.split(",") if s.strip()),
+        weights=weights, real_split=real_split, num_per_class=per_class, max_images=max_images,
         near_copy_threshold=near_copy_threshold, min_class_samples=min_class_samples, kid_subset_size=kid_subset_size,
         kid_subsets=kid_subsets, prdc_k=prdc_k, diversity_pairs=diversity_pairs, domain_epochs=domain_epochs, cache_dir=cache_dir, device=device,
-        seed=seed, overwrite=overwrite,
+        seed=seed, overwrite=overwrite, progress=progress,
     )
     metrics = run_evaluate(config)
     for line in summary_lines(metrics):

@@ -8,18 +8,20 @@ from typing import Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import Command, Group
 
 phantom_app = typer.Typer(
     help="Write a built-in, procedurally drawn data set (no download): fundus photographs graded "
     "DR 0-4 with vessel masks, or kidney CT slices (Normal/Cyst/Tumor/Stone).",
     no_args_is_help=True,
+    cls=Group,
 )
 app.add_typer(phantom_app, name="phantom")
 
 _PROPORTIONS_HELP = "class shares in class order, comma-separated (percent or any weights); exact counts by largest remainder, at least 2 per class"
 
 
-@phantom_app.command("fundus")
+@phantom_app.command("fundus", cls=Command)
 def fundus(
     out: Path = typer.Option(..., "--out", help="output folder (image-folder layout: images/, masks/, fov/, labels.csv)"),
     n: int = typer.Option(1000, "--n", help="number of images"),
@@ -38,7 +40,7 @@ def fundus(
     _summary(path, read_json(path / "phantom.json"), "grade")
 
 
-@phantom_app.command("ct")
+@phantom_app.command("ct", cls=Command)
 def ct(
     out: Path = typer.Option(..., "--out", help="output folder (<Class>/<Class>- (N).png, like the CT KIDNEY set)"),
     n: int = typer.Option(400, "--n", help="number of images"),

@@ -7,15 +7,17 @@ from typing import Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import DATA, Command, Group, with_aliases
 
 pipeline_app = typer.Typer(
     help="Multi-model pipelines: synthetic fundus photographs with their vessel annotations (seed 003).",
     no_args_is_help=True,
+    cls=Group,
 )
 app.add_typer(pipeline_app, name="pipeline")
 
 
-@pipeline_app.command("vessels")
+@pipeline_app.command("vessels", cls=Command)
 def vessels(
     vessel_run: Path = typer.Option(..., "--vessel-run", help="Run trained on vessel masks (train --model resvae --target masks)."),
     translate_run: Path = typer.Option(..., "--translate-run", help="pix2pix run (vessel mask -> fundus photograph)."),
@@ -47,9 +49,9 @@ def vessels(
     print(run_pipeline(config).summary())
 
 
-@pipeline_app.command("vessels-eval")
+@pipeline_app.command("vessels-eval", cls=with_aliases({"--real": DATA}))
 def vessels_eval(
-    real: Path = typer.Option(..., "--real", help="Real pairs: a prepared data set with masks, or a DRIVE/HRF folder."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Real pairs: a prepared data set with masks, or a DRIVE/HRF folder."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic pairs (the --out of `pipeline vessels`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON report to write."),
     size: int = typer.Option(512, help="Both sets are compared at this size."),
@@ -59,16 +61,16 @@ def vessels_eval(
     """SSIM to a reference image (seed 003's protocol) and vessel statistics, synthetic against real."""
     from medisynth.pipelines.vessel_stats import VesselEvalConfig, evaluate_vessel_pairs, format_report
 
-    report = evaluate_vessel_pairs(VesselEvalConfig(real, synthetic, out, size, reference_index, overwrite))
+    report = evaluate_vessel_pairs(VesselEvalConfig(data, synthetic, out, size, reference_index, overwrite))
     print(format_report(report))
     if out is not None:
         print(f"report written to {out}")
 
 
-@pipeline_app.command("sr-eval")
+@pipeline_app.command("sr-eval", cls=with_aliases({"--data": DATA}))
 def sr_eval(
+    data: Path = typer.Argument(..., metavar="DATA", help="Prepared data set of high-resolution images."),
     sr_run: Path = typer.Option(..., "--sr-run", help="edsr run."),
-    data: Path = typer.Option(..., "--data", help="Prepared data set of high-resolution images."),
     split: str = typer.Option("test", help="Split whose images are the high-resolution references."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="JSON report to write."),

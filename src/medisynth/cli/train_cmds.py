@@ -7,11 +7,12 @@ from typing import List, Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import with_aliases
 
 
-@app.command()
+@app.command(cls=with_aliases({"--per-class": "--model-per-class", "--no-per-class": "--no-model-per-class"}))
 def train(
-    data: Optional[Path] = typer.Argument(None, help="prepared data set (from `medisynth prepare`)"),
+    data: Optional[Path] = typer.Argument(None, metavar="DATA", help="prepared data set (from `medisynth prepare`)"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model name: dcgan, cgan, wgan-gp, vae, ..."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder to create"),
     epochs: Optional[int] = typer.Option(None, help="budget: passes over the train split"),
@@ -28,11 +29,13 @@ def train(
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
     sample_every: Optional[int] = typer.Option(None, "--sample-every"),
     log_every: Optional[int] = typer.Option(None, "--log-every"),
-    per_class: Optional[bool] = typer.Option(None, "--per-class/--no-per-class", help="one model per class (unconditional models)"),
+    per_class: Optional[bool] = typer.Option(
+        None, "--model-per-class/--no-model-per-class", help="one model per class (unconditional models)"),
     target: Optional[str] = typer.Option(None, help="images (default) or masks (learn vessel masks as images)"),
     device: Optional[str] = typer.Option(None, help="auto (default), cpu, cuda, cuda:N"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA (default on)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="live progress bar on a terminal (default on)"),
     config: Optional[Path] = typer.Option(None, "--config", help="run.yaml / run.json with these settings; flags override it"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder (optionally with a new budget)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
@@ -46,7 +49,7 @@ def train(
         data=data, model=model, out=out, epochs=epochs, steps=steps, minutes=minutes, batch_size=batch_size,
         lr=lr, lr_g=lr_g, lr_d=lr_d, latent_dim=latent_dim, seed=seed, ema_decay=ema_decay,
         checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, per_class=per_class,
-        target=target, device=device, amp=amp, threads=threads, resume=resume,
+        target=target, device=device, amp=amp, threads=threads, progress=progress, resume=resume,
     )
     values.update({k: v for k, v in flags.items() if v is not None})
     if hp:
@@ -57,7 +60,7 @@ def train(
     typer.echo(result.summary())
 
 
-@app.command()
+@app.command(cls=with_aliases({"--steps": "--sampling-steps"}))
 def sample(
     run: Path = typer.Argument(..., help="run folder (from `medisynth train`)"),
     out: Path = typer.Option(..., "--out", "-o", help="image folder to create: images/, labels.csv, grid.png"),
@@ -73,10 +76,11 @@ def sample(
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(64, "--batch-size", "-b"),
     device: str = typer.Option("auto"),
-    no_ema: bool = typer.Option(False, "--no-ema", help="sample with the live networks, not their EMA"),
+    ema: bool = typer.Option(True, "--ema/--no-ema", help="sample with the EMA of the networks (--no-ema: the live networks)"),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="diffusion: classifier-free guidance"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="diffusion: sampling steps"),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    sampling_steps: Optional[int] = typer.Option(None, "--sampling-steps", help="diffusion: denoising steps per image"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
 ) -> None:
     """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back."""
     from medisynth.sampling import SampleConfig, parse_per_class
@@ -85,7 +89,7 @@ def sample(
     result = run_sampling(SampleConfig(
         run=run, out=out, n=n, per_class=parse_per_class(per_class) if per_class else None, truncation=truncation,
         min_d_score=min_d_score, min_confidence=min_confidence, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
-        batch_size=batch_size, device=device, ema=not no_ema, guidance_scale=guidance_scale, steps=steps,
-        overwrite=overwrite,
+        batch_size=batch_size, device=device, ema=ema, guidance_scale=guidance_scale, steps=sampling_steps,
+        progress=progress, overwrite=overwrite,
     ))
     typer.echo(result.summary())

@@ -7,14 +7,15 @@ from typing import Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import DATA, with_aliases
 
 
-@app.command()
+@app.command(cls=with_aliases({"--target": "--target-count", "--quiet": "--no-progress", "-q": "--no-progress"}))
 def balance(
-    data: Path = typer.Argument(..., help="prepared data set (from `medisynth prepare`)"),
+    data: Path = typer.Argument(..., metavar="DATA", help="prepared data set (from `medisynth prepare`)"),
     run: Path = typer.Option(..., "--run", help="trained run to sample from (from `medisynth train`)"),
     out: Path = typer.Option(..., "--out", "-o", help="image folder to create: images/, labels.csv, balance.json"),
-    target: Optional[int] = typer.Option(None, "--target", help="train images per class to reach (default: the majority count)"),
+    target_count: Optional[int] = typer.Option(None, "--target-count", help="train images per class to reach (default: the majority count)"),
     ratio: Optional[float] = typer.Option(None, "--ratio", help="each class reaches RATIO x the majority count"),
     min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep synthetic images the discriminator scores >= this"),
     max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop near-copies of training images above this similarity"),
@@ -22,23 +23,23 @@ def balance(
     batch_size: int = typer.Option(64, "--batch-size", "-b"),
     device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars on stderr"),
 ) -> None:
     """Top up every class of the TRAIN split with synthetic images (val/test stay real and unchanged)."""
     from medisynth.balancing import BalanceConfig
     from medisynth.balancing import balance as run_balance
 
     result = run_balance(BalanceConfig(
-        data=data, run=run, out=out, target=target, ratio=ratio, min_d_score=min_d_score,
+        data=data, run=run, out=out, target=target_count, ratio=ratio, min_d_score=min_d_score,
         max_similarity=max_similarity, seed=seed, device=device, batch_size=batch_size,
-        overwrite=overwrite, progress=not quiet,
+        overwrite=overwrite, progress=progress,
     ))
     print(result.summary())
 
 
-@app.command()
+@app.command(cls=with_aliases({"--real": DATA, "--quiet": "--no-progress", "-q": "--no-progress"}))
 def utility(
-    real: Path = typer.Option(..., "--real", help="prepared real data set (its val and test splits are used as is)"),
+    data: Path = typer.Argument(..., metavar="DATA", help="prepared real data set (its val and test splits are used as is)"),
     synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="synthetic image folder (from `medisynth sample` or `balance`)"),
     out: Path = typer.Option(..., "--out", "-o", help="report folder to create: utility.json/.md/.html/.png"),
     protocols: str = typer.Option("real,real-aug,real+synthetic,synthetic", "--protocols",
@@ -54,18 +55,18 @@ def utility(
     weights: Optional[Path] = typer.Option(None, "--weights", help="local ResNet-18 weights (.safetensors or .pth) for --model resnet18"),
     device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress output on stderr"),
 ) -> None:
     """Does adding synthetic images help a classifier on the REAL test split? Trains per protocol and seed."""
     from medisynth.downstream import UtilityConfig, run_utility
     from medisynth.downstream.report import markdown_report
 
     results = run_utility(UtilityConfig(
-        real=real, synthetic=synthetic, out=out,
+        real=data, synthetic=synthetic, out=out,
         protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
         seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
         time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,
-        device=device, overwrite=overwrite, progress=not quiet,
+        device=device, overwrite=overwrite, progress=progress,
     ))
     print(markdown_report(results))
     print(f"report: {out / 'utility.html'}")
