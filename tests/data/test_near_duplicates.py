@@ -94,7 +94,7 @@ def test_threshold_zero_or_one_disables(threshold):
 @pytest.mark.parametrize("side,channels", [(32, 1), (40, 1), (37, 3)])
 def test_signature_means_what_near_copy_filter_means(side, channels):
     """Same embedding as the evaluation-time NearCopyFilter (gray, 16x16, centred on the set)."""
-    torch = pytest.importorskip("torch")
+    import torch
     from medisynth.metrics.memorization import NearCopyFilter
 
     rng = np.random.default_rng(side)

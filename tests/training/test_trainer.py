@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from medisynth.cli import app
 from medisynth.errors import MedisynthError
-from medisynth.models.base import MODEL_REGISTRY
 from medisynth.training import toy
 from medisynth.runs import latest_checkpoint
 from medisynth.training.config import TrainConfig, parse_hp
@@ -187,13 +186,7 @@ def test_per_class_with_a_conditional_model_is_an_error(toy_data, tmp_path, make
         train(make_config(toy_data, tmp_path / "r", model="toy-cgan", per_class=True))
 
 
-# -- the real models, once they exist ---------------------------------------------------------------
-def _registered(name: str) -> bool:
-    import medisynth.models  # noqa: F401
-
-    return name in MODEL_REGISTRY
-
-
+# -- the real models ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def toy_data_32(tmp_path_factory):
     """The real GANs make 32 px and up."""
@@ -202,8 +195,6 @@ def toy_data_32(tmp_path_factory):
 
 @pytest.mark.parametrize("model", ["dcgan", "cgan"])
 def test_resume_is_exact_for_real_models(toy_data_32, tmp_path, make_config, model):
-    if not _registered(model):
-        pytest.skip(f"model {model!r} is not registered yet")
     small = {"width": 4, "latent_dim": 8}
     train(make_config(toy_data_32, tmp_path / "straight", model=model, steps=6, hyper=small))
     train(make_config(toy_data_32, tmp_path / "split", model=model, steps=3, hyper=small))
