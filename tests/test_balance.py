@@ -113,7 +113,7 @@ def test_cli_balance(data):
     from medisynth.cli import app
 
     result = CliRunner().invoke(app, ["balance", str(data / "data"), "--run", str(data / "run"), "--out",
-                                      str(data / "b"), "--target", "6", "--quiet"])
+                                      str(data / "b"), "--target-count", "6", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "added" in result.output and (data / "b" / "balance.json").is_file()
 

@@ -125,18 +125,18 @@ TINY_UNET = ["--hp", "num_channels=[8,8]"]
 # (model, data set, train flags, how to sample: "class" = --per-class MINORITY=3, "n" = --n 3 unlabelled,
 #  "error" = sample must refuse and point at `medisynth pipeline`, expected PNG mode)
 CASES = [
-    ("dcgan", "fundus32", ["--per-class", *TINY_GAN], "class", "RGB"),
+    ("dcgan", "fundus32", ["--model-per-class", *TINY_GAN], "class", "RGB"),
     ("cgan", "fundus32", [*TINY_GAN, "--hp", "embed_dim=4"], "class", "RGB"),
-    ("wgan-gp", "fundus32", ["--per-class", *TINY_WGAN], "class", "RGB"),
-    ("vae", "fundus32", ["--per-class", "--hp", "hidden=16", "--latent-dim", "4"], "class", "RGB"),
-    ("conv-vae", "fundus32", ["--per-class", *TINY_VAE], "class", "RGB"),
+    ("wgan-gp", "fundus32", ["--model-per-class", *TINY_WGAN], "class", "RGB"),
+    ("vae", "fundus32", ["--model-per-class", "--hp", "hidden=16", "--latent-dim", "4"], "class", "RGB"),
+    ("conv-vae", "fundus32", ["--model-per-class", *TINY_VAE], "class", "RGB"),
     ("conv-cvae", "fundus32", TINY_VAE, "class", "RGB"),
-    ("resvae", "fundus32", ["--per-class", *TINY_VAE, "--hp", "blocks=1"], "class", "RGB"),
+    ("resvae", "fundus32", ["--model-per-class", *TINY_VAE, "--hp", "blocks=1"], "class", "RGB"),
     ("resvae", "fundus32", ["--target", "masks", *TINY_VAE, "--hp", "blocks=1"], "n", "L"),  # vessel maps
-    ("lkgan-small", "ct64", ["--per-class", *TINY_LKGAN], "class", "L"),
+    ("lkgan-small", "ct64", ["--model-per-class", *TINY_LKGAN], "class", "L"),
     ("lkgan-v1", "fundus128", TINY_LKGAN, "n", "RGB"),
     ("lkgan-v2", "fundus128", TINY_LKGAN, "n", "RGB"),
-    ("autoencoder-kl", "ct64", ["--per-class", *TINY_UNET], "class", "L"),
+    ("autoencoder-kl", "ct64", ["--model-per-class", *TINY_UNET], "class", "L"),
     ("diffusion", "fundus32", [*TINY_UNET, "--hp", "num_head_channels=8", "--hp", "sampling_steps=2"], "class", "RGB"),
     ("pix2pix", "fundus32", ["--hp", "ngf=4", "--hp", "ndf=4"], "error", None),
     ("edsr", "fundus32", ["--hp", "n_resblocks=1", "--hp", "n_feats=8", "--hp", "patch_size=16"], "error", None),
@@ -156,7 +156,7 @@ def test_train_resume_sample(phantom, tmp_path, model, data_key, train_args, how
     minority = minority_class(data)
     sample_args = {"class": ["--per-class", f"{minority}={N_SAMPLES}"], "n": ["--n", N_SAMPLES], "error": None}[how]
     if model == "diffusion":
-        sample_args += ["--steps", "2"]
+        sample_args += ["--sampling-steps", "2"]
     out = train_resume_sample(data, model, tmp_path / model, train_args, sample_args, tmp_path)
 
     if how == "error":
@@ -215,9 +215,9 @@ def test_console_script_reports_user_errors_in_one_line(phantom, tmp_path):
 REAL_CASES = [
     # (source inside shared/data, size, model, train flags, sample: class from data / "error")
     ("EyePACS_sample", 32, "cgan", [*TINY_GAN, "--hp", "embed_dim=4"], "class"),
-    ("CT_Kidney_Normal_Cyst_Tumor_Stone", 64, "lkgan-small", ["--per-class", *TINY_LKGAN], "class"),
+    ("CT_Kidney_Normal_Cyst_Tumor_Stone", 64, "lkgan-small", ["--model-per-class", *TINY_LKGAN], "class"),
     ("DRIVE", 32, "pix2pix", ["--hp", "ngf=4", "--hp", "ndf=4"], "error"),
-    ("PneumoniaMNIST/pneumoniamnist.npz", 32, "dcgan", ["--per-class", *TINY_GAN], "class"),
+    ("PneumoniaMNIST/pneumoniamnist.npz", 32, "dcgan", ["--model-per-class", *TINY_GAN], "class"),
 ]
 
 

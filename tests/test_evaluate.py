@@ -178,7 +178,7 @@ def test_cli_evaluate(toy, tmp_path, monkeypatch):
 
     monkeypatch.delenv("MEDISYNTH_INCEPTION_WEIGHTS", raising=False)
     out = tmp_path / "cli-report"
-    result = CliRunner().invoke(app, ["evaluate", "--real", str(toy / "real"), "--fake", str(toy / "fake"), "--out", str(out),
+    result = CliRunner().invoke(app, ["evaluate", str(toy / "real"), "--synthetic", str(toy / "fake"), "--out", str(out),
                                       "--features", "inception,pixels", "--kid-subsets", "3", "--min-class-samples", "10"])
     assert result.exit_code == 0, result.output
     assert "inception skipped" in result.output and "pixels: fid=" in result.output
@@ -186,8 +186,7 @@ def test_cli_evaluate(toy, tmp_path, monkeypatch):
 
 
 def test_fake_given_as_a_run_is_sampled_and_its_curves_shown(tmp_path):
-    pytest.importorskip("medisynth.sampling")
-    toy_training = pytest.importorskip("medisynth.training.toy")
+    from medisynth.training import toy as toy_training
     from medisynth.training.config import TrainConfig
     from medisynth.training.trainer import train
 

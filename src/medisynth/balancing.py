@@ -92,11 +92,11 @@ class BalanceResult:
 def class_targets(real_counts: list[int], target: int | None = None, ratio: float | None = None) -> list[int]:
     """Per-class train-split size to reach; never below the real count (real images are not removed)."""
     if target is not None and ratio is not None:
-        raise MedisynthError("pass --target or --ratio, not both")
+        raise MedisynthError("pass --target-count or --ratio, not both")
     majority = max(real_counts)
     if target is not None:
         if target < 1:
-            raise MedisynthError(f"--target must be at least 1 (got {target})")
+            raise MedisynthError(f"--target-count must be at least 1 (got {target})")
         goal = int(target)
     elif ratio is not None:
         if not ratio > 0:

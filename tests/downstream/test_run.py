@@ -61,8 +61,8 @@ def test_cli_utility(folders):
     from medisynth.cli import app
 
     result = CliRunner().invoke(app, [
-        "utility", "--real", str(folders / "real"), "--synthetic", str(folders / "syn"), "--out",
+        "utility", str(folders / "real"), "--synthetic", str(folders / "syn"), "--out",
         str(folders / "cli"), "--protocols", "real,real+synthetic", "--seeds", "1", "--epochs", "1",
-        "--batch-size", "4", "--width", "4", "--device", "cpu", "--quiet"])
+        "--batch-size", "4", "--width", "4", "--device", "cpu", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "real+synthetic" in result.output and (folders / "cli" / "utility.json").is_file()

@@ -218,7 +218,7 @@ def test_bad_hyper_parameters_are_one_clear_error(hyper, size, match):
 
 @pytest.mark.parametrize(
     "options,match",
-    [({"steps": 0}, "--steps"), ({"steps": 5000}, "--steps"), ({"guidance_scale": -1.0}, "--guidance-scale"),
+    [({"steps": 0}, "--sampling-steps"), ({"steps": 5000}, "--sampling-steps"), ({"guidance_scale": -1.0}, "--guidance-scale"),
      ({"truncation": 0.5}, "truncation")],
 )
 def test_bad_sampling_options_are_one_clear_error(options, match):

@@ -135,7 +135,7 @@ def test_cli_vessels_and_eval(tiny_runs):
                               str(tiny_runs / "p2p"), "--n", "2", "--out", str(tiny_runs / "cli"), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "wrote 2 image + vessel-mask pairs" in res.output
-    res = runner.invoke(app, ["pipeline", "vessels-eval", "--real", str(tiny_runs / "cli"), "--synthetic", str(tiny_runs / "cli"),
+    res = runner.invoke(app, ["pipeline", "vessels-eval", str(tiny_runs / "cli"), "--synthetic", str(tiny_runs / "cli"),
                               "--size", "32", "--out", str(tiny_runs / "eval.json")])
     assert res.exit_code == 0, res.output
     assert json.loads((tiny_runs / "eval.json").read_text())["n_synthetic"] == 2

@@ -62,11 +62,11 @@ def load_image_folder(folder: Path, class_names: list[str], channels: int, size:
         paths = [find_image(image_dir, i, labels_csv) for i in ids]
     else:
         if not image_dir.is_dir():
-            raise MedisynthError(f"--fake {folder}: not a folder; pass an image folder (images/ + labels.csv) or a run")
+            raise MedisynthError(f"--synthetic {folder}: not a folder; pass an image folder (images/ + labels.csv) or a run")
         paths = list_images(image_dir)
         ids, labels = [p.stem for p in paths], None
     if not paths:
-        raise MedisynthError(f"--fake {folder}: no images found; expected {image_dir}/<id>.png")
+        raise MedisynthError(f"--synthetic {folder}: no images found; expected {image_dir}/<id>.png")
     arrays, resized = [], False
     for p in paths:
         a = read_image(p, channels)

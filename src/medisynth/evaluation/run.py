@@ -64,7 +64,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
 
     fake_path = Path(config.fake)
     if not fake_path.exists():
-        raise MedisynthError(f"--fake {fake_path}: not found; pass an image folder (images/ + labels.csv) or a run folder")
+        raise MedisynthError(f"--synthetic {fake_path}: not found; pass an image folder (images/ + labels.csv) or a run folder")
     with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
         fake_kind = "run" if is_run_folder(fake_path) else "folder"
         folder = sample_run(Run.open(fake_path), class_names, config, Path(tmp)) if fake_kind == "run" else fake_path

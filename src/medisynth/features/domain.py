@@ -49,7 +49,7 @@ class DomainExtractor(FeatureExtractor):
 @register_feature_space("domain")
 def build(context: ExtractorContext) -> DomainExtractor:
     if context.real_root is None:
-        raise FeatureSpaceUnavailable("domain skipped: it needs a prepared real data set (--real DATA)")
+        raise FeatureSpaceUnavailable("domain skipped: it needs a prepared real data set (DATA)")
     kwargs = {}
     if context.options.get("domain_epochs"):
         kwargs["epochs"] = int(context.options["domain_epochs"])

@@ -5,7 +5,7 @@ Discriminator: strided convolutions with LeakyReLU(0.2) and BatchNorm (none on t
 one logit out. Weights ~ N(0, 0.02); Adam 2e-4, betas (0.5, 0.999). Layer for layer the same
 networks as ../shared/baselines/reference_dcgan.py (ngf = ndf = width, nz = latent_dim), so a
 benchmark compares like with like (set diffaugment="" to match the reference exactly).
-Unconditional: ``medisynth train --per-class`` trains one per class.
+Unconditional: ``medisynth train --model-per-class`` trains one per class.
 """
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ class DiffusionHyper:
     weight_decay: float = 0.0
     #: gradient norm clipping (0 = off)
     grad_clip: float = 1.0
-    #: sampling defaults, overridable per call (``medisynth sample --steps --guidance-scale``); also what
+    #: sampling defaults, overridable per call (``medisynth sample --sampling-steps --guidance-scale``); also what
     #: the trainer's sample grids use
     sampling_steps: int = 50
     guidance_scale: float = 2.0
@@ -265,7 +265,7 @@ class DiffusionModel(GenerativeModel):
         if guidance_scale < 0:
             raise MedisynthError(f"--guidance-scale {guidance_scale}: must be >= 0 (0 = unconditional, 1 = plain conditional)")
         if not 1 <= steps <= self.hyper.num_train_timesteps:
-            raise MedisynthError(f"--steps {steps}: must be between 1 and {self.hyper.num_train_timesteps}")
+            raise MedisynthError(f"--sampling-steps {steps}: must be between 1 and {self.hyper.num_train_timesteps}")
         labels = torch.as_tensor(labels, dtype=torch.long)
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.spec.num_classes):
             raise MedisynthError(f"class indices must be in 0..{self.spec.num_classes - 1}")

@@ -3,7 +3,7 @@
 - ``vae`` (seed 000): fully connected encoder and decoder with one hidden layer each
   (``hidden`` units, ReLU), latent 128 by default (the seed tried 32..512).
 - ``conv-vae`` (seed 002): convolutional encoder (stride-2 convs, BatchNorm, LeakyReLU) down to
-  4 x 4, mirror-image transposed-conv decoder. Trained per class (``--per-class``) as in the seed.
+  4 x 4, mirror-image transposed-conv decoder. Trained per class (``--model-per-class``) as in the seed.
 - ``conv-cvae``: the same, class-conditional: the one-hot label is appended to the encoder's
   input as extra constant channels and to the latent before the decoder.
 

@@ -43,7 +43,7 @@ def check_options(config: SampleConfig, model: GenerativeModel) -> dict[str, Any
         if value is None:
             continue
         if name not in model.sampling_options:
-            flag = "--" + name.replace("_", "-")
+            flag = {"steps": "--sampling-steps"}.get(name, "--" + name.replace("_", "-"))
             raise MedisynthError(
                 f"{flag}: model {model.name!r} has no such sampling option"
                 + (f" (it has: {', '.join(model.sampling_options)})" if model.sampling_options else "")
@@ -98,7 +98,7 @@ class Filters:
             if not 0.0 <= config.min_confidence <= 1.0:
                 raise MedisynthError(f"--min-confidence must be a probability in [0, 1] (got {config.min_confidence})")
             if any(j.class_index < 0 for j in jobs):
-                raise MedisynthError("--min-confidence needs labelled samples: use a conditional model or a --per-class run")
+                raise MedisynthError("--min-confidence needs labelled samples: use a conditional model or a --model-per-class run")
             classifier = confidence_classifier(run, device, config.progress)
         return cls(config.min_d_score, near_copy, config.min_confidence, classifier, device)
 

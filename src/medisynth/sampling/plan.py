@@ -1,7 +1,7 @@
 """Planning: which classes to generate, how many of each, and with which loaded model.
 
 - ``per_class={"3": 500, "Cyst": 20, 4: 10}``: class by name (first) or index;
-- ``n=N``: a conditional model or a --per-class run splits N equally over its classes
+- ``n=N``: a conditional model or a --model-per-class run splits N equally over its classes
   (the remainder goes to the lowest class indices); a single unconditional model
   trained on several classes cannot choose a class, so its images are labelled
   ``unlabelled`` (class_index -1) and per-class requests are refused.
@@ -106,8 +106,8 @@ def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[Job], Ru
     if config.per_class is not None:
         if own is None:
             raise MedisynthError(
-                f"{run} is one unconditional {info['model']!r} model trained on all classes: it cannot make a "
-                f"chosen class. Use --n N (images labelled {UNLABELLED!r}), or train with --per-class "
+                f"--per-class: {run} is one unconditional {info['model']!r} model trained on all classes: it cannot make a "
+                f"chosen class. Use --n N (images labelled {UNLABELLED!r}), or train with --model-per-class "
                 f"(one model per class) or a conditional model (e.g. cgan)"
             )
         wanted = {resolve_class(k, class_names, run): v for k, v in config.per_class.items()}

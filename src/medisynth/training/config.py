@@ -57,7 +57,7 @@ class TrainConfig:
     resume: Optional[Path] = None  # continue this run folder
     overwrite: bool = False  # replace an existing --out folder
     progress: bool = True  # live progress bar (only shown on a terminal)
-    class_index: Optional[int] = None  # train on this class only (set by --per-class for each class)
+    class_index: Optional[int] = None  # train on this class only (set by --model-per-class for each class)
 
     def validate(self) -> None:
         if self.resume is None:

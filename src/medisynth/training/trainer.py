@@ -151,7 +151,7 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
     model_cls = get_model_class(config.model)
     if model_cls.conditional:
         raise MedisynthError(
-            f"--per-class: model {config.model!r} is conditional (one model learns every class); drop --per-class"
+            f"--model-per-class: model {config.model!r} is conditional (one model learns every class); drop --model-per-class"
         )
     run = Path(config.out)
     dataset = PreparedDataset(config.data, split="train")
