@@ -4,11 +4,11 @@ Every stage that reads or writes a run goes through :class:`Run`, so the layout 
 
     RUN/config.json      the resolved TrainConfig
     RUN/model.json       model name, data spec, hyper-parameters, EMA on/off, target, class index
-                         (a --per-class run: class names and the class -> sub-run table instead)
+                         (a --model-per-class run: class names and the class -> sub-run table instead)
     RUN/checkpoints/     safetensors checkpoints (format: ``medisynth.training.checkpoint``)
     RUN/samples/         sample grids written during training
     RUN/metrics.jsonl    one JSON line of losses per logging interval
-    RUN/class-<i>/       a --per-class run's sub-run of class i (itself a run)
+    RUN/class-<i>/       a --model-per-class run's sub-run of class i (itself a run)
 
 To generate from Python::
 
@@ -101,7 +101,7 @@ class Run:
         return self.path / METRICS
 
     def class_dir(self, index: int) -> Path:
-        """Where a --per-class run keeps the model of class ``index``."""
+        """Where a --model-per-class run keeps the model of class ``index``."""
         return self.path / f"class-{index}"
 
     # -- contents ----------------------------------------------------------------------------
@@ -142,7 +142,7 @@ class Run:
 
     @property
     def conditional(self) -> Optional[bool]:
-        """Whether one model of this run makes every class on request (False for --per-class runs,
+        """Whether one model of this run makes every class on request (False for --model-per-class runs,
         None when model.json names no known model)."""
         if self.per_class:
             return False
@@ -152,7 +152,7 @@ class Run:
             return None
 
     def class_runs(self) -> dict[int, "Run"]:
-        """A --per-class run's sub-runs by class index (classes without training images are absent)."""
+        """A --model-per-class run's sub-runs by class index (classes without training images are absent)."""
         return {int(i): Run(self.path / sub) for i, sub in (self.info.get("classes") or {}).items()}
 
     def latest_checkpoint(self) -> Path:
@@ -228,7 +228,7 @@ def load_run(path: Path | str, device: torch.device | str = "cpu", ema: bool = T
     """Load the trained run at ``path`` for generation (the newest checkpoint, eval mode, on ``device``).
 
     ``ema`` uses the exponential-moving-average networks when the run kept them. ``flag`` names the
-    command-line option in error messages (e.g. "--translate-run"). A --per-class run holds one model
+    command-line option in error messages (e.g. "--translate-run"). A --model-per-class run holds one model
     per class: load ``Run.open(path).class_runs()[index]`` instead."""
     try:
         return Run.open(path).load(device, ema)
