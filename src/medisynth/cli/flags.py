@@ -1,11 +1,13 @@
 """Command classes behind every ``medisynth`` command: switches shown as switches, old flag spellings.
 
-One word has one meaning across commands (README, "Command-line conventions"): the real data
+One word has one meaning across commands (README, "A session at the command line"): the real data
 set is the positional DATA argument, the synthetic set is ``--synthetic``, image counts are
 ``--n`` and ``--per-class``, ``--steps`` is the training budget, booleans are switches. Spellings
 that an earlier release used are kept working as hidden aliases: ``parse_args`` rewrites them
 to today's spelling before click parses the line and prints one deprecation note per alias
-on stderr, so they appear in no ``--help`` and cost the command signatures nothing.
+on stderr, so they appear in no ``--help`` and cost the command signatures nothing. The rewrite
+works on tokens, before click knows which token is a value: a value spelled exactly like an old
+flag (``--out --fake``) would be rewritten too, a price paid for keeping aliases out of signatures.
 
 Usage::
 
