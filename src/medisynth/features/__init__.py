@@ -4,6 +4,7 @@
   domain     penultimate layer of medisynth's grade classifier trained on the real train split (cached)
   radiomics  pyradiomics first-order + texture features (Frechet Radiomics Distance; optional extra)
   pixels     downsampled pixels projected by PCA fitted on the real images (cheap, always available)
+  ssl        a small encoder trained self-supervised on the real train split (cached; no labels, no downloads)
 
 A space that cannot run raises ``FeatureSpaceUnavailable`` with a one-line reason.
 """

@@ -55,6 +55,7 @@ FEATURE_SPACES: Registry[Callable[[ExtractorContext], FeatureExtractor]] = Regis
     "domain": "medisynth.features.domain",
     "radiomics": "medisynth.features.radiomics",
     "pixels": "medisynth.features.pixel_pca",
+    "ssl": "medisynth.features.ssl",
 })
 
 
