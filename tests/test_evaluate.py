@@ -15,7 +15,7 @@ from medisynth.errors import MedisynthError
 from medisynth.evaluation import SCHEMA, EvaluateConfig, evaluate
 from medisynth.downstream.toy import toy_images, write_image_folder, write_prepared
 
-SECTIONS = ("overview", "distribution", "per-class", "pixel", "memorization", "plots", "training")
+SECTIONS = ("verdict", "overview", "distribution", "per-class", "pixel", "memorization", "plots", "training")
 CLASSES = ["healthy", "sick"]
 
 
@@ -35,7 +35,7 @@ def toy(tmp_path_factory):
 
 def _config(toy, out, **kw):
     base = dict(real=toy / "real", fake=toy / "fake", out=out, feature_spaces=("inception", "domain", "pixels"),
-                domain_epochs=1, cache_dir=toy / "cache", min_class_samples=10, kid_subsets=5, kid_subset_size=50,
+                domain_epochs=1, ssl_steps=20, cache_dir=toy / "cache", min_class_samples=10, kid_subsets=5, kid_subset_size=50,
                 diversity_pairs=20, near_copy_threshold=0.95, progress=False, device="cpu")
     base.update(kw)
     return EvaluateConfig(**base)
@@ -65,9 +65,9 @@ def _finite_numbers(obj):
 def test_metrics_json_follows_the_schema(report):
     out, metrics, _ = report
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["schema"] == SCHEMA == "medisynth.metrics/1"
+    assert on_disk["schema"] == SCHEMA == "medisynth.metrics/2"
     for key in ("inputs", "config", "feature_spaces", "distribution", "per_class", "cas", "pixel", "diversity",
-                "memorization", "training", "warnings", "timings_s"):
+                "memorization", "training", "verdict", "warnings", "timings_s"):
         assert key in on_disk, key
     assert on_disk["inputs"]["n_fake"] == 48 and on_disk["inputs"]["n_train"] == 60 and on_disk["inputs"]["n_heldout"] == 12
     assert all(math.isfinite(x) for x in _finite_numbers(on_disk))  # never NaN / inf in the file
@@ -181,7 +181,8 @@ def test_cli_evaluate(toy, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["evaluate", str(toy / "real"), "--synthetic", str(toy / "fake"), "--out", str(out),
                                       "--features", "inception,pixels", "--kid-subsets", "3", "--min-class-samples", "10"])
     assert result.exit_code == 0, result.output
-    assert "inception skipped" in result.output and "pixels: fid=" in result.output
+    assert "Verdict (feature space: pixels):" in result.output and "Faithful" in result.output
+    assert "inception skipped" in result.output and "pixels: synthetic vs real-vs-real at 12 images: fid" in result.output
     assert json.loads((out / "metrics.json").read_text())["feature_spaces"]["inception"]["status"] == "skipped"
 
 

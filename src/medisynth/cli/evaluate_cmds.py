@@ -15,7 +15,7 @@ def evaluate(
     data: Path = typer.Argument(..., metavar="DATA", help="The prepared real data set (from `medisynth prepare`)."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic images: an image folder (images/ + labels.csv) or a training run."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (metrics.json, report.html, plots/)."),
-    features: str = typer.Option("inception,domain,pixels", help="Comma-separated feature spaces: inception, domain, radiomics, pixels."),
+    features: str = typer.Option("inception,domain,pixels", help="Comma-separated feature spaces: inception, domain, ssl, radiomics, pixels (ssl is added when the domain classifier is at chance)."),
     weights: Optional[Path] = typer.Option(None, help="torch-fidelity Inception-v3 weights (.pth); default $MEDISYNTH_INCEPTION_WEIGHTS."),
     real_split: str = typer.Option("train", help="Real images to compare with: train, val, test or all."),
     per_class: int = typer.Option(100, "--per-class", help="Images per class to sample when --synthetic is a run."),
@@ -26,23 +26,30 @@ def evaluate(
     kid_subsets: int = typer.Option(100, help="Number of KID subsets."),
     prdc_k: int = typer.Option(5, help="k of the nearest-neighbour balls of precision/recall/density/coverage."),
     diversity_pairs: int = typer.Option(200, help="Random image pairs for the MS-SSIM diversity figure (per set)."),
+    yardstick_repeats: int = typer.Option(5, help="Random draws the real-vs-real yardstick figures are averaged over."),
+    bootstrap: int = typer.Option(200, help="Bootstrap resamples of the per-class KID/coverage intervals."),
+    utility: Optional[Path] = typer.Option(None, help="A `medisynth utility` report folder; its verdict joins 'class-true & useful'."),
     domain_epochs: Optional[int] = typer.Option(None, help="Epochs of the domain classifier (default: its standard recipe; cached)."),
+    ssl_steps: Optional[int] = typer.Option(None, help="Training steps of the label-free ssl encoder (default: its standard recipe; cached)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder for the domain classifier (default ~/.cache/medisynth)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     seed: int = typer.Option(0, help="Seed of subsets, pairs and the domain classifier."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
-    """Score synthetic images against real ones: FID/KID/IS/precision/recall/density/coverage per feature
-    space, per-class figures and CAS, SSIM/PSNR/histograms/diversity, memorization; writes an HTML report."""
+    """Are these synthetic images good enough to use? Opens with a verdict (faithful, diverse, private,
+    class-true & useful: good / doubtful / poor / cannot tell), then FID/KID/IS/precision/recall/density/coverage
+    per feature space beside real-vs-real yardsticks, per-class figures with intervals, CAS against chance,
+    SSIM/PSNR/histograms/diversity and memorization; writes an HTML report."""
     from medisynth.evaluation import EvaluateConfig, evaluate as run_evaluate, summary_lines
 
     config = EvaluateConfig(
         real=data, fake=synthetic, out=out, feature_spaces=tuple(s.strip() for s in features.split(",") if s.strip()),
         weights=weights, real_split=real_split, num_per_class=per_class, max_images=max_images,
         near_copy_threshold=near_copy_threshold, min_class_samples=min_class_samples, kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets, prdc_k=prdc_k, diversity_pairs=diversity_pairs, domain_epochs=domain_epochs, cache_dir=cache_dir, device=device,
-        seed=seed, overwrite=overwrite, progress=progress,
+        kid_subsets=kid_subsets, prdc_k=prdc_k, diversity_pairs=diversity_pairs,
+        yardstick_repeats=yardstick_repeats, bootstrap=bootstrap, utility=utility, domain_epochs=domain_epochs, ssl_steps=ssl_steps,
+        cache_dir=cache_dir, device=device, seed=seed, overwrite=overwrite, progress=progress,
     )
     metrics = run_evaluate(config)
     for line in summary_lines(metrics):
