@@ -1,0 +1,20 @@
+"""format_number: one consistent format for the report and the terminal."""
+from __future__ import annotations
+
+import pytest
+
+from medisynth.report.format import MISSING, format_interval, format_number
+
+
+@pytest.mark.parametrize("value,kind,text", [
+    (1.0, "number", "1.00"), (12.345, "number", "12.3"), (0.012345, "number", "0.0123"), (7.606e-07, "number", "7.61e-07"),
+    (123456.0, "number", "1.23e+05"), (0.0, "number", "0"), (-0.5, "number", "-0.500"), (3, "number", "3"),
+    (7.605e-07, "fraction", "0.000"), (1.0, "fraction", "1.000"), (1.2, "ratio", "1.20\u00d7"),
+    (None, "number", MISSING), (float("nan"), "number", MISSING), (True, "number", "yes"),
+])
+def test_format_number(value, kind, text):
+    assert format_number(value, kind=kind) == text
+
+
+def test_interval():
+    assert format_interval(0.1, 0.25, kind="fraction") == "[0.100, 0.250]"
