@@ -7,7 +7,7 @@ from typing import Optional
 
 from medisynth.errors import MedisynthError
 
-SCHEMA = "medisynth.metrics/1"
+SCHEMA = "medisynth.metrics/2"
 DEFAULT_SPACES = ("inception", "domain", "pixels")
 
 
@@ -29,7 +29,11 @@ class EvaluateConfig:
     kid_subset_size: int = 1000  # KID: images per subset (capped by the set sizes)
     prdc_k: int = 5  # precision/recall/density/coverage: nearest neighbours
     diversity_pairs: int = 200  # MS-SSIM diversity: random pairs per set
+    yardstick_repeats: int = 5  # random draws (synthetic subsets, real halves) the real-vs-real yardstick is averaged over
+    bootstrap: int = 200  # resamples of the per-class KID/coverage intervals
+    utility: Optional[Path] = None  # a `medisynth utility` report folder whose verdict joins "class-true & useful"
     domain_epochs: Optional[int] = None  # None: the classifier's default recipe
+    ssl_steps: Optional[int] = None  # None: the ssl encoder's default recipe (cached like the domain classifier)
     cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
     batch_size: int = 64  # images per feature-extraction batch
     device: str = "auto"  # "auto", "cpu", "cuda", ...
@@ -47,5 +51,11 @@ class EvaluateConfig:
         for name in self.feature_spaces:
             if name not in FEATURE_SPACES:
                 raise MedisynthError(f"--features {name!r}: unknown feature space; choose from {', '.join(FEATURE_SPACES)}")
+        if self.yardstick_repeats < 1:
+            raise MedisynthError(f"--yardstick-repeats {self.yardstick_repeats}: use at least 1")
+        if self.bootstrap < 10:
+            raise MedisynthError(f"--bootstrap {self.bootstrap}: use at least 10 resamples (200 is the default)")
+        if self.utility is not None and not (Path(self.utility) / "utility.json").is_file():
+            raise MedisynthError(f"--utility {self.utility}: no utility.json there; pass the --out folder of `medisynth utility`")
         if self.min_class_samples < self.prdc_k + 1:
             raise MedisynthError(f"--min-class-samples must exceed --prdc-k ({self.prdc_k})")

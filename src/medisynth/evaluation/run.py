@@ -19,15 +19,21 @@ from medisynth.evaluation.config import SCHEMA, EvaluateConfig
 from medisynth.evaluation.figures import FigureInputs
 from medisynth.evaluation.figures import figures as draw_figures
 from medisynth.evaluation.inputs import ImageSet, concat, is_run_folder, load_image_folder, real_set, sample_run, subset
-from medisynth.features import ExtractorContext, FeatureSpaceUnavailable, build_extractor
+from medisynth.evaluation.small_classes import add_small_class_intervals
+from medisynth.evaluation.verdict import choose_primary_space, decide, verdict_lines
+from medisynth.evaluation.yardstick import pixel_yardstick, real_vs_real, within_class_diversity
+from medisynth.features import FEATURE_SPACES, ExtractorContext, FeatureSpaceUnavailable, build_extractor
 from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, write_json
 from medisynth.metrics import calculate_metrics
+from medisynth.metrics.chance import accuracy_vs_chance
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim
 from medisynth.metrics.memorization import feature_memorization, pixel_memorization
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
+from medisynth.report.format import format_number
 from medisynth.runs import Run
 
 MAX_FLAGGED_LISTED = 50
+LABEL_FREE_SPACE = "ssl"  # the self-supervised space used when the domain classifier is at chance
 
 
 def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict:
@@ -56,7 +62,8 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     warnings_out: list[str] = []
 
     train = real_set(real_root, "train")
-    heldout = concat(real_set(real_root, "val"), real_set(real_root, "test"))
+    val = real_set(real_root, "val")
+    heldout = concat(val, real_set(real_root, "test"))
     reference = train if config.real_split == "train" else real_set(real_root, None if config.real_split == "all" else config.real_split)
     if len(train.images) == 0:
         raise MedisynthError(f"{real_root}: the train split is empty; memorization and the domain space need training images")
@@ -94,7 +101,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     # -- feature spaces and distribution metrics -------------------------------------------------
     context = ExtractorContext(
         real_root=real_root, weights=config.weights, device=device, cache_dir=config.cache_dir, seed=config.seed,
-        batch_size=config.batch_size, options={"domain_epochs": config.domain_epochs, "progress": config.progress},
+        batch_size=config.batch_size, options={"domain_epochs": config.domain_epochs, "ssl_steps": config.ssl_steps, "progress": config.progress},
     )
     spaces: dict[str, dict] = {}
     distribution: dict[str, dict] = {}
@@ -102,7 +109,10 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     features: dict[str, dict[str, np.ndarray]] = {}
     domain_logits: dict[str, np.ndarray] = {}
     metric_options = dict(kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k, seed=config.seed)
-    for name in config.feature_spaces:
+    domain_chance: Optional[dict] = None
+    queue = list(config.feature_spaces)
+    while queue:
+        name = queue.pop(0)
         try:
             extractor = build_extractor(name, context)
         except FeatureSpaceUnavailable as e:
@@ -117,9 +127,23 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
                           "heldout": None if feats_held is None else feats_held.features}
         if name == "domain":
             domain_logits = {"fake": feats_fake.logits, "heldout": None if feats_held is None else feats_held.logits}
+            domain_chance = _domain_chance(domain_logits["heldout"], heldout.labels, len(val.images))
+            if not domain_chance["better_than_chance"] and LABEL_FREE_SPACE in FEATURE_SPACES and LABEL_FREE_SPACE not in config.feature_spaces:
+                log(f"domain classifier no better than chance (accuracy {format_number(domain_chance['value'], kind='fraction')}, "
+                    f"chance {format_number(domain_chance['chance'], kind='fraction')}, p={format_number(domain_chance['p_value'])}): "
+                    f"adding the label-free {LABEL_FREE_SPACE} space")
+                queue.append(LABEL_FREE_SPACE)
         spaces[name] = {"status": "ok", "dim": int(feats_ref.features.shape[1]), **extractor.info()}
         wanted = ("fid", "kid", "prdc", "is") if extractor.has_logits else ("fid", "kid", "prdc")
         distribution[name] = calculate_metrics(feats_ref.features, feats_fake.features, wanted, fake_logits=feats_fake.logits, **metric_options)
+        # held-out real images are the fair partner only when the reference is the training split they are disjoint from
+        partner = feats_held if feats_held is not None and config.real_split == "train" else None
+        distribution[name]["yardstick"] = real_vs_real(
+            feats_ref.features, reference.labels, feats_fake.features, fake.labels,
+            heldout=None if partner is None else partner.features, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
+            seed=config.seed, kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k,
+            logits={"real": feats_ref.logits, "fake": feats_fake.logits, "heldout": None if partner is None else partner.logits}
+            if extractor.has_logits else None)
         if fake.labels is not None:
             for c, cname in enumerate(class_names):
                 r_sel, f_sel = reference.labels == c, fake.labels == c
@@ -135,6 +159,13 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
 
     # -- classification accuracy score ----------------------------------------------------------
     metrics["cas"] = _cas(fake, heldout, domain_logits, class_names)
+    if metrics["cas"].get("available"):
+        metrics["cas"]["chance"] = accuracy_vs_chance(fake.labels, domain_logits["fake"].argmax(axis=1))
+    if domain_chance is not None:
+        metrics["cas"]["domain_chance"] = domain_chance
+        if "domain" in spaces:
+            spaces["domain"]["chance"] = domain_chance
+            spaces["domain"]["informative"] = domain_chance["better_than_chance"]
 
     # -- pixel figures and diversity --------------------------------------------------------------
     mem_px = pixel_memorization(train.images, fake.images, heldout.images if len(heldout.images) else None, config.near_copy_threshold)
@@ -148,11 +179,16 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
         "psnr_nearest_mean": float(psnr.mean()), "psnr_nearest_std": float(psnr.std()),
         "mean_image_mse": mean_image_mse(reference.images, fake.images),
         "histogram": histogram_distance(reference.images, fake.images),
+        "yardstick": pixel_yardstick(reference.images, reference.labels, fake.images, fake.labels,
+                                     heldout.images if config.real_split == "train" and len(heldout.images) else None, heldout.labels,
+                                     config.yardstick_repeats, config.seed),
     }
     metrics["diversity"] = {
         "metric": "mean pairwise MS-SSIM over random pairs (lower = more diverse)",
         "fake": mean_pairwise_ms_ssim(fake.images, config.diversity_pairs, config.seed),
         "real": mean_pairwise_ms_ssim(reference.images, config.diversity_pairs, config.seed),
+        "within_class": within_class_diversity(reference.images, reference.labels, fake.images, fake.labels, class_names,
+                                               config.diversity_pairs, config.seed),
     }
     lap("pixel")
 
@@ -180,7 +216,12 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     lap("memorization")
 
     # -- per class, training, plots, report ----------------------------------------------------------
+    primary, primary_reason = choose_primary_space(list(features), None if domain_chance is None else domain_chance["better_than_chance"])
     metrics["per_class"] = _per_class(reference, fake, class_names, per_class_dist, ssim, config) if fake.labels is not None else None
+    if metrics["per_class"] is not None and primary is not None:
+        add_small_class_intervals(metrics["per_class"], features[primary]["real"], reference.labels, features[primary]["fake"],
+                                  fake.labels, class_names, primary, config.prdc_k, config.bootstrap, config.seed)
+    metrics["verdict"] = decide(metrics, primary, primary_reason, read_utility(config.utility))
     metrics["training"] = _training_summary(fake_path) if fake_kind == "run" else None
     for space, d in distribution.items():
         warnings_out += [f"{space}: {w}" for w in d.get("warnings", [])]
@@ -242,6 +283,29 @@ def _cas(fake: ImageSet, heldout: ImageSet, logits: dict, class_names: list[str]
     return out
 
 
+def _domain_chance(heldout_logits: Optional[np.ndarray], heldout_labels: np.ndarray, n_val: int) -> dict:
+    """The domain classifier's held-out accuracy against chance, on the test split: val chose its
+    early-stopping epoch, which lifts its val accuracy above what the classifier really does."""
+    if heldout_logits is None or not len(heldout_labels):
+        return {**accuracy_vs_chance([], []), "split": None}
+    pred = heldout_logits.argmax(axis=1)
+    split = "test" if len(pred) > n_val else "val"
+    sel = slice(n_val, None) if split == "test" else slice(None, n_val)
+    return {**accuracy_vs_chance(heldout_labels[sel], pred[sel]), "split": split}
+
+
+def read_utility(folder: Optional[Path]) -> Optional[dict]:
+    """A `medisynth utility` report's utility.json (its ``verdict`` joins the class-true & useful answer)."""
+    if folder is None:
+        return None
+    from medisynth.io import read_json
+
+    path = Path(folder) / "utility.json"
+    if not path.is_file():
+        raise MedisynthError(f"--utility {folder}: no utility.json there; pass the --out folder of `medisynth utility`")
+    return read_json(path)
+
+
 def _per_class(reference: ImageSet, fake: ImageSet, class_names, per_class_dist, ssim, config) -> dict:
     out = {}
     for c, name in enumerate(class_names):
@@ -266,19 +330,42 @@ def _training_summary(run: Path) -> dict:
     return {"run": str(run), "logged_keys": sorted(series), "final": {k: float(v[1][-1]) for k, v in series.items()}}
 
 
+def _kind(key: str) -> str:
+    return "fraction" if key in ("precision", "recall", "coverage") else "number"
+
+
 def summary_lines(metrics: dict) -> list[str]:
-    """A few lines for the terminal: the headline numbers of each feature space and the privacy check."""
+    """The terminal summary: the verdict first, then the headline numbers beside their yardsticks."""
+    num = format_number
+
     inp = metrics["inputs"]
-    lines = [f"{inp['n_fake']} synthetic vs {inp['n_real']} real ({inp['real_split']}) images"]
+    lines = verdict_lines(metrics["verdict"]) if metrics.get("verdict") else []
+    lines.append(f"{inp['n_fake']} synthetic vs {inp['n_real']} real ({inp['real_split']}) images")
     for space, d in metrics["distribution"].items():
-        parts = [f"{k}={d[k]:.4g}" for k in ("fid", "kid_mean", "precision", "recall", "density", "coverage", "is_mean") if d.get(k) is not None]
-        lines.append(f"  {space}: " + " ".join(parts))
+        y = d.get("yardstick") or {}
+        if y.get("available"):  # the same-size figures, so synthetic and real-vs-real are comparable
+            parts = [f"{k} {num(y['synthetic'][k], kind=_kind(k))} vs {num(y['real_vs_real'][k], kind=_kind(k))} ({num(y['ratio'][k], kind='ratio')})"
+                     for k in ("fid", "kid_mean", "precision", "recall", "coverage") if y["synthetic"].get(k) is not None]
+            parts.insert(0, f"synthetic vs real-vs-real at {y['n_per_set']} images:")
+        else:
+            parts = [f"{k}={num(d[k], kind=_kind(k))}" for k in ("fid", "kid_mean", "precision", "recall", "coverage") if d.get(k) is not None]
+        note = "" if metrics["feature_spaces"].get(space, {}).get("informative", True) else "  [UNINFORMATIVE: classifier at chance]"
+        lines.append(f"  {space}: " + " ".join(parts) + note)
     for space, s in metrics["feature_spaces"].items():
         if s["status"] != "ok":
             lines.append(f"  {space}: skipped")
-    if metrics["cas"].get("available"):
-        lines.append(f"  CAS {metrics['cas']['overall']:.3f} (classifier on held-out real: {metrics['cas']['real_heldout_accuracy']})")
+    cas = metrics["cas"]
+    if cas.get("available"):
+        ch = cas.get("chance") or {}
+        lines.append(f"  CAS {num(cas['overall'], kind='fraction')} (chance {num(ch.get('chance'), kind='fraction')}, p={num(ch.get('p_value'))}; "
+                     f"classifier on held-out real: {num(cas['real_heldout_accuracy'], kind='fraction')})")
+        if ch and not ch.get("better_than_chance"):
+            lines.append("  CAS is no better than chance: the classifier does not see the intended classes in the synthetic images")
+    dc = cas.get("domain_chance")
+    if dc and not dc.get("better_than_chance"):
+        lines.append(f"  domain classifier: accuracy {num(dc.get('value'), kind='fraction')} on {dc['n']} held-out {dc.get('split')} images, "
+                     f"chance {num(dc.get('chance'), kind='fraction')}, p={num(dc.get('p_value'))}: no better than chance, its figures are uninformative")
     px = metrics["memorization"]["pixel"]
-    lines.append(f"  near-copies: {px['num_flagged']} ({px['fraction_flagged']:.1%}); held-out real baseline "
-                 f"{px['heldout_fraction_flagged'] if px['heldout_fraction_flagged'] is not None else 'n/a'}; DCR ratio {px['dcr_ratio']}")
+    lines.append(f"  near-copies: {px['num_flagged']} ({num(px['fraction_flagged'], kind='fraction')}); held-out real baseline "
+                 f"{num(px['heldout_fraction_flagged'], kind='fraction')}; DCR ratio {num(px['dcr_ratio'])}")
     return lines

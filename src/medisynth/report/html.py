@@ -2,13 +2,17 @@
 
 No scripts, fonts or styles are fetched: CSS is inline and every image is a base64 data URI,
 so the file opens offline and can be mailed around. Sections have stable ids
-(overview, distribution, per-class, pixel, memorization, plots, training) for tests and links.
+(verdict, overview, distribution, per-class, pixel, memorization, plots, training) for tests and links;
+the verdict comes first, so it is on the first screen. Every number goes through
+``medisynth.report.format.format_number``.
 """
 from __future__ import annotations
 
 import base64
 import html
 from typing import Any
+
+from medisynth.report.format import format_interval, format_number
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -18,6 +22,14 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 .note{color:#555;font-size:.9em}.warn{color:#a05a00}.bad{color:#b00020}
 figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}figcaption{font-size:.85em;color:#444;max-width:520px}
 img{max-width:100%;image-rendering:pixelated}code{background:#f5f5f5;padding:0 .2em}
+h1{margin:.2em 0}.sub{color:#555;font-size:.85em;margin:.2em 0 .8em;overflow-wrap:anywhere}
+#verdict h2{margin-top:.4em}.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:.8em}
+.card{border:1px solid #ccc;border-top:6px solid #888;border-radius:4px;padding:.5em .7em;font-size:.88em}
+.card h3{margin:0;font-size:1em;color:#333}.card .level{font-size:1.5em;font-weight:700;text-transform:uppercase;margin:.15em 0}
+.card .num{font-size:1.1em;font-weight:600}.card p{margin:.3em 0}
+.good{border-top-color:#1b7f3b}.good .level{color:#1b7f3b}.doubtful{border-top-color:#c77700}.doubtful .level{color:#a86400}
+.poor{border-top-color:#b00020}.poor .level{color:#b00020}.cannot-tell{border-top-color:#777}.cannot-tell .level{color:#555}
+tr.uninformative td{color:#999}
 """
 
 EXPLAIN = {
@@ -31,21 +43,23 @@ EXPLAIN = {
 }
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "&ndash;"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-            return f"{value:.3e}"
-        return f"{value:.{digits}g}" if abs(value) >= 1 else f"{value:.{digits}f}"
-    return html.escape(str(value))
+FRACTIONS = {"precision", "recall", "coverage", "overall", "accuracy", "fraction_flagged", "heldout_fraction_flagged"}
+
+
+class Html(str):
+    """Text that is already HTML (escaped and formatted): ``table`` puts it in as it is."""
+
+
+def fmt(value: Any, kind: str = "number") -> Html:
+    """A number for the page (``format_number``); other values HTML-escaped."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return Html(html.escape(format_number(value, kind=kind)))
+    return Html(html.escape(str(value)))
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(c) if not isinstance(c, str) else html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, Html) else fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -84,13 +98,14 @@ def _overview(m: dict) -> str:
 def _distribution(m: dict) -> str:
     rows = []
     for name, d in m["distribution"].items():
-        rows.append([name] + [d.get(k) for k in DIST_KEYS])
+        rows.append([name] + [fmt(d.get(k), "fraction" if k in FRACTIONS else "number") for k in DIST_KEYS])
     notes = "".join(
         f"<li><b>{html.escape(name)}</b>: {html.escape(w)}</li>" for name, d in m["distribution"].items() for w in d.get("warnings", [])
     )
     explain = "".join(f"<li><code>{k}</code>: {html.escape(v)}</li>" for k, v in EXPLAIN.items())
     return (
-        '<section id="distribution"><h2>Distribution metrics</h2>'
+        '<section id="distribution"><h2>Distribution metrics</h2>' + _yardstick_tables(m)
+        + "<p>All images, every space:</p>"
         + (table(rows, ["space"] + DIST_KEYS) if rows else "<p>No feature space could run.</p>")
         + (f'<ul class="warn">{notes}</ul>' if notes else "")
         + f'<ul class="note">{explain}</ul><p class="note">FID is biased by sample size: compare values only at equal sizes. '
@@ -98,27 +113,93 @@ def _distribution(m: dict) -> str:
     )
 
 
+def _yardstick_tables(m: dict) -> str:
+    """Per space: each metric for synthetic vs real beside the same metric for real vs real at the same size."""
+    parts = []
+    for name, d in m["distribution"].items():
+        y = d.get("yardstick") or {}
+        space = m["feature_spaces"].get(name, {})
+        uninformative = space.get("informative") is False
+        head = f"<h3>{html.escape(name)} space" + (" (used by the verdict)" if name == (m.get("verdict") or {}).get("primary_space") else "") + "</h3>"
+        if uninformative:
+            ch = space.get("chance") or {}
+            head += (f'<p class="bad">Uninformative: the domain classifier is no better than chance on {ch.get("n")} held-out '
+                     f"{html.escape(str(ch.get('split')))} images (accuracy {fmt(ch.get('value'), 'fraction')}, chance {fmt(ch.get('chance'), 'fraction')}, p = {fmt(ch.get('p_value'))}). "
+                     "Its features do not encode the images' content; do not read these figures as good or bad.</p>")
+        if not y.get("available"):
+            parts.append(head + f'<p class="warn">No real-vs-real yardstick: {html.escape(y.get("reason", "not computed"))}</p>')
+            continue
+        n = y["n_per_set"]
+        rows = []
+        for k in y["synthetic"]:
+            kind = "fraction" if k in FRACTIONS else "number"
+            rows.append([k, fmt(d.get(k), kind), fmt(y["synthetic"][k], kind), fmt(y["real_vs_real"][k], kind),
+                         fmt(y["ratio"][k], "ratio"), y["better"][k]])
+        header = ["metric", f"synthetic, all ({d.get('n_real')} real / {d.get('n_fake')} synthetic)", f"synthetic, {n} vs {n}",
+                  f"real vs real, {n} vs {n} (yardstick)", "ratio", "better"]
+        body = table(rows, header)
+        if uninformative:
+            body = body.replace("<tr><td>", '<tr class="uninformative"><td>')
+        parts.append(head + body + f'<p class="note">Yardstick: {html.escape(y["description"])}; averaged over {y["repeats"]} '
+                     "random draws. A ratio near 1 means as close to the real images as other real images are.</p>")
+    return "".join(parts)
+
+
+def _verdict(m: dict) -> str:
+    v = m.get("verdict")
+    if not v:
+        return ""
+    cards = []
+    for a in v["answers"]:
+        level = a["level"]
+        if level == "cannot tell":
+            body = f"<p>{html.escape(a['reason'] or '')}</p>"
+        else:
+            body = (f'<p class="num">{fmt(a["number"], a["number_kind"])}</p><p>{html.escape(a["number_label"])}</p>'
+                    f'<p class="note">yardstick: {html.escape(a["yardstick_label"])}</p><p>{html.escape(a["sentence"])}</p>')
+        cards.append(f'<div class="card {level.replace(" ", "-")}" data-question="{html.escape(a["question"])}">'
+                     f'<h3>{html.escape(a["title"])}</h3><div class="level">{html.escape(level)}</div>{body}</div>')
+    space = v.get("primary_space")
+    why = (f'<p class="note">Feature space of the verdict: <b>{html.escape(space)}</b> ({html.escape(v["primary_space_reason"])}). '
+           'Thresholds: docs/metrics_schema.md, "verdict".</p>') if space else ""
+    return f'<section id="verdict"><h2>Verdict</h2><div class="cards">{"".join(cards)}</div>{why}</section>'
+
+
 def _per_class(m: dict) -> str:
     pc = m.get("per_class")
     if not pc:
         return '<section id="per-class"><h2>Per class</h2><p>The synthetic images carry no labels (no labels.csv): no per-class figures.</p></section>'
     cas = m.get("cas", {})
-    spaces = list(m["distribution"])
-    header = ["class", "n real", "n synthetic", "CAS", "real held-out acc."] + [f"{s} {k}" for s in spaces for k in ("fid", "kid_mean", "precision", "recall")]
+    space = (m.get("verdict") or {}).get("primary_space")
+    header = ["class", "n real", "n synthetic", "CAS", "real held-out acc.", f"KID [95% CI] ({space})", f"coverage [95% CI] ({space})",
+              f"FID ({space})", f"precision ({space})", f"recall ({space})"]
     rows = []
     for name, c in pc.items():
-        row = [name, c["n_real"], c["n_fake"], (cas.get("per_class") or {}).get(name), (cas.get("real_heldout_per_class") or {}).get(name)]
-        for s in spaces:
-            d = (c.get("distribution") or {}).get(s) or {}
-            row += [d.get("fid"), d.get("kid_mean"), d.get("precision"), d.get("recall")]
-        rows.append(row)
+        iv = c.get("interval") or {}
+        d = (c.get("distribution") or {}).get(space) or {}
+        if iv.get("kid") is not None:
+            kid = f"{fmt(iv['kid'])} {format_interval(*iv['kid_ci'])}"
+            cov = f"{fmt(iv['coverage'], 'fraction')} {format_interval(*iv['coverage_ci'], kind='fraction')} (k={iv['k']})"
+        else:
+            kid = cov = iv.get("reason", "\u2013")
+        rows.append([name, fmt(c["n_real"]), fmt(c["n_fake"]), fmt((cas.get("per_class") or {}).get(name), "fraction"),
+                     fmt((cas.get("real_heldout_per_class") or {}).get(name), "fraction"), kid, cov,
+                     fmt(d.get("fid")), fmt(d.get("precision"), "fraction"), fmt(d.get("recall"), "fraction")])
     skipped = "".join(f"<li>{html.escape(n)}: {html.escape(c['skipped_reason'])}</li>" for n, c in pc.items() if c.get("skipped_reason"))
+    ch, dc = cas.get("chance") or {}, cas.get("domain_chance") or {}
     cas_text = (
         f"<p>Classification accuracy score (CAS): a classifier trained on the real training split labels "
-        f"{fmt(cas.get('overall'))} of the synthetic images as the class they were sampled for "
-        f"(the same classifier gets {fmt(cas.get('real_heldout_accuracy'))} on held-out real images: the ceiling to read CAS against).</p>"
+        f"{fmt(cas.get('overall'), 'fraction')} of the synthetic images as the class they were sampled for "
+        f"(chance: {fmt(ch.get('chance'), 'fraction')}, p = {fmt(ch.get('p_value'))}); "
+        f"the same classifier gets {fmt(cas.get('real_heldout_accuracy'), 'fraction')} on held-out real images: the ceiling to read CAS against.</p>"
         if cas.get("available") else f'<p class="warn">CAS not computed: {html.escape(str(cas.get("reason", "")))}</p>'
     )
+    if cas.get("available") and not ch.get("better_than_chance"):
+        cas_text += '<p class="bad">CAS is no better than chance: the classifier does not see the intended classes in the synthetic images.</p>'
+    if dc and not dc.get("better_than_chance"):
+        cas_text += (f'<p class="bad">The domain classifier is no better than chance on {dc["n"]} held-out {html.escape(str(dc.get("split")))} '
+                     f"images (accuracy {fmt(dc.get('value'), 'fraction')}, chance {fmt(dc.get('chance'), 'fraction')}, "
+                     f"p = {fmt(dc.get('p_value'))}): CAS and the domain space are uninformative here.</p>")
     return (
         '<section id="per-class"><h2>Per class</h2>' + cas_text + table(rows, header)
         + (f'<p class="note">Distribution metrics skipped for:</p><ul class="note">{skipped}</ul>' if skipped else "") + "</section>"
@@ -136,8 +217,16 @@ def _pixel(m: dict, figs: dict) -> str:
         ["mean pairwise MS-SSIM, synthetic (lower = more diverse)", fmt(d["fake"]["mean"])],
         ["mean pairwise MS-SSIM, real", fmt(d["real"]["mean"])],
     ]
+    y = p.get("yardstick") or {}
+    yard = ""
+    if y.get("available"):
+        n = y["n_per_set"]
+        names = {"mean_image_mse": "MSE of mean images", "wasserstein": "histogram Wasserstein", "jensen_shannon": "histogram Jensen-Shannon"}
+        yard = table([[names[k], fmt(y["synthetic"][k]), fmt(y["real_vs_real"][k]), fmt(y["ratio"][k], "ratio")] for k in names],
+                     ["figure (lower is better)", f"synthetic, {n} vs {n}", f"real vs real, {n} vs {n} (yardstick)", "ratio"])
+        yard += f'<p class="note">Yardstick: {html.escape(y["description"])}; averaged over {y["repeats"]} random draws.</p>'
     return (
-        '<section id="pixel"><h2>Pixel-level figures and diversity</h2>' + table(rows, ["figure", "value"])
+        '<section id="pixel"><h2>Pixel-level figures and diversity</h2>' + table(rows, ["figure", "value"]) + yard
         + f'<p class="note">MS-SSIM used {d["fake"].get("scales")} scale(s) at this image size (5 need >= 161 px); '
         "very high synthetic MS-SSIM next to a lower real one suggests mode collapse.</p>"
         + figure(figs.get("mean_images"), "Mean real and synthetic images and their difference", "mean images")
@@ -150,17 +239,17 @@ def _memorization(m: dict, figs: dict) -> str:
     px = mem["pixel"]
     rows = [
         ["near-copy threshold (cosine similarity)", px["threshold"]],
-        ["synthetic images flagged as near-copies", f"{px['num_flagged']} ({fmt(px['fraction_flagged'])})"],
-        ["held-out REAL images that would be flagged (baseline)", fmt(px["heldout_fraction_flagged"])],
+        ["synthetic images flagged as near-copies", f"{px['num_flagged']} ({fmt(px['fraction_flagged'], 'fraction')})"],
+        ["held-out REAL images that would be flagged (baseline)", fmt(px["heldout_fraction_flagged"], 'fraction')],
         ["held-out real images that are exact copies of training images", fmt(px["heldout_num_exact_copies"])],
         ["pixel DCR ratio: median synthetic / median held-out distance to training", fmt(px["dcr_ratio"])],
-        ["synthetic images closer to training than 95% of held-out images", fmt(px["fraction_closer_than_heldout_p05"])],
+        ["synthetic images closer to training than 95% of held-out images", fmt(px["fraction_closer_than_heldout_p05"], 'fraction')],
     ]
     feat = mem.get("feature")
     if feat:
         rows += [
             [f"feature DCR ratio ({feat['space']} space)", fmt(feat["dcr_ratio"])],
-            [f"synthetic closer than 95% of held-out ({feat['space']} space)", fmt(feat["fraction_closer_than_heldout_p05"])],
+            [f"synthetic closer than 95% of held-out ({feat['space']} space)", fmt(feat["fraction_closer_than_heldout_p05"], 'fraction')],
         ]
     return (
         '<section id="memorization"><h2>Memorization and privacy</h2>' + table(rows, ["figure", "value"])
@@ -198,14 +287,15 @@ def _training(m: dict, figs: dict) -> str:
 
 
 def render_report(metrics: dict, figures: dict[str, bytes]) -> str:
-    title = f"medisynth evaluation: {html.escape(str(metrics['inputs']['fake']))}"
+    title = "medisynth evaluation"
     body = (
-        _overview(metrics) + _distribution(metrics) + _per_class(metrics) + _pixel(metrics, figures)
+        _verdict(metrics) + _overview(metrics) + _distribution(metrics) + _per_class(metrics) + _pixel(metrics, figures)
         + _memorization(metrics, figures) + _plots(figures) + _training(metrics, figures)
     )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{CSS}</style></head><body><h1>{title}</h1>"
-        f'<p class="note">schema {html.escape(metrics["schema"])}, created {html.escape(metrics["created"])}; '
+        f'<p class="sub">{html.escape(str(metrics["inputs"]["fake"]))} against {html.escape(str(metrics["inputs"]["real"]))}; '
+        f'schema {html.escape(metrics["schema"])}, created {html.escape(metrics["created"])}; '
         f"all numbers are in metrics.json next to this file.</p>{body}</body></html>\n"
     )
