@@ -10,6 +10,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from rich.console import Console
 
@@ -32,6 +33,7 @@ class DemoConfig:
     utility_width: int = 16  # a narrow classifier keeps 9 trainings inside the demo's budget on a 2-core CPU
     utility_protocols: tuple[str, ...] = ("real", "real-balanced", "real+synthetic")
     domain_epochs: int = 10
+    ssl_steps: Optional[int] = None  # the label-free encoder evaluate adds when the domain classifier is at chance
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
@@ -103,7 +105,7 @@ def run_demo(config: DemoConfig) -> dict:
     t = _stage("6/7 evaluate the synthetic images against the real ones")
     metrics = evaluate(EvaluateConfig(real=prepared.out, fake=out / "synthetic", out=out / "report",
                                       device=config.device, seed=config.seed, domain_epochs=config.domain_epochs,
-                                      cache_dir=out / "cache"))
+                                      ssl_steps=config.ssl_steps, cache_dir=out / "cache"))
     timings["evaluate"] = time.perf_counter() - t
 
     t = _stage("7/7 utility: does synthetic data help a grade classifier on real test images?")
