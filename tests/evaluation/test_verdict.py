@@ -213,3 +213,21 @@ def test_bad_verdict_options_are_one_clear_error(toy, tmp_path, field, value, ma
     with pytest.raises(MedisynthError, match=match):
         evaluate(_config(toy, "other-real", tmp_path / "r", **{field: value}), log=lambda s: None)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("cas,cas_significant,domain_significant,level", [
+    (0.9, True, True, GOOD),
+    (0.9, False, True, CANNOT_TELL),  # near the real accuracy but too few synthetic images to beat chance
+    (0.2, False, True, POOR),  # the classifier works on real images and sees nothing in the synthetic ones
+    (0.9, True, False, CANNOT_TELL),  # a classifier at chance on real test images says nothing
+])
+def test_class_true_reads_cas_against_chance(cas, cas_significant, domain_significant, level):
+    metrics = {"distribution": {}, "diversity": {}, "memorization": {"pixel": {"fraction_flagged": 0.0, "heldout_fraction_flagged": None}},
+               "cas": {"available": True, "overall": cas, "real_heldout_accuracy": 1.0,
+                       "chance": {"better_than_chance": cas_significant, "value": cas, "chance": 0.5, "n": 4, "p_value": 0.3, "alpha": 0.05},
+                       "domain_chance": {"better_than_chance": domain_significant, "value": 0.5, "chance": 0.5, "n": 12,
+                                         "p_value": 0.6, "alpha": 0.05}}}
+    answer = {a["question"]: a for a in decide(metrics, None, "none")["answers"]}["class-true"]
+    assert answer["level"] == level
+    if level == CANNOT_TELL:
+        assert "chance" in answer["reason"]

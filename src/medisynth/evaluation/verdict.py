@@ -204,15 +204,19 @@ def _class_true(metrics: dict, utility: Optional[dict]) -> Answer:
         else:
             ratio = cas["overall"] / real_acc
             level = level_of("cas_ratio", ratio)
-            if not (cas.get("chance") or {}).get("better_than_chance"):
-                level = POOR  # the classifier recognises real classes but not the synthetic ones
+            cas_chance = cas.get("chance") or {}
+            if not cas_chance.get("better_than_chance"):
+                # the classifier recognises real classes; at chance on synthetic images it either sees no
+                # class in them (poor), or there are too few images to show it does (cannot tell)
+                level = POOR if level == POOR else None
             sentence = {
                 GOOD: "A classifier trained on real images recognises the intended class in the synthetic images.",
                 DOUBTFUL: "The intended class is recognisable in only part of the synthetic images.",
                 POOR: "A classifier trained on real images mostly does not see the intended class in the synthetic images.",
-            }[level]
-            answer = Answer("class-true", "Class-true & useful", level, ratio, label, "ratio", real_acc,
-                            f"{yard_label}: {_fmt(real_acc, 'fraction')}; CAS {_fmt(cas['overall'], 'fraction')}", sentence)
+            }.get(level, "")
+            answer = Answer("class-true", "Class-true & useful", level or CANNOT_TELL, ratio, label, "ratio", real_acc,
+                            f"{yard_label}: {_fmt(real_acc, 'fraction')}; CAS {_fmt(cas['overall'], 'fraction')}", sentence,
+                            None if level else _chance_reason("CAS", cas_chance, "synthetic"))
     u = (utility or {}).get("verdict") if utility else None
     if u and u.get("level") in SEVERITY:
         # a downstream utility study answers "useful" directly: it decides unless CAS is worse
@@ -222,13 +226,13 @@ def _class_true(metrics: dict, utility: Optional[dict]) -> Answer:
     return answer
 
 
-def _chance_reason(what: str, chance: dict) -> str:
+def _chance_reason(what: str, chance: dict, images: str = "held-out test") -> str:
     if not chance or chance.get("value") is None:
-        return f"{what} could not be tested against chance (no held-out test images)"
+        return f"{what} could not be tested against chance (no {images} images)"
     if chance["chance"] ** chance["n"] >= chance["alpha"]:  # even all-correct could not reach significance
-        return (f"too few held-out test images ({chance['n']}) to show that {what} beats chance "
+        return (f"too few {images} images ({chance['n']}) to show that {what} beats chance "
                 f"(accuracy {_fmt(chance['value'], 'fraction')} vs chance {_fmt(chance['chance'], 'fraction')})")
-    return (f"{what} is no better than chance on {chance['n']} held-out test images "
+    return (f"{what} is no better than chance on {chance['n']} {images} images "
             f"(accuracy {_fmt(chance['value'], 'fraction')} vs chance {_fmt(chance['chance'], 'fraction')}, "
             f"p = {_fmt(chance['p_value'])}): its figures are uninformative")
 
