@@ -13,7 +13,7 @@ from medisynth.runs import require_run
 def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     out = tmp_path / "demo"
     run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, minority_samples=6, utility_seeds=2,
-                        utility_epochs=1, domain_epochs=1, ssl_steps=10, gan_width=8, device="cpu"))
+                        utility_epochs=1, domain_epochs=1, ssl_steps=20, gan_width=8, device="cpu"))
     summary = json.loads((out / "demo.json").read_text())
     assert set(summary["timings_s"]) == {"phantom", "prepare", "train", "sample", "balance", "evaluate", "utility"}
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
