@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from medisynth.metrics.interval import MIN_IMAGES, kid_coverage_interval, small_sample_k
-from medisynth.metrics.kid import mmd2_unbiased
+from medisynth.metrics.kid import kid_from_features
 
 
 def test_six_images_get_an_interval_that_separates_far_sets():
@@ -21,10 +21,11 @@ def test_six_images_get_an_interval_that_separates_far_sets():
     assert far["coverage"] == 0 and same["coverage"] > 0.5
 
 
-def test_estimate_equals_the_unbiased_mmd_for_equal_sizes():
+def test_estimate_equals_kid_on_the_full_sets_for_equal_sizes():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(10, 4)), rng.normal(size=(10, 4))
-    assert kid_coverage_interval(a, b, n_boot=5)["kid"] == pytest.approx(mmd2_unbiased(a, b))
+    full_kid = kid_from_features(a, b, subsets=1, subset_size=10)[0]  # one subset of all 10: the whole sets
+    assert kid_coverage_interval(a, b, n_boot=5)["kid"] == pytest.approx(full_kid)
 
 
 def test_too_few_images_is_an_error():

@@ -1,7 +1,7 @@
 """KID and coverage for small classes, with a bootstrap confidence interval.
 
 Per-class FID needs tens of images; the small data sets medisynth is for have 5-20 images in a
-rare class. KID (unbiased MMD^2, the same polynomial kernel as ``metrics.kid``) and coverage
+rare class. KID (unbiased MMD^2, torch-fidelity's polynomial kernel with ``metrics.kid``'s settings) and coverage
 (Naeem et al. 2020) stay defined down to a handful of images, and a percentile bootstrap over
 images says how far to trust them: both sets are resampled with replacement, and pairs made of
 two copies of the SAME image are left out of every within-set sum (kernel U-statistic, k-NN
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from medisynth.metrics._common import as_features
-from medisynth.metrics.kid import polynomial_kernel
+from medisynth.metrics.kid import KID_KERNEL
 
 MIN_IMAGES = 5  # below this per set the bootstrap has too few distinct images to say anything
 MAX_IMAGES = 400  # larger classes are subsampled (seeded) for the interval: the kernels stay small
@@ -58,7 +58,9 @@ def kid_coverage_interval(real_features, fake_features, k: int = 5, n_boot: int 
     if n_fake_all > MAX_IMAGES:
         fake = fake[np.sort(rng.choice(n_fake_all, MAX_IMAGES, replace=False))]
     k = small_sample_k(len(real), k)
-    k_rr, k_ff, k_rf = polynomial_kernel(real, real), polynomial_kernel(fake, fake), polynomial_kernel(real, fake)
+    from torch_fidelity.metric_kid import kernel_poly  # KID's own kernel, with KID's settings
+
+    k_rr, k_ff, k_rf = (kernel_poly(x, y, **KID_KERNEL) for x, y in ((real, real), (fake, fake), (real, fake)))
     diff = real[:, None, :] - real[None, :, :]
     d_rr = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
     d_rf = np.sqrt(np.maximum(0.0, (real**2).sum(1)[:, None] + (fake**2).sum(1)[None, :] - 2.0 * real @ fake.T))
