@@ -16,11 +16,15 @@ Inception weights are available offline). Prints, for each model:
 - sampling throughput: images/s end to end (``sample``: generate + PNG files) and for
   ``generate`` alone (batch 64, after a warm-up), at the diffusion's --steps DDIM steps.
 
+``--models`` also takes ``diffusion-edm`` (the diffusion model with ``--hp recipe=edm``, sampled with
+--heun-steps Heun steps), to compare the two diffusion recipes at the same budget.
+
 Results go to WORK/results.json too. On a CPU, the two minutes of a smoke run say nothing
 about quality; the comparison means something from ~20-30 minutes per model on a GPU.
 
     .venv/bin/python benchmarks/bench_cgan_vs_diffusion.py --minutes 10 --per-class 200
     .venv/bin/python benchmarks/bench_cgan_vs_diffusion.py --minutes 0.3 --n-phantom 150 --per-class 10  # smoke
+    .venv/bin/python benchmarks/bench_cgan_vs_diffusion.py --models diffusion,diffusion-edm --minutes 3
 """
 from __future__ import annotations
 
@@ -33,6 +37,16 @@ from pathlib import Path
 import torch
 
 MODELS = ("cgan", "diffusion")
+#: benchmark entries -> (registered model, hyper-parameters); "diffusion-edm" is the EDM recipe
+VARIANTS = {"diffusion-edm": ("diffusion", {"recipe": "edm"})}
+
+
+def model_and_hyper(name: str, args) -> tuple[str, dict]:
+    model, hyper = VARIANTS.get(name, (name, {}))
+    if model == "diffusion":
+        steps = args.heun_steps if hyper.get("recipe") == "edm" else args.steps
+        hyper = {**hyper, "sampling_steps": steps, "guidance_scale": args.guidance_scale}
+    return model, hyper
 
 
 def make_data(work: Path, n: int, size: int, seed: int) -> Path:
@@ -49,9 +63,10 @@ def train_model(name: str, data: Path, work: Path, args) -> dict:
     from medisynth.training.config import TrainConfig
     from medisynth.training.trainer import train
 
-    hyper = {"sampling_steps": args.steps, "guidance_scale": args.guidance_scale} if name == "diffusion" else {}
+    model, hyper = model_and_hyper(name, args)
     result = train(TrainConfig(
-        data=data, model=name, out=work / "runs" / name, minutes=args.minutes, batch_size=args.batch_size,
+        data=data, model=model, out=work / "runs" / name, batch_size=args.batch_size,
+        **({"steps": args.train_steps} if args.train_steps else {"minutes": args.minutes}),
         hyper=hyper, seed=args.seed, device=args.device, sample_every=0, checkpoint_every=10**9, progress=False,
     ))
     return {"steps": result.steps, "epochs": round(result.epochs, 2), "train_seconds": round(result.seconds, 1),
@@ -61,11 +76,10 @@ def train_model(name: str, data: Path, work: Path, args) -> dict:
 def sample_model(name: str, class_names: list[str], work: Path, args) -> tuple[Path, dict]:
     from medisynth.sampling import SampleConfig, sample
 
-    options = {"steps": args.steps, "guidance_scale": args.guidance_scale} if name == "diffusion" else {}
     out = work / "samples" / name
     start = time.perf_counter()
     result = sample(SampleConfig(run=work / "runs" / name, out=out, per_class={c: args.per_class for c in class_names},
-                                 seed=args.seed, device=args.device, progress=False, **options))
+                                 seed=args.seed, device=args.device, progress=False))
     seconds = time.perf_counter() - start
     written = sum(result.written.values())
     return out, {"sampled": written, "sample_images_per_s": round(written / seconds, 1),
@@ -77,15 +91,14 @@ def generate_rate(name: str, work: Path, args, batch: int = 64) -> float:
     from medisynth.runs import load_run
 
     model = load_run(work / "runs" / name, device=args.device).model
-    options = {"steps": args.steps, "guidance_scale": args.guidance_scale} if name == "diffusion" else {}
     device = next(model.parameters()).device
     labels = torch.arange(batch, device=device) % model.spec.num_classes
     generator = torch.Generator(device).manual_seed(0)
-    model.generate(labels, generator=generator, **options)
+    model.generate(labels, generator=generator)  # (diffusion: the run's sampling_steps and guidance_scale)
     sync(device)
     start = time.perf_counter()
     for _ in range(args.rate_batches):
-        model.generate(labels, generator=generator, **options)
+        model.generate(labels, generator=generator)
     sync(device)
     return batch * args.rate_batches / (time.perf_counter() - start)
 
@@ -125,11 +138,15 @@ def fmt(value) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model")
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="training budget per model in steps instead of --minutes (equal compute per step for "
+                             "models with the same network, e.g. the two diffusion recipes, on any machine)")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--n-phantom", type=int, default=1000, help="phantom images (EyePACS grade proportions)")
     parser.add_argument("--per-class", type=int, default=100, help="synthetic images per class for the metrics")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=50, help="diffusion: DDIM sampling steps")
+    parser.add_argument("--heun-steps", type=int, default=18, help="diffusion-edm: Heun sampling steps")
     parser.add_argument("--guidance-scale", type=float, default=2.0, help="diffusion: classifier-free guidance scale")
     parser.add_argument("--kid-subset-size", type=int, default=100)
     parser.add_argument("--rate-batches", type=int, default=3)
@@ -137,7 +154,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temporary folder)")
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help=f"comma-separated: registered models and {', '.join(VARIANTS)}")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -152,7 +170,8 @@ def main() -> None:
         results: dict[str, dict] = {}
         for name in args.models.split(","):
             clock = time.perf_counter()
-            print(f"[{name}] training for {args.minutes} min ...", flush=True)
+            print(f"[{name}] training for {f'{args.train_steps} steps' if args.train_steps else f'{args.minutes} min'} ...",
+                  flush=True)
             row = train_model(name, data, work, args)
             print(f"[{name}] {row['steps']} steps; sampling {args.per_class} per class ...", flush=True)
             samples, rates = sample_model(name, class_names, work, args)
@@ -168,8 +187,10 @@ def main() -> None:
     keys = ["steps", "train_images_per_s", "kid_domain", "kid_domain_std", "fid_domain", "precision", "recall",
             "density", "coverage", "cas", "real_heldout_accuracy", "ms_ssim_diversity_fake",
             "sample_images_per_s", "generate_images_per_s"]
-    print(f"\n{args.minutes} min of training each, {args.size} px fundus phantom ({args.n_phantom} images), "
-          f"{args.per_class} samples per class, diffusion: {args.steps} DDIM steps, guidance {args.guidance_scale}")
+    budget = f"{args.train_steps} steps" if args.train_steps else f"{args.minutes} min"
+    print(f"\n{budget} of training each, {args.size} px fundus phantom ({args.n_phantom} images), "
+          f"{args.per_class} samples per class, diffusion: {args.steps} DDIM steps, diffusion-edm: {args.heun_steps} "
+          f"Heun steps, guidance {args.guidance_scale}")
     print(f"{'':26s}" + "".join(f"{n:>14s}" for n in names))
     for key in keys:
         print(f"{key:26s}" + "".join(f"{fmt(results[n].get(key)):>14s}" for n in names))
