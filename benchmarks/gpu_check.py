@@ -101,12 +101,13 @@ def one_line(err: BaseException) -> str:
 
 
 # -- 1. the CUDA tests ----------------------------------------------------------------
-def check_tests(env: dict, timeout: float, on_cuda: bool) -> str:
+def check_tests(env: dict, timeout: float, on_cuda: bool, log) -> str:
     if not (REPO / "tests").is_dir():
         raise RuntimeError(f"no tests folder at {REPO / 'tests'} (run from a checkout)")
     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
            "-W", "ignore", "tests"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    log.write(proc.stdout[-20000:] + proc.stderr[-5000:])  # pytest's own report, for the failures' details
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     summary = lines[-1].strip("= ") if lines else (proc.stderr.strip().splitlines() or ["no output"])[-1]
     if proc.returncode != 0:
@@ -312,7 +313,7 @@ def main(argv=None) -> int:
         report = Report(log_path)
         if "tests" not in skip:
             report.check("tests (pytest -m cuda)", check_tests, env, max(60.0, min(240.0, deadline - time.perf_counter() - 240)),
-                         device.type == "cuda")
+                         device.type == "cuda", report.log)
         if "pipeline" not in skip:
             size = args.pipeline_size
             report.check(f"pipeline vessels {size} -> {2 * size} px", check_pipeline, work / "pipeline", size,

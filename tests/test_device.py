@@ -55,7 +55,9 @@ def test_sampling_on_cuda_gives_finite_reproducible_images(key):
     again = model.generate(labels, torch.Generator("cuda").manual_seed(3), **options)
     assert first.shape == (4, 3, 32, 32) and first.is_cuda
     assert torch.isfinite(first).all() and first.min() >= -1 and first.max() <= 1
-    assert torch.equal(first, again)
+    # the same seed, the same images up to float rounding: cuDNN's kernels for transposed convolutions (the GAN
+    # generators) may sum in a different order from one call to the next
+    torch.testing.assert_close(first, again, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("recipe", ["ddpm", "edm"])
