@@ -296,8 +296,8 @@ class DiffusionModel(GenerativeModel):
 
     def default_sampling_steps(self) -> int:
         """``sampling_steps``, or the recipe's default: 50 DDIM steps; 18 Heun steps (35 network evaluations,
-        EDM's choice at 32 px) for images or latents up to 64 px, 32 above (EDM used 40 at 64 px; at
-        small sizes its FID had settled by 18)."""
+        EDM's setting at 32 px) for images or latents up to 64 px, where sampling cost matters most on a
+        CPU, and 32 above (EDM used 40 at 64 px)."""
         if self.hyper.sampling_steps is not None:
             return int(self.hyper.sampling_steps)
         if self.hyper.recipe == "edm":
