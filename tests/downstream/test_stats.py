@@ -15,6 +15,9 @@ def test_paired_t_test_matches_scipy_and_wilcoxon_is_skipped_below_six():
     assert out["t_test_p"] == pytest.approx(stats.ttest_rel(b, a).pvalue)
     assert out["mean_difference"] == pytest.approx(np.mean(np.subtract(b, a)))
     assert out["wilcoxon_p"] is None
+    sem = stats.sem(np.subtract(b, a))
+    low, high = stats.t.interval(0.95, len(a) - 1, loc=out["mean_difference"], scale=sem)
+    assert (out["ci95_low"], out["ci95_high"]) == (pytest.approx(low), pytest.approx(high))
     assert any("Wilcoxon" in n for n in out["notes"]) and any("low statistical power" in n for n in out["notes"])
 
 
@@ -28,6 +31,7 @@ def test_wilcoxon_from_six_pairs():
 def test_constant_difference_and_missing_values():
     out = paired_over_seeds([0.5, 0.6, float("nan")], [0.6, 0.7, 0.9])
     assert out["n_pairs"] == 2 and out["t_test_p"] is None
+    assert out["ci95_low"] == pytest.approx(0.1) and out["ci95_high"] == pytest.approx(0.1)  # zero spread
     assert any("identical" in n for n in out["notes"])
 
 

@@ -19,6 +19,8 @@ from medisynth.errors import MedisynthError
 from medisynth.downstream.data import (
     DEFAULT_PROTOCOLS,
     PROTOCOLS,
+    ImageSet,
+    RealData,
     exact_copies,
     load_image_folder,
     load_real,
@@ -76,9 +78,6 @@ def _log(message: str, enabled: bool) -> None:
 
 def run_utility(config: UtilityConfig) -> dict:
     """Train and score every protocol x seed; write the report; return the results dict."""
-    import torch
-
-    from medisynth.classifier import build_classifier, predict_proba, train_classifier
     from medisynth.device import resolve_device
     from medisynth.downstream.report import write_report
     from medisynth.downstream.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
@@ -115,36 +114,10 @@ def run_utility(config: UtilityConfig) -> dict:
     for p_i, protocol in enumerate(protocols):
         for seed in range(config.seeds):
             run_no = p_i * config.seeds + seed + 1
-            data = protocol_data(protocol, real, synthetic, seed)
-            if len(data.train) < 2:
-                raise MedisynthError(f"protocol {protocol!r}: only {len(data.train)} training image(s)")
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model = build_classifier(config.model, real.channels, k, config.width, config.weights,
-                                         image_size=real.image_size)
-            _log(f"[{run_no}/{total}] {protocol} seed {seed}: {len(data.train)} train images "
-                 f"({int(data.train.synthetic.sum())} synthetic)", config.progress)
-            model, history = train_classifier(
-                data.train.images, data.train.labels, k, val=(data.val.images, data.val.labels),
-                epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
-                augment=data.augment, class_balanced=data.class_balanced, patience=config.patience,
-                time_budget_s=config.time_budget_per_run_s, model=model, progress=config.progress,
-                description=f"{protocol} s{seed}",
-            )
-            proba = predict_proba(model, data.test.images, device=device)
+            _log(f"[{run_no}/{total}] {protocol} seed {seed}", config.progress)
+            record, proba = fit_protocol(protocol, seed, real, synthetic, config, device)
             predictions[(protocol, seed)] = proba
-            metrics = classification_metrics(data.test.labels, proba, k, ordinal=ordinal)
-            results["runs"].append({
-                "protocol": protocol, "seed": seed, "metrics": metrics,
-                "train_images": len(data.train), "train_synthetic": int(data.train.synthetic.sum()),
-                "added_per_class": data.added_per_class, "shortfall_per_class": data.shortfall_per_class,
-                "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
-                "stopped": history["stopped"], "seconds": history["seconds"],
-                "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
-            })
-            _log(f"    test balanced accuracy {metrics['balanced_accuracy']:.3f}, stopped by {history['stopped']} "
-                 f"after {len(history['epochs'])} epoch(s), {history['seconds']:.0f}s", config.progress)
-            del model
+            results["runs"].append(record)
     if any(r["shortfall_per_class"] and any(r["shortfall_per_class"]) for r in results["runs"]):
         results["notes"].append("the synthetic folder had too few images of some class to top it up to the majority "
                                 "count; see shortfall_per_class")
@@ -182,6 +155,49 @@ def run_utility(config: UtilityConfig) -> dict:
     results["seconds"] = round(time.monotonic() - start, 1)
     write_report(results, Path(config.out), overwrite=config.overwrite)
     return results
+
+
+def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[ImageSet], config: UtilityConfig,
+                 device) -> tuple[dict, np.ndarray]:
+    """Train one classifier of the study (``protocol``, ``seed``) and score it on the real test split.
+
+    Returns (the run's record, its test-set class probabilities). Seed ``seed`` fixes the
+    initialisation and batch order whatever the protocol, so records of one seed pair up.
+    Also used by ``benchmarks/bench_quality.py``, so the benchmark's utility figure is this study's.
+    """
+    import torch
+
+    from medisynth.classifier import build_classifier, predict_proba, train_classifier
+
+    k = len(real.class_names)
+    data = protocol_data(protocol, real, synthetic, seed)
+    if len(data.train) < 2:
+        raise MedisynthError(f"protocol {protocol!r}: only {len(data.train)} training image(s)")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_classifier(config.model, real.channels, k, config.width, config.weights,
+                                 image_size=real.image_size)
+    _log(f"    {len(data.train)} train images ({int(data.train.synthetic.sum())} synthetic)", config.progress)
+    model, history = train_classifier(
+        data.train.images, data.train.labels, k, val=(data.val.images, data.val.labels),
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
+        augment=data.augment, class_balanced=data.class_balanced, patience=config.patience,
+        time_budget_s=config.time_budget_per_run_s, model=model, progress=config.progress,
+        description=f"{protocol} s{seed}",
+    )
+    proba = predict_proba(model, data.test.images, device=device)
+    metrics = classification_metrics(data.test.labels, proba, k, ordinal=is_ordinal(real.class_names))
+    record = {
+        "protocol": protocol, "seed": seed, "metrics": metrics,
+        "train_images": len(data.train), "train_synthetic": int(data.train.synthetic.sum()),
+        "added_per_class": data.added_per_class, "shortfall_per_class": data.shortfall_per_class,
+        "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
+        "stopped": history["stopped"], "seconds": history["seconds"],
+        "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
+    }
+    _log(f"    test balanced accuracy {metrics['balanced_accuracy']:.3f}, stopped by {history['stopped']} "
+         f"after {len(history['epochs'])} epoch(s), {history['seconds']:.0f}s", config.progress)
+    return record, proba
 
 
 def _values(runs: list[dict], protocol: str, metric: str) -> list[float]:

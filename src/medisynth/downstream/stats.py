@@ -4,7 +4,8 @@
   initialisation seed and batch order, so runs pair up; a paired t-test
   (``scipy.stats.ttest_rel``) and, from 6 pairs on, a Wilcoxon signed-rank test.
   With n pairs the two-sided Wilcoxon p-value cannot go below 2 / 2**n, so it
-  cannot reach 0.05 for n <= 5: it is skipped and the reason is recorded.
+  cannot reach 0.05 for n <= 5: it is skipped and the reason is recorded. The mean
+  difference comes with its 95% confidence interval from the same t distribution.
 - ``paired_bootstrap_ci``: a percentile bootstrap over TEST IMAGES of the
   difference in a metric between two prediction sets of the same test images
   (one seed): captures test-set sampling noise, not training noise.
@@ -30,10 +31,14 @@ def paired_over_seeds(a, b) -> dict:
     diff = b - a
     out: dict = {"n_pairs": int(len(diff)), "mean_difference": float(diff.mean()) if len(diff) else None,
                  "std_difference": float(diff.std(ddof=1)) if len(diff) > 1 else None,
+                 "ci95_low": None, "ci95_high": None,
                  "t_statistic": None, "t_test_p": None, "wilcoxon_p": None, "notes": []}
     if len(diff) < 2:
         out["notes"].append("fewer than 2 paired seeds: no test possible")
         return out
+    # mean +- t(0.975, n-1) * s / sqrt(n): the interval the paired t-test inverts
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    out["ci95_low"], out["ci95_high"] = float(diff.mean() - half), float(diff.mean() + half)
     if np.allclose(diff, diff[0]):
         out["notes"].append("the difference is identical for every seed: the t-test is undefined")
     else:
