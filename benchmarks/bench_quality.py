@@ -1,0 +1,758 @@
+#!/usr/bin/env python3
+"""The benchmark that decides which generator medisynth recommends: every model, the same data,
+the same wall-clock budget, judged by measures none of which uses the generator's own networks.
+
+Protocol (README, "Benchmark: which generator?"):
+- data (``--data``): ``ct``, the CT kidney set prepared at 64 px grayscale and made imbalanced the
+  way real data is (Stone and Tumor cut to 30 TRAINING images each, seeded; val/test untouched);
+  ``phantom``, the fundus phantom (EyePACS grade proportions) prepared at 64 px RGB.
+- models (``--models``): ``dcgan``, ``wgan-gp`` and ``lkgan-small`` one model per class (the budget
+  split over the classes, so the total is the same), ``cgan``, ``fastgan``, ``conv-cvae``, and
+  ``diffusion`` with its DDPM recipe and with ``--hp recipe=edm``. A model this checkout does not
+  have is listed with a one-line note, in the log and in the table, never dropped.
+- each (model, data, seed): ``medisynth.train`` for ``--minutes`` of wall clock, then
+  ``medisynth.sample`` per class: as many images as the class has real training images (the
+  evaluation set, in the real class proportions) or as many as it needs to reach the largest class
+  (the top-up for the utility figure), whichever is more.
+- measures, in ONE feature space per data set: the penultimate layer of medisynth's domain
+  classifier (``medisynth.classifier.domain_classifier``: a SmallResNet trained once on the real
+  training split, cached under ``--work``):
+  KID and precision/recall (k = 5) of the evaluation set against the real training split;
+  CAS, that classifier's accuracy and balanced accuracy on every synthetic image (label = the class
+  asked for), beside its accuracy on the real test split;
+  near-copy share, the fraction of synthetic images ``NearCopyFilter`` (``medisynth sample
+  --max-similarity``) flags against the training split, beside the same share for real test images;
+  utility, the utility study's classifier (``medisynth.utility.run.fit_protocol``) trained on the
+  real training split with class-balanced oversampling (``real-balanced``) against the same
+  classifier, same seed, trained on the real training split topped up with synthetic images to the
+  largest class (``real+synthetic``); both scored on the REAL test split. The seed fixes the
+  generator's training, its sampling and the classifiers, so the two protocols pair up per seed;
+  the table gives the mean difference in balanced accuracy and its 95% paired-t interval.
+- a "real test split" row scores the real held-out images with the same measures: the figures a
+  perfect generator would approach.
+
+Results accumulate in ``--results`` (JSON, one record per model x data x budget x seed x device
+kind); ``--table`` writes the markdown table (mean +- std over seeds) beside it and prints it, and a
+labelled sample grid per model (one row per class) lies in ``grids/`` beside it.
+
+    python benchmarks/bench_quality.py --models cgan,dcgan --data ct --minutes 2 --seeds 2
+    python benchmarks/bench_quality.py --device cuda --minutes 1                # every model, both sets
+    python benchmarks/bench_quality.py --table                                  # the table only
+    python benchmarks/bench_quality.py --smoke --work /tmp/bq                   # ~1 min end to end
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = "medisynth.bench_quality/1"
+CT_FOLDER = "CT_Kidney_Normal_Cyst_Tumor_Stone"
+CT_CUT = {"Stone": 30, "Tumor": 30}  # training images kept of these classes: the imbalance of real data
+DATA_SETS = ("ct", "phantom")
+REAL_ROW = "real test split"
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """One row of the table: a medisynth model, how it is trained, and its hyper-parameter overrides."""
+
+    key: str
+    model: str
+    per_class: bool = False
+    hyper: tuple[tuple[str, object], ...] = ()
+
+    def hyper_dict(self) -> dict:
+        return dict(self.hyper)
+
+
+MODELS = {m.key: m for m in (
+    BenchModel("dcgan", "dcgan", per_class=True),
+    BenchModel("cgan", "cgan"),
+    BenchModel("fastgan", "fastgan"),
+    BenchModel("wgan-gp", "wgan-gp", per_class=True),
+    BenchModel("lkgan-small", "lkgan-small", per_class=True),
+    BenchModel("conv-cvae", "conv-cvae"),
+    BenchModel("diffusion-ddpm", "diffusion"),
+    BenchModel("diffusion-edm", "diffusion", hyper=(("recipe", "edm"),)),
+)}
+
+
+@dataclass
+class Settings:
+    """Everything a record depends on besides (model, data, seed); written into each record."""
+
+    minutes: float = 10.0
+    device: str = "auto"
+    phantom_n: int = 1000
+    size: int = 64
+    domain_epochs: int = 30
+    classifier_width: int = 32  # SmallResNet width of the judge and the utility classifiers (their default)
+    clf_epochs: int = 30  # the utility study's defaults
+    clf_patience: int = 10
+    clf_minutes: Optional[float] = None
+    kid_subsets: int = 100
+    sampling_steps: Optional[int] = None  # diffusion sampling steps (None: the model's default)
+    smoke: bool = False
+    extra_hyper: dict = field(default_factory=dict)  # smoke: small networks
+
+
+def log(message: str) -> None:
+    print(f"[bench_quality] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ availability
+def unavailable_reason(bench: BenchModel) -> Optional[str]:
+    """Why this checkout cannot train ``bench`` (None when it can): checked before any work is done."""
+    import dataclasses
+
+    import medisynth as ms
+
+    if bench.model not in ms.MODEL_REGISTRY:
+        return f"model {bench.model!r} is not registered in this checkout"
+    fields = {f.name for f in dataclasses.fields(ms.MODEL_REGISTRY[bench.model].Hyper)}
+    missing = [k for k in bench.hyper_dict() if k not in fields]
+    if missing:
+        return f"{bench.model} has no hyper-parameter {', '.join(missing)} in this checkout"
+    return None
+
+
+# ------------------------------------------------------------------------------------------ data
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("MEDISYNTH_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def prepare_data(name: str, work: Path, settings: Settings, ct_source: Optional[Path]) -> Path:
+    """The prepared data set ``name`` under WORK/data (made once, then reused)."""
+    if name == "ct":
+        return prepare_ct(work / "data", settings.size, ct_source or shared_data_dir() / CT_FOLDER)
+    if name == "phantom":
+        return prepare_phantom(work / "data", settings.phantom_n, settings.size, proportions=None)
+    if name == "phantom-smoke":
+        return prepare_phantom(work / "data", settings.phantom_n, settings.size, proportions=(8, 4, 2, 2, 2))
+    import medisynth as ms
+
+    raise ms.MedisynthError(f"--data {name!r}: choose from {', '.join(DATA_SETS)}")
+
+
+def _is_prepared(folder: Path) -> bool:
+    return (folder / "manifest.json").is_file()
+
+
+def prepare_phantom(root: Path, n: int, size: int, proportions) -> Path:
+    import medisynth as ms
+
+    tag = "eyepacs" if proportions is None else "p" + "-".join(map(str, proportions))
+    out = root / f"phantom-{tag}-n{n}-{size}px"
+    if _is_prepared(out):
+        return out
+    source = root / f"phantom-{tag}-n{n}-source"
+    if not (source / "labels.csv").is_file():
+        log(f"drawing {n} phantom fundus images -> {source}")
+        ms.generate_fundus_dataset(source, n=n, size=max(size, 64), seed=0, proportions=proportions, overwrite=True)
+    log(f"preparing {source} at {size} px -> {out}")
+    ms.prepare(ms.PrepareConfig(source=source, out=out, size=size, channels=3, seed=0, workers=1))
+    return out
+
+
+def prepare_ct(root: Path, size: int, source: Path) -> Path:
+    """CT kidney at ``size`` px grayscale with Stone and Tumor cut to 30 training images each.
+
+    Prepared once whole (so val/test are exactly the full set's), written out as an image folder
+    whose labels.csv fixes every image's split, with the cut applied to the train rows, and prepared
+    again: ``medisynth prepare`` keeps a ``split`` column.
+    """
+    import pandas as pd
+
+    import medisynth as ms
+    from medisynth.io import atomic_dir, save_png
+
+    cut = "-".join(f"{c}{k}" for c, k in sorted(CT_CUT.items()))
+    out = root / f"ct-{size}px-{cut}"
+    if _is_prepared(out):
+        return out
+    if not source.is_dir():
+        raise ms.MedisynthError(f"--ct-source {source}: not found; point it at the {CT_FOLDER} folder "
+                                "(or set MEDISYNTH_SHARED_DATA), or run --data phantom only")
+    full = root / f"ct-{size}px-full"
+    if not _is_prepared(full):
+        log(f"preparing {source} at {size} px -> {full}")
+        ms.prepare(ms.PrepareConfig(source=source, out=full, size=size, channels=1, seed=0, workers=1))
+    data = ms.PreparedDataset(full, split=None)
+    index = data.index
+    missing = [c for c in CT_CUT if c not in data.class_names]
+    if missing:
+        raise ms.MedisynthError(f"{full}: no class {', '.join(missing)}; --ct-source must be the {CT_FOLDER} set")
+    rng = np.random.default_rng(0)
+    keep = np.ones(len(index), dtype=bool)
+    for class_name, count in CT_CUT.items():
+        rows = np.nonzero(((index["class_name"] == class_name) & (index["split"] == "train")).to_numpy())[0]
+        if len(rows) > count:
+            keep[np.setdiff1d(rows, rng.choice(rows, count, replace=False))] = False
+    images = data.images_uint8()
+    folder = root / f"ct-{size}px-{cut}-source"
+    if not (folder / "labels.csv").is_file():
+        with atomic_dir(folder, overwrite=True) as tmp:
+            (tmp / "images").mkdir()
+            rows = []
+            for i in np.nonzero(keep)[0]:
+                row = index.iloc[i]
+                save_png(tmp / "images" / f"{row['id']}.png", images[i])
+                rows.append({"image": f"{row['id']}.png", "label": row["class_name"], "split": row["split"],
+                             "group": row["group"]})
+            pd.DataFrame(rows).to_csv(tmp / "labels.csv", index=False)
+    log(f"preparing the imbalanced CT set ({', '.join(f'{c}: {k}' for c, k in CT_CUT.items())} training images) -> {out}")
+    ms.prepare(ms.PrepareConfig(source=folder, out=out, size=size, channels=1, preprocess="none", seed=0,
+                                classes=list(data.class_names), workers=1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the fixed judge
+@dataclass
+class Judge:
+    """The real data of one data set and the one feature space every model of it is judged in."""
+
+    name: str
+    root: Path
+    content_hash: str
+    real: object  # medisynth.utility.data.RealData
+    classifier: object  # the domain classifier (SmallResNet)
+    feature_space_id: str
+    train_features: np.ndarray
+    copy_filter: object  # NearCopyFilter on the training split
+    reference: dict  # the real test split scored like a model
+
+
+def build_judge(name: str, root: Path, work: Path, settings: Settings, device) -> Judge:
+    import medisynth as ms
+    from medisynth.classifier import domain_classifier, extract_features
+    from medisynth.metrics.memorization import NearCopyFilter
+    from medisynth.utility.data import load_real
+
+    manifest = ms.Manifest.load(root)
+    real = load_real(root)
+    log(f"{name}: train {np.bincount(real.train.labels, minlength=len(real.class_names)).tolist()}, "
+        f"val {len(real.val)}, test {np.bincount(real.test.labels, minlength=len(real.class_names)).tolist()} "
+        f"({', '.join(real.class_names)})")
+    classifier = domain_classifier(root, cache_dir=work / "cache", device=device, seed=0,
+                                   epochs=settings.domain_epochs, width=settings.classifier_width, progress=False)
+    space_id = _weights_id(classifier)
+    feature_file = work / "cache" / "features" / f"{manifest.content_hash[:16]}-{space_id}.npy"
+    if feature_file.is_file():
+        train_features = np.load(feature_file)
+    else:
+        train_features = extract_features(classifier, real.train.images, device=device)
+        feature_file.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        np.save(buf, train_features)
+        from medisynth.io import atomic_write_bytes
+
+        atomic_write_bytes(feature_file, buf.getvalue())
+    copy_filter = NearCopyFilter(real.train.images.permute(0, 2, 3, 1))
+    judge = Judge(name, root, manifest.content_hash, real, classifier, space_id, train_features, copy_filter, {})
+    test = real.test
+    judge.reference = score_images(judge, test.images, test.labels, device, seed=0)
+    return judge
+
+
+def _weights_id(model) -> str:
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def score_images(judge: Judge, images, labels, device, seed: int, eval_mask: Optional[np.ndarray] = None) -> dict:
+    """KID and precision/recall of ``images[eval_mask]`` (default: all), CAS and near-copy share of all ``images``.
+
+    ``eval_mask`` picks the evaluation set: synthetic images in the real training proportions.
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from medisynth.classifier import extract_features, predict_proba
+    from medisynth.metrics.kid import kid_from_features
+    from medisynth.metrics.prdc import prdc
+
+    eval_mask = np.ones(len(images), dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
+    features = extract_features(judge.classifier, images, device=device)
+    predicted = predict_proba(judge.classifier, images, device=device).argmax(1)
+    kid_mean, kid_std = kid_from_features(judge.train_features, features[eval_mask], subsets=100,
+                                          subset_size=1000, seed=seed)
+    pr = prdc(judge.train_features, features[eval_mask], k=5)
+    flagged = ~judge.copy_filter.keep(images)
+    return {
+        "n_images": int(len(images)), "n_eval": int(eval_mask.sum()),
+        "kid": kid_mean, "kid_std_over_subsets": kid_std,
+        "precision": pr["precision"], "recall": pr["recall"], "density": pr["density"], "coverage": pr["coverage"],
+        "cas_accuracy": float(accuracy_score(labels, predicted)),
+        "cas_balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "near_copy_share": float(flagged.mean()),
+        "near_copy_threshold": float(judge.copy_filter.threshold),
+    }
+
+
+# ------------------------------------------------------------------------------------------ one record
+def utility_config(judge: Judge, settings: Settings, work: Path):
+    import medisynth as ms
+
+    # out is never written: fit_protocol trains and scores one classifier and writes nothing
+    return ms.UtilityConfig(real=judge.root, out=work / "unused-utility-report", epochs=settings.clf_epochs,
+                            patience=settings.clf_patience, width=settings.classifier_width,
+                            time_budget_per_run_s=None if settings.clf_minutes is None else settings.clf_minutes * 60,
+                            progress=False)
+
+
+def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) -> dict:
+    """The oversampling classifier of ``seed`` (``real-balanced``): one per data set and seed, cached."""
+    from medisynth.io import read_json, write_json
+    from medisynth.utility.run import fit_protocol
+
+    config = utility_config(judge, settings, work)
+    recipe = f"e{config.epochs}-p{config.patience}-t{config.time_budget_per_run_s}-{config.model}-w{config.width}"
+    path = work / "cache" / "baselines" / f"{judge.content_hash[:16]}-{recipe}-{device.type}-s{seed}.json"
+    if path.is_file():
+        return read_json(path)
+    log(f"{judge.name}: oversampling baseline, seed {seed}")
+    record, _ = fit_protocol("real-balanced", seed, judge.real, None, config, device)
+    write_json(path, record)
+    return record
+
+
+def sample_counts(judge: Judge) -> tuple[dict[str, int], dict[str, int]]:
+    """(images to sample per class, evaluation images per class): the real training count of a class
+    (the evaluation set) or its shortfall to the largest class (the top-up), whichever is larger."""
+    counts = np.bincount(judge.real.train.labels, minlength=len(judge.real.class_names))
+    names = judge.real.class_names
+    evaluation = {names[c]: int(counts[c]) for c in range(len(names))}
+    topup = {names[c]: int(counts.max() - counts[c]) for c in range(len(names))}
+    return {n: max(evaluation[n], topup[n]) for n in names}, evaluation
+
+
+def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, work: Path, grids: Path,
+               device) -> dict:
+    import medisynth as ms
+    from medisynth.utility.data import load_image_folder
+    from medisynth.utility.run import fit_protocol
+
+    budget = settings.minutes
+    tag = f"{judge.name}/{bench.key}/{budget:g}min-{device.type}-s{seed}"
+    run_dir, sample_dir = work / "runs" / tag, work / "samples" / tag
+    classes = [c for c, n in zip(judge.real.class_names, np.bincount(judge.real.train.labels,
+                                                                       minlength=len(judge.real.class_names))) if n]
+    minutes = budget / len(classes) if bench.per_class else budget  # the same total for per-class runs
+    log(f"{tag}: training {bench.model}{' per class' if bench.per_class else ''} for {budget:g} min"
+        + (f" ({minutes:.2f} min per class)" if bench.per_class else ""))
+    clock = time.perf_counter()
+    result = ms.train(ms.TrainConfig(
+        data=judge.root, model=bench.model, out=run_dir, minutes=minutes, per_class=bench.per_class,
+        hyper={**bench.hyper_dict(), **settings.extra_hyper.get(bench.model, {})}, seed=seed, device=str(device),
+        sample_every=0, checkpoint_every=10**9, progress=False,
+        overwrite=True,  # the benchmark's own scratch run of a record not in the results file
+    ))
+    train_wall = time.perf_counter() - clock
+    per_class_counts, eval_counts = sample_counts(judge)
+    options = {"steps": settings.sampling_steps} if settings.sampling_steps and bench.model == "diffusion" else {}
+    clock = time.perf_counter()
+    ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=per_class_counts, seed=seed, device=str(device),
+                              progress=False, overwrite=True, **options))
+    sample_seconds = time.perf_counter() - clock
+    real = judge.real
+    synthetic = load_image_folder(sample_dir, real.class_names, real.image_size, real.channels)
+    eval_mask = np.zeros(len(synthetic), dtype=bool)
+    for c, name in enumerate(real.class_names):  # the first images of each class, in the real proportions
+        eval_mask[np.nonzero(synthetic.labels == c)[0][:eval_counts[name]]] = True
+    log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; sampled {len(synthetic)} images in "
+        f"{sample_seconds:.0f} s; scoring")
+    measures = score_images(judge, synthetic.images, synthetic.labels, device, seed, eval_mask)
+    grid = write_grid(grids / f"{judge.name}_{bench.key}_{budget:g}min_{device.type}_s{seed}.png", synthetic,
+                      real.class_names, f"{bench.key}, {judge.name}, {budget:g} min, seed {seed}")
+    base = baseline(judge, seed, settings, work, device)
+    log(f"{tag}: real + synthetic classifier, seed {seed}")
+    topped, _ = fit_protocol("real+synthetic", seed, real, synthetic, utility_config(judge, settings, work), device)
+    measures.update({
+        "oversampled_balanced_accuracy": base["metrics"]["balanced_accuracy"],
+        "real_synthetic_balanced_accuracy": topped["metrics"]["balanced_accuracy"],
+        "balanced_accuracy_difference": topped["metrics"]["balanced_accuracy"] - base["metrics"]["balanced_accuracy"],
+        "oversampled_accuracy": base["metrics"]["accuracy"],
+        "real_synthetic_accuracy": topped["metrics"]["accuracy"],
+    })
+    return {
+        "model": bench.key, "generator": bench.model, "per_class": bench.per_class,
+        "hyper": read_hyper(run_dir), "data": judge.name, "data_hash": judge.content_hash,
+        "budget_minutes": budget, "seed": seed, "device_kind": device.type, "device": device_name(device),
+        "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
+        "train": {"steps": result.steps, "seconds": round(result.seconds, 1), "wall_seconds": round(train_wall, 1),
+                  "images_per_second": round(result.images_per_second, 1)},
+        "sample": {"images": len(synthetic), "seconds": round(sample_seconds, 1), "per_class": per_class_counts},
+        "measures": measures,
+        "utility": {"oversampled": base, "real_synthetic": topped},
+        "grid": str(grid.relative_to(grids.parent)),
+    }
+
+
+def read_hyper(run_dir: Path) -> dict:
+    """The model's resolved hyper-parameters as the run recorded them (per-class: the first class's)."""
+    from medisynth.io import read_json
+
+    info = read_json(run_dir / "model.json")
+    if info.get("per_class"):
+        first = next(iter(info["classes"].values()))
+        info = read_json(run_dir / first / "model.json")
+    return info.get("hyper", {})
+
+
+def write_grid(path: Path, synthetic, class_names: list[str], title: str, columns: int = 8) -> Path:
+    """One row per class (the first ``columns`` images sampled for it), the class name beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from medisynth.io import atomic_write_bytes
+    from medisynth.training.logging import image_grid
+
+    rows = len(class_names)
+    fig, axes = plt.subplots(rows, 1, figsize=(columns * 0.9 + 1.2, rows * 0.95 + 0.4), squeeze=False)
+    for c, name in enumerate(class_names):
+        picked = synthetic.images[torch.from_numpy(np.nonzero(synthetic.labels == c)[0][:columns])]
+        ax = axes[c, 0]
+        if len(picked):
+            row = image_grid(picked.float().div(127.5).sub(1.0), nrow=columns)
+            ax.imshow(row[..., 0] if row.shape[-1] == 1 else row, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({cpu_model()}, {os.cpu_count()} cores)"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_name() -> str:
+    return platform.node()
+
+
+def git_commit() -> Optional[str]:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def settings_json(settings: Settings) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(settings)
+
+
+# ------------------------------------------------------------------------------------------ results file
+def load_results(path: Path) -> dict:
+    from medisynth.io import read_json
+
+    if not path.is_file():
+        return {"schema": SCHEMA, "records": [], "references": {}}
+    results = read_json(path)
+    if results.get("schema") != SCHEMA:
+        import medisynth as ms
+
+        raise ms.MedisynthError(f"--results {path}: not a bench_quality results file (schema {results.get('schema')!r}); "
+                                "choose another --results")
+    return results
+
+
+def record_key(record: dict) -> tuple:
+    return record["model"], record["data"], float(record["budget_minutes"]), int(record["seed"]), record["device_kind"]
+
+
+def save_record(path: Path, record: dict) -> None:
+    """Re-read the file and add the record (replacing one with the same key), atomically."""
+    from medisynth.io import write_json
+
+    results = load_results(path)
+    results["records"] = [r for r in results["records"] if record_key(r) != record_key(record)] + [record]
+    write_json(path, results)
+
+
+def save_reference(path: Path, judge: Judge) -> None:
+    from medisynth.io import write_json
+
+    results = load_results(path)
+    results.setdefault("references", {})[judge.name] = {
+        "data_hash": judge.content_hash, "feature_space_id": judge.feature_space_id, "class_names": judge.real.class_names,
+        "train_counts": np.bincount(judge.real.train.labels, minlength=len(judge.real.class_names)).tolist(),
+        "test_counts": np.bincount(judge.real.test.labels, minlength=len(judge.real.class_names)).tolist(),
+        "measures": judge.reference,
+    }
+    write_json(path, results)
+
+
+# ------------------------------------------------------------------------------------------ the table
+COLUMNS = (  # (header, measure key, digits)
+    ("KID", "kid", 4),
+    ("precision", "precision", 2),
+    ("recall", "recall", 2),
+    ("CAS acc.", "cas_accuracy", 2),
+    ("CAS bal. acc.", "cas_balanced_accuracy", 2),
+    ("near-copy share", "near_copy_share", 3),
+    ("bal. acc. oversampled", "oversampled_balanced_accuracy", 3),
+    ("bal. acc. real+synthetic", "real_synthetic_balanced_accuracy", 3),
+)
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    mean = float(np.mean(values))
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
+
+
+def make_table(results: dict, models: list[str], notes: dict[str, str], data_names: Optional[list[str]] = None) -> str:
+    """Markdown: per (data set, budget, device kind) one table, model x measure, mean ± std over seeds."""
+    from medisynth.utility.stats import paired_over_seeds
+
+    records = results["records"]
+    groups = sorted({(r["data"], float(r["budget_minutes"]), r["device_kind"]) for r in records})
+    names = data_names or sorted({g[0] for g in groups})
+    lines = ["<!-- written by benchmarks/bench_quality.py --table; numbers from the results file, never by hand -->"]
+    for data in names:
+        data_groups = [g for g in groups if g[0] == data] or [(data, None, None)]
+        for _, budget, kind in data_groups:
+            chosen = [r for r in records if (r["data"], float(r["budget_minutes"]), r["device_kind"]) == (data, budget, kind)]
+            ref = results.get("references", {}).get(data)
+            lines.append("")
+            if budget is None:
+                lines.append(f"### {data}: no results yet")
+            else:
+                devices = sorted({r["device"] for r in chosen})
+                machines = sorted({r["machine"] for r in chosen})
+                lines.append(f"### {data}: {budget:g} min of training per model, {kind} ({'; '.join(devices)}; "
+                             f"machine {', '.join(machines)})")
+            if ref:
+                counts = ", ".join(f"{n} {k}" for n, k in zip(ref["class_names"], ref["train_counts"]))
+                tests = ", ".join(f"{n} {k}" for n, k in zip(ref["class_names"], ref["test_counts"]))
+                lines.append(f"Training split: {counts}; test split: {tests}.")
+            spaces = {r["feature_space_id"] for r in chosen} | ({ref["feature_space_id"]} if ref else set())
+            if len(spaces) > 1:
+                lines.append(f"**Warning:** these records were judged in {len(spaces)} different feature spaces "
+                             f"({', '.join(sorted(spaces))}); KID and precision/recall compare only within one.")
+            lines.append("")
+            header = ["model", "seeds", "steps"] + [c[0] for c in COLUMNS] + ["Δ bal. acc. (95% CI)", "grid"]
+            lines.append("| " + " | ".join(header) + " |")
+            lines.append("|" + "---|" * len(header))
+            if ref:
+                m = ref["measures"]
+                cells = [REAL_ROW, "-", "-"] + [
+                    _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-", "-"]
+                lines.append("| " + " | ".join(cells) + " |")
+            for model in models:
+                rows = sorted((r for r in chosen if r["model"] == model), key=lambda r: r["seed"])
+                if not rows:
+                    why = notes.get(model) or "not run yet"
+                    lines.append(f"| {model} | 0 | " + " | ".join(["-"] * (len(header) - 4)) + f" | not run: {why} |")
+                    continue
+                seeds = [r["seed"] for r in rows]
+                cells = [model, str(len(rows)), _mean_std([r["train"]["steps"] for r in rows], 0)]
+                cells += [_mean_std([r["measures"][key] for r in rows], digits) for _, key, digits in COLUMNS]
+                paired = paired_over_seeds([r["measures"]["oversampled_balanced_accuracy"] for r in rows],
+                                           [r["measures"]["real_synthetic_balanced_accuracy"] for r in rows])
+                if paired["ci95_low"] is None:
+                    cells.append(f"{paired['mean_difference']:+.3f} (1 seed: no interval)")
+                else:
+                    cells.append(f"{paired['mean_difference']:+.3f} [{paired['ci95_low']:+.3f}, {paired['ci95_high']:+.3f}]")
+                cells.append(f"[seed {seeds[0]}]({rows[0]['grid']})")
+                lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "KID and precision/recall: the evaluation set (as many synthetic images per class as the class has real "
+        "training images) against the real training split, in the domain classifier's penultimate features. "
+        "CAS: that classifier's accuracy on all synthetic images (label = the class asked for); in the "
+        f"'{REAL_ROW}' row, its accuracy on the real test split. Near-copy share: synthetic images "
+        "NearCopyFilter flags against the training split. Balanced accuracies: the utility study's classifier on "
+        "the real test split, trained with oversampling or with synthetic top-up; Δ = real+synthetic - "
+        "oversampled, mean over paired seeds with its 95% paired-t interval. ± is the standard deviation over seeds.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(results_path: Path, models: list[str], notes: dict[str, str], data_names=None) -> str:
+    from medisynth.io import atomic_write_text
+
+    table = make_table(load_results(results_path), models, notes, data_names)
+    atomic_write_text(results_path.with_suffix(".md"), table)
+    return table
+
+
+# ------------------------------------------------------------------------------------------ command line
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2; ``0,2,5`` -> those seeds."""
+    import medisynth as ms
+
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise ms.MedisynthError(f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list (0,1,2)") from None
+    if not seeds or min(seeds) < 0:
+        raise ms.MedisynthError(f"--seeds {text!r}: give at least one seed, none negative")
+    return seeds
+
+
+def parse_list(text: str, allowed, flag: str) -> list[str]:
+    import medisynth as ms
+
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in items if s not in allowed]
+    if unknown or not items:
+        raise ms.MedisynthError(f"{flag} {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
+    return items
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    parser.add_argument("--data", default=",".join(DATA_SETS), help="ct,phantom (or one of them)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model (per-class runs share it)")
+    parser.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,1,2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work",
+                        help="prepared data, runs, samples and caches (default benchmarks/.work, ignored by git)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="results JSON, accumulated across invocations (default benchmarks/results/bench_quality.json; "
+                             "--smoke: WORK/results.json); the table goes beside it as .md, grids in grids/")
+    parser.add_argument("--table", action="store_true", help="only print and write the table from --results")
+    parser.add_argument("--rerun", action="store_true", help="run records already in the results file again (replacing them)")
+    parser.add_argument("--ct-source", type=Path, default=None,
+                        help=f"the {CT_FOLDER} folder (default $MEDISYNTH_SHARED_DATA or ../shared/data beside the repo)")
+    parser.add_argument("--phantom-n", type=int, default=1000, help="phantom fundus images (EyePACS proportions)")
+    parser.add_argument("--domain-epochs", type=int, default=30, help="epochs of the domain classifier (the judge)")
+    parser.add_argument("--clf-epochs", type=int, default=30, help="epochs of each utility classifier")
+    parser.add_argument("--clf-minutes", type=float, default=None, help="optional time limit per utility classifier")
+    parser.add_argument("--sampling-steps", type=int, default=None, help="diffusion sampling steps (default: the model's)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="cgan and dcgan for a few seconds on a tiny phantom set, 2 seeds (about a minute)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    import medisynth as ms
+
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except ms.MedisynthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    import torch
+
+    from medisynth.device import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = Settings(minutes=args.minutes, device=args.device, phantom_n=args.phantom_n,
+                        domain_epochs=args.domain_epochs, clf_epochs=args.clf_epochs, clf_minutes=args.clf_minutes,
+                        sampling_steps=args.sampling_steps)
+    models = parse_list(args.models, list(MODELS), "--models")
+    data_names = parse_list(args.data, DATA_SETS, "--data")
+    seeds = parse_seeds(args.seeds)
+    results_path = args.results or REPO / "benchmarks" / "results" / "bench_quality.json"
+    if args.smoke:  # the plumbing end to end in about a minute; numbers mean nothing
+        models, data_names, seeds = ["cgan", "dcgan"], ["phantom-smoke"], [0, 1]
+        settings = replace(settings, minutes=0.05, phantom_n=100, size=32, domain_epochs=2, classifier_width=8, clf_epochs=2,
+                           clf_patience=2, smoke=True, extra_hyper={"cgan": {"width": 16}, "dcgan": {"width": 16}})
+        results_path = args.results or args.work / "results.json"
+    if not math.isfinite(settings.minutes) or settings.minutes <= 0:
+        raise_error(f"--minutes {args.minutes}: give a positive number of minutes")
+    notes = {key: reason for key in MODELS if (reason := unavailable_reason(MODELS[key]))}
+    if args.table:
+        table = write_table(results_path, list(MODELS), notes)
+        print(table)
+        log(f"table -> {results_path.with_suffix('.md')}")
+        return 0
+    load_results(results_path)  # a wrong --results fails now, not after an hour of training
+    device = resolve_device(args.device)
+    for key in models:
+        if key in notes:
+            log(f"{key}: not available in this checkout ({notes[key]}); skipped, and the table says so")
+    runnable = [key for key in models if key not in notes]
+    done = {record_key(r) for r in load_results(results_path)["records"]}
+    grids = results_path.parent / "grids"
+    for data_name in data_names:
+        root = prepare_data(data_name, args.work, settings, args.ct_source)
+        judge = build_judge(data_name, root, args.work, settings, device)
+        save_reference(results_path, judge)
+        for key in runnable:
+            for seed in seeds:
+                if (key, data_name, float(settings.minutes), seed, device.type) in done and not args.rerun:
+                    log(f"{data_name}/{key} seed {seed}: already in {results_path}; skipped (--rerun runs it again)")
+                    continue
+                record = run_record(MODELS[key], judge, seed, settings, args.work, grids, device)
+                save_record(results_path, record)
+                m = record["measures"]
+                log(f"{data_name}/{key} seed {seed}: KID {m['kid']:.4f}, precision {m['precision']:.2f}, "
+                    f"recall {m['recall']:.2f}, CAS {m['cas_accuracy']:.2f}, near copies {m['near_copy_share']:.3f}, "
+                    f"bal. acc. {m['oversampled_balanced_accuracy']:.3f} -> {m['real_synthetic_balanced_accuracy']:.3f}")
+    table_models = list(MODELS) if not args.smoke else models
+    table = write_table(results_path, table_models, notes, None if not args.smoke else data_names)
+    print(table)
+    log(f"results -> {results_path}; table -> {results_path.with_suffix('.md')}; grids -> {grids}")
+    return 0
+
+
+def raise_error(message: str) -> None:
+    import medisynth as ms
+
+    raise ms.MedisynthError(message)
+
+
+if __name__ == "__main__":  # prepare may spawn worker processes: this guard is required
+    sys.exit(main())

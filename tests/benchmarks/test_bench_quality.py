@@ -1,0 +1,95 @@
+"""benchmarks/bench_quality.py: the smoke run end to end, and the table built from a results file."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from medisynth.errors import MedisynthError
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quality.py"
+MEASURES = ("kid", "precision", "recall", "cas_accuracy", "cas_balanced_accuracy", "near_copy_share",
+            "oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
+    assert bench.main(["--smoke", "--work", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    records = results["records"]
+    assert sorted((r["model"], r["seed"]) for r in records) == [("cgan", 0), ("cgan", 1), ("dcgan", 0), ("dcgan", 1)]
+    for r in records:
+        assert r["budget_minutes"] == 0.05 and r["device_kind"] == "cpu" and r["device"].startswith("CPU")
+        for key in MEASURES:
+            assert math.isfinite(r["measures"][key]), (r["model"], key)
+        assert r["train"]["steps"] >= 1 and (tmp_path / r["grid"]).is_file()
+    assert {r["per_class"] for r in records if r["model"] == "dcgan"} == {True}
+    reference = results["references"]["phantom-smoke"]["measures"]
+    assert all(math.isfinite(reference[k]) for k in ("kid", "precision", "recall", "cas_accuracy", "near_copy_share"))
+
+    table = (tmp_path / "results.md").read_text()
+    assert table in capsys.readouterr().out
+    for header, _, _ in bench.COLUMNS:
+        assert header in table
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    for model in ("cgan", "dcgan"):
+        cells = rows[model].strip("| ").split(" | ")
+        assert cells[1] == "2"  # seeds
+        numbers = [float(c.split(" ± ")[0]) for c in cells[3:3 + len(bench.COLUMNS)]]
+        assert all(math.isfinite(x) for x in numbers)
+        assert "[" in cells[-2] and "grids/" in cells[-1]  # the CI and the grid link
+
+    # the table alone lists every benchmark model: those not run (or not in this checkout) say so
+    assert bench.main(["--table", "--results", str(tmp_path / "results.json")]) == 0
+    table = (tmp_path / "results.md").read_text()
+    for key in bench.MODELS:
+        assert f"| {key} |" in table
+    assert "| fastgan | 0 |" in table and "not run:" in table.split("| fastgan |")[1].splitlines()[0]
+
+
+def _record(model: str, seed: int, base: float, topped: float) -> dict:
+    measures = {key: 0.5 for key in MEASURES}
+    measures.update(oversampled_balanced_accuracy=base, real_synthetic_balanced_accuracy=topped,
+                    balanced_accuracy_difference=topped - base)
+    return {"model": model, "data": "ct", "budget_minutes": 2.0, "seed": seed, "device_kind": "cpu",
+            "device": "CPU (x, 2 cores)", "machine": "m", "feature_space_id": "abc", "train": {"steps": 10},
+            "measures": measures, "grid": f"grids/ct_{model}_s{seed}.png"}
+
+
+def test_table_pairs_seeds_and_gives_the_t_interval(bench):
+    from scipy import stats
+
+    base, topped = [0.70, 0.74, 0.72], [0.75, 0.76, 0.78]
+    results = {"records": [_record("cgan", s, b, t) for s, (b, t) in enumerate(zip(base, topped))], "references": {}}
+    table = bench.make_table(results, ["cgan", "fastgan"], {"fastgan": "model 'fastgan' is not registered"})
+    diff = [t - b for b, t in zip(base, topped)]
+    low, high = stats.t.interval(0.95, 2, loc=sum(diff) / 3, scale=stats.sem(diff))
+    assert f"+{sum(diff) / 3:.3f} [{low:+.3f}, {high:+.3f}]" in table
+    assert "| cgan | 3 |" in table
+    assert "not run: model 'fastgan' is not registered" in table
+
+
+def test_bad_flags_are_one_line_errors(bench, tmp_path, capsys):
+    assert bench.main(["--models", "nope", "--work", str(tmp_path)]) == 2
+    assert bench.main(["--seeds", "two", "--work", str(tmp_path)]) == 2
+    assert bench.main(["--data", "mri", "--work", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("error: --") for line in err)
+    with pytest.raises(MedisynthError):
+        bench.parse_seeds("-1,2")
