@@ -58,12 +58,15 @@ from typing import Optional
 
 import numpy as np
 
+from medisynth.errors import MedisynthError  # cheap: `import medisynth` loads nothing else eagerly
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "medisynth.bench_quality/1"
 CT_FOLDER = "CT_Kidney_Normal_Cyst_Tumor_Stone"
 CT_CUT = {"Stone": 30, "Tumor": 30}  # training images kept of these classes: the imbalance of real data
 DATA_SETS = ("ct", "phantom")
 REAL_ROW = "real test split"
+KID_SUBSETS, KID_SUBSET_SIZE, PRDC_K = 100, 1000, 5  # evaluate's defaults
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,6 @@ class Settings:
     clf_epochs: int = 30  # the utility study's defaults
     clf_patience: int = 10
     clf_minutes: Optional[float] = None
-    kid_subsets: int = 100
     sampling_steps: Optional[int] = None  # diffusion sampling steps (None: the model's default)
     smoke: bool = False
     extra_hyper: dict = field(default_factory=dict)  # smoke: small networks
@@ -143,9 +145,7 @@ def prepare_data(name: str, work: Path, settings: Settings, ct_source: Optional[
         return prepare_phantom(work / "data", settings.phantom_n, settings.size, proportions=None)
     if name == "phantom-smoke":
         return prepare_phantom(work / "data", settings.phantom_n, settings.size, proportions=(8, 4, 2, 2, 2))
-    import medisynth as ms
-
-    raise ms.MedisynthError(f"--data {name!r}: choose from {', '.join(DATA_SETS)}")
+    raise MedisynthError(f"--data {name!r}: choose from {', '.join(DATA_SETS)}")
 
 
 def _is_prepared(folder: Path) -> bool:
@@ -185,7 +185,7 @@ def prepare_ct(root: Path, size: int, source: Path) -> Path:
     if _is_prepared(out):
         return out
     if not source.is_dir():
-        raise ms.MedisynthError(f"--ct-source {source}: not found; point it at the {CT_FOLDER} folder "
+        raise MedisynthError(f"--ct-source {source}: not found; point it at the {CT_FOLDER} folder "
                                 "(or set MEDISYNTH_SHARED_DATA), or run --data phantom only")
     full = root / f"ct-{size}px-full"
     if not _is_prepared(full):
@@ -195,7 +195,7 @@ def prepare_ct(root: Path, size: int, source: Path) -> Path:
     index = data.index
     missing = [c for c in CT_CUT if c not in data.class_names]
     if missing:
-        raise ms.MedisynthError(f"{full}: no class {', '.join(missing)}; --ct-source must be the {CT_FOLDER} set")
+        raise MedisynthError(f"{full}: no class {', '.join(missing)}; --ct-source must be the {CT_FOLDER} set")
     rng = np.random.default_rng(0)
     keep = np.ones(len(index), dtype=bool)
     for class_name, count in CT_CUT.items():
@@ -290,9 +290,9 @@ def score_images(judge: Judge, images, labels, device, seed: int, eval_mask: Opt
     eval_mask = np.ones(len(images), dtype=bool) if eval_mask is None else np.asarray(eval_mask, dtype=bool)
     features = extract_features(judge.classifier, images, device=device)
     predicted = predict_proba(judge.classifier, images, device=device).argmax(1)
-    kid_mean, kid_std = kid_from_features(judge.train_features, features[eval_mask], subsets=100,
-                                          subset_size=1000, seed=seed)
-    pr = prdc(judge.train_features, features[eval_mask], k=5)
+    kid_mean, kid_std = kid_from_features(judge.train_features, features[eval_mask], subsets=KID_SUBSETS,
+                                          subset_size=KID_SUBSET_SIZE, seed=seed)
+    pr = prdc(judge.train_features, features[eval_mask], k=PRDC_K)
     flagged = ~judge.copy_filter.keep(images)
     return {
         "n_images": int(len(images)), "n_eval": int(eval_mask.sum()),
@@ -493,9 +493,7 @@ def load_results(path: Path) -> dict:
         return {"schema": SCHEMA, "records": [], "references": {}}
     results = read_json(path)
     if results.get("schema") != SCHEMA:
-        import medisynth as ms
-
-        raise ms.MedisynthError(f"--results {path}: not a bench_quality results file (schema {results.get('schema')!r}); "
+        raise MedisynthError(f"--results {path}: not a bench_quality results file (schema {results.get('schema')!r}); "
                                 "choose another --results")
     return results
 
@@ -628,27 +626,23 @@ def write_table(results_path: Path, models: list[str], notes: dict[str, str], da
 # ------------------------------------------------------------------------------------------ command line
 def parse_seeds(text: str) -> list[int]:
     """``3`` -> seeds 0, 1, 2; ``0,2,5`` -> those seeds."""
-    import medisynth as ms
-
     try:
         if "," in text:
             seeds = [int(s) for s in text.split(",") if s.strip()]
         else:
             seeds = list(range(int(text)))
     except ValueError:
-        raise ms.MedisynthError(f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list (0,1,2)") from None
+        raise MedisynthError(f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list (0,1,2)") from None
     if not seeds or min(seeds) < 0:
-        raise ms.MedisynthError(f"--seeds {text!r}: give at least one seed, none negative")
+        raise MedisynthError(f"--seeds {text!r}: give at least one seed, none negative")
     return seeds
 
 
 def parse_list(text: str, allowed, flag: str) -> list[str]:
-    import medisynth as ms
-
     items = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in items if s not in allowed]
     if unknown or not items:
-        raise ms.MedisynthError(f"{flag} {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
+        raise MedisynthError(f"{flag} {text!r}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
     return items
 
 
@@ -681,12 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    import medisynth as ms
-
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except ms.MedisynthError as e:
+    except MedisynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -711,7 +703,7 @@ def run(args) -> int:
                            clf_patience=2, smoke=True, extra_hyper={"cgan": {"width": 16}, "dcgan": {"width": 16}})
         results_path = args.results or args.work / "results.json"
     if not math.isfinite(settings.minutes) or settings.minutes <= 0:
-        raise_error(f"--minutes {args.minutes}: give a positive number of minutes")
+        raise MedisynthError(f"--minutes {args.minutes}: give a positive number of minutes")
     notes = {key: reason for key in MODELS if (reason := unavailable_reason(MODELS[key]))}
     if args.table:
         table = write_table(results_path, list(MODELS), notes)
@@ -746,12 +738,6 @@ def run(args) -> int:
     print(table)
     log(f"results -> {results_path}; table -> {results_path.with_suffix('.md')}; grids -> {grids}")
     return 0
-
-
-def raise_error(message: str) -> None:
-    import medisynth as ms
-
-    raise ms.MedisynthError(message)
 
 
 if __name__ == "__main__":  # prepare may spawn worker processes: this guard is required
