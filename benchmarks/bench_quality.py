@@ -572,6 +572,12 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                 counts = ", ".join(f"{n} {k}" for n, k in zip(ref["class_names"], ref["train_counts"]))
                 tests = ", ".join(f"{n} {k}" for n, k in zip(ref["class_names"], ref["test_counts"]))
                 lines.append(f"Training split: {counts}; test split: {tests}.")
+            if chosen:
+                recipes = sorted({(r["settings"]["domain_epochs"], r["settings"]["clf_epochs"],
+                                   r["settings"]["clf_minutes"], r["settings"]["classifier_width"]) for r in chosen})
+                lines.append("Classifiers (SmallResNet width w): " + "; ".join(
+                    f"judge {d} epochs, utility {c} epochs{f' or {m:g} min' if m else ''}, w {w}"
+                    for d, c, m, w in recipes) + ".")
             spaces = {r["feature_space_id"] for r in chosen} | ({ref["feature_space_id"]} if ref else set())
             if len(spaces) > 1:
                 lines.append(f"**Warning:** these records were judged in {len(spaces)} different feature spaces "

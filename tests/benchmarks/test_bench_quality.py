@@ -69,6 +69,7 @@ def _record(model: str, seed: int, base: float, topped: float) -> dict:
                     balanced_accuracy_difference=topped - base)
     return {"model": model, "data": "ct", "budget_minutes": 2.0, "seed": seed, "device_kind": "cpu",
             "device": "CPU (x, 2 cores)", "machine": "m", "feature_space_id": "abc", "train": {"steps": 10},
+            "settings": {"domain_epochs": 30, "clf_epochs": 30, "clf_minutes": None, "classifier_width": 32},
             "measures": measures, "grid": f"grids/ct_{model}_s{seed}.png"}
 
 
@@ -82,6 +83,7 @@ def test_table_pairs_seeds_and_gives_the_t_interval(bench):
     low, high = stats.t.interval(0.95, 2, loc=sum(diff) / 3, scale=stats.sem(diff))
     assert f"+{sum(diff) / 3:.3f} [{low:+.3f}, {high:+.3f}]" in table
     assert "| cgan | 3 |" in table
+    assert "judge 30 epochs, utility 30 epochs, w 32" in table
     assert "not run: model 'fastgan' is not registered" in table
 
 
