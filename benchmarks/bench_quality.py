@@ -22,7 +22,7 @@ Protocol (README, "Benchmark: which generator?"):
   asked for), beside its accuracy on the real test split;
   near-copy share, the fraction of synthetic images ``NearCopyFilter`` (``medisynth sample
   --max-similarity``) flags against the training split, beside the same share for real test images;
-  utility, the utility study's classifier (``medisynth.utility.run.fit_protocol``) trained on the
+  utility, the utility study's classifier (``medisynth.downstream.run.fit_protocol``) trained on the
   real training split with class-balanced oversampling (``real-balanced``) against the same
   classifier, same seed, trained on the real training split topped up with synthetic images to the
   largest class (``real+synthetic``); both scored on the REAL test split. The seed fixes the
@@ -228,7 +228,7 @@ class Judge:
     name: str
     root: Path
     content_hash: str
-    real: object  # medisynth.utility.data.RealData
+    real: object  # medisynth.downstream.data.RealData
     classifier: object  # the domain classifier (SmallResNet)
     feature_space_id: str
     train_features: np.ndarray
@@ -240,7 +240,7 @@ def build_judge(name: str, root: Path, work: Path, settings: Settings, device) -
     import medisynth as ms
     from medisynth.classifier import domain_classifier, extract_features
     from medisynth.metrics.memorization import NearCopyFilter
-    from medisynth.utility.data import load_real
+    from medisynth.downstream.data import load_real
 
     manifest = ms.Manifest.load(root)
     real = load_real(root)
@@ -319,7 +319,7 @@ def utility_config(judge: Judge, settings: Settings, work: Path):
 def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) -> dict:
     """The oversampling classifier of ``seed`` (``real-balanced``): one per data set and seed, cached."""
     from medisynth.io import read_json, write_json
-    from medisynth.utility.run import fit_protocol
+    from medisynth.downstream.run import fit_protocol
 
     config = utility_config(judge, settings, work)
     recipe = f"e{config.epochs}-p{config.patience}-t{config.time_budget_per_run_s}-{config.model}-w{config.width}"
@@ -345,8 +345,8 @@ def sample_counts(judge: Judge) -> tuple[dict[str, int], dict[str, int]]:
 def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, work: Path, grids: Path,
                device) -> dict:
     import medisynth as ms
-    from medisynth.utility.data import load_image_folder
-    from medisynth.utility.run import fit_protocol
+    from medisynth.downstream.data import load_image_folder
+    from medisynth.downstream.run import fit_protocol
 
     budget = settings.minutes
     tag = f"{judge.name}/{bench.key}/{budget:g}min-{device.type}-s{seed}"
@@ -549,7 +549,7 @@ def _mean_std(values: list[float], digits: int) -> str:
 
 def make_table(results: dict, models: list[str], notes: dict[str, str], data_names: Optional[list[str]] = None) -> str:
     """Markdown: per (data set, budget, device kind) one table, model x measure, mean ± std over seeds."""
-    from medisynth.utility.stats import paired_over_seeds
+    from medisynth.downstream.stats import paired_over_seeds
 
     records = results["records"]
     groups = sorted({(r["data"], float(r["budget_minutes"]), r["device_kind"]) for r in records})
