@@ -424,8 +424,8 @@ def write_grid(path: Path, synthetic, class_names: list[str], title: str, column
     import matplotlib.pyplot as plt
     import torch
 
+    from medisynth.data.images import image_grid
     from medisynth.io import atomic_write_bytes
-    from medisynth.training.logging import image_grid
 
     rows = len(class_names)
     fig, axes = plt.subplots(rows, 1, figsize=(columns * 0.9 + 1.2, rows * 0.95 + 0.4), squeeze=False)
@@ -433,8 +433,7 @@ def write_grid(path: Path, synthetic, class_names: list[str], title: str, column
         picked = synthetic.images[torch.from_numpy(np.nonzero(synthetic.labels == c)[0][:columns])]
         ax = axes[c, 0]
         if len(picked):
-            row = image_grid(picked.float().div(127.5).sub(1.0), nrow=columns)
-            ax.imshow(row[..., 0] if row.shape[-1] == 1 else row, cmap="gray", vmin=0, vmax=255)
+            ax.imshow(image_grid(picked, columns=columns))  # uint8, gray repeated to RGB
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
