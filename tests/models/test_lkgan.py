@@ -32,7 +32,7 @@ def test_training_step_is_finite_and_moves_both_networks(name, channels):
     model = build_model(name, spec, TINY)
     g_before, d_before = snapshot(model.generator), snapshot(model.discriminator)
     logs = model.training_step(tiny_batch(spec, n=2), model.configure_optimizers(), 0)
-    assert tuple(logs) == ("Loss_D", "Loss_G", "W_dist", "GP")
+    assert tuple(logs) == ("Loss_D", "Loss_G", "W_dist", "GP", "ada_p")
     assert torch.isfinite(torch.tensor(list(logs.values()))).all()
     assert changed(g_before, model.generator) and changed(d_before, model.discriminator)
 

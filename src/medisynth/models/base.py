@@ -64,6 +64,8 @@ class GenerativeModel(nn.Module):
     samples_from_noise: ClassVar[bool] = True
     #: extra keyword options ``generate`` accepts (e.g. ("guidance_scale", "steps") for diffusion)
     sampling_options: ClassVar[tuple[str, ...]] = ()
+    #: sampling is one cheap forward pass: the trainer watches a fixed batch for mode collapse
+    monitors_diversity: ClassVar[bool] = False
 
     def __init__(self, spec: DataSpec, hyper: Any):
         super().__init__()

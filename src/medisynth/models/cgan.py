@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
 from medisynth.models.layers import (
@@ -26,7 +27,7 @@ from medisynth.models.layers import (
 
 
 @dataclass
-class CGANHyper:
+class CGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     latent_dim: int = 100
     width: int = 64
     embed_dim: int = 50
@@ -34,7 +35,6 @@ class CGANHyper:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    diffaugment: str = "color,translation,cutout"
 
 
 class ConditionalGenerator(nn.Module):

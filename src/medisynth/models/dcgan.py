@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
 from medisynth.models.layers import (
@@ -20,14 +21,13 @@ from medisynth.models.layers import (
 
 
 @dataclass
-class DCGANHyper:
+class DCGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     latent_dim: int = 100
     width: int = 64  # ngf = ndf
     lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
-    diffaugment: str = "color,translation,cutout"  # "" = off
 
 
 @register_model("dcgan")

@@ -2,7 +2,12 @@
 
 Subclasses build ``self.generator`` (``forward(z, labels)``, z is N x latent_dim) and
 ``self.discriminator`` (``forward(images, labels)`` -> one logit / critic value per image)
-and declare a Hyper dataclass with at least: latent_dim, lr, lr_g, lr_d, betas, diffaugment.
+and declare a Hyper dataclass with at least: latent_dim, lr, lr_g, lr_d, betas, and the
+augmentation fields of ``medisynth.models.ada.ADAHyper`` (inherit from it).
+
+Augmentation: DiffAugment's transforms are applied with probability ``ada_p``, which adaptive
+discriminator augmentation (``medisynth.models.ada``) adjusts from D's outputs on real images;
+``ada_p`` is logged with the losses.
 
 Two training objectives:
 
@@ -27,25 +32,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from medisynth.errors import MedisynthError
+from medisynth.models.ada import AdaptiveAugment
 from medisynth.models.base import GenerativeModel
 from medisynth.models.layers import (
     check_labels, check_truncation, evaluating, module_device, sample_latent, set_requires_grad,
 )
-from medisynth.models.augment import DiffAugment
 
 
 class GANModel(GenerativeModel):
     has_discriminator = True
     supports_truncation = True
     ema_networks = ("generator",)
-    log_keys = ("Loss_D", "Loss_G", "D(x)", "D(G(z))")
+    log_keys = ("Loss_D", "Loss_G", "D(x)", "D(G(z))", "ada_p")
+    #: the trainer logs the diversity of a fixed batch of samples and warns on collapse
+    monitors_diversity = True
 
     generator: nn.Module
     discriminator: nn.Module
 
     def __init__(self, spec, hyper):
         super().__init__(spec, hyper)
-        self.augment = DiffAugment(hyper.diffaugment)
+        self.augment = AdaptiveAugment(hyper.diffaugment, hyper.ada_target, hyper.ada_speed_kimg, hyper.ada_interval)
 
     # -- optimisers -------------------------------------------------------
     def learning_rates(self) -> tuple[float, float]:
@@ -79,6 +86,7 @@ class GANModel(GenerativeModel):
         loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         loss_d.backward()
         opt_d.step()
+        self.augment.observe(d_real)
 
         # G: make D call the fakes real; D is frozen so backward skips its weight gradients
         set_requires_grad(self.discriminator, False)
@@ -88,7 +96,8 @@ class GANModel(GenerativeModel):
         opt_g.step()
         set_requires_grad(self.discriminator, True)
 
-        figures = torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()])
+        figures = torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
+                               self.augment.p.to(loss_d.dtype)])
         return dict(zip(self.log_keys, figures.detach().tolist()))  # one device sync per step
 
     # -- sampling ---------------------------------------------------------
@@ -137,7 +146,7 @@ class WGANGPModel(GANModel):
     """Wasserstein GAN with gradient penalty; Hyper also needs n_critic and gp_weight."""
 
     has_discriminator = False
-    log_keys = ("Loss_D", "Loss_G", "W_dist", "GP")
+    log_keys = ("Loss_D", "Loss_G", "W_dist", "GP", "ada_p")
 
     def training_step(self, batch, optimizers, step):
         real, labels = batch["image"], batch["label"]
@@ -151,12 +160,14 @@ class WGANGPModel(GANModel):
                 fake = self.generator(self.sample_z(n, real.device), labels)
             real_aug, fake_aug = self.augment(real), self.augment(fake)
             opt_d.zero_grad(set_to_none=True)
-            c_real = self.discriminator(real_aug, labels).float().mean()
-            c_fake = self.discriminator(fake_aug, labels).float().mean()
+            c_real_each = self.discriminator(real_aug, labels).float()
+            c_fake_each = self.discriminator(fake_aug, labels).float()
+            c_real, c_fake = c_real_each.mean(), c_fake_each.mean()
             gp = gradient_penalty(self.discriminator, real_aug, fake_aug, labels)
             loss_d = c_fake - c_real + self.hyper.gp_weight * gp
             loss_d.backward()
             opt_d.step()
+            self.augment.observe(c_real_each, c_fake_each)  # a critic has no fixed zero: rank against the fakes
             totals += torch.stack([loss_d, c_real - c_fake, gp]).detach()
 
         set_requires_grad(self.discriminator, False)
@@ -168,7 +179,7 @@ class WGANGPModel(GANModel):
         set_requires_grad(self.discriminator, True)
 
         loss_d, w_dist, gp, loss_g = torch.cat([totals / self.hyper.n_critic, loss_g.detach()[None]]).tolist()
-        return {"Loss_D": loss_d, "Loss_G": loss_g, "W_dist": w_dist, "GP": gp}
+        return {"Loss_D": loss_d, "Loss_G": loss_g, "W_dist": w_dist, "GP": gp, "ada_p": self.augment.probability()}
 
     @torch.no_grad()
     def discriminator_score(self, images, labels):

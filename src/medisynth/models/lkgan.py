@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medisynth.errors import MedisynthError
+from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import WGANGPModel
 from medisynth.models.layers import DCGANDiscriminator, check_positive, check_size, dcgan_init, log2_int
@@ -45,7 +46,7 @@ from medisynth.models.wgan_gp import check_wgan_hyper
 
 
 @dataclass
-class LKGANHyper:
+class LKGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     latent_dim: int = 100  # the seed also reports 128 (slightly better FID for Version 2)
     width: int = 64  # generator channels at full size; the critic's first layer
     max_channels: int = 512
@@ -59,7 +60,6 @@ class LKGANHyper:
     n_critic: int = 5
     gp_weight: float = 10.0
     critic_norm: str = "layer"
-    diffaugment: str = "color,translation,cutout"
 
 
 @dataclass

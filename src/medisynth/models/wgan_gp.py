@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from medisynth.errors import MedisynthError
+from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import WGANGPModel, gradient_penalty  # noqa: F401  (re-exported)
 from medisynth.models.layers import (
@@ -20,7 +21,7 @@ from medisynth.models.layers import (
 
 
 @dataclass
-class WGANGPHyper:
+class WGANGPHyper(ADAHyper):  # + diffaugment and the ADA settings
     latent_dim: int = 100
     width: int = 64
     lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
@@ -30,7 +31,6 @@ class WGANGPHyper:
     n_critic: int = 5
     gp_weight: float = 10.0
     critic_norm: str = "layer"  # layer | none (BatchNorm would break the per-sample penalty)
-    diffaugment: str = "color,translation,cutout"
 
 
 def check_wgan_hyper(model: str, hyper) -> None:

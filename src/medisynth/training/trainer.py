@@ -32,6 +32,7 @@ from medisynth.runs import Run, is_run
 from medisynth.training.checkpoint import load_checkpoint, save_checkpoint
 from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
 from medisynth.training.logging import MetricsLog, plot_losses, save_grid, truncate_metrics
+from medisynth.training.monitor import DiversityMonitor, describe, eval_mode
 
 GRID_COLUMNS = 8
 
@@ -253,6 +254,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         else contextlib.nullcontext()
     )
     grid_labels, grid_rows = _grid_labels(model_cls, data.spec, config.class_index, device)
+    # GANs: per-class diversity of fixed samples each log interval, with a warning on collapse
+    monitor = DiversityMonitor.for_run(model, data.images, data.labels, data.spec.class_names, config.class_index, config.seed)
 
     log = MetricsLog(run)
     sums: dict[str, float] = {}
@@ -311,21 +314,25 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 if step % config.log_every == 0 or step >= total_steps:
                     now = time.perf_counter()
                     last_metrics = {k: v / interval_count for k, v in sums.items()}
+                    watched = monitor.check(model) if monitor else {}
                     log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
                                "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
-                               **last_metrics})
-                    sums, interval_count, interval_start = {}, 0, now
+                               **last_metrics, **watched})
+                    sums, interval_count = {}, 0
                     description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
+                    status += f"  {describe(watched)}" if watched else ""
                     progress.update(task, description=description, status=status)
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
+                    interval_start = time.perf_counter()  # the diversity check is not training time
                 if config.sample_every and step % config.sample_every == 0:
                     _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed)
                 if step % config.checkpoint_every == 0:
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
                 last_metrics = {k: v / interval_count for k, v in sums.items()}
-                log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics})
+                log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
+                           **(monitor.check(model) if monitor else {})})
             if last_checkpoint != step:
                 checkpoint()
             else:
@@ -383,18 +390,6 @@ def _grid_labels(model_cls, spec: DataSpec, class_index: int | None, device) -> 
         return labels.to(device), spec.num_classes
     fill = class_index if class_index is not None else 0
     return torch.full((4 * GRID_COLUMNS,), fill, dtype=torch.long, device=device), 4
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """model.eval() for the block, then every sub-module's own train/eval flag back (EMA copies stay eval)."""
-    flags = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
 
 
 def _sample_grid(model: GenerativeModel, path: Path, labels: torch.Tensor, rows: int, seed: int) -> None:
