@@ -127,6 +127,8 @@ TINY_UNET = ["--hp", "num_channels=[8,8]"]
 CASES = [
     ("dcgan", "fundus32", ["--model-per-class", *TINY_GAN], "class", "RGB"),
     ("cgan", "fundus32", [*TINY_GAN, "--hp", "embed_dim=4"], "class", "RGB"),
+    ("fastgan", "fundus32", ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4"], "class", "RGB"),
+    ("fastgan", "ct64", ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4"], "class", "L"),
     ("wgan-gp", "fundus32", ["--model-per-class", *TINY_WGAN], "class", "RGB"),
     ("vae", "fundus32", ["--model-per-class", "--hp", "hidden=16", "--latent-dim", "4"], "class", "RGB"),
     ("conv-vae", "fundus32", ["--model-per-class", *TINY_VAE], "class", "RGB"),

@@ -193,14 +193,22 @@ def toy_data_32(tmp_path_factory):
     return toy.write_toy_dataset(tmp_path_factory.mktemp("toy32") / "data", size=32)
 
 
-@pytest.mark.parametrize("model", ["dcgan", "cgan"])
-def test_resume_is_exact_for_real_models(toy_data_32, tmp_path, make_config, model):
-    small = {"width": 4, "latent_dim": 8}
+# fast ADA (interval 2, p moves by 0.8 per adjustment at batch 4): the checkpoint at step 3 falls
+# between adjustments with p > 0, so p and the half-filled r_t accumulator must both be restored
+FAST_ADA = {"ada_speed_kimg": 0.01, "ada_interval": 2}
+
+
+@pytest.mark.parametrize("model, extra", [("dcgan", {}), ("cgan", {}), ("fastgan", {}), ("dcgan", FAST_ADA),
+                                          ("fastgan", FAST_ADA)])
+def test_resume_is_exact_for_real_models(toy_data_32, tmp_path, make_config, model, extra):
+    small = {"width": 4, "latent_dim": 8, **extra}
     train(make_config(toy_data_32, tmp_path / "straight", model=model, steps=6, hyper=small))
     train(make_config(toy_data_32, tmp_path / "split", model=model, steps=3, hyper=small))
     train(TrainConfig(resume=tmp_path / "split", steps=6, progress=False))
     assert_same_tensors(weights(tmp_path / "straight"), weights(tmp_path / "split"))
     assert_same_tensors(training_tensors(tmp_path / "straight"), training_tensors(tmp_path / "split"))
+    if extra:
+        assert float(weights(tmp_path / "split")["augment.p"]) > 0, "ADA never moved p: the test checks nothing"
 
 
 def test_cli_user_error_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):

@@ -13,7 +13,7 @@ from medisynth.cli.flags import with_aliases
 @app.command(cls=with_aliases({"--per-class": "--model-per-class", "--no-per-class": "--no-model-per-class"}))
 def train(
     data: Optional[Path] = typer.Argument(None, metavar="DATA", help="prepared data set (from `medisynth prepare`)"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model name: dcgan, cgan, wgan-gp, vae, ..."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model name (default fastgan): fastgan, dcgan, cgan, wgan-gp, vae, diffusion, ..."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder to create"),
     epochs: Optional[int] = typer.Option(None, help="budget: passes over the train split"),
     steps: Optional[int] = typer.Option(None, help="budget: optimisation steps"),

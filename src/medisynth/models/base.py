@@ -148,6 +148,7 @@ class GenerativeModel(nn.Module):
 MODEL_MODULES = {
     "dcgan": "medisynth.models.dcgan",
     "cgan": "medisynth.models.cgan",
+    "fastgan": "medisynth.models.fastgan",
     "wgan-gp": "medisynth.models.wgan_gp",
     "vae": "medisynth.models.vae",
     "conv-vae": "medisynth.models.vae",

@@ -31,7 +31,7 @@ class TrainConfig:
     """A training request: data, model, budget, logging and checkpoint settings (``medisynth train``)."""
 
     data: Optional[Path] = None  # a prepared data set (``medisynth prepare``)
-    model: str = "dcgan"  # a registered model name (``medisynth.models.MODEL_REGISTRY``)
+    model: str = "fastgan"  # a registered model name; fastgan learns from a few hundred images in minutes
     out: Optional[Path] = None  # the run folder to create
     # budget: at least one; training stops at the first one reached (totals for the run, resume included)
     epochs: Optional[int] = None  # passes over the train split

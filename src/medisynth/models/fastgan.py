@@ -1,0 +1,295 @@
+"""FastGAN (Liu et al., "Towards Faster and Stabilized GAN Training for High-fidelity Few-shot
+Image Synthesis", ICLR 2021), made class-conditional: the default generator of medisynth.
+
+Built for fewer than 1,000 training images and little compute, which is the medisynth setting.
+
+Generator: z concatenated with a class embedding -> 4x4 (transposed conv) -> upsampling blocks
+(nearest x2, 3x3 conv, norm, GLU; every other block has two convs, as in the paper's
+"UpBlockComp") -> 3x3 conv -> tanh. Every norm is a class-conditional BatchNorm (the class
+embedding sets each channel's gain and bias; de Vries et al. 2017), so the label reaches every
+resolution. Skip-layer channel excitation (SLE): a low-resolution feature map is pooled to 4x4,
+turned into one gate per channel of a feature map 8x (images up to 128 px) or 16x (the paper,
+256 px and up) larger, and multiplies it: cheap long skips that carry the global layout.
+
+Discriminator: a 4x4 stride-2 conv, then residual down blocks (a 4x4 stride-2 conv path plus an
+average-pool + 1x1 conv path, as in the paper) down to 8x8; spectral norm on every conv and
+linear layer. Its 8x8 features give a projection output (Miyato & Koyama 2018): per position,
+a linear logit plus the inner product of the features with a class embedding, averaged over
+the 8x8 grid. It is also a self-supervised encoder: on real images, one small decoder rebuilds
+the whole (augmented) image at up to 32 px from the 8x8 features and another rebuilds a random
+quadrant from the matching quarter of the 16x16 features; their MSE is added to D's loss (the
+paper uses a perceptual loss; medisynth has no pretrained weights to measure one with).
+
+Loss: hinge. DiffAugment with adaptive probability (``medisynth.models.ada``) on everything D sees.
+``discriminator_score`` is the sigmoid of D's logit, so ``--min-d-score`` works as for cgan.
+
+Structure read from the paper and lucidrains/lightweight-gan; the code is medisynth's own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from medisynth.models.ada import ADAHyper
+from medisynth.models.base import DataSpec, register_model
+from medisynth.models.gan import GANModel
+from medisynth.models.layers import check_positive, check_size, log2_int, set_requires_grad
+
+SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
+#: channels at each resolution, as multiples of ``width`` (the paper's table, with its ngf = 64 -> width)
+CHANNEL_MULTIPLIER = {4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, 512: 0.25, 1024: 0.125}
+
+
+@dataclass
+class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
+    latent_dim: int = 128
+    width: int = 16  # channels at resolution r: width x CHANNEL_MULTIPLIER[r] (the paper uses 64)
+    max_channels: int = 512
+    embed_dim: int = 64  # class embedding of the generator
+    lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    recon_weight: float = 1.0  # weight of the discriminator's reconstruction (self-supervision) loss
+
+
+def channels_at(resolution: int, width: int, max_channels: int) -> int:
+    return max(4, min(max_channels, int(width * CHANNEL_MULTIPLIER[resolution])))
+
+
+def _init(module: nn.Module) -> nn.Module:
+    """N(0, 0.02) weights, zero biases (the paper's init), applied before any spectral norm."""
+    nn.init.normal_(module.weight, 0.0, 0.02)
+    if getattr(module, "bias", None) is not None:
+        nn.init.zeros_(module.bias)
+    return module
+
+
+def sn(module: nn.Module) -> nn.Module:
+    return spectral_norm(_init(module))
+
+
+# -- generator ---------------------------------------------------------------------------------
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without its own affine; gain 1 + W_g e(y) and bias W_b e(y) from the class embedding."""
+
+    def __init__(self, channels: int, embed_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.affine = nn.Linear(embed_dim, 2 * channels)
+        nn.init.zeros_(self.affine.weight)  # starts as plain BatchNorm; the class signal is learned
+        nn.init.zeros_(self.affine.bias)
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        gain, bias = self.affine(embedding).to(x.dtype)[:, :, None, None].chunk(2, dim=1)
+        return self.norm(x) * (1 + gain) + bias
+
+
+class UpBlock(nn.Module):
+    """x2 nearest upsampling, then one or two (3x3 conv -> conditional BN -> GLU) layers."""
+
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, convs: int):
+        super().__init__()
+        chans = [in_channels] + [out_channels] * convs
+        self.convs = nn.ModuleList(_init(nn.Conv2d(a, 2 * b, 3, 1, 1, bias=False)) for a, b in zip(chans, chans[1:]))
+        self.norms = nn.ModuleList(ConditionalBatchNorm(2 * out_channels, embed_dim) for _ in range(convs))
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.glu(norm(conv(x), embedding), dim=1)
+        return x
+
+
+class SkipLayerExcitation(nn.Module):
+    """Gates for the channels of a high-resolution map, computed from a low-resolution one (the paper's SLE)."""
+
+    def __init__(self, low_channels: int, high_channels: int):
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),
+            _init(nn.Conv2d(low_channels, high_channels, 4, 1, 0, bias=False)),
+            nn.LeakyReLU(0.1),
+            _init(nn.Conv2d(high_channels, high_channels, 1, 1, 0, bias=False)),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        return high * self.gate(low)
+
+
+def sle_pairs(size: int) -> dict[int, int]:
+    """{high resolution: low resolution} of the SLE links: 8x apart up to 128 px, 16x (the paper) above."""
+    gap = 16 if size >= 256 else 8
+    return {low * gap: low for low in (4, 8, 16, 32) if low * gap <= size}
+
+
+class FastGANGenerator(nn.Module):
+    def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int):
+        super().__init__()
+        ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        self.init_conv = _init(nn.ConvTranspose2d(nz + embed_dim, 2 * ch[4], 4, 1, 0, bias=False))
+        self.init_norm = ConditionalBatchNorm(2 * ch[4], embed_dim)
+        self.resolutions = [2**k for k in range(3, log2_int(size) + 1)]
+        # two convs at 8, 32, 128... (the paper's UpBlockComp), one at 16, 64, 256...
+        self.blocks = nn.ModuleList(
+            UpBlock(ch[r // 2], ch[r], embed_dim, convs=2 if log2_int(r) % 2 else 1) for r in self.resolutions
+        )
+        self.sle_low = sle_pairs(size)
+        self.sle = nn.ModuleDict({str(high): SkipLayerExcitation(ch[low], ch[high]) for high, low in self.sle_low.items()})
+        self.to_image = _init(nn.Conv2d(ch[size], nc, 3, 1, 1))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        embedding = self.embed(labels).to(z.dtype)
+        x = self.init_conv(torch.cat([z, embedding], dim=1)[:, :, None, None])
+        x = F.glu(self.init_norm(x, embedding), dim=1)
+        features = {4: x}
+        for resolution, block in zip(self.resolutions, self.blocks):
+            x = block(x, embedding)
+            if resolution in self.sle_low:
+                x = self.sle[str(resolution)](features[self.sle_low[resolution]], x)
+            features[resolution] = x
+        return torch.tanh(self.to_image(x))
+
+
+# -- discriminator -----------------------------------------------------------------------------
+class DownBlock(nn.Module):
+    """Halve the resolution: (4x4 s2 conv, BN, LReLU, 3x3 conv, BN, LReLU) averaged with (avg-pool, 1x1 conv, BN, LReLU)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.main = nn.Sequential(
+            sn(nn.Conv2d(in_channels, out_channels, 4, 2, 1, bias=False)), nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)), nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.2),
+        )
+        self.direct = nn.Sequential(
+            nn.AvgPool2d(2), sn(nn.Conv2d(in_channels, out_channels, 1, 1, 0, bias=False)),
+            nn.BatchNorm2d(out_channels), nn.LeakyReLU(0.2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.main(x) + self.direct(x)) / 2
+
+
+class Decoder(nn.Module):
+    """8x8 features -> an image of ``out_size`` (x2 nearest + 3x3 conv + BN + GLU per doubling), tanh out."""
+
+    def __init__(self, in_channels: int, nc: int, out_size: int, channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for _ in range(log2_int(out_size) - 3):
+            layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), _init(nn.Conv2d(c, 2 * channels, 3, 1, 1, bias=False)),
+                       nn.BatchNorm2d(2 * channels), nn.GLU(dim=1)]
+            c = channels
+        layers += [_init(nn.Conv2d(c, nc, 3, 1, 1)), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+class FastGANDiscriminator(nn.Module):
+    def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int):
+        super().__init__()
+        ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
+        self.from_image = nn.Sequential(sn(nn.Conv2d(nc, ch[size // 2], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2))
+        self.down_resolutions = [2**k for k in range(log2_int(size) - 2, 2, -1)]  # size/4 .. 8
+        self.blocks = nn.ModuleList(DownBlock(ch[2 * r], ch[r]) for r in self.down_resolutions)
+        self.logit = sn(nn.Conv2d(ch[8], 1, 1, 1, 0))
+        self.class_embed = sn(nn.Embedding(num_classes, ch[8]))
+        self.recon_size = min(size, 32)
+        self.part_size = min(size // 2, 32)
+        decoder_channels = max(8, ch[32] // 2)
+        self.decode_whole = Decoder(ch[8], nc, self.recon_size, decoder_channels)
+        self.decode_part = Decoder(ch[16], nc, self.part_size, decoder_channels)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(16x16 features, 8x8 features)."""
+        x = self.from_image(x)
+        feat16 = x
+        for resolution, block in zip(self.down_resolutions, self.blocks):
+            x = block(x)
+            if resolution == 16:
+                feat16 = x
+        return feat16, x
+
+    def project(self, feat8: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Projection output: mean over the 8x8 grid of (linear logit + <class embedding, features>)."""
+        logits = self.logit(feat8).flatten(1)  # N x 64
+        projection = torch.einsum("nchw,nc->nhw", feat8, self.class_embed(labels).to(feat8.dtype)).flatten(1)
+        return (logits + projection).mean(dim=1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(x)[1], labels)
+
+    def forward_with_reconstruction(
+        self, x: torch.Tensor, labels: torch.Tensor, quadrant: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, reconstruction MSE): the whole image from the 8x8 features and quadrant ``quadrant``
+        (0..3, row-major) from the matching quarter of the 16x16 features."""
+        feat16, feat8 = self.features(x)
+        whole = self.decode_whole(feat8)
+        qy, qx = divmod(quadrant, 2)
+        h = feat16.shape[-1] // 2
+        part = self.decode_part(feat16[:, :, qy * h : (qy + 1) * h, qx * h : (qx + 1) * h])
+        half = x.shape[-1] // 2
+        x_part = x[:, :, qy * half : (qy + 1) * half, qx * half : (qx + 1) * half]
+        target_whole = F.interpolate(x, size=whole.shape[-2:], mode="area") if whole.shape[-1] != x.shape[-1] else x
+        target_part = F.interpolate(x_part, size=part.shape[-2:], mode="area") if part.shape[-1] != half else x_part
+        recon = F.mse_loss(whole.float(), target_whole.float()) + F.mse_loss(part.float(), target_part.float())
+        return self.project(feat8, labels), recon
+
+
+@register_model("fastgan")
+class FastGAN(GANModel):
+    conditional = True
+    Hyper = FastGANHyper
+    log_keys = ("Loss_D", "Loss_G", "D(x)", "D(G(z))", "recon", "ada_p")
+
+    @classmethod
+    def check_spec(cls, spec: DataSpec) -> None:
+        check_size(cls.name, spec, SIZES)
+
+    def __init__(self, spec: DataSpec, hyper: FastGANHyper):
+        check_positive(self.name, latent_dim=hyper.latent_dim, width=hyper.width, embed_dim=hyper.embed_dim,
+                       max_channels=hyper.max_channels)
+        super().__init__(spec, hyper)
+        self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
+                                          spec.image_size, spec.num_classes, hyper.embed_dim)
+        self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
+                                                  spec.num_classes)
+
+    def training_step(self, batch, optimizers, step):
+        real, labels = batch["image"], batch["label"]
+        opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
+        fake = self.generator(self.sample_z(real.shape[0], real.device), labels)
+
+        # D: hinge loss, plus reconstructing the real images it saw (the self-supervised part)
+        set_requires_grad(self.discriminator, True)
+        opt_d.zero_grad(set_to_none=True)
+        quadrant = int(torch.randint(4, (1,)))
+        d_real, recon = self.discriminator.forward_with_reconstruction(self.augment(real), labels, quadrant)
+        d_real = d_real.float()
+        d_fake = self.discriminator(self.augment(fake.detach()), labels).float()
+        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean() + self.hyper.recon_weight * recon
+        loss_d.backward()
+        opt_d.step()
+        self.augment.observe(d_real)
+
+        set_requires_grad(self.discriminator, False)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g = -self.discriminator(self.augment(fake), labels).float().mean()
+        loss_g.backward()
+        opt_g.step()
+        set_requires_grad(self.discriminator, True)
+
+        figures = torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
+                               recon.detach(), self.augment.p.to(loss_d.dtype)])
+        return dict(zip(self.log_keys, figures.detach().tolist()))

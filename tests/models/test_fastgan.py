@@ -1,0 +1,108 @@
+"""fastgan: shapes at every size and channel count, conditioning, SLE links, training step, generate/score."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medisynth.errors import MedisynthError
+from medisynth.models import DataSpec, build_model
+from medisynth.models.fastgan import sle_pairs
+
+from ._helpers import CLASSES, changed, snapshot, tiny_batch
+
+TINY = {"width": 4, "latent_dim": 8, "embed_dim": 4}
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_generate_and_score_shapes(size, channels):
+    model = build_model("fastgan", DataSpec(size, channels, CLASSES), TINY)
+    labels = torch.tensor([0, 1, 2, 1])
+    images = model.generate(labels, torch.Generator().manual_seed(1))
+    assert images.shape == (4, channels, size, size) and images.dtype == torch.float32
+    assert images.min() >= -1 and images.max() <= 1 and images.std() > 0
+    scores = model.discriminator_score(images, labels)
+    assert scores.shape == (4,) and bool(((scores > 0) & (scores < 1)).all())
+
+
+def test_discriminator_score_is_the_sigmoid_of_the_hinge_logit():
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY).eval()
+    images, labels = tiny_batch(DataSpec(32, 3, CLASSES))["image"], torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        logits = model.discriminator(images, labels)
+    assert torch.allclose(model.discriminator_score(images, labels), torch.sigmoid(logits))
+
+
+def test_the_label_changes_the_image_and_the_score():
+    torch.manual_seed(0)
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
+    # the class-conditional norms start as plain BatchNorm: give them a class signal, as training does
+    with torch.no_grad():
+        for name, p in model.generator.named_parameters():
+            if "affine" in name:
+                p.normal_(0, 0.5)
+    model.setup_ema()  # refresh the EMA copy that generate() uses
+    same_z = [model.generate(torch.tensor([c, c]), torch.Generator().manual_seed(3)) for c in range(3)]
+    assert not torch.allclose(same_z[0], same_z[1]) and not torch.allclose(same_z[1], same_z[2])
+    images = same_z[0]
+    assert not torch.allclose(model.discriminator_score(images, torch.tensor([0, 0])),
+                              model.discriminator_score(images, torch.tensor([1, 1])))
+
+
+@pytest.mark.parametrize("size, links", [(32, {32: 4}), (64, {32: 4, 64: 8}), (128, {32: 4, 64: 8, 128: 16}),
+                                         (256, {64: 4, 128: 8, 256: 16}), (1024, {64: 4, 128: 8, 256: 16, 512: 32})])
+def test_skip_layer_excitation_links(size, links):
+    assert sle_pairs(size) == links
+
+
+def test_large_sizes_build():
+    model = build_model("fastgan", DataSpec(1024, 3, CLASSES), {**TINY, "width": 1, "max_channels": 8})
+    assert model.generate(torch.tensor([0]), torch.Generator().manual_seed(0)).shape == (1, 3, 1024, 1024)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_training_step_logs_and_moves_both_networks(channels):
+    spec = DataSpec(64, channels, CLASSES)
+    torch.manual_seed(0)
+    model = build_model("fastgan", spec, TINY)
+    g_before, d_before = snapshot(model.generator), snapshot(model.discriminator)
+    optimizers = model.configure_optimizers()
+    logs = model.training_step(tiny_batch(spec), optimizers, 0)
+    assert tuple(logs) == model.log_keys == ("Loss_D", "Loss_G", "D(x)", "D(G(z))", "recon", "ada_p")
+    assert all(isinstance(v, float) and torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert logs["recon"] > 0 and 0 <= logs["D(x)"] <= 1
+    assert changed(g_before, model.generator) and changed(d_before, model.discriminator)
+    assert all(p.requires_grad for p in model.discriminator.parameters())
+    # the decoders (the self-supervised part) belong to D's optimiser and learn
+    decoder = [p for n, p in model.discriminator.named_parameters() if n.startswith("decode_")]
+    assert decoder and all(p.grad is not None for p in decoder)
+
+
+def test_reconstruction_loss_falls_when_training_on_one_batch():
+    spec = DataSpec(32, 1, CLASSES)
+    torch.manual_seed(0)
+    model = build_model("fastgan", spec, {**TINY, "diffaugment": ""})
+    optimizers = model.configure_optimizers()
+    # smooth images (4x4 noise upsampled): learnable from 8x8 features, unlike pixel noise
+    coarse = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batch = {"image": torch.nn.functional.interpolate(coarse, size=32, mode="bilinear"), "label": torch.arange(8) % 3}
+    recons = [model.training_step(batch, optimizers, s)["recon"] for s in range(15)]
+    assert recons[-1] < 0.7 * recons[0]
+
+
+def test_truncation_zero_gives_one_image_per_class():
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
+    images = model.generate(torch.tensor([1, 1]), torch.Generator().manual_seed(0), truncation=0.0)
+    assert torch.allclose(images[0], images[1])
+
+
+@pytest.mark.parametrize("size", [16, 48, 2048])
+def test_sizes_outside_32_to_1024_are_refused(size):
+    with pytest.raises(MedisynthError, match="32, 64, 128, 256, 512, 1024"):
+        build_model("fastgan", DataSpec(size, 3, CLASSES), TINY)
+
+
+def test_labels_outside_the_classes_are_refused():
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
+    with pytest.raises(MedisynthError, match="3 classes"):
+        model.generate(torch.tensor([3]))
