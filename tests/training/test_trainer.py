@@ -193,9 +193,10 @@ def toy_data_32(tmp_path_factory):
     return toy.write_toy_dataset(tmp_path_factory.mktemp("toy32") / "data", size=32)
 
 
-# fast ADA (interval 2, p moves by 0.8 per adjustment at batch 4): the checkpoint at step 3 falls
-# between adjustments with p > 0, so p and the half-filled r_t accumulator must both be restored
-FAST_ADA = {"ada_speed_kimg": 0.01, "ada_interval": 2}
+# fast ADA (interval 2, p moves by 0.4 per adjustment at batch 4; a target below any r_t of a
+# 3-step D, so p rises): the checkpoint at step 3 falls between adjustments with p > 0, so p and
+# the half-filled r_t accumulator must both be restored
+FAST_ADA = {"ada_speed_kimg": 0.02, "ada_interval": 2, "ada_target": -0.99}
 
 
 @pytest.mark.parametrize("model, extra", [("dcgan", {}), ("cgan", {}), ("fastgan", {}), ("dcgan", FAST_ADA),

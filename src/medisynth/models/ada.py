@@ -57,8 +57,9 @@ class AdaptiveAugment(nn.Module):
     def __init__(self, policy: str, target: Optional[float] = 0.6, speed_kimg: float = 20.0, interval: int = 4):
         super().__init__()
         self.policy = parse_policy(policy)
-        if target is not None and not 0.0 <= float(target) < 1.0:
-            raise MedisynthError(f"hyper-parameter ada_target must be in [0, 1) or null to switch ADA off (got {target})")
+        if target is not None and not -1.0 < float(target) < 1.0:  # r_t lies in [-1, 1]
+            raise MedisynthError(f"hyper-parameter ada_target must be in (-1, 1) (0.6 is usual) or null to switch ADA "
+                                 f"off (got {target})")
         if speed_kimg <= 0 or interval < 1:
             raise MedisynthError(
                 f"hyper-parameters ada_speed_kimg (got {speed_kimg}) must be positive and ada_interval (got {interval}) >= 1"
