@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from medisynth.demo import DemoConfig, run_demo
+from medisynth.demo import DemoConfig, run_demo, utility_verdict
 from medisynth.errors import MedisynthError
 from medisynth.runs import require_run
 
@@ -19,6 +19,9 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
     assert json.loads((out / "report" / "metrics.json").read_text())["schema"] == "medisynth.metrics/2"
     assert sorted(summary["minority_classes"]) == ["3", "4"]  # the two rarest EyePACS grades were sampled
+    assert summary["verdict"].startswith(("real + synthetic beat oversampling: YES",
+                                          "real + synthetic beat oversampling: NO"))
+    assert json.loads((out / "run" / "model.json").read_text())["model"] == "fastgan"
     # the run points at the prepared data where it now lives, so it can be sampled again after the demo
     require_run(out / "run")
     assert json.loads((out / "run" / "config.json").read_text())["data"] == str(out / "prepared")
@@ -31,3 +34,19 @@ def test_demo_replaces_only_an_earlier_demo(tmp_path):
     with pytest.raises(MedisynthError, match="not the output of an earlier demo"):
         run_demo(DemoConfig(out=precious, overwrite=True))
     assert (precious / "patients.csv").exists()
+
+
+def _utility(pairs):
+    runs = []
+    for seed, (over, synth) in enumerate(pairs):
+        runs.append({"protocol": "real-balanced", "seed": seed, "metrics": {"balanced_accuracy": over}})
+        runs.append({"protocol": "real+synthetic", "seed": seed, "metrics": {"balanced_accuracy": synth}})
+    return {"runs": runs}
+
+
+@pytest.mark.parametrize("pairs, answer, wins", [([(0.38, 0.28), (0.40, 0.30), (0.36, 0.37)], "NO", "1 of 3"),
+                                                 ([(0.30, 0.40), (0.32, 0.35)], "YES", "2 of 2")])
+def test_the_verdict_line_says_whether_synthetic_beat_oversampling(pairs, answer, wins):
+    line = utility_verdict(_utility(pairs))
+    assert f"oversampling: {answer}" in line and f"better in {wins} seeds" in line
+    assert "\n" not in line

@@ -106,3 +106,15 @@ def test_labels_outside_the_classes_are_refused():
     model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
     with pytest.raises(MedisynthError, match="3 classes"):
         model.generate(torch.tensor([3]))
+
+
+def test_mode_seeking_term_changes_the_generator_update():
+    spec = DataSpec(32, 3, CLASSES)
+    after = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("fastgan", spec, {**TINY, "mode_seeking": weight})
+        logs = model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+        after.append(snapshot(model.generator))
+    assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])

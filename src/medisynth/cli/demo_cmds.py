@@ -5,6 +5,7 @@ import typer
 
 from medisynth.cli.app import app
 from medisynth.cli.flags import DEFAULT, with_aliases
+from medisynth.demo import DemoConfig
 
 
 @app.command(cls=with_aliases({"--n-images": "--n", "--no-overwrite": DEFAULT}))
@@ -12,13 +13,13 @@ def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for every stage's output"),
     n_images: int = typer.Option(1500, "--n", help="Phantom fundus images to generate"),
     size: int = typer.Option(64, help="Image size used for training (px)"),
-    train_minutes: float = typer.Option(4.0, help="Training budget for the class-conditional GAN"),
+    train_minutes: float = typer.Option(DemoConfig.train_minutes, help="Training budget for the class-conditional GAN (fastgan)"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists"),
 ) -> None:
     """Run the whole job on built-in phantom fundus data: prepare, train, sample, balance, evaluate, utility."""
-    from medisynth.demo import DemoConfig, run_demo
+    from medisynth.demo import run_demo
 
     run_demo(DemoConfig(out=out, n_images=n_images, size=size, train_minutes=train_minutes, seed=seed,
                         device=device, overwrite=overwrite))

@@ -56,6 +56,7 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     recon_weight: float = 1.0  # weight of the discriminator's reconstruction (self-supervision) loss
+    mode_seeking: float = 0.0  # weight of the mode-seeking term (Mao et al. 2019); 0 = off
 
 
 def channels_at(resolution: int, width: int, max_channels: int) -> int:
@@ -269,7 +270,13 @@ class FastGAN(GANModel):
     def training_step(self, batch, optimizers, step):
         real, labels = batch["image"], batch["label"]
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
-        fake = self.generator(self.sample_z(real.shape[0], real.device), labels)
+        half = real.shape[0] // 2
+        fake_labels = labels
+        if self.hyper.mode_seeking > 0 and half:
+            # mode seeking pairs: the second half of the fakes repeats the first half's classes
+            fake_labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
+        z = self.sample_z(real.shape[0], real.device)
+        fake = self.generator(z, fake_labels)
 
         # D: hinge loss, plus reconstructing the real images it saw (the self-supervised part)
         set_requires_grad(self.discriminator, True)
@@ -277,7 +284,7 @@ class FastGAN(GANModel):
         quadrant = int(torch.randint(4, (1,)))
         d_real, recon = self.discriminator.forward_with_reconstruction(self.augment(real), labels, quadrant)
         d_real = d_real.float()
-        d_fake = self.discriminator(self.augment(fake.detach()), labels).float()
+        d_fake = self.discriminator(self.augment(fake.detach()), fake_labels).float()
         loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean() + self.hyper.recon_weight * recon
         loss_d.backward()
         opt_d.step()
@@ -285,7 +292,12 @@ class FastGAN(GANModel):
 
         set_requires_grad(self.discriminator, False)
         opt_g.zero_grad(set_to_none=True)
-        loss_g = -self.discriminator(self.augment(fake), labels).float().mean()
+        loss_g = -self.discriminator(self.augment(fake), fake_labels).float().mean()
+        if self.hyper.mode_seeking > 0 and half:
+            # Mao et al. (MSGAN): for one class, images should differ as much as their latents do
+            image_gap = (fake[:half] - fake[half : 2 * half]).abs().float().mean(dim=(1, 2, 3))
+            latent_gap = (z[:half] - z[half : 2 * half]).abs().mean(dim=1)
+            loss_g = loss_g + self.hyper.mode_seeking / ((image_gap / latent_gap).mean() + 1e-5)
         loss_g.backward()
         opt_g.step()
         set_requires_grad(self.discriminator, True)

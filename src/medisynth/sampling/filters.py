@@ -35,7 +35,7 @@ def check_options(config: SampleConfig, model: GenerativeModel) -> dict[str, Any
     if config.min_d_score is not None and not model.has_discriminator:
         raise MedisynthError(
             f"--min-d-score: model {model.name!r} has no discriminator that gives probabilities (a Wasserstein "
-            "critic does not); use a dcgan or cgan run, or --min-confidence for a conditional model"
+            "critic does not); use a fastgan, dcgan or cgan run, or --min-confidence for a conditional model"
         )
     options = {}
     for name in ("guidance_scale", "steps"):
