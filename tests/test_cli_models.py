@@ -159,6 +159,8 @@ def test_train_resume_sample(phantom, tmp_path, model, data_key, train_args, how
     sample_args = {"class": ["--per-class", f"{minority}={N_SAMPLES}"], "n": ["--n", N_SAMPLES], "error": None}[how]
     if model == "diffusion":
         sample_args += ["--sampling-steps", "2"]
+    if model == "fastgan":  # the default model: every sampling option a GAN has
+        sample_args += ["--truncation", "0.8", "--min-d-score", "0.0", "--max-similarity", "0.999"]
     out = train_resume_sample(data, model, tmp_path / model, train_args, sample_args, tmp_path)
 
     if how == "error":
