@@ -34,6 +34,7 @@ from medisynth.data.sources.base import Record, Source, detect_source, get_sourc
 from medisynth.data.split import assign_splits, check_fractions, largest_unit_shares, split_units
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir
+from medisynth.provenance import pin_synthetic_to_train
 
 SHARD_BYTES = 64 * 2**20  # images per shard are capped so one shard in memory stays small
 CHUNK_BYTES = 8 * 2**20  # output pixels per task sent to a worker
@@ -315,6 +316,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
         index["near_group"] = near_duplicate_components(
             normalise_signatures(raw_signatures), config.near_duplicate_threshold)
         near_duplicates = int(index["near_group"].duplicated(keep=False).sum())
+        index["fixed_split"] = pin_synthetic_to_train(index)  # synthetic images (marked in the file or csv) only train
         unit_shares = largest_unit_shares(index, split_units(index))
         index["split"], duplicates = assign_splits(
             index, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed

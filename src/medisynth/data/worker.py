@@ -15,6 +15,7 @@ from medisynth.data.preprocess import PrepOptions, preprocess
 from medisynth.data.sources.base import Record
 from medisynth.errors import MedisynthError
 from medisynth.io import read_image
+from medisynth.provenance import is_marked_synthetic
 
 
 def process_record(args: tuple[Record, PrepOptions]):
@@ -28,6 +29,8 @@ def process_record(args: tuple[Record, PrepOptions]):
         mask = _read_mask(record.mask_path) if record.mask_path else None
         fov = _read_mask(record.fov_path) if record.fov_path else None
         image, mask, fov = preprocess(image, options, mask, fov, raw_intensity=record.raw_intensity)
+        if is_marked_synthetic(record.path):  # a synthetic file that travelled: prepare keeps it out of val/test
+            record.extra["synthetic"] = 1
         return record, image, mask, fov, raw_signature(image), None
     except MedisynthError as e:
         message = str(e)

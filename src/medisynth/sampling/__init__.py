@@ -3,7 +3,8 @@
 Writes an image folder that ``medisynth prepare`` reads back (csv source)::
 
     DIR/images/syn_<class>_000001.png ...
-    DIR/labels.csv   image,label,class_index,synthetic,model,run,seed[,d_score][,confidence]
+    DIR/labels.csv   image,label,class_index,synthetic,model,run,seed,medisynth_version,run_id,checkpoint_step
+                     [,d_score][,confidence]   (provenance: ``medisynth.provenance``; the PNGs carry it too)
     DIR/grid.png     the first 8 images of each class, one row per class
     DIR/sample.json  what was asked, what was written, acceptance rates, seed
 

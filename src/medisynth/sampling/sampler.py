@@ -19,6 +19,7 @@ from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir
 from medisynth.progress import make_progress
+from medisynth.provenance import Provenance, run_id
 from medisynth.sampling.config import SampleConfig, SampleResult
 from medisynth.sampling.filters import Filters, check_options
 from medisynth.sampling.plan import Job, plan_jobs
@@ -42,6 +43,8 @@ def sample(config: SampleConfig) -> SampleResult:
     filters = Filters.build(config, run, jobs, device)
 
     requested = {j.label: j.count for j in jobs}
+    # what every image says about itself (PNG text chunks, labels.csv, sample.json): medisynth.provenance
+    record = Provenance(run.info.get("model", ""), str(Path(config.run)), run_id(run.path), 0, config.seed, "")
     written: dict[str, int] = {}
     attempts: dict[str, int] = {}
     passed: dict[str, int] = {}  # images that passed the filters (some beyond the count are not written)
@@ -51,8 +54,9 @@ def sample(config: SampleConfig) -> SampleResult:
         task = progress.add_task("sampling", total=sum(requested.values()), status="")
         with SampleWriter(tmp, filters.columns, run.info.get("model", ""), str(Path(config.run)), config.seed) as writer:
             for job in jobs:
+                provenance = dataclasses.replace(record, checkpoint_step=job.model.step, class_name=job.label)
                 done, tried, accepted = _sample_job(job, config, options[id(job.model)], filters, device, writer,
-                                                    lambda: progress.advance(task))
+                                                    provenance, lambda: progress.advance(task))
                 written[job.label], attempts[job.label], passed[job.label] = done, tried, accepted
                 writer.end_class()
             acceptance = {k: (passed[k] / attempts[k] if attempts[k] else 0.0) for k in written}
@@ -62,6 +66,7 @@ def sample(config: SampleConfig) -> SampleResult:
                 "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
                 "requested": requested, "written": written, "attempts": attempts, "acceptance": acceptance,
                 "shortfall": shortfall, "checkpoint_steps": {j.label: j.model.step for j in jobs},
+                "provenance": {k: v for k, v in record.fields().items() if k not in ("class", "checkpoint_step")},
             })
     if shortfall:
         print(
@@ -75,7 +80,7 @@ def sample(config: SampleConfig) -> SampleResult:
 
 
 def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters, device: torch.device,
-                writer: SampleWriter, advance) -> tuple[int, int, int]:
+                writer: SampleWriter, provenance: Provenance, advance) -> tuple[int, int, int]:
     """Generate, filter and write one class's images; return (written, tried, passed the filters)."""
     model = job.model.model
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + job.class_index + 1)
@@ -97,7 +102,7 @@ def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters,
         accepted += int(keep.sum())
         for i in torch.nonzero(keep).flatten().tolist()[: job.count - done]:
             done += 1
-            writer.write(job.label, job.class_index, done, uint8[i], [float(s[i]) for s in scores])
+            writer.write(job.label, job.class_index, done, uint8[i], [float(s[i]) for s in scores], provenance)
             advance()
         writer.end_batch()
     return done, tried, accepted

@@ -8,22 +8,25 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from PIL import Image
 
 from medisynth.data.images import image_grid
 from medisynth.io import save_png, write_json
+from medisynth.provenance import CSV_FIELDS, Provenance
 
 GRID_COLUMNS = 8
-COLUMNS = ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
+COLUMNS = ["image", "label", "class_index", "synthetic", "model", "run", "seed", *CSV_FIELDS]
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """uint8 C x H x W -> PNG (inside the atomic output folder, so no per-file rename needed)."""
+def write_png(path: Path, image: np.ndarray, provenance: Optional[Provenance] = None) -> None:
+    """uint8 C x H x W -> PNG (inside the atomic output folder, so no per-file rename needed), with the
+    provenance record as text chunks when given."""
     array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG", compress_level=4)
+    Image.fromarray(np.ascontiguousarray(array)).save(
+        path, format="PNG", compress_level=4, pnginfo=provenance.png_info() if provenance else None)
 
 
 def safe_name(name: str) -> str:
@@ -44,11 +47,15 @@ class SampleWriter:
         self._grid: list[np.ndarray] = []
         self._row: list[np.ndarray] = []
 
-    def write(self, label: str, class_index: int, number: int, image: np.ndarray, scores: list[float]) -> None:
-        """Image ``number`` (1-based) of class ``label``: uint8 C x H x W, with its filter scores."""
+    def write(self, label: str, class_index: int, number: int, image: np.ndarray, scores: list[float],
+              provenance: Provenance) -> None:
+        """Image ``number`` (1-based) of class ``label``: uint8 C x H x W, with its filter scores and the
+        provenance record written into the PNG and repeated in labels.csv."""
         image_id = f"syn_{safe_name(label)}_{number:06d}"
-        write_png(self.folder / "images" / f"{image_id}.png", image)
-        self._csv.writerow([image_id, label, class_index, 1, *self._fixed, *(f"{s:.6f}" for s in scores)])
+        write_png(self.folder / "images" / f"{image_id}.png", image, provenance)
+        record = provenance.fields()
+        self._csv.writerow([image_id, label, class_index, 1, *self._fixed, *(record[k] for k in CSV_FIELDS),
+                            *(f"{s:.6f}" for s in scores)])
         if len(self._row) < GRID_COLUMNS:
             self._row.append(image)
 
