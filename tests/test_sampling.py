@@ -73,7 +73,8 @@ def test_counts_per_class_and_image_folder_format(runs, tmp_path, request_, expe
     result = sample(config(runs["cgan"], out, batch_size=2, **request_))
     assert result.written == expected
     table = labels_csv(out)
-    assert list(table.columns) == ["image", "label", "class_index", "synthetic", "model", "run", "seed"]
+    assert list(table.columns) == ["image", "label", "class_index", "synthetic", "model", "run", "seed",
+                                   "medisynth_version", "run_id", "checkpoint_step"]
     assert table.groupby("label").size().to_dict() == expected
     assert (table["synthetic"] == 1).all() and (table["model"] == "toy-cgan").all()
     assert (table["class_index"] == table["label"].astype(int)).all()
@@ -241,9 +242,9 @@ def test_images_are_written_batch_by_batch(runs, tmp_path, monkeypatch):
         events.append(("generate", len(labels)))
         return real_generate(self, labels, *args, **kwargs)
 
-    def write(path, image):
+    def write(path, image, provenance=None):
         events.append(("write", path.name))
-        real_write(path, image)
+        real_write(path, image, provenance)
 
     monkeypatch.setattr(toy.ToyCGAN, "generate", generate)
     monkeypatch.setattr(sampling, "write_png", write)
