@@ -13,7 +13,8 @@ import medisynth
 from medisynth.data.prepare import PrepareConfig, prepare
 from medisynth.errors import MedisynthError
 from medisynth.io import read_image
-from medisynth.provenance import CSV_FIELDS, is_marked_synthetic, read_provenance, run_id
+from medisynth.provenance import CSV_FIELDS, is_marked_synthetic, read_provenance
+from medisynth.runs import Run
 from medisynth.sampling import SampleConfig, sample
 from medisynth.training import toy
 from medisynth.training.config import TrainConfig
@@ -41,14 +42,14 @@ def test_png_carries_the_provenance_record(sampled):
         record = read_provenance(out / "images" / f"{row.image}.png")
         assert record == {
             "synthetic": "true", "medisynth_version": medisynth.__version__, "model": "toy-cgan", "run": str(run),
-            "run_id": run_id(run), "checkpoint_step": "3", "seed": "5", "class": row.label,
+            "run_id": Run(run).id, "checkpoint_step": "3", "seed": "5", "class": row.label,
         }
         # labels.csv repeats the same fields
         assert [getattr(row, k) for k in CSV_FIELDS] == [record[k] for k in CSV_FIELDS]
     assert set(table["label"]) == {"0", "1"}
     meta = json.loads((out / "sample.json").read_text())
     assert meta["provenance"] == {"synthetic": "true", "medisynth_version": medisynth.__version__,
-                                  "model": "toy-cgan", "run": str(run), "run_id": run_id(run), "seed": "5"}
+                                  "model": "toy-cgan", "run": str(run), "run_id": Run(run).id, "seed": "5"}
     assert meta["checkpoint_steps"] == {"0": 3, "1": 3}
 
 
@@ -68,7 +69,7 @@ def test_run_id_is_shared_by_a_copy_of_the_run(sampled, tmp_path):
     run, _ = sampled
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    assert run_id(copy) == run_id(run) and len(run_id(run)) == 12
+    assert Run(copy).id == Run(run).id and len(Run(run).id) == 12
 
 
 def _real_and_synthetic_folders(sampled, root, synthetic_into: dict[str, int]):

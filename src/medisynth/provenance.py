@@ -7,8 +7,8 @@ the record (PNG text chunks), and labels.csv and sample.json repeat it::
     medisynth_version  the package version that wrote the file
     model              the model name (e.g. "cgan")
     run                the run folder as given to the sampler
-    run_id             12 hex digits of the SHA-256 of the run's model.json + config.json, so a copy or an
-                       ``medisynth export`` of the run has the same id
+    run_id             ``Run.id``: 12 hex digits of the SHA-256 of the run's model.json + config.json, so a
+                       copy or an ``medisynth export`` of the run has the same id
     checkpoint_step    the training step of the weights that made the image
     seed               the sampling seed
     class              the class name written to labels.csv ("unlabelled" for an unconditional model)
@@ -17,12 +17,11 @@ the record (PNG text chunks), and labels.csv and sample.json repeat it::
 val and test: a file whose split is free goes to train, a file the source puts in val or test is
 an error naming it (``pin_synthetic_to_train``).
 
-Import direction: this module is at the bottom (it imports only ``errors`` and the run layout's
-file names); the sampler writes with it, prepare reads with it.
+Import direction: this module is at the bottom (it imports only ``errors``); the sampler writes
+with it, prepare reads with it.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -75,17 +74,6 @@ class Provenance:
             info.add_itxt(key, value)  # iTXt: UTF-8, so any class name survives
         info.add_itxt(DESCRIPTION_KEY, self.description())
         return info
-
-
-def run_id(run_dir: Path | str) -> str:
-    """12 hex digits identifying a run by its model.json and config.json (copies and exports share it)."""
-    from medisynth.runs import CONFIG_JSON, MODEL_JSON
-
-    digest = hashlib.sha256()
-    for name in (MODEL_JSON, CONFIG_JSON):
-        path = Path(run_dir) / name
-        digest.update(path.read_bytes() if path.is_file() else b"")
-    return digest.hexdigest()[:12]
 
 
 def read_provenance(path: Path | str) -> Optional[dict[str, str]]:

@@ -22,6 +22,7 @@ Import direction: this module sits just above ``models.base`` and the checkpoint
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -114,6 +115,15 @@ class Run:
     def config(self) -> dict[str, Any]:
         """config.json (the resolved TrainConfig as JSON)."""
         return read_json(self.config_json)
+
+    @property
+    def id(self) -> str:
+        """12 hex digits of the SHA-256 of model.json + config.json: copies and exports of a run share it
+        (synthetic images record it, ``medisynth.provenance``)."""
+        digest = hashlib.sha256()
+        for path in (self.model_json, self.config_json):
+            digest.update(path.read_bytes() if path.is_file() else b"")
+        return digest.hexdigest()[:12]
 
     @property
     def model_name(self) -> str:

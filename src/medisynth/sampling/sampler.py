@@ -19,7 +19,7 @@ from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir
 from medisynth.progress import make_progress
-from medisynth.provenance import Provenance, run_id
+from medisynth.provenance import Provenance
 from medisynth.sampling.config import SampleConfig, SampleResult
 from medisynth.sampling.filters import Filters, check_options
 from medisynth.sampling.plan import Job, plan_jobs
@@ -44,7 +44,7 @@ def sample(config: SampleConfig) -> SampleResult:
 
     requested = {j.label: j.count for j in jobs}
     # what every image says about itself (PNG text chunks, labels.csv, sample.json): medisynth.provenance
-    record = Provenance(run.info.get("model", ""), str(Path(config.run)), run_id(run.path), 0, config.seed, "")
+    record = Provenance(run.info.get("model", ""), str(Path(config.run)), run.id, 0, config.seed, "")
     written: dict[str, int] = {}
     attempts: dict[str, int] = {}
     passed: dict[str, int] = {}  # images that passed the filters (some beyond the count are not written)
