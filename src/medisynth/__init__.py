@@ -11,6 +11,7 @@ The Python API mirrors the CLI: each command is one function taking a plain conf
     ms.balance(ms.BalanceConfig(data="data", run="run", out="balanced"))         # medisynth balance
     ms.run_utility(ms.UtilityConfig(real="data", synthetic="synthetic", out="utility"))  # medisynth utility
     ms.load_run("run", device="cpu").generate([0, 0, 1], seed=0)                # images in [-1, 1]
+    ms.export_run("run", "generator")                                          # medisynth export
 
 Names are imported lazily, so ``import medisynth`` stays cheap.
 """
@@ -40,6 +41,7 @@ _LAZY = {
     "UtilityConfig": "medisynth.downstream",
     "run_utility": "medisynth.downstream",
     "load_run": "medisynth.runs",
+    "export_run": "medisynth.export",
     "Run": "medisynth.runs",
     "LoadedRun": "medisynth.runs",
     "build_model": "medisynth.models",

@@ -181,6 +181,8 @@ class Run:
             cls = get_model_class(self.info["model"])
         except (KeyError, TypeError) as e:
             raise MedisynthError(f"{self.model_json} is damaged ({e}); retrain the run") from None
+        if not ema and (self.path / "export.json").is_file() and read_json(self.path / "export.json").get("ema"):
+            raise MedisynthError(f"{self.path} is a generator-only export holding the EMA networks; drop --no-ema")
         model = build_model(self.info["model"], spec, _restore_tuples(cls, self.info.get("hyper", {})))
         state = load_checkpoint(self.latest_checkpoint(), model)
         model.to(resolve_device(device)).eval()

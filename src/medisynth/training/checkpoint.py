@@ -40,6 +40,9 @@ MODEL_FILE = "model.safetensors"
 TRAINING_FILE = "training.safetensors"
 TRAINING_JSON = "training.json"
 STATE_JSON = "state.json"
+#: model.safetensors metadata "format" of a generator-only export (``medisynth.export``): its "omitted"
+#: metadata lists the top-level networks left out (the discriminator, live copies of EMA networks)
+EXPORT_FORMAT = "medisynth-export"
 
 
 # -- nested state <-> (tensors, JSON) ---------------------------------------
@@ -202,7 +205,8 @@ def load_weights(checkpoint: Path, model: torch.nn.Module) -> None:
     path = Path(checkpoint) / MODEL_FILE
     weights = _load_tensors(path)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
+    omitted = _omitted_networks(path)
+    missing = sorted(k for k in set(expected) - set(weights) if k.split(".")[0] not in omitted)
     unexpected = sorted(set(weights) - set(expected))
     mismatched = [
         f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in weights and weights[k].shape != v.shape
@@ -219,7 +223,18 @@ def load_weights(checkpoint: Path, model: torch.nn.Module) -> None:
             f"{path} does not fit model {getattr(model, 'name', type(model).__name__)!r}: {', '.join(parts)}. "
             f"It was written by another model or other hyper-parameters; check model.json of the run"
         )
-    model.load_state_dict(weights)
+    model.load_state_dict(weights, strict=not omitted)
+
+
+def _omitted_networks(path: Path) -> set[str]:
+    """The networks a generator-only export left out (empty for a training checkpoint)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata() or {}
+    if metadata.get("format") != EXPORT_FORMAT:
+        return set()
+    return set(json.loads(metadata.get("omitted", "[]")))
 
 
 def load_checkpoint(
