@@ -22,6 +22,7 @@ with it, prepare reads with it.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -65,6 +66,10 @@ class Provenance:
         return (f"SYNTHETIC image made by medisynth model {self.model} (run {self.run_id}, step {self.checkpoint_step}, "
                 f"seed {self.seed}, class {self.class_name}); not a patient image")
 
+    def comment(self) -> str:
+        """The description followed by the record as JSON (DICOM ImageComments, NIfTI comment extension)."""
+        return f"{self.description()}; provenance: {json.dumps(self.fields(), sort_keys=True)}"
+
     def png_info(self):
         """The record as PNG text chunks (``PIL.PngImagePlugin.PngInfo``)."""
         from PIL.PngImagePlugin import PngInfo
@@ -77,12 +82,17 @@ class Provenance:
 
 
 def read_provenance(path: Path | str) -> Optional[dict[str, str]]:
-    """The provenance record stored in an image file, or None when it has none (or is not a PNG).
+    """The provenance record stored in an image file (PNG, DICOM, NIfTI), or None when it has none.
 
-    Only the header is read: PIL collects text chunks written before the pixel data without decoding
-    pixels, and medisynth writes them there."""
+    Only headers are read: PIL collects text chunks written before the pixel data without decoding
+    pixels (medisynth writes them there); DICOM is read up to the pixels; NIfTI's header extension."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
+    name = path.name.lower()
+    if name.endswith(".dcm"):
+        return _from_dicom(path)
+    if name.endswith(".nii") or name.endswith(".nii.gz"):
+        return _from_nifti(path)
+    if not name.endswith(".png"):
         return None
     from PIL import Image, UnidentifiedImageError
 
@@ -94,6 +104,42 @@ def read_provenance(path: Path | str) -> Optional[dict[str, str]]:
     if "synthetic" not in info:
         return None
     return {key: str(info[key]) for key in FIELDS if key in info}
+
+
+def _from_comment(text: str) -> Optional[dict[str, str]]:
+    """The record in a ``Provenance.comment()`` text (None when there is none)."""
+    start = text.find("{", text.find("provenance: ") if "provenance: " in text else len(text))
+    if start < 0:
+        return None
+    try:
+        record = json.loads(text[start:])
+    except json.JSONDecodeError:
+        return None
+    return {str(k): str(v) for k, v in record.items()} if isinstance(record, dict) and "synthetic" in record else None
+
+
+def _from_dicom(path: Path) -> Optional[dict[str, str]]:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # pydicom raises many types; an unreadable file is reported by the pixel reader
+        return None
+    return _from_comment(str(getattr(ds, "ImageComments", "") or ""))
+
+
+def _from_nifti(path: Path) -> Optional[dict[str, str]]:
+    import nibabel as nib
+
+    try:
+        extensions = nib.load(path).header.extensions
+    except Exception:  # as above: the volume reader reports damaged files
+        return None
+    for extension in extensions:
+        record = _from_comment(extension.get_content().decode("utf-8", "replace"))
+        if record:
+            return record
+    return None
 
 
 def is_marked_synthetic(path: Path | str | None) -> bool:

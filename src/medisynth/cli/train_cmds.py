@@ -80,6 +80,7 @@ def sample(
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="diffusion: classifier-free guidance"),
     sampling_steps: Optional[int] = typer.Option(None, "--sampling-steps", help="diffusion: denoising steps per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
+    image_format: str = typer.Option("png", "--format", help="image files: png, dicom (Secondary Capture) or nifti (one slice stack per class); dicom/nifti: grayscale runs"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
 ) -> None:
     """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back."""
@@ -90,6 +91,6 @@ def sample(
         run=run, out=out, n=n, per_class=parse_per_class(per_class) if per_class else None, truncation=truncation,
         min_d_score=min_d_score, min_confidence=min_confidence, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
         batch_size=batch_size, device=device, ema=ema, guidance_scale=guidance_scale, steps=sampling_steps,
-        progress=progress, overwrite=overwrite,
+        progress=progress, format=image_format, overwrite=overwrite,
     ))
     typer.echo(result.summary())

@@ -25,6 +25,7 @@ class SampleConfig:
     ema: bool = True  #: use the EMA networks when the run has them
     guidance_scale: Optional[float] = None  #: classifier-free guidance (diffusion models)
     steps: Optional[int] = None  #: sampling steps (diffusion models)
+    format: str = "png"  #: image files: "png", "dicom" or "nifti" (``medisynth.sampling.formats``)
     overwrite: bool = False  #: replace ``out`` when it exists
     progress: bool = True  #: show a progress bar on a terminal
 

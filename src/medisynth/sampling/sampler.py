@@ -17,11 +17,12 @@ import torch
 from medisynth.data.images import float_to_uint8
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir
+from medisynth.io import atomic_dir, read_json
 from medisynth.progress import make_progress
 from medisynth.provenance import Provenance
 from medisynth.sampling.config import SampleConfig, SampleResult
 from medisynth.sampling.filters import Filters, check_options
+from medisynth.sampling.formats import IntensityWindow, check_format
 from medisynth.sampling.plan import Job, plan_jobs
 from medisynth.sampling.writer import SampleWriter
 
@@ -41,6 +42,9 @@ def sample(config: SampleConfig) -> SampleResult:
     jobs, run = plan_jobs(config, device)
     options = {id(j.model): check_options(config, j.model.model) for j in jobs}
     filters = Filters.build(config, run, jobs, device)
+    for job in jobs:
+        check_format(config.format, job.model.model.spec.channels)
+    window = _intensity_window(run) if config.format != "png" else None
 
     requested = {j.label: j.count for j in jobs}
     # what every image says about itself (PNG text chunks, labels.csv, sample.json): medisynth.provenance
@@ -52,7 +56,8 @@ def sample(config: SampleConfig) -> SampleResult:
     progress.disable = progress.disable or not config.progress
     with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp, progress:
         task = progress.add_task("sampling", total=sum(requested.values()), status="")
-        with SampleWriter(tmp, filters.columns, run.info.get("model", ""), str(Path(config.run)), config.seed) as writer:
+        with SampleWriter(tmp, filters.columns, run.info.get("model", ""), str(Path(config.run)), config.seed,
+                          config.format, window) as writer:
             for job in jobs:
                 provenance = dataclasses.replace(record, checkpoint_step=job.model.step, class_name=job.label)
                 done, tried, accepted = _sample_job(job, config, options[id(job.model)], filters, device, writer,
@@ -77,6 +82,16 @@ def sample(config: SampleConfig) -> SampleResult:
         )
     return SampleResult(Path(config.out), requested, written, attempts, acceptance, shortfall,
                         time.perf_counter() - started)
+
+
+def _intensity_window(run) -> IntensityWindow:
+    """DICOM/NIfTI intensities follow the CT window of the run's data set (the identity when it was not CT)."""
+    manifest = Path(run.data) / "manifest.json"
+    if not manifest.is_file():
+        print(f"warning: the run's data set {run.data} is not there; DICOM/NIfTI intensities are written as 0..255 "
+              "(no CT window)", file=sys.stderr)
+        return IntensityWindow()
+    return IntensityWindow.of_data(read_json(manifest))
 
 
 def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters, device: torch.device,

@@ -37,9 +37,14 @@ def safe_name(name: str) -> str:
 class SampleWriter:
     """labels.csv rows and PNGs into ``folder``; keeps the first GRID_COLUMNS images of each class for grid.png."""
 
-    def __init__(self, folder: Path, extra_columns: list[str], model: str, run: str, seed: int):
+    def __init__(self, folder: Path, extra_columns: list[str], model: str, run: str, seed: int,
+                 image_format: str = "png", window=None):
         self.folder = Path(folder)
         (self.folder / "images").mkdir()
+        # DICOM/NIfTI files (``formats``) instead of PNGs; labels.csv and grid.png stay the same
+        from medisynth.sampling.formats import open_format  # here: formats uses safe_name from this module
+
+        self._files = None if image_format == "png" else open_format(image_format, self.folder / "images", window)
         self._file = open(self.folder / "labels.csv", "w", newline="")
         self._csv = csv.writer(self._file)
         self._csv.writerow(COLUMNS + extra_columns)
@@ -51,8 +56,11 @@ class SampleWriter:
               provenance: Provenance) -> None:
         """Image ``number`` (1-based) of class ``label``: uint8 C x H x W, with its filter scores and the
         provenance record written into the PNG and repeated in labels.csv."""
-        image_id = f"syn_{safe_name(label)}_{number:06d}"
-        write_png(self.folder / "images" / f"{image_id}.png", image, provenance)
+        if self._files is not None:
+            image_id = self._files.write(label, number, image, provenance)
+        else:
+            image_id = f"syn_{safe_name(label)}_{number:06d}"
+            write_png(self.folder / "images" / f"{image_id}.png", image, provenance)
         record = provenance.fields()
         self._csv.writerow([image_id, label, class_index, 1, *self._fixed, *(record[k] for k in CSV_FIELDS),
                             *(f"{s:.6f}" for s in scores)])
@@ -63,7 +71,9 @@ class SampleWriter:
         self._file.flush()
 
     def end_class(self) -> None:
-        """Close the class's grid row (padded with black)."""
+        """Close the class's grid row (padded with black) and, for NIfTI, write the class's volume."""
+        if self._files is not None:
+            self._files.end_class()
         if self._row:
             self._grid += self._row + [np.zeros_like(self._row[0])] * (GRID_COLUMNS - len(self._row))
         self._row = []

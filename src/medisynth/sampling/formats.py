@@ -1,0 +1,169 @@
+"""DICOM and NIfTI output of ``medisynth sample --format dicom|nifti`` (PNG is ``writer.write_png``).
+
+Both hold grayscale images (a 3-channel run is refused) in class folders, so ``medisynth prepare
+DIR/images`` reads them back with its dicom / nifti source, class from the folder::
+
+    DIR/images/<class>/syn_<class>_000001.dcm   one DICOM Secondary Capture file per image
+    DIR/images/<class>/syn_<class>.nii.gz        one NIfTI volume per class: the images as a 2-D slice stack
+
+Both say they are synthetic. DICOM: ImageType DERIVED\\SECONDARY, ConversionType SYN (synthetic
+image), SeriesDescription and ImageComments naming the model and the provenance record (JSON), new
+UIDs, no patient identity (PatientID/PatientName fixed to SYNTHETIC). NIfTI: the header description
+says SYNTHETIC and a comment extension holds the provenance record (JSON).
+
+Intensities: pixels are stored as the uint8 values the model made, with a linear map to the units of
+the run's training data. A run trained on CT windowed at (level L, width W) gets slope W / 255 and
+intercept L - W / 2 (DICOM RescaleSlope/RescaleIntercept, NIfTI scl_slope/scl_inter), so the window
+survives and ``prepare`` with the same window recovers the pixels exactly; other data get slope 1,
+intercept 0 and the window level 127.5, width 255 (written as WindowCenter/WindowWidth).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from medisynth.errors import MedisynthError
+from medisynth.provenance import Provenance
+from medisynth.sampling.writer import safe_name
+
+FORMATS = ("png", "dicom", "nifti")
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # SOP class: Secondary Capture Image Storage
+SYNTHETIC_PATIENT = "SYNTHETIC"
+
+
+@dataclass(frozen=True)
+class IntensityWindow:
+    """The map from stored uint8 values to the data's units, and the display window in those units."""
+
+    level: float = 127.5
+    width: float = 255.0
+
+    @property
+    def slope(self) -> float:
+        return self.width / 255.0
+
+    @property
+    def intercept(self) -> float:
+        return self.level - self.width / 2.0
+
+    @classmethod
+    def of_data(cls, manifest: Optional[dict]) -> "IntensityWindow":
+        """The CT window the run's data set was prepared with, else the identity (0..255)."""
+        prep = (manifest or {}).get("preprocessing") or {}
+        if prep.get("kind") == "ct" and prep.get("window_width"):
+            return cls(float(prep["window_level"]), float(prep["window_width"]))
+        return cls()
+
+
+def check_format(name: str, channels: int) -> None:
+    if name not in FORMATS:
+        raise MedisynthError(f"--format {name!r}: choose one of {', '.join(FORMATS)}")
+    if name != "png" and channels != 1:
+        raise MedisynthError(f"--format {name}: writes grayscale images, but this run makes {channels}-channel "
+                             "images; use --format png")
+
+
+class DicomFiles:
+    """One Secondary Capture file per image; one study per sampling call, one series per class."""
+
+    def __init__(self, folder: Path, window: IntensityWindow):
+        from pydicom.uid import generate_uid
+
+        self.folder, self.window = Path(folder), window
+        self.study = generate_uid()
+        self.series: dict[str, tuple[str, int]] = {}
+        self.now = datetime.now(timezone.utc)
+
+    def write(self, label: str, number: int, image: np.ndarray, provenance: Provenance) -> str:
+        """uint8 1 x H x W -> DIR/images/<class>/syn_<class>_<number>.dcm; returns the id prepare will give it."""
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+
+        folder = self.folder / safe_name(label)
+        folder.mkdir(exist_ok=True)
+        if label not in self.series:
+            self.series[label] = (generate_uid(), len(self.series) + 1)
+        series_uid, series_number = self.series[label]
+        image_id = f"{safe_name(label)}/syn_{safe_name(label)}_{number:06d}"
+
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = SECONDARY_CAPTURE, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study, series_uid
+        ds.StudyDate = ds.ContentDate = self.now.strftime("%Y%m%d")
+        ds.StudyTime = ds.ContentTime = self.now.strftime("%H%M%S")
+        # no patient identity: a fixed synthetic patient, nothing else of the patient module
+        ds.PatientID, ds.PatientName = SYNTHETIC_PATIENT, "SYNTHETIC^MEDISYNTH"
+        ds.Modality = "OT"
+        ds.ConversionType = "SYN"  # DICOM's defined term for a synthetic image
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.BurnedInAnnotation = "NO"
+        ds.Manufacturer = "medisynth"
+        ds.SeriesDescription = f"SYNTHETIC medisynth {provenance.model} class {label}"[:64]
+        ds.SeriesNumber, ds.InstanceNumber = series_number, number
+        ds.ImageComments = provenance.comment()
+        pixels = np.ascontiguousarray(image[0])
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit, ds.PixelRepresentation = 7, 0
+        ds.RescaleSlope, ds.RescaleIntercept = f"{self.window.slope:.10g}", f"{self.window.intercept:.10g}"
+        ds.RescaleType = "HU" if (self.window.level, self.window.width) != (127.5, 255.0) else "US"
+        ds.WindowCenter, ds.WindowWidth = f"{self.window.level:.10g}", f"{self.window.width:.10g}"
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(folder / f"syn_{safe_name(label)}_{number:06d}.dcm", enforce_file_format=True)
+        return image_id
+
+    def end_class(self) -> None:
+        pass
+
+
+class NiftiFiles:
+    """One NIfTI volume per class, the images as slices along the third axis (written when the class ends).
+
+    One class's uint8 pixels are held in memory until then."""
+
+    def __init__(self, folder: Path, window: IntensityWindow):
+        self.folder, self.window = Path(folder), window
+        self.slices: list[np.ndarray] = []
+        self.label: Optional[str] = None
+        self.provenance: Optional[Provenance] = None
+
+    def write(self, label: str, number: int, image: np.ndarray, provenance: Provenance) -> str:
+        self.label, self.provenance = label, provenance
+        # prepare shows slice z as rot90(volume[:, :, z]); store the image turned the other way
+        self.slices.append(np.rot90(image[0], -1))
+        return f"{safe_name(label)}/syn_{safe_name(label)}#z{len(self.slices) - 1:04d}"
+
+    def end_class(self) -> None:
+        if not self.slices:
+            return
+        import nibabel as nib
+
+        volume = np.ascontiguousarray(np.stack(self.slices, axis=-1))
+        image = nib.Nifti1Image(volume, affine=np.eye(4))  # RAS, 1 mm pixels: no scanner geometry to keep
+        header = image.header
+        header.set_data_dtype(np.uint8)
+        header.set_slope_inter(self.window.slope, self.window.intercept)
+        header["descrip"] = f"SYNTHETIC medisynth {self.provenance.model} run {self.provenance.run_id}".encode()[:79]
+        header["cal_min"], header["cal_max"] = (self.window.level - self.window.width / 2,
+                                                self.window.level + self.window.width / 2)
+        header.extensions.append(nib.nifti1.Nifti1Extension("comment", self.provenance.comment().encode()))
+        folder = self.folder / safe_name(self.label)
+        folder.mkdir(exist_ok=True)
+        nib.save(image, folder / f"syn_{safe_name(self.label)}.nii.gz")
+        self.slices, self.label, self.provenance = [], None, None
+
+
+def open_format(name: str, folder: Path, window: IntensityWindow):
+    """The file writer of ``--format name`` (dicom or nifti)."""
+    return {"dicom": DicomFiles, "nifti": NiftiFiles}[name](folder, window)
