@@ -69,3 +69,21 @@ def test_load_run_errors_name_the_fix(tmp_path, layout, message):
 
 def test_dir_lists_lazy_names():
     assert {"load_run", "train", "sample", "evaluate", "balance", "build_model"} <= set(dir(ms))
+
+
+def test_a_relative_data_path_still_resolves_from_another_folder(tmp_path, monkeypatch):
+    """config.json keeps the data path as given and absolute; Run.data uses the absolute one when needed."""
+    monkeypatch.chdir(tmp_path)
+    toy.write_toy_dataset(tmp_path / "data")
+    train(TrainConfig(data="data", model="toy-cgan", out="run", steps=1, batch_size=4, sample_every=0,
+                      device="cpu", progress=False))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"] == "data" and config["data_absolute"] == str((tmp_path / "data").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert Run.open(tmp_path / "run").data == (tmp_path / "data").resolve()
+    monkeypatch.chdir(tmp_path)
+    assert Run.open("run").data == ms.runs.Path("data")  # the path as given while it resolves
+    # a resume reads the saved config back (the extra key is not a setting)
+    train(TrainConfig(resume="run", steps=2, device="cpu", progress=False))

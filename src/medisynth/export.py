@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import save_file
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, atomic_write_text, read_json, write_json
+from medisynth.io import atomic_dir, atomic_write_text, follow_umask, read_json, write_json
 from medisynth.runs import CHECKPOINTS, CONFIG_JSON, MODEL_JSON, LoadedRun, Run
 from medisynth.training.checkpoint import EXPORT_FORMAT, LATEST, MODEL_FILE, STATE_JSON, checkpoint_name
 
@@ -92,6 +92,7 @@ def _export_model(run: Run, out: Path) -> list[str]:
     folder.mkdir(parents=True)
     save_file(weights, str(folder / MODEL_FILE), metadata={
         "format": EXPORT_FORMAT, "step": str(loaded.step), "omitted": json.dumps(omitted)})
+    follow_umask(folder / MODEL_FILE)  # safetensors writes 0600
     write_json(folder / STATE_JSON, {"step": loaded.step, **_training_state(run)})
     atomic_write_text(out / CHECKPOINTS / LATEST, folder.name + "\n")
     shutil.copyfile(run.model_json, out / MODEL_JSON)
@@ -172,7 +173,7 @@ def model_card(run: Run, out: Path, steps: dict[str, int], metrics: Optional[dic
     info, config = run.info, run.config
     spec = info.get("spec") or {}
     names = run.class_names or []
-    data = Path(config.get("data") or "")
+    data = run.data
     manifest = _manifest(run)
     budget = ", ".join(f"{k} {config[k]}" for k in ("epochs", "steps", "minutes") if config.get(k) is not None) or "default"
     exports = [read_json(p) for p in sorted(out.rglob(EXPORT_JSON))]
@@ -239,7 +240,7 @@ def model_card(run: Run, out: Path, steps: dict[str, int], metrics: Optional[dic
 
 
 def _manifest(run: Run) -> Optional[dict]:
-    path = Path(run.config.get("data") or "") / "manifest.json"
+    path = run.data / "manifest.json"
     try:
         return read_json(path) if path.is_file() else None
     except MedisynthError:

@@ -35,6 +35,7 @@ from medisynth.errors import MedisynthError
 from medisynth.io import read_json, write_json
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
 from medisynth.training.checkpoint import CHECKPOINTS, load_checkpoint, newest_checkpoint
+from medisynth.training.config import DATA_ABSOLUTE
 
 MODEL_JSON = "model.json"
 CONFIG_JSON = "config.json"
@@ -147,8 +148,13 @@ class Run:
 
     @property
     def data(self) -> Path:
-        """The prepared data set the run was trained on (as config.json records it)."""
-        return Path(self.config.get("data") or "")
+        """The prepared data set the run was trained on: the path as given to train, or, when that does not
+        resolve from here (a relative path used from another folder), the absolute path config.json also keeps."""
+        given = Path(self.config.get("data") or "")
+        absolute = self.config.get(DATA_ABSOLUTE)
+        if absolute and not (given / "manifest.json").is_file() and (Path(absolute) / "manifest.json").is_file():
+            return Path(absolute)
+        return given
 
     @property
     def conditional(self) -> Optional[bool]:

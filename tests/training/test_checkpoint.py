@@ -193,3 +193,21 @@ def test_optimiser_state_of_another_model_is_explained(tmp_path):
     fresh, fresh_opts = fresh_model()
     with pytest.raises(MedisynthError, match="optimisers"):
         load_checkpoint(path, fresh, fresh_opts)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_checkpoint_files_and_folders_follow_the_umask(tmp_path, umask):
+    """A run on a shared server is as readable as the user's other files (mkdtemp alone makes 0700)."""
+    import os
+    import stat
+
+    run = make_run(tmp_path)
+    model, optimizers = trained_model(1)
+    old = os.umask(umask)
+    try:
+        folder = save_checkpoint(run, 1, model, optimizers, {})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    for path in [*folder.iterdir(), run / "checkpoints" / "LATEST"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_write_text, read_json
+from medisynth.io import atomic_write_text, follow_umask, read_json
 
 CHECKPOINTS = "checkpoints"
 LATEST = "LATEST"
@@ -135,6 +135,7 @@ def save_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=folder))
+    follow_umask(tmp)  # mkdtemp makes 0700 (and safetensors 0600 files, below)
     try:
         weights = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "medisynth-checkpoint", "step": str(step)})
@@ -147,6 +148,8 @@ def save_checkpoint(
         save_file(tensors, str(tmp / TRAINING_FILE))
         (tmp / TRAINING_JSON).write_text(json.dumps(tree))
         (tmp / STATE_JSON).write_text(json.dumps({"step": step, **state}, indent=2, default=float))
+        for path in tmp.iterdir():
+            follow_umask(path)
         _fsync_dir_files(tmp)
         if final.exists():  # re-saving the same step (a resumed run that ends where it started)
             trash = folder / f".{final.name}.old-{os.getpid()}"

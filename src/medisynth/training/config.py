@@ -20,6 +20,7 @@ TARGETS = ("images", "masks")
 
 #: fields a resumed run may change (the budget and the bookkeeping); the rest is fixed by the run
 BUDGET_FIELDS = ("epochs", "steps", "minutes")
+DATA_ABSOLUTE = "data_absolute"  # config.json's extra key: the data path resolved when the run was made
 RESUME_OVERRIDABLE = (
     "epochs", "steps", "minutes", "checkpoint_every", "sample_every", "log_every",
     "device", "amp", "threads", "progress",
@@ -92,11 +93,15 @@ class TrainConfig:
         return overrides
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        """The fields as JSON, plus ``data_absolute``: the data path resolved, so the run works from
+        another folder (``Run.data`` falls back to it when the path as given does not resolve)."""
+        values = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
+        values[DATA_ABSOLUTE] = str(Path(self.data).resolve()) if self.data is not None else None
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
-        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        values = {str(k).replace("-", "_"): v for k, v in values.items() if k != DATA_ABSOLUTE}  # derived, not a setting
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
