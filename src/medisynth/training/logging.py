@@ -38,6 +38,14 @@ class MetricsLog:
                 if key != "step" and isinstance(value, (int, float)):
                     self._tb.add_scalar(key, value, record["step"])
 
+    def add_grid(self, path: Path, step: int) -> None:
+        """Show the sample grid PNG at ``path`` in TensorBoard's images tab beside the scalars (when installed)."""
+        if self._tb is None or not Path(path).is_file():
+            return
+        from medisynth.io import read_image
+
+        self._tb.add_image("samples", read_image(path), step, dataformats="HWC")
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:

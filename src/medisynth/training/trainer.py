@@ -327,6 +327,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     interval_start = time.perf_counter()  # the diversity check is not training time
                 if config.sample_every and step % config.sample_every == 0:
                     _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed)
+                    log.add_grid(Run(run).samples / f"step-{step:06d}.png", step)
                 if step % config.checkpoint_every == 0:
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
@@ -340,6 +341,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
             final_grid = Run(run).samples / f"step-{step:06d}.png"
             if not final_grid.exists():
                 _sample_grid(model, final_grid, grid_labels, grid_rows, config.seed)
+                log.add_grid(final_grid, step)
     except KeyboardInterrupt:
         kept = f"step {last_checkpoint}" if last_checkpoint >= 0 else "none yet"
         print(f"\ninterrupted at step {step}; last checkpoint: {kept}. "
