@@ -10,8 +10,6 @@ import pytest
 from medisynth.io import read_image
 from medisynth.training.trainer import train
 
-from .conftest import tiny_config
-
 
 class FakeWriter:
     """Stands in for torch's SummaryWriter (records calls) where the tensorboard package is absent."""
@@ -31,23 +29,23 @@ class FakeWriter:
         pass
 
 
-def test_sample_grids_are_logged_as_images_at_each_sample_interval(toy_data, tmp_path, monkeypatch):
+def test_sample_grids_are_logged_as_images_at_each_sample_interval(toy_data, tmp_path, monkeypatch, make_config):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FakeWriter))
     FakeWriter.calls = []
     out = tmp_path / "run"
-    train(tiny_config(toy_data, out, steps=4, sample_every=2))
+    train(make_config(toy_data, out, steps=4, sample_every=2))
     images = [c for c in FakeWriter.calls if c[0] == "image"]
     assert [(c[1], c[2], c[4]) for c in images] == [("samples", 2, "HWC"), ("samples", 4, "HWC")]
     assert np.array_equal(images[-1][3], read_image(out / "samples" / "step-000004.png"))  # the grid PNG itself
     assert ("scalar", "Loss_D", 2) in FakeWriter.calls
 
 
-def test_real_tensorboard_event_file_holds_the_grids(toy_data, tmp_path):
+def test_real_tensorboard_event_file_holds_the_grids(toy_data, tmp_path, make_config):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "run"
-    train(tiny_config(toy_data, out, steps=4, sample_every=2))
+    train(make_config(toy_data, out, steps=4, sample_every=2))
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Images("samples")] == [2, 4]
