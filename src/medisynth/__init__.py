@@ -42,6 +42,7 @@ _LAZY = {
     "run_utility": "medisynth.downstream",
     "load_run": "medisynth.runs",
     "export_run": "medisynth.export",
+    "compare_runs": "medisynth.compare",
     "Run": "medisynth.runs",
     "LoadedRun": "medisynth.runs",
     "build_model": "medisynth.models",

@@ -12,7 +12,7 @@ from medisynth.cli.flags import Command
 from medisynth.errors import MedisynthError
 
 # importing a module registers its commands on ``app``
-from medisynth.cli import phantom_cmds, data_cmds, train_cmds, evaluate_cmds, utility_cmds, pipeline_cmds, demo_cmds, export_cmds  # noqa: E402,F401
+from medisynth.cli import phantom_cmds, data_cmds, train_cmds, evaluate_cmds, utility_cmds, pipeline_cmds, demo_cmds, export_cmds, runs_cmds  # noqa: E402,F401
 
 
 @app.command(cls=Command)

@@ -1,0 +1,182 @@
+"""``medisynth runs compare RUN...``: several runs side by side (a terminal table and an HTML page).
+
+Per run: model, classes, image size, training budget and how far it got (step, epoch, minutes), the
+last logged training figures (``metrics.jsonl``), the latest evaluation, and the last sample grid.
+
+The latest evaluation of a run is the newest ``metrics.json`` (by its ``created`` time) among
+``RUN/*/metrics.json`` (``medisynth evaluate --fake RUN --out RUN/eval``) and the ``--report``
+folders whose ``inputs.fake`` is that run.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from medisynth.errors import MedisynthError
+from medisynth.io import atomic_write_text, read_json
+from medisynth.runs import Run, read_metrics
+from medisynth.training.checkpoint import STATE_JSON
+
+#: evaluation figures shown, as (label, path into metrics.json); the first feature space that ran is used
+EVALUATION_FIGURES = (
+    ("FID", ("distribution", "*", "fid")),
+    ("KID", ("distribution", "*", "kid_mean")),
+    ("precision", ("distribution", "*", "precision")),
+    ("recall", ("distribution", "*", "recall")),
+    ("CAS", ("cas", "overall")),
+    ("near-copies", ("memorization", "pixel", "fraction_flagged")),
+)
+
+
+@dataclass
+class RunSummary:
+    """What ``runs compare`` shows of one run."""
+
+    path: Path
+    model: str
+    classes: list[str]
+    image_size: Any
+    budget: str
+    step: Optional[int]
+    epoch: Optional[float]
+    minutes: Optional[float]
+    final: dict[str, float] = field(default_factory=dict)  # the last metrics.jsonl record's figures
+    evaluation: Optional[dict[str, Any]] = None  # label -> value, plus "space", "report", "created"
+    grid: Optional[Path] = None
+
+
+def summarise_run(path: Path | str, reports: Iterable[Path | str] = ()) -> RunSummary:
+    """One run's summary (``reports``: evaluate folders that may have evaluated it)."""
+    run = Run.open(path)
+    config = run.config
+    budget = ", ".join(f"{k} {config[k]}" for k in ("epochs", "steps", "minutes") if config.get(k) is not None) or "?"
+    sub = next(iter(run.class_runs().values()), None) if run.per_class else run  # per-class: the first class's figures
+    state = _state(sub) if sub is not None else {}
+    records = read_metrics(sub.path) if sub is not None else []
+    final = {k: float(v) for k, v in (records[-1] if records else {}).items()
+             if k not in ("step", "epoch", "seconds") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    elapsed = state.get("elapsed")
+    spec = run.info.get("spec") or {}
+    return RunSummary(
+        path=run.path, model=run.model_name + (" (per class)" if run.per_class else ""),
+        classes=run.class_names or [], image_size=spec.get("image_size", "?"), budget=budget,
+        step=state.get("step"), epoch=state.get("epoch"), minutes=elapsed / 60 if isinstance(elapsed, (int, float)) else None,
+        final=final, evaluation=_latest_evaluation(run, reports), grid=_last_grid(run),
+    )
+
+
+def compare_runs(runs: Iterable[Path | str], reports: Iterable[Path | str] = ()) -> list[RunSummary]:
+    """Summaries of ``runs`` in the order given (at least two)."""
+    runs, reports = list(runs), list(reports)
+    if len(runs) < 2:
+        raise MedisynthError("runs compare: give two or more run folders")
+    for report in reports:
+        if not (Path(report) / "metrics.json").is_file():
+            raise MedisynthError(f"--report {report}: no metrics.json there; give a `medisynth evaluate` --out folder")
+    return [summarise_run(r, reports) for r in runs]
+
+
+def _state(run: Run) -> dict[str, Any]:
+    try:
+        return read_json(run.latest_checkpoint() / STATE_JSON)
+    except MedisynthError:
+        return {}
+
+
+def _last_grid(run: Run) -> Optional[Path]:
+    folders = [run.samples] + ([sub.samples for sub in run.class_runs().values()] if run.per_class else [])
+    grids = sorted((p for folder in folders if folder.is_dir() for p in folder.glob("step-*.png")),
+                   key=lambda p: (p.name, str(p)))
+    return grids[-1] if grids else None
+
+
+def _latest_evaluation(run: Run, reports: Iterable[Path | str]) -> Optional[dict[str, Any]]:
+    candidates = [p / "metrics.json" for p in run.path.iterdir() if (p / "metrics.json").is_file()]
+    resolved = run.path.resolve()
+    for report in reports:
+        metrics = read_json(Path(report) / "metrics.json")
+        fake = (metrics.get("inputs") or {}).get("fake")
+        if fake and Path(fake).resolve() == resolved:
+            candidates.append(Path(report) / "metrics.json")
+    found = [(read_json(p), p) for p in candidates]
+    if not found:
+        return None
+    metrics, path = max(found, key=lambda item: str(item[0].get("created", "")))
+    spaces = [s for s, v in (metrics.get("distribution") or {}).items() if isinstance(v, dict)]
+    space = spaces[0] if spaces else None
+    out: dict[str, Any] = {"report": str(path.parent), "created": metrics.get("created"), "space": space}
+    for label, keys in EVALUATION_FIGURES:
+        value: Any = metrics
+        for key in keys:
+            value = value.get(space if key == "*" else key) if isinstance(value, dict) else None
+        out[label] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return out
+
+
+# -- rendering -------------------------------------------------------------------------------------
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def table_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
+    """(row label, one cell per run): the same rows for the terminal and the HTML page."""
+    rows: list[tuple[str, list[str]]] = [
+        ("model", [s.model for s in summaries]),
+        ("classes", [f"{len(s.classes)}: {', '.join(s.classes)}" for s in summaries]),
+        ("image size", [_fmt(s.image_size) for s in summaries]),
+        ("budget", [s.budget for s in summaries]),
+        ("trained", [f"step {_fmt(s.step)}, epoch {_fmt(s.epoch)}, {_fmt(s.minutes)} min" for s in summaries]),
+    ]
+    keys = sorted({k for s in summaries for k in s.final})
+    rows += [(f"final {k}", [_fmt(s.final.get(k)) for s in summaries]) for k in keys]
+    rows.append(("evaluation", [f"{e['report']} ({e['created']}, {e['space']})" if e else "none found"
+                                for e in (s.evaluation for s in summaries)]))
+    for label, _ in EVALUATION_FIGURES:
+        rows.append((label, [_fmt((s.evaluation or {}).get(label)) for s in summaries]))
+    return rows
+
+
+def rich_table(summaries: list[RunSummary]):
+    from rich.table import Table
+
+    table = Table(title="medisynth runs compare")
+    table.add_column("")
+    for s in summaries:
+        table.add_column(s.path.name, overflow="fold")
+    for label, cells in table_rows(summaries):
+        table.add_row(label, *cells)
+    return table
+
+
+def html_page(summaries: list[RunSummary]) -> str:
+    """One self-contained page (grids inline as base64, no scripts)."""
+    head = "".join(f"<th>{html.escape(s.path.name)}<br><small>{html.escape(str(s.path))}</small></th>" for s in summaries)
+    body = "".join(
+        f"<tr><th>{html.escape(label)}</th>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+        for label, cells in table_rows(summaries))
+    grids = "".join(
+        "<td>" + (f'<img alt="last sample grid" src="data:image/png;base64,{base64.b64encode(s.grid.read_bytes()).decode()}">'
+                  f"<br><small>{html.escape(s.grid.name)}</small>" if s.grid else "no sample grid") + "</td>"
+        for s in summaries)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>medisynth runs compare</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 8px;vertical-align:top;text-align:left}img{max-width:360px;image-rendering:pixelated}</style>"
+        f"</head><body><h1>medisynth runs compare</h1><table><tr><th></th>{head}</tr>{body}"
+        f"<tr><th>last sample grid</th>{grids}</tr></table></body></html>\n"
+    )
+
+
+def write_html(summaries: list[RunSummary], out: Path | str) -> Path:
+    out = Path(out)
+    if out.exists():
+        raise MedisynthError(f"--html {out} already exists; choose another file name")
+    atomic_write_text(out, html_page(summaries))
+    return out

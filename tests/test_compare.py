@@ -1,0 +1,66 @@
+"""medisynth runs compare: two runs side by side in the terminal and in an HTML page."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from medisynth.cli import app
+from medisynth.compare import compare_runs, html_page
+from medisynth.errors import MedisynthError
+from medisynth.training import toy
+from medisynth.training.config import TrainConfig
+from medisynth.training.trainer import train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    data = toy.write_toy_dataset(root / "data")
+    for name, model, steps in (("cgan", "toy-cgan", 4), ("gan", "toy-gan", 2)):
+        train(TrainConfig(data=data, model=model, out=root / name, steps=steps, batch_size=4, log_every=1,
+                          sample_every=2, device="cpu", progress=False))
+    return root
+
+
+def _metrics(fake, created, fid):
+    return {"schema": "medisynth.metrics/1", "created": created, "inputs": {"fake": str(fake)},
+            "distribution": {"pixels": {"fid": fid, "kid_mean": 0.01, "precision": 0.5, "recall": 0.25}},
+            "cas": {"overall": 0.75}, "memorization": {"pixel": {"fraction_flagged": 0.0}}}
+
+
+def test_compare_collects_budgets_figures_evaluations_and_grids(runs, tmp_path):
+    # an older evaluation inside the run folder and a newer one elsewhere, named with --report
+    (runs / "cgan" / "eval").mkdir(exist_ok=True)
+    (runs / "cgan" / "eval" / "metrics.json").write_text(json.dumps(_metrics(runs / "cgan", "2026-01-01T00:00:00", 50.0)))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text(json.dumps(_metrics(runs / "cgan", "2026-06-01T00:00:00", 12.5)))
+    cgan, gan = compare_runs([runs / "cgan", runs / "gan"], reports=[tmp_path / "r"])
+    assert (cgan.model, gan.model) == ("toy-cgan", "toy-gan")
+    assert (cgan.step, gan.step) == (4, 2) and cgan.budget == "steps 4" and cgan.classes == ["0", "1"]
+    assert set(cgan.final) >= {"Loss_D", "Loss_G"}
+    last = [json.loads(line) for line in (runs / "cgan" / "metrics.jsonl").read_text().splitlines()][-1]
+    assert cgan.final["Loss_D"] == pytest.approx(last["Loss_D"])
+    assert cgan.evaluation["FID"] == 12.5 and cgan.evaluation["report"] == str(tmp_path / "r")  # the newest
+    assert gan.evaluation is None
+    assert cgan.grid.name == "step-000004.png" and gan.grid.name == "step-000002.png"
+    page = html_page([cgan, gan])
+    assert page.count("data:image/png;base64,") == 2 and "12.5" in page and "toy-gan" in page
+
+
+def test_cli_runs_compare_prints_a_table_and_writes_the_page(runs, tmp_path):
+    result = CliRunner().invoke(app, ["runs", "compare", str(runs / "cgan"), str(runs / "gan"),
+                                      "--html", str(tmp_path / "compare.html")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "toy-cgan" in result.output and "toy-gan" in result.output and "budget" in result.output
+    assert "<img" in (tmp_path / "compare.html").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["one"], "two or more run folders"),
+    (["cgan", "nothere"], "no such run folder"),
+])
+def test_compare_errors(runs, args, message):
+    with pytest.raises(MedisynthError, match=message):
+        compare_runs([runs / a for a in args])
