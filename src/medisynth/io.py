@@ -166,15 +166,15 @@ def convert_channels(array: np.ndarray, channels: int) -> np.ndarray:
     raise MedisynthError(f"cannot convert a {have}-channel image to {channels} channels")
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
-    """Write uint8 HxW, HxWx1 or HxWx3 as PNG (atomically)."""
+def save_png(path: Path, array: np.ndarray, pnginfo=None) -> None:
+    """Write uint8 HxW, HxWx1 or HxWx3 as PNG (atomically); ``pnginfo``: text chunks (e.g. provenance)."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     import io as _io
 
     buf = _io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    Image.fromarray(array).save(buf, format="PNG", pnginfo=pnginfo)
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -44,6 +44,15 @@ def test_pipeline_writes_drive_layout_pairs(tiny_runs):
     report = json.loads((out / "pipeline.json").read_text())
     assert report["n"] == 3 and len(report["images"]) == 3 and report["runs"]["sr"] is None
     assert not [p for p in tiny_runs.iterdir() if p.name.startswith(".pairs")]  # no temporary left behind
+    # the synthetic photographs and vessel maps say so (the FOV masks are plain geometry)
+    from medisynth.provenance import read_provenance
+    from medisynth.runs import Run
+
+    record = read_provenance(out / "training" / "images" / "01_training.png")
+    assert record["synthetic"] == "true" and record["run_id"] == Run(tiny_runs / "p2p").id
+    assert record["model"].endswith("->pix2pix") and record["seed"] == "0"
+    assert read_provenance(out / "training" / "1st_manual" / "01_manual1.png") == record
+    assert read_provenance(out / "training" / "mask" / "01_training_mask.png") is None
 
 
 def test_pipeline_is_reproducible_by_seed(tiny_runs):

@@ -40,6 +40,7 @@ from medisynth.pipelines.denoise import DenoiseOptions, denoise_vessel_map
 from medisynth.pipelines.fov import circle_fov, fov_from_image
 from medisynth.runs import LoadedRun, load_run
 from medisynth.pipelines.vessel_stats import vessel_map_stats
+from medisynth.provenance import Provenance
 
 
 #: mean vessel density (fraction of the FOV) above which the output is flagged as not tree-like
@@ -182,14 +183,17 @@ def drive_names(index: int, width: int) -> tuple[str, str, str]:
     return f"{key}_training.png", f"{key}_manual1.png", f"{key}_training_mask.png"
 
 
-def write_drive_pairs(pairs, folder: Path, n: int) -> list[dict]:
-    """Write the pairs under ``folder/training/{images,1st_manual,mask}``; return per-image records."""
+def write_drive_pairs(pairs, folder: Path, n: int, provenance: Optional[Provenance] = None) -> list[dict]:
+    """Write the pairs under ``folder/training/{images,1st_manual,mask}``; return per-image records.
+
+    ``provenance`` marks the synthetic photographs and vessel maps (PNG text chunks, ``medisynth.provenance``)."""
     width = max(2, len(str(n)))
     records = []
+    info = provenance.png_info() if provenance is not None else None
     for i, (photo, vessels, fov) in enumerate(pairs, start=1):
         image_name, vessel_name, fov_name = drive_names(i, width)
-        save_png(folder / "training" / "images" / image_name, photo)
-        save_png(folder / "training" / "1st_manual" / vessel_name, vessels)
+        save_png(folder / "training" / "images" / image_name, photo, info)
+        save_png(folder / "training" / "1st_manual" / vessel_name, vessels, info)
         save_png(folder / "training" / "mask" / fov_name, fov)
         stats = vessel_map_stats(vessels > 0, fov > 0)
         records.append({"image": image_name, "vessels": vessel_name, "fov": fov_name, **stats})
@@ -226,7 +230,12 @@ def run_pipeline(config: VesselPipelineConfig) -> PipelineResult:
     from medisynth.progress import progress_bar
 
     with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp:
-        records = write_drive_pairs(progress_bar(pairs, total=config.n, description="vessel pairs"), tmp, config.n)
+        # the photographs are the translator's (pix2pix, + EDSR) work: its run is named in each file's provenance
+        models = "->".join(r.model.name for r in (vessel, translator, upscaler) if r is not None)
+        provenance = Provenance(models, str(translator.path), translator.run.id, translator.step, config.seed,
+                                vessel.model.spec.class_names[_label_index(vessel, config.label)])
+        records = write_drive_pairs(progress_bar(pairs, total=config.n, description="vessel pairs"), tmp, config.n,
+                                    provenance)
         out_size = size * (upscaler.model.hyper.scale if upscaler else 1)
         density = float(np.mean([r["vessel_density"] for r in records]))
         if density > MAX_PLAUSIBLE_DENSITY:  # real fundus vessel trees cover ~10-15 % of the FOV (DRIVE: 12 %)
