@@ -122,3 +122,15 @@ def test_formats_refuse_colour_runs_and_unknown_names(tmp_path, gray_run):
     with pytest.raises(MedisynthError, match="--format 'jpeg2000': choose one of png, dicom, nifti"):
         _sample(gray_run, tmp_path / "y", "jpeg2000")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cli_sample_format(gray_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    result = CliRunner().invoke(app, ["sample", str(gray_run), "--out", str(tmp_path / "s"), "--n", "2",
+                                      "--format", "nifti", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "s" / "images").rglob("*.nii.gz")) == ["syn_0.nii.gz", "syn_1.nii.gz"]
+    assert json.loads((tmp_path / "s" / "sample.json").read_text())["request"]["format"] == "nifti"
