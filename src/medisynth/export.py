@@ -30,10 +30,9 @@ from safetensors.torch import save_file
 
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, atomic_write_text, follow_umask, read_json, write_json
-from medisynth.runs import CHECKPOINTS, CONFIG_JSON, MODEL_JSON, LoadedRun, Run
+from medisynth.runs import CHECKPOINTS, CONFIG_JSON, EXPORT_JSON, MODEL_JSON, LoadedRun, Run
 from medisynth.training.checkpoint import EXPORT_FORMAT, LATEST, MODEL_FILE, STATE_JSON, checkpoint_name
 
-EXPORT_JSON = "export.json"
 MODEL_CARD = "README.md"
 
 

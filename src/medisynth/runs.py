@@ -9,6 +9,7 @@ Every stage that reads or writes a run goes through :class:`Run`, so the layout 
     RUN/samples/         sample grids written during training
     RUN/metrics.jsonl    one JSON line of losses per logging interval
     RUN/class-<i>/       a --model-per-class run's sub-run of class i (itself a run)
+    RUN/export.json      only in a generator-only export (``medisynth export``): what it keeps
 
 To generate from Python::
 
@@ -41,9 +42,10 @@ MODEL_JSON = "model.json"
 CONFIG_JSON = "config.json"
 SAMPLES = "samples"
 METRICS = "metrics.jsonl"
+EXPORT_JSON = "export.json"  # present when the folder is a generator-only export (``medisynth.export``)
 
 __all__ = [
-    "CHECKPOINTS", "CONFIG_JSON", "METRICS", "MODEL_JSON", "SAMPLES",
+    "CHECKPOINTS", "CONFIG_JSON", "EXPORT_JSON", "METRICS", "MODEL_JSON", "SAMPLES",
     "LoadedRun", "Run", "is_run", "latest_checkpoint", "load_run", "read_metrics", "require_run",
 ]
 
@@ -187,7 +189,7 @@ class Run:
             cls = get_model_class(self.info["model"])
         except (KeyError, TypeError) as e:
             raise MedisynthError(f"{self.model_json} is damaged ({e}); retrain the run") from None
-        if not ema and (self.path / "export.json").is_file() and read_json(self.path / "export.json").get("ema"):
+        if not ema and (self.path / EXPORT_JSON).is_file() and read_json(self.path / EXPORT_JSON).get("ema"):
             raise MedisynthError(f"{self.path} is a generator-only export holding the EMA networks; drop --no-ema")
         model = build_model(self.info["model"], spec, _restore_tuples(cls, self.info.get("hyper", {})))
         state = load_checkpoint(self.latest_checkpoint(), model)
