@@ -10,7 +10,7 @@ exactly like the run::
     DIR/export.json                    what was exported: source run, step, kept and omitted networks, sizes
     DIR/README.md                      the model card (data set, classes, budget, evaluation, intended use)
     DIR/grid.png                       the run's last sample grid, when it has one
-    DIR/class-<i>/                     a --per-class run: each class's model, exported the same way
+    DIR/class-<i>/                     a --model-per-class run: each class's model, exported the same way
 
 Which networks generation needs is found, not declared: one tiny ``generate`` call records the
 top-level networks it runs (the EMA copies when the run kept them, never the discriminator).
