@@ -106,7 +106,10 @@ def test_run_writes_metrics_loss_plot_and_grids(toy_data, tmp_path, make_config)
     grids = sorted(p.name for p in (run / "samples").iterdir())
     assert grids == ["step-000003.png", "step-000006.png"]
     grid = np.asarray(Image.open(run / "samples" / "step-000006.png"))
-    assert grid.shape == (2 + 2 * 18, 2 + 8 * 18, 3)  # conditional: one row per class, 8 columns
+    # conditional: one row per class, 8 columns, plus a white margin on the left with the class names
+    margin = grid.shape[1] - (2 + 8 * 18)
+    assert grid.shape[0] == 2 + 2 * 18 and margin > 4
+    assert (grid[:, :margin] < 128).any()  # text drawn in the margin
 
 
 def test_out_exists_is_an_error_unless_overwrite(toy_data, tmp_path, make_config):

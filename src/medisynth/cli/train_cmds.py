@@ -26,9 +26,9 @@ def train(
     hp: Optional[List[str]] = typer.Option(None, "--hp", help="model hyper-parameter key=value (repeatable)"),
     seed: Optional[int] = typer.Option(None),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="EMA of the generator (0 = off; default 0.999)"),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every"),
-    sample_every: Optional[int] = typer.Option(None, "--sample-every"),
-    log_every: Optional[int] = typer.Option(None, "--log-every"),
+    checkpoint_every: Optional[str] = typer.Option(None, "--checkpoint-every", help="steps (1000) or a duration (30s, 5m, 1h); default 10m"),
+    sample_every: Optional[str] = typer.Option(None, "--sample-every", help="sample grids: steps or a duration; 0 = only at the end; default 5m"),
+    log_every: Optional[str] = typer.Option(None, "--log-every", help="metrics lines: steps or a duration; default 10s"),
     per_class: Optional[bool] = typer.Option(
         None, "--model-per-class/--no-model-per-class", help="one model per class (unconditional models)"),
     target: Optional[str] = typer.Option(None, help="images (default) or masks (learn vessel masks as images)"),

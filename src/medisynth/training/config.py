@@ -10,11 +10,12 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import yaml
 
 from medisynth.errors import MedisynthError
+from medisynth.training.intervals import Interval, parse_interval
 
 TARGETS = ("images", "masks")
 
@@ -47,9 +48,10 @@ class TrainConfig:
     hyper: dict[str, Any] = field(default_factory=dict)  # any model hyper-parameter (--hp key=value)
     seed: int = 0  # fixes init, batch order and sample grids
     ema_decay: float = 0.999  # 0 = no EMA; sampling then uses the live networks
-    checkpoint_every: int = 1000  # steps (and always at the end)
-    sample_every: int = 500  # steps between sample grids (0 = only at the end)
-    log_every: int = 50  # steps between metrics.jsonl lines
+    # intervals: a step count (50) or a duration ("30s", "5m", "1h"); see medisynth.training.intervals
+    checkpoint_every: Union[int, str] = "10m"  # checkpoints (and always at the end)
+    sample_every: Union[int, str] = "5m"  # sample grids (0 = only at the end)
+    log_every: Union[int, str] = "10s"  # metrics.jsonl lines (a 2-minute CPU run gets about 12)
     per_class: bool = False  # one unconditional model per class in RUN/class-<index>/
     target: str = "images"  # "masks": learn the vessel masks as 1-channel images
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
@@ -78,11 +80,12 @@ class TrainConfig:
             raise MedisynthError(f"--ema-decay must be in [0, 1) (got {self.ema_decay}); 0 turns EMA off")
         if self.target not in TARGETS:
             raise MedisynthError(f"--target {self.target!r}: choose one of {', '.join(TARGETS)}")
-        for name in ("checkpoint_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise MedisynthError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.sample_every < 0:
-            raise MedisynthError("--sample-every must be >= 0 (0 = only at the end)")
+        self.intervals()  # raises on a bad --log-every / --sample-every / --checkpoint-every
+
+    def intervals(self) -> dict[str, Interval]:
+        """log / sample / checkpoint intervals, parsed (the one place they are)."""
+        return {name: parse_interval(getattr(self, f"{name}_every"), f"--{name}-every", allow_zero=name == "sample")
+                for name in ("log", "sample", "checkpoint")}
 
     def hyper_overrides(self) -> dict[str, Any]:
         """The model's hyper-parameter overrides: --hp values plus the --lr/--latent-dim shortcuts."""

@@ -106,6 +106,25 @@ def float_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
     return image_grid(float_to_uint8(images.detach().float().cpu()), columns=nrow)
 
 
-def save_grid(path: Path, images: torch.Tensor, nrow: int) -> Path:
-    save_png(path, float_grid(images, nrow))
+def label_rows(grid: np.ndarray, row_names: list[str], row_height: int, pad: int = 2) -> np.ndarray:
+    """A white margin left of ``grid`` with ``row_names[r]`` written beside row r (PIL's default font)."""
+    from PIL import Image, ImageDraw
+
+    font_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    margin = 8 + int(max(font_probe.textlength(str(n)) for n in row_names))
+    canvas = Image.new("RGB", (grid.shape[1] + margin, grid.shape[0]), "white")
+    canvas.paste(Image.fromarray(grid), (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, name in enumerate(row_names):
+        centre = pad + r * (row_height + pad) + row_height / 2
+        draw.text((4, centre), str(name), fill="black", anchor="lm")
+    return np.asarray(canvas)
+
+
+def save_grid(path: Path, images: torch.Tensor, nrow: int, row_names: list[str] | None = None) -> Path:
+    """A grid of ``nrow`` images a row; with ``row_names`` each row is labelled on the left (class names)."""
+    grid = float_grid(images, nrow)
+    if row_names and len(images) > 1:
+        grid = label_rows(grid, row_names, row_height=images.shape[-2])
+    save_png(path, grid)
     return Path(path)

@@ -31,6 +31,7 @@ from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_mo
 from medisynth.runs import Run, is_run
 from medisynth.training.checkpoint import load_checkpoint, save_checkpoint
 from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
+from medisynth.training.intervals import IntervalClock
 from medisynth.training.logging import MetricsLog, plot_losses, save_grid, truncate_metrics
 from medisynth.training.monitor import DiversityMonitor, describe, eval_mode
 
@@ -256,6 +257,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     grid_labels, grid_rows = _grid_labels(model_cls, data.spec, config.class_index, device)
     # GANs: per-class diversity of fixed samples each log interval, with a warning on collapse
     monitor = DiversityMonitor.for_run(model, data.images, data.labels, data.spec.class_names, config.class_index, config.seed)
+    grid_names = _grid_row_names(model_cls, data.spec, config.class_index, grid_rows)
+    clocks = {name: IntervalClock(interval) for name, interval in config.intervals().items()}
 
     log = MetricsLog(run)
     sums: dict[str, float] = {}
@@ -311,7 +314,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 interval_count += 1
                 progress.update(task, completed=step)
 
-                if step % config.log_every == 0 or step >= total_steps:
+                session_seconds = time.perf_counter() - t_start
+                if clocks["log"].due(step, session_seconds) or step >= total_steps:
                     now = time.perf_counter()
                     last_metrics = {k: v / interval_count for k, v in sums.items()}
                     watched = monitor.check(model) if monitor else {}
@@ -325,10 +329,11 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
                     interval_start = time.perf_counter()  # the diversity check is not training time
-                if config.sample_every and step % config.sample_every == 0:
-                    _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed)
+                if clocks["sample"].due(step, session_seconds):
+                    _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed,
+                                 grid_names)
                     log.add_grid(Run(run).samples / f"step-{step:06d}.png", step)
-                if step % config.checkpoint_every == 0:
+                if clocks["checkpoint"].due(step, session_seconds):
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
                 last_metrics = {k: v / interval_count for k, v in sums.items()}
@@ -340,7 +345,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 plot_losses(run, model_cls.log_keys)
             final_grid = Run(run).samples / f"step-{step:06d}.png"
             if not final_grid.exists():
-                _sample_grid(model, final_grid, grid_labels, grid_rows, config.seed)
+                _sample_grid(model, final_grid, grid_labels, grid_rows, config.seed, grid_names)
                 log.add_grid(final_grid, step)
     except KeyboardInterrupt:
         kept = f"step {last_checkpoint}" if last_checkpoint >= 0 else "none yet"
@@ -394,7 +399,15 @@ def _grid_labels(model_cls, spec: DataSpec, class_index: int | None, device) -> 
     return torch.full((4 * GRID_COLUMNS,), fill, dtype=torch.long, device=device), 4
 
 
-def _sample_grid(model: GenerativeModel, path: Path, labels: torch.Tensor, rows: int, seed: int) -> None:
+def _grid_row_names(model_cls, spec: DataSpec, class_index: int | None, rows: int) -> list[str]:
+    """The class name drawn left of each grid row (see ``_grid_labels`` for the rows)."""
+    if model_cls.conditional:
+        return list(spec.class_names)
+    return [spec.class_names[class_index if class_index is not None else 0]] * rows
+
+
+def _sample_grid(model: GenerativeModel, path: Path, labels: torch.Tensor, rows: int, seed: int,
+                 row_names: list[str] | None = None) -> None:
     """Fixed latents (a generator seeded from the run seed) so grids over time are comparable.
     Forks the global RNG so drawing a grid never changes the training trajectory."""
     if not getattr(model, "samples_from_noise", True):
@@ -404,4 +417,4 @@ def _sample_grid(model: GenerativeModel, path: Path, labels: torch.Tensor, rows:
     with torch.random.fork_rng(devices=devices), eval_mode(model), torch.no_grad():
         generator = torch.Generator(device).manual_seed(seed + 12345)
         images = model.generate(labels, generator=generator)
-    save_grid(path, images, nrow=len(labels) // rows)
+    save_grid(path, images, nrow=len(labels) // rows, row_names=row_names)
