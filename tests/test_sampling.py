@@ -310,3 +310,61 @@ def test_real_gans_sample_per_class_with_d_score(tmp_path, model, per_class):
     table = labels_csv(tmp_path / "s")
     assert table["d_score"].between(0, 1).all()
     assert read_image(tmp_path / "s" / "images" / f"{table['image'][0]}.png").shape == (32, 32, 3)
+
+
+def test_impossible_threshold_stops_early_with_a_suggestion(runs, tmp_path):
+    # no discriminator score reaches 1.0: class 1 stops after max(4 batches, 256 images), not 20 x 500
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 2, "1": 500}, min_d_score=1.0, batch_size=8))
+    assert result.attempts["1"] == 256 and result.written["1"] == 0 and result.shortfall["1"] == 500
+    message = result.stopped_early["1"]
+    assert "--min-d-score 1" in message and "90th percentile" in message
+    assert not result.complete
+    record = json.loads((tmp_path / "s" / "sample.json").read_text())
+    assert record["requested"] == {"0": 2, "1": 500} and record["written"]["1"] == 0
+    assert record["stopped_early"]["1"] == message
+
+
+def test_cli_readme_example_with_an_impossible_threshold_exits_3(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+    from medisynth.sampling.config import SHORTFALL_EXIT_STATUS
+
+    out = tmp_path / "s"
+    # the README's example, with a threshold no toy image reaches
+    result = CliRunner().invoke(app, ["sample", str(runs["cgan"]), "--out", str(out), "--per-class", "0=500,1=500",
+                                      "--min-d-score", "1.0", "--max-similarity", "0.95", "--batch-size", "8",
+                                      "--device", "cpu", "--no-progress"])
+    assert result.exit_code == SHORTFALL_EXIT_STATUS == 3, result.output
+    assert "stopped early" in result.output and "--min-d-score 1" in result.output
+    record = json.loads((out / "sample.json").read_text())
+    assert record["attempts"] == {"0": 256, "1": 256}  # bounded: not 20 x 500 per class
+    assert record["written"] == {"0": 0, "1": 0} and record["shortfall"] == {"0": 500, "1": 500}
+
+
+def test_cli_keeps_what_was_accepted_on_a_shortfall(runs, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    class KeepOne:  # lets exactly one image through, ever
+        calls = 0
+
+        def __init__(self, reference, threshold):
+            pass
+
+        def keep(self, images):
+            keep = np.zeros(len(images), dtype=bool)
+            if KeepOne.calls == 0:
+                keep[0] = True
+            KeepOne.calls += 1
+            return keep
+
+    monkeypatch.setattr("medisynth.metrics.memorization.NearCopyFilter", KeepOne)
+    out = tmp_path / "s"
+    result = CliRunner().invoke(app, ["sample", str(runs["cgan"]), "--out", str(out), "--per-class", "0=3",
+                                      "--max-similarity", "0.95", "--max-attempts", "2", "--device", "cpu",
+                                      "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert len(list((out / "images").glob("*.png"))) == 1  # the accepted image is kept
+    assert json.loads((out / "sample.json").read_text())["written"] == {"0": 1}

@@ -83,8 +83,11 @@ def sample(
     image_format: str = typer.Option("png", "--format", help="image files: png, dicom (Secondary Capture) or nifti (one slice stack per class); dicom/nifti: grayscale runs"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
 ) -> None:
-    """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back."""
+    """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back.
+
+    Exits with status 3 when fewer images than asked for were written (the accepted ones are kept)."""
     from medisynth.sampling import SampleConfig, parse_per_class
+    from medisynth.sampling.config import SHORTFALL_EXIT_STATUS
     from medisynth.sampling import sample as run_sampling
 
     result = run_sampling(SampleConfig(
@@ -94,3 +97,7 @@ def sample(
         progress=progress, format=image_format, overwrite=overwrite,
     ))
     typer.echo(result.summary())
+    if not result.complete:
+        typer.echo(f"shortfall: {sum(result.shortfall.values())} image(s) fewer than asked for; "
+                   f"exit status {SHORTFALL_EXIT_STATUS}", err=True)
+        raise typer.Exit(SHORTFALL_EXIT_STATUS)

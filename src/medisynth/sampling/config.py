@@ -6,6 +6,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 
+#: ``medisynth sample`` exits with this status when it wrote fewer images than asked for (the
+#: accepted images are kept; sample.json says what was asked and what was written)
+SHORTFALL_EXIT_STATUS = 3
+#: a class whose filters accepted nothing after max(ZERO_ACCEPTANCE_BATCHES batches,
+#: ZERO_ACCEPTANCE_IMAGES images) stops early: more of the same would not change the answer
+ZERO_ACCEPTANCE_BATCHES = 4
+ZERO_ACCEPTANCE_IMAGES = 256
+
+
+def zero_acceptance_limit(batch_size: int) -> int:
+    """Images tried with none accepted after which a class stops early."""
+    return max(ZERO_ACCEPTANCE_BATCHES * batch_size, ZERO_ACCEPTANCE_IMAGES)
+
+
 @dataclass
 class SampleConfig:
     """A sampling request. Give exactly one of ``n`` and ``per_class``."""
@@ -41,6 +55,12 @@ class SampleResult:
     acceptance: dict[str, float]
     shortfall: dict[str, int] = field(default_factory=dict)  #: classes with fewer images than asked for
     seconds: float = 0.0
+    stopped_early: dict[str, str] = field(default_factory=dict)  #: class -> why it stopped (nothing accepted)
+
+    @property
+    def complete(self) -> bool:
+        """Every class got the images asked for (the CLI exits with SHORTFALL_EXIT_STATUS otherwise)."""
+        return not self.shortfall
 
     def summary(self) -> str:
         """A few lines for the terminal."""
@@ -48,4 +68,5 @@ class SampleResult:
         for name, count in self.written.items():
             rate = self.acceptance.get(name, 1.0)
             lines.append(f"  {name}: {count}/{self.requested[name]} (acceptance {rate:.1%} of {self.attempts[name]} tried)")
+        lines += [f"  {name}: {message}" for name, message in self.stopped_early.items()]
         return "\n".join(lines)

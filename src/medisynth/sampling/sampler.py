@@ -1,7 +1,8 @@
 """The sampler: ``sample(SampleConfig) -> SampleResult``.
 
 Generation goes on until each class has its count or ``max_attempts`` x count images were
-tried; the shortfall is reported, never hidden. Every batch is filtered and written before
+tried, or stops early when the filters accepted none of the first
+``zero_acceptance_limit(batch_size)`` images; the shortfall is reported, never hidden. Every batch is filtered and written before
 the next is generated.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from medisynth.data.images import float_to_uint8
@@ -20,7 +22,13 @@ from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, read_json
 from medisynth.progress import make_progress
 from medisynth.provenance import Provenance
-from medisynth.sampling.config import SampleConfig, SampleResult
+from medisynth.sampling.config import (
+    ZERO_ACCEPTANCE_BATCHES,
+    ZERO_ACCEPTANCE_IMAGES,
+    SampleConfig,
+    SampleResult,
+    zero_acceptance_limit,
+)
 from medisynth.sampling.filters import Filters, check_options
 from medisynth.sampling.formats import IntensityWindow, check_format
 from medisynth.sampling.plan import Job, plan_jobs
@@ -52,17 +60,28 @@ def sample(config: SampleConfig) -> SampleResult:
     written: dict[str, int] = {}
     attempts: dict[str, int] = {}
     passed: dict[str, int] = {}  # images that passed the filters (some beyond the count are not written)
+    stopped_early: dict[str, str] = {}
     progress = make_progress()
     progress.disable = progress.disable or not config.progress
     with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp, progress:
         task = progress.add_task("sampling", total=sum(requested.values()), status="")
+
+        def show(label: str, done: int, tried: int, accepted: int) -> None:
+            """Live per-class acceptance: a class at 0% is visible long before it gives up."""
+            rate = accepted / tried if tried else 0.0
+            progress.update(task, completed=sum(written.values()) + done,
+                            status=f"class {label}: {done}/{requested[label]}, acceptance {rate:.1%} of {tried}")
+
         with SampleWriter(tmp, filters.columns, run.info.get("model", ""), str(Path(config.run)), config.seed,
                           config.format, window) as writer:
             for job in jobs:
                 provenance = dataclasses.replace(record, checkpoint_step=job.model.step, class_name=job.label)
-                done, tried, accepted = _sample_job(job, config, options[id(job.model)], filters, device, writer,
-                                                    provenance, lambda: progress.advance(task))
+                done, tried, accepted, why = _sample_job(job, config, options[id(job.model)], filters, device, writer,
+                                                         provenance, show)
                 written[job.label], attempts[job.label], passed[job.label] = done, tried, accepted
+                if why:
+                    stopped_early[job.label] = why
+                    print(f"class {job.label}: {why}", file=sys.stderr, flush=True)
                 writer.end_class()
             acceptance = {k: (passed[k] / attempts[k] if attempts[k] else 0.0) for k in written}
             shortfall = {k: requested[k] - written[k] for k in written if written[k] < requested[k]}
@@ -70,18 +89,19 @@ def sample(config: SampleConfig) -> SampleResult:
                 "run": str(Path(config.run)), "model": run.info.get("model"), "seed": config.seed,
                 "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
                 "requested": requested, "written": written, "attempts": attempts, "acceptance": acceptance,
-                "shortfall": shortfall, "checkpoint_steps": {j.label: j.model.step for j in jobs},
+                "shortfall": shortfall, "stopped_early": stopped_early,
+                "checkpoint_steps": {j.label: j.model.step for j in jobs},
                 "provenance": {k: v for k, v in record.fields().items() if k not in ("class", "checkpoint_step")},
             })
     if shortfall:
         print(
             "warning: fewer images than asked for "
             + ", ".join(f"{k}: {written[k]}/{requested[k]} (acceptance {acceptance[k]:.1%})" for k in shortfall)
-            + f" after {config.max_attempts:g}x attempts; lower --min-d-score / --min-confidence or raise --max-similarity",
+            + "; lower --min-d-score / --min-confidence or raise --max-similarity",
             file=sys.stderr,
         )
     return SampleResult(Path(config.out), requested, written, attempts, acceptance, shortfall,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, stopped_early)
 
 
 def _intensity_window(run) -> IntensityWindow:
@@ -95,11 +115,17 @@ def _intensity_window(run) -> IntensityWindow:
 
 
 def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters, device: torch.device,
-                writer: SampleWriter, provenance: Provenance, advance) -> tuple[int, int, int]:
-    """Generate, filter and write one class's images; return (written, tried, passed the filters)."""
+                writer: SampleWriter, provenance: Provenance, show) -> tuple[int, int, int, str]:
+    """Generate, filter and write one class's images.
+
+    Returns (written, tried, passed the filters, why it stopped early or ""). A class none of
+    whose images passed after ``zero_acceptance_limit`` tries stops there, with a message that
+    names the filters and suggests thresholds from the scores it saw."""
     model = job.model.model
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + job.class_index + 1)
     limit = math.ceil(config.max_attempts * job.count)
+    give_up = zero_acceptance_limit(config.batch_size)
+    seen: dict[str, list[np.ndarray]] = {"d_score": [], "confidence": []}
     done = tried = accepted = 0
     while done < job.count and tried < limit:
         # without filters every image is kept: generate no more than are still missing
@@ -114,10 +140,32 @@ def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters,
         keep_pixels, pixel_scores = filters.on_pixels(uint8, job.class_index)
         keep &= keep_pixels
         scores += pixel_scores
+        for name, values in zip(filters.columns, scores):
+            seen[name].append(values.numpy())
         accepted += int(keep.sum())
         for i in torch.nonzero(keep).flatten().tolist()[: job.count - done]:
             done += 1
             writer.write(job.label, job.class_index, done, uint8[i], [float(s[i]) for s in scores], provenance)
-            advance()
         writer.end_batch()
-    return done, tried, accepted
+        show(job.label, done, tried, accepted)
+        if accepted == 0 and tried >= give_up and done < job.count:
+            return done, tried, accepted, _zero_acceptance_message(config, tried, seen)
+    return done, tried, accepted, ""
+
+
+def _zero_acceptance_message(config: SampleConfig, tried: int, seen: dict[str, list[np.ndarray]]) -> str:
+    """Why a class stopped, and thresholds that would have let about 1 image in 10 through."""
+    active = [f"{flag} {value:g}" for flag, value in (("--min-d-score", config.min_d_score),
+                                                      ("--min-confidence", config.min_confidence),
+                                                      ("--max-similarity", config.max_similarity)) if value is not None]
+    hints = []
+    for name, flag in (("d_score", "--min-d-score"), ("confidence", "--min-confidence")):
+        if seen[name]:
+            values = np.concatenate(seen[name])
+            hints.append(f"{flag} {np.quantile(values, 0.9):.3g} (the 90th percentile of the {tried} scores seen, "
+                         f"range {values.min():.3g}..{values.max():.3g}), which keeps about 1 in 10")
+    if config.max_similarity is not None:
+        hints.append(f"a higher --max-similarity than {config.max_similarity:g} lets closer copies of training images through")
+    return (f"0 of {tried} images passed {', '.join(active)}; stopped early (a class stops after "
+            f"max({ZERO_ACCEPTANCE_BATCHES} batches, {ZERO_ACCEPTANCE_IMAGES} images) with none accepted). Try "
+            + "; or ".join(hints))
