@@ -60,12 +60,13 @@ def test_synthetic_only_trains_only_on_synthetic(real, synthetic):
     assert data.train.synthetic.all() and set(data.train.ids) == set(synthetic.ids)
 
 
-@pytest.mark.parametrize("protocol,augment,balanced", [("real", "none", False), ("real-aug", "classic", False),
-                                                        ("real-balanced", "none", True)])
-def test_real_protocols_have_no_synthetic(protocol, augment, balanced, real):
+@pytest.mark.parametrize("protocol,augment,balanced,weighted", [
+    ("real", "none", False, False), ("real-aug", "classic", False, False), ("real-balanced", "none", True, False),
+    ("real-weighted", "none", False, True)])
+def test_real_protocols_have_no_synthetic(protocol, augment, balanced, weighted, real):
     data = protocol_data(protocol, real, None, seed=0)
     assert not data.train.synthetic.any() and data.train.ids == real.train.ids
-    assert (data.augment, data.class_balanced) == (augment, balanced)
+    assert (data.augment, data.class_balanced, data.class_weighted) == (augment, balanced, weighted)
 
 
 def test_check_no_leak_catches_a_synthetic_test_image(real, synthetic):

@@ -7,6 +7,7 @@ import copy
 import math
 import time
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -94,6 +95,8 @@ def train_classifier(
     width: int = 32,
     progress: bool = True,
     description: str = "classifier",
+    class_weighted: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train a classifier on uint8 N x C x H x W images; returns (model in eval mode, history).
 
@@ -108,6 +111,9 @@ def train_classifier(
     history: {"epochs": [{"epoch", "loss", "val_balanced_accuracy", "val_accuracy", "seconds"}],
     "best_epoch", "best_val_balanced_accuracy", "stopped": "epochs"|"patience"|"time_budget",
     "seconds", "steps"}.
+
+    ``class_weighted`` weights the cross-entropy by n / (K * n_c) per class (sklearn's "balanced");
+    ``on_epoch(record)`` is called after each epoch (a caller's own progress display).
     """
     if augment not in AUGMENTATIONS:
         raise MedisynthError(f"augment={augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
@@ -137,6 +143,10 @@ def train_classifier(
         counts = torch.bincount(labels.cpu(), minlength=num_classes).double()
         weights = (1.0 / counts.clamp(min=1))[labels.cpu()]
 
+    loss_weight = None
+    if class_weighted:
+        counts = torch.bincount(labels.cpu(), minlength=num_classes).float()
+        loss_weight = (n / (num_classes * counts.clamp(min=1))).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * steps_per_epoch))
     history: dict = {"epochs": [], "best_epoch": None, "best_val_balanced_accuracy": None, "stopped": "epochs", "steps": 0}
@@ -162,7 +172,7 @@ def train_classifier(
                     x = classic_augment(x, gen_dev)
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = F.cross_entropy(model(x), labels[idx])
+                    loss = F.cross_entropy(model(x), labels[idx], weight=loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -188,6 +198,8 @@ def train_classifier(
                 else:
                     since_best += 1
             history["epochs"].append(record)
+            if on_epoch is not None:
+                on_epoch(record)
             bar.update(task, status=f"loss {record['loss']:.3f}" + (
                 f" val bacc {record['val_balanced_accuracy']:.3f}" if val is not None else ""))
             if history["stopped"] == "time_budget":

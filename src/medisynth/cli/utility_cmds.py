@@ -42,8 +42,9 @@ def utility(
     data: Path = typer.Argument(..., metavar="DATA", help="prepared real data set (its val and test splits are used as is)"),
     synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="synthetic image folder (from `medisynth sample` or `balance`)"),
     out: Path = typer.Option(..., "--out", "-o", help="report folder to create: utility.json/.md/.html/.png"),
-    protocols: str = typer.Option("real,real-aug,real+synthetic,synthetic", "--protocols",
-                                  help="comma list of: real, real-aug, real-balanced, real+synthetic, synthetic"),
+    protocols: Optional[str] = typer.Option(
+        None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-weighted, real+synthetic, synthetic "
+        "(default: real, real-balanced, real-weighted, and with --synthetic real+synthetic, synthetic)"),
     seeds: int = typer.Option(3, "--seeds", help="runs per protocol (paired across protocols)"),
     epochs: int = typer.Option(30, "--epochs", help="maximum epochs per run (early stopping on real val)"),
     patience: int = typer.Option(10, "--patience", help="stop after this many epochs without a better val balanced accuracy"),
@@ -59,14 +60,13 @@ def utility(
 ) -> None:
     """Does adding synthetic images help a classifier on the REAL test split? Trains per protocol and seed."""
     from medisynth.downstream import UtilityConfig, run_utility
-    from medisynth.downstream.report import markdown_report
+    from medisynth.downstream.report import terminal_summary
 
     results = run_utility(UtilityConfig(
         real=data, synthetic=synthetic, out=out,
-        protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()),
+        protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols is not None else None,
         seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
         time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,
         device=device, overwrite=overwrite, progress=progress,
     ))
-    print(markdown_report(results))
-    print(f"report: {out / 'utility.html'}")
+    terminal_summary(results, out / "utility.html")

@@ -26,10 +26,14 @@ PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
     "real": (True, False, "none", False),
     "real-aug": (True, False, "classic", False),
     "real-balanced": (True, False, "none", True),  # oversampling baseline: is synthetic better than repeating?
+    "real-weighted": (True, False, "none", False),  # class-weighted loss (CLASS_WEIGHTED_LOSS): the other cheap fix
     "real+synthetic": (True, True, "none", False),
     "synthetic": (False, True, "none", False),
 }
-DEFAULT_PROTOCOLS = ("real", "real-aug", "real+synthetic", "synthetic")
+#: protocols trained with a class-weighted cross-entropy (weights n / (K * n_c), as sklearn's "balanced")
+CLASS_WEIGHTED_LOSS = frozenset({"real-weighted"})
+#: the real-only baselines a generative model has to beat, then the two that use synthetic images
+DEFAULT_PROTOCOLS = ("real", "real-balanced", "real-weighted", "real+synthetic", "synthetic")
 
 
 @dataclass
@@ -76,6 +80,7 @@ class ProtocolData:
     class_balanced: bool
     added_per_class: list[int]  # synthetic images added to train, per class
     shortfall_per_class: list[int]  # synthetic images wanted but not available, per class
+    class_weighted: bool = False  # class-weighted loss (CLASS_WEIGHTED_LOSS)
 
 
 def load_real(root: Path) -> RealData:
@@ -155,7 +160,8 @@ def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, see
         added = np.bincount(synthetic.labels, minlength=k)
     else:
         train = real.train
-    data = ProtocolData(protocol, train, real.val, real.test, augment, balanced, added.tolist(), shortfall.tolist())
+    data = ProtocolData(protocol, train, real.val, real.test, augment, balanced, added.tolist(), shortfall.tolist(),
+                        class_weighted=protocol in CLASS_WEIGHTED_LOSS)
     check_no_leak(data, expect_synthetic_train=use_synthetic, expect_real_train=use_real)
     return data
 

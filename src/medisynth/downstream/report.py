@@ -25,13 +25,48 @@ def _p(value) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
+def _above_chance(results: dict, protocol: str) -> str:
+    c = results.get("verdict", {}).get("chance", {}).get(protocol)
+    if not c:
+        return "n/a"
+    return f"{c['seeds_above_chance']}/{c['seeds']} seeds" + ("" if c["above_chance"] else " (at chance)")
+
+
 def metrics_table(results: dict) -> list[list[str]]:
     summary = results["summary"]
     metrics = [m for m in SCALAR_METRICS if any(summary[p][m]["mean"] is not None for p in summary)]
-    rows = [["protocol", *[LABELS[m] for m in metrics]]]
+    rows = [["protocol", *[LABELS[m] for m in metrics], "above chance"]]
     for protocol, entry in summary.items():
-        rows.append([protocol, *[_fmt(entry[m]) for m in metrics]])
+        rows.append([protocol, *[_fmt(entry[m]) for m in metrics], _above_chance(results, protocol)])
     return rows
+
+
+def verdict_lines(results: dict) -> list[str]:
+    """The verdict first: its answer and sentence, then what "above chance" means."""
+    v = results.get("verdict")
+    if not v:
+        return []
+    return [f"Verdict: {v['answer']}. {v['sentence'][0].upper()}{v['sentence'][1:]}.",
+            "Above chance: seeds whose test accuracy beats the largest class share in an exact one-sided binomial "
+            "test (p < 0.05); a protocol at chance in most seeds learned nothing, and its figures mean nothing."]
+
+
+def terminal_summary(results: dict, report_path) -> None:
+    """A short rich table (balanced accuracy, accuracy, chance per protocol), the verdict and the report path."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="downstream utility (real test split, mean ± std over seeds)")
+    for column in ("protocol", "balanced acc.", "accuracy", "above chance"):
+        table.add_column(column, justify="left" if column == "protocol" else "right")
+    for protocol, entry in results["summary"].items():
+        table.add_row(protocol, _fmt(entry["balanced_accuracy"]), _fmt(entry["accuracy"]),
+                      _above_chance(results, protocol))
+    console = Console()
+    console.print(table)
+    for line in verdict_lines(results)[:1]:
+        console.print(line, markup=False, highlight=False)
+    console.print(f"report: {report_path}", markup=False, highlight=False)
 
 
 def recall_table(results: dict) -> list[list[str]]:
@@ -81,6 +116,17 @@ def _html_table(rows: list[list[str]]) -> str:
 
 
 def plot_png(results: dict) -> bytes:
+    """The ``plot_figure`` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(results)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_figure(results: dict):
     """Grouped bars: one group per metric, one bar per protocol, error bars = std over seeds."""
     import matplotlib
 
@@ -91,7 +137,9 @@ def plot_png(results: dict) -> bytes:
     summary = results["summary"]
     protocols = list(summary)
     metrics = [m for m in SCALAR_METRICS if any(summary[p][m]["mean"] is not None for p in protocols)]
-    fig, ax = plt.subplots(figsize=(3.2 + 1.5 * len(metrics), 3.6), dpi=120)
+    # constrained layout with the legend "outside" below the axes: the figure grows to hold it,
+    # so long protocol names are never cut off (a legend right of the axes was)
+    fig, ax = plt.subplots(figsize=(3.2 + 1.5 * len(metrics), 4.2), dpi=120, layout="constrained")
     width = 0.8 / max(1, len(protocols))
     x = np.arange(len(metrics))
     for i, protocol in enumerate(protocols):
@@ -102,13 +150,9 @@ def plot_png(results: dict) -> bytes:
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)
     ax.set_ylabel(f"mean ± std over {results['config']['seeds']} seed(s)")
     ax.set_title("classifier on the real test split")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(fontsize=8, loc="outside lower center", ncols=min(len(protocols), 3))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return fig
 
 
 def markdown_report(results: dict) -> str:
@@ -116,6 +160,7 @@ def markdown_report(results: dict) -> str:
     parts = [
         "# Downstream utility",
         "",
+        *[line + "\n" for line in verdict_lines(results)],
         f"Classifier `{results['config']['model']}` trained per protocol and seed, early-stopped on the real "
         "validation split, scored on the real test split (no synthetic image is ever used for validation or test).",
         "",
@@ -144,6 +189,8 @@ def html_report(results: dict, png: bytes) -> str:
     img = base64.b64encode(png).decode("ascii")
     sections = [
         "<h1>Downstream utility</h1>",
+        *[f'<p class="verdict"><strong>{html.escape(line)}</strong></p>' if i == 0 else f"<p>{html.escape(line)}</p>"
+          for i, line in enumerate(verdict_lines(results))],
         f"<p>Classifier <code>{html.escape(results['config']['model'])}</code>, early-stopped on the real "
         "validation split, scored on the real test split; synthetic images are used for training only.</p>",
         f'<img alt="metrics per protocol" src="data:image/png;base64,{img}">',
@@ -156,7 +203,8 @@ def html_report(results: dict, png: bytes) -> str:
     if results["notes"]:
         sections += ["<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>"]
     style = ("body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}")
+             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"
+             "img{max-width:100%}.verdict{font-size:1.15em;border-left:4px solid #444;padding-left:.6em}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>medisynth utility</title>"
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
 

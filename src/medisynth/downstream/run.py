@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -36,7 +36,9 @@ class UtilityConfig:
     real: Path  # a prepared data set (train/val/test splits)
     out: Path  # report folder: utility.json, utility.md, utility.html, utility.png
     synthetic: Optional[Path] = None  # image folder (images/ + labels.csv); needed by synthetic protocols
-    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS  # what each classifier trains on (``PROTOCOLS``)
+    # what each classifier trains on (``PROTOCOLS``); None: DEFAULT_PROTOCOLS, without the synthetic
+    # ones when no ``synthetic`` folder is given
+    protocols: Optional[tuple[str, ...]] = None
     seeds: int = 3  # classifiers per protocol (paired over seeds)
     epochs: int = 30  # classifier epochs
     batch_size: int = 64  # classifier batch size
@@ -53,7 +55,10 @@ class UtilityConfig:
 
 
 def _check(config: UtilityConfig) -> list[str]:
-    protocols = list(dict.fromkeys(config.protocols))
+    if config.protocols is None:
+        protocols = [p for p in DEFAULT_PROTOCOLS if config.synthetic is not None or not PROTOCOLS[p][1]]
+    else:
+        protocols = list(dict.fromkeys(config.protocols))
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
         raise MedisynthError(f"--protocols {','.join(config.protocols)}: unknown {', '.join(unknown) or '(empty)'}; "
@@ -81,6 +86,8 @@ def run_utility(config: UtilityConfig) -> dict:
     from medisynth.device import resolve_device
     from medisynth.downstream.report import write_report
     from medisynth.downstream.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
+    from medisynth.downstream.verdict import utility_verdict
+    from medisynth.progress import make_progress
 
     protocols = _check(config)
     device = resolve_device(config.device)
@@ -108,16 +115,35 @@ def run_utility(config: UtilityConfig) -> dict:
         results["notes"].append(
             f"{results['data']['synthetic_exact_copies_of_real_val_test']} synthetic image(s) are exact copies of real "
             "VAL/TEST images: the generator saw the evaluation images, so real+synthetic results are optimistic")
+    if config.synthetic is None and config.protocols is None:
+        results["notes"].append("no --synthetic folder: only the protocols without synthetic images were run, and "
+                                "the verdict cannot compare real + synthetic with them")
     predictions: dict[tuple[str, int], np.ndarray] = {}
     total = len(protocols) * config.seeds
     start = time.monotonic()
-    for p_i, protocol in enumerate(protocols):
-        for seed in range(config.seeds):
-            run_no = p_i * config.seeds + seed + 1
-            _log(f"[{run_no}/{total}] {protocol} seed {seed}", config.progress)
-            record, proba = fit_protocol(protocol, seed, real, synthetic, config, device)
-            predictions[(protocol, seed)] = proba
-            results["runs"].append(record)
+    bar = make_progress()
+    bar.disable = bar.disable or not config.progress
+    say = (lambda message: bar.console.print(message, markup=False, highlight=False)) if not bar.disable \
+        else (lambda message: _log(message, config.progress))
+    with bar:
+        # one bar and ETA over the whole study (protocol x seed x epoch); a run that stops early
+        # jumps the bar past its remaining epochs
+        study = bar.add_task("utility study", total=total * config.epochs, status="")
+        for p_i, protocol in enumerate(protocols):
+            for seed in range(config.seeds):
+                run_no = p_i * config.seeds + seed + 1
+                say(f"[{run_no}/{total}] {protocol} seed {seed}")
+                bar.update(study, status=f"{protocol} seed {seed}")
+
+                def on_epoch(record: dict, protocol=protocol, seed=seed) -> None:
+                    bar.advance(study)
+                    bar.update(study, status=f"{protocol} seed {seed} epoch {record['epoch']} loss {record['loss']:.3f}")
+
+                record, proba = fit_protocol(protocol, seed, real, synthetic, config, device, say=say,
+                                             on_epoch=on_epoch)
+                bar.update(study, completed=run_no * config.epochs)
+                predictions[(protocol, seed)] = proba
+                results["runs"].append(record)
     if any(r["shortfall_per_class"] and any(r["shortfall_per_class"]) for r in results["runs"]):
         results["notes"].append("the synthetic folder had too few images of some class to top it up to the majority "
                                 "count; see shortfall_per_class")
@@ -152,22 +178,32 @@ def run_utility(config: UtilityConfig) -> dict:
         results["notes"].append(
             f"{config.seeds} seeds per protocol give low statistical power: differences of a few points of balanced "
             "accuracy are within seed-to-seed noise; treat p-values as indicative and use --seeds 6 or more to decide")
+    results["verdict"] = utility_verdict(results["runs"], protocols)
     results["seconds"] = round(time.monotonic() - start, 1)
     write_report(results, Path(config.out), overwrite=config.overwrite)
     return results
 
 
 def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[ImageSet], config: UtilityConfig,
-                 device) -> tuple[dict, np.ndarray]:
+                 device, say: Optional[Callable[[str], None]] = None,
+                 on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[dict, np.ndarray]:
     """Train one classifier of the study (``protocol``, ``seed``) and score it on the real test split.
 
     Returns (the run's record, its test-set class probabilities). Seed ``seed`` fixes the
     initialisation and batch order whatever the protocol, so records of one seed pair up.
     Also used by ``benchmarks/bench_quality.py``, so the benchmark's utility figure is this study's.
+    ``say`` prints a line (default: stderr when ``config.progress``); with ``on_epoch`` (the study's
+    own progress bar) the classifier shows no bar of its own. The record's ``chance`` is the test
+    accuracy against chance (``medisynth.metrics.chance``).
     """
     import torch
 
     from medisynth.classifier import build_classifier, predict_proba, train_classifier
+    from medisynth.metrics.chance import accuracy_vs_chance
+
+    if say is None:
+        def say(message: str) -> None:
+            _log(message, config.progress)
 
     k = len(real.class_names)
     data = protocol_data(protocol, real, synthetic, seed)
@@ -177,26 +213,29 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
         torch.manual_seed(seed)
         model = build_classifier(config.model, real.channels, k, config.width, config.weights,
                                  image_size=real.image_size)
-    _log(f"    {len(data.train)} train images ({int(data.train.synthetic.sum())} synthetic)", config.progress)
+    say(f"    {len(data.train)} train images ({int(data.train.synthetic.sum())} synthetic)")
     model, history = train_classifier(
         data.train.images, data.train.labels, k, val=(data.val.images, data.val.labels),
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
-        augment=data.augment, class_balanced=data.class_balanced, patience=config.patience,
-        time_budget_s=config.time_budget_per_run_s, model=model, progress=config.progress,
-        description=f"{protocol} s{seed}",
+        augment=data.augment, class_balanced=data.class_balanced, class_weighted=data.class_weighted,
+        patience=config.patience, time_budget_s=config.time_budget_per_run_s, model=model,
+        progress=config.progress and on_epoch is None, description=f"{protocol} s{seed}", on_epoch=on_epoch,
     )
     proba = predict_proba(model, data.test.images, device=device)
     metrics = classification_metrics(data.test.labels, proba, k, ordinal=is_ordinal(real.class_names))
+    chance = accuracy_vs_chance(data.test.labels, proba.argmax(1))
     record = {
-        "protocol": protocol, "seed": seed, "metrics": metrics,
+        "protocol": protocol, "seed": seed, "metrics": metrics, "chance": chance,
         "train_images": len(data.train), "train_synthetic": int(data.train.synthetic.sum()),
         "added_per_class": data.added_per_class, "shortfall_per_class": data.shortfall_per_class,
         "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
         "stopped": history["stopped"], "seconds": history["seconds"],
         "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
     }
-    _log(f"    test balanced accuracy {metrics['balanced_accuracy']:.3f}, stopped by {history['stopped']} "
-         f"after {len(history['epochs'])} epoch(s), {history['seconds']:.0f}s", config.progress)
+    say(f"    test balanced accuracy {metrics['balanced_accuracy']:.3f} (accuracy {chance['value']:.3f}, "
+        f"{'above' if chance['better_than_chance'] else 'NOT above'} chance {chance['chance']:.3f}, "
+        f"p = {chance['p_value']:.3g}), stopped by {history['stopped']} after {len(history['epochs'])} "
+        f"epoch(s), {history['seconds']:.0f}s")
     return record, proba
 
 
