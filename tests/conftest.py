@@ -35,3 +35,12 @@ def shared_subset(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _short_ssl_training(monkeypatch):
+    """The self-supervised encoder (copy detection, the ssl space) trains 300 steps by default, about a CPU
+    minute; tests need a working encoder, not a good one. Tests of its quality pass their own recipe."""
+    from medisynth.features import ssl
+
+    monkeypatch.setattr(ssl, "DEFAULT_RECIPE", ssl.SSLRecipe(steps=4, batch_size=16))

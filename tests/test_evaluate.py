@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medisynth.errors import MedisynthError
@@ -36,7 +37,7 @@ def toy(tmp_path_factory):
 def _config(toy, out, **kw):
     base = dict(real=toy / "real", fake=toy / "fake", out=out, feature_spaces=("inception", "domain", "pixels"),
                 domain_epochs=1, ssl_steps=20, cache_dir=toy / "cache", min_class_samples=10, kid_subsets=5, kid_subset_size=50,
-                diversity_pairs=20, near_copy_threshold=0.95, progress=False, device="cpu")
+                diversity_pairs=20, progress=False, device="cpu")
     base.update(kw)
     return EvaluateConfig(**base)
 
@@ -104,6 +105,14 @@ def test_pixel_diversity_and_memorization(report):
     flagged_pairs = {(f["fake"], f["train"]) for f in mem["flagged"]}
     assert {("syn00000", "img00000"), ("syn00001", "img00001"), ("syn00002", "img00002")} <= flagged_pairs
     assert mem["feature"]["space"] == "domain" and mem["pixel"]["heldout_fraction_flagged"] is not None
+    # near_copies.csv: every synthetic image, its nearest training image and unit, similarity, alignment, flag
+    out = report[0]
+    table = pd.read_csv(out / "near_copies.csv")
+    assert sorted(table["image"]) == sorted(f"syn{i:05d}" for i in range(48))
+    assert set(table.columns) >= {"image", "nearest_train", "train_unit", "similarity", "transform", "flagged"}
+    rows = table.set_index("image")
+    assert rows.loc["syn00000", "nearest_train"] == "img00000" and rows.loc["syn00000", "transform"] == "identity"
+    assert rows["flagged"].sum() == mem["pixel"]["num_flagged"]
 
 
 def test_report_html_is_self_contained(report):

@@ -179,32 +179,36 @@ def test_max_similarity_drops_near_copies(runs, tmp_path, monkeypatch):
     seen = {}
 
     class Recorder:
-        def __init__(self, reference, threshold):
-            seen["reference"], seen["threshold"] = reference.shape, threshold
-
         def keep(self, images):
             seen.setdefault("batches", []).append(images.shape)
             keep = np.ones(len(images), dtype=bool)
             keep[::2] = False  # drop every other image
             return keep
 
-    monkeypatch.setattr("medisynth.metrics.memorization.NearCopyFilter", Recorder)
+    def detector(data, threshold, progress, reference):
+        seen["reference"], seen["threshold"] = tuple(reference.shape), threshold
+        return Recorder()
+
+    monkeypatch.setattr("medisynth.metrics.copy_detection.copy_detector", detector)
     result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 4}, max_similarity=0.9, batch_size=4))
-    assert seen["reference"] == (18, 16, 16, 3)  # the train split, N x H x W x C
+    assert seen["reference"] == (18, 3, 16, 16)  # the train split, N x C x H x W like the queries
     assert seen["threshold"] == 0.9 and seen["batches"][0] == (4, 3, 16, 16)
     assert result.written == {"0": 4} and result.acceptance["0"] == 0.5
 
 
-def test_max_similarity_with_the_real_filter(runs, tmp_path):
-    # no toy image is a pixel-exact copy of a training image: nothing is rejected
+def test_max_similarity_with_the_real_detector(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDISYNTH_CACHE", str(tmp_path / "cache"))
+    # no toy image is a copy of a training image: nothing is rejected
     result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 3}, max_similarity=0.999999, batch_size=4))
     assert result.written == {"0": 3} and result.shortfall == {}
     assert result.attempts == {"0": 4} and result.acceptance == {"0": 1.0}  # a filtered draw is a whole batch
+    assert list((tmp_path / "cache" / "ssl").glob("*.safetensors"))  # the data set's encoder, cached
 
 
-def test_max_similarity_shortfall_is_counted(runs, tmp_path):
-    # every cosine similarity is >= -1, so a threshold below that rejects every draw
-    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 3}, max_similarity=-1.5, max_attempts=2,
+def test_max_similarity_shortfall_is_counted(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDISYNTH_CACHE", str(tmp_path / "cache"))
+    # every correlation is >= -1, so that threshold rejects every draw
+    result = sample(config(runs["cgan"], tmp_path / "s", per_class={"0": 3}, max_similarity=-1.0, max_attempts=2,
                            batch_size=2))
     assert result.written == {"0": 0} and result.shortfall == {"0": 3}
     assert result.attempts == {"0": 6} and result.acceptance == {"0": 0.0}

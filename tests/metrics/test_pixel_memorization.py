@@ -1,9 +1,10 @@
 """Pixel figures, diversity, and the near-copy filter (copies flagged, distinct images not)."""
 import numpy as np
 import pytest
+import torch
 
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim, ms_ssim_scales
-from medisynth.metrics.memorization import NearCopyFilter, feature_memorization, pixel_memorization
+from medisynth.metrics.memorization import copy_memorization, feature_memorization
 from medisynth.metrics.pixel import histogram_distance, mean_image_mse, paired_ssim_psnr
 
 
@@ -56,35 +57,22 @@ def test_diversity_of_copies_is_higher_than_of_distinct_images():
     assert c["mean"] == pytest.approx(1.0, abs=1e-4) and d["mean"] < 0.9 and d["scales"] == 3
 
 
-@pytest.mark.parametrize("channels", [1, 3])
-def test_near_copy_filter_flags_copies_not_distinct_images(channels):
-    train = _blobs(40, channels=channels, seed=1)
-    filt = NearCopyFilter(train.transpose(0, 2, 3, 1), threshold=0.9)
-    exact, augmented, distinct = train[:5], _augment(train[5:10]), _blobs(10, channels=channels, seed=2)
-    assert np.allclose(filt.similarity(exact), 1.0, atol=1e-5)
-    assert filt.similarity(augmented).min() > 0.9
-    assert filt.similarity(distinct).max() < 0.9
-    assert filt.keep(np.concatenate([exact, augmented, distinct])).tolist() == [False] * 10 + [True] * 10
+def test_copy_memorization_against_heldout_baseline():
+    from medisynth.features.ssl import SSLRecipe, train_ssl_encoder
+    from medisynth.metrics.copy_detection import CopyDetector
 
-
-def test_near_copy_filter_compares_gray_with_rgb():
-    train = _blobs(20, channels=3, seed=1)
-    filt = NearCopyFilter(train.transpose(0, 2, 3, 1), threshold=0.9)
-    gray = train[:3].mean(axis=1, keepdims=True).astype(np.uint8)
-    assert filt.similarity(gray).min() > 0.99
-
-
-def test_pixel_memorization_against_heldout_baseline():
     train, heldout = _blobs(40, seed=1), _blobs(20, seed=3)
     fake = np.concatenate([train[:4], _blobs(16, seed=4)])
-    out = pixel_memorization(train, fake, heldout, threshold=0.9)
+    encoder, _ = train_ssl_encoder(torch.from_numpy(train), SSLRecipe(steps=3, batch_size=16))
+    detector = CopyDetector(train, encoder, threshold=0.95)
+    out = copy_memorization(detector, fake, heldout)
     s = out["summary"]
-    assert s["num_flagged"] == 4 and s["fraction_flagged"] == pytest.approx(0.2)
+    assert s["num_flagged"] == 4 and s["fraction_flagged"] == pytest.approx(0.2) and s["num_units_flagged"] == 4
     assert s["heldout_fraction_flagged"] == 0.0 and s["heldout_num_exact_copies"] == 0
     assert out["fake_nearest"][:4].tolist() == [0, 1, 2, 3]
     assert s["fraction_closer_than_heldout_p05"] >= 0.2
     # a copy-only synthetic set is much closer to training than held-out images are
-    copies = pixel_memorization(train, train[:20], heldout)["summary"]
+    copies = copy_memorization(detector, train[:20], heldout)["summary"]
     assert copies["dcr_ratio"] < 0.01
 
 

@@ -20,7 +20,8 @@ def evaluate(
     real_split: str = typer.Option("train", help="Real images to compare with: train, val, test or all."),
     per_class: int = typer.Option(100, "--per-class", help="Images per class to sample when --synthetic is a run."),
     max_images: Optional[int] = typer.Option(None, help="Use at most N images of each set (seeded subset)."),
-    near_copy_threshold: float = typer.Option(0.95, help="Pixel cosine similarity at which a synthetic image counts as a near-copy."),
+    near_copy_threshold: Optional[float] = typer.Option(
+        None, help="Aligned correlation at which a synthetic image counts as a copy (default: calibrated on the train split's units)."),
     min_class_samples: int = typer.Option(20, help="Per-class distribution metrics need this many images in both sets."),
     kid_subset_size: int = typer.Option(1000, help="KID subset size (shrinks to the smaller set)."),
     kid_subsets: int = typer.Option(100, help="Number of KID subsets."),

@@ -1,12 +1,13 @@
 """Near-duplicate images: thumbnail signatures and the blocked search for similar pairs.
 
-"Near-copy" here means what ``medisynth.metrics.memorization.NearCopyFilter`` means at
-evaluation time: area-downsample the image, subtract its own mean intensity (brightness
-does not hide a copy), subtract the mean signature of the whole set (the structure every
+The signature: area-downsample the image, subtract its own mean intensity (brightness does
+not hide a duplicate), subtract the mean signature of the whole set (the structure every
 image shares, e.g. the round fundus field of view or the CT body outline, does not make
 distinct images look alike; only with >= CENTER_MIN_REFERENCE images), L2-normalise, and
 compare by cosine. The signature is grayscale and SIGNATURE_SIDE x SIGNATURE_SIDE so that
-35k images take 36 MB; a shift of a pixel or noise barely moves it.
+35k images take 36 MB; a shift of a pixel or noise barely moves it. It is NOT the evaluation's
+copy detection (``medisynth.metrics.copy_detection``, which also sees through flips, crops and
+rotations with a trained encoder): the split needs a cheap signature before any encoder exists.
 
 This module is numpy (+ scipy) only: prepare's spawned workers compute signatures without
 importing torch, and the same functions serve tests and evaluation-side checks.
@@ -20,8 +21,6 @@ import numpy as np
 SIGNATURE_SIDE = 16
 DEFAULT_THRESHOLD = 0.97
 BLOCK_ROWS = 2048
-# medisynth.metrics.memorization imports this constant, so split time and evaluation time agree
-# (it lives here, not there, because that module imports torch, which prepare's workers must not load)
 CENTER_MIN_REFERENCE = 16
 
 

@@ -23,7 +23,7 @@ class EvaluateConfig:
     real_split: str = "train"  # the real images the synthetic set is compared with: train|val|test|all
     num_per_class: int = 100  # images per class sampled when ``fake`` is a run
     max_images: Optional[int] = None  # cap each set (seeded random subset)
-    near_copy_threshold: float = 0.95
+    near_copy_threshold: Optional[float] = None  # aligned correlation; None: calibrated on the train split's units
     min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
     kid_subsets: int = 100  # KID: number of random subsets
     kid_subset_size: int = 1000  # KID: images per subset (capped by the set sizes)
@@ -44,8 +44,8 @@ class EvaluateConfig:
     def validate(self) -> None:
         if self.real_split not in ("train", "val", "test", "all"):
             raise MedisynthError(f"--real-split {self.real_split!r}: choose train, val, test or all")
-        if not -1.0 <= self.near_copy_threshold <= 1.0:
-            raise MedisynthError(f"--near-copy-threshold {self.near_copy_threshold}: a cosine similarity in [-1, 1]")
+        if self.near_copy_threshold is not None and not -1.0 <= self.near_copy_threshold <= 1.0:
+            raise MedisynthError(f"--near-copy-threshold {self.near_copy_threshold}: a correlation in [-1, 1]; omit it to calibrate")
         from medisynth.features import FEATURE_SPACES
 
         for name in self.feature_spaces:

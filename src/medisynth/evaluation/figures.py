@@ -20,7 +20,7 @@ class FigureInputs:
     fake: ImageSet
     train: ImageSet  # the real train split (nearest neighbours come from it)
     features: dict[str, dict[str, np.ndarray]]  # space -> {"real", "fake", "train", "heldout"}
-    mem_px: dict  # pixel_memorization's output
+    mem_px: dict  # copy_memorization's output
     flagged: np.ndarray  # indices of near-copies, most similar first
     hist_real: np.ndarray
     hist_fake: np.ndarray
@@ -55,7 +55,7 @@ def figures(inputs: FigureInputs, seed: int, near_copy_threshold: float) -> dict
         top = flagged[:8]
         figs["flagged_pairs"] = plots.pairs_png(
             display(fake.images[top]), display(train.images[near[top]]),
-            [f"{fake.ids[i]}\nsim {mem_px['fake_similarity'][i]:.3f}" for i in top],
+            [f"{fake.ids[i]}\nsim {mem_px['fake_similarity'][i]:.3f}\n{mem_px['matches'].transform[i]}" for i in top],
         )
     figs["similarity_hist"] = plots.similarity_histogram(mem_px["fake_similarity"], mem_px["heldout_similarity"], near_copy_threshold)
     figs["edges"] = plots.edge_maps(reference.images[pick(len(reference.images), 6)].numpy(), fake.images[pick(len(fake.images), 6)].numpy())

@@ -27,7 +27,7 @@ from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, writ
 from medisynth.metrics import calculate_metrics
 from medisynth.metrics.chance import accuracy_vs_chance
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim
-from medisynth.metrics.memorization import feature_memorization, pixel_memorization
+from medisynth.metrics.memorization import copy_memorization, feature_memorization
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
 from medisynth.report.format import format_number
 from medisynth.runs import Run
@@ -168,13 +168,18 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
             spaces["domain"]["informative"] = domain_chance["better_than_chance"]
 
     # -- pixel figures and diversity --------------------------------------------------------------
-    mem_px = pixel_memorization(train.images, fake.images, heldout.images if len(heldout.images) else None, config.near_copy_threshold)
+    from medisynth.metrics.copy_detection import copy_detector, near_copies_table
+
+    detector = copy_detector(real_root, config.near_copy_threshold, cache_dir=config.cache_dir, seed=config.seed,
+                             progress=config.progress, reference=train.images)
+    mem_px = copy_memorization(detector, fake.images, heldout.images if len(heldout.images) else None)
+    near_copies = near_copies_table(mem_px["matches"], fake.ids, train.ids, detector.units)
     nearest = torch.from_numpy(mem_px["fake_nearest"])
     ssim, psnr = paired_ssim_psnr(fake.images, train.images[nearest])
     hist_real, hist_fake = intensity_histograms(reference.images), intensity_histograms(fake.images)
     real_mean, fake_mean = mean_image(reference.images), mean_image(fake.images)
     metrics["pixel"] = {
-        "nearest_by": "pixel similarity to the training split (NearCopyFilter embedding)",
+        "nearest_by": "aligned correlation with the training split (copy detection, near_copies.csv)",
         "ssim_nearest_mean": float(ssim.mean()), "ssim_nearest_std": float(ssim.std()),
         "psnr_nearest_mean": float(psnr.mean()), "psnr_nearest_std": float(psnr.std()),
         "mean_image_mse": mean_image_mse(reference.images, fake.images),
@@ -193,13 +198,14 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     lap("pixel")
 
     # -- memorization ------------------------------------------------------------------------------
-    flagged = np.nonzero(mem_px["fake_similarity"] >= config.near_copy_threshold)[0]
+    flagged = np.nonzero(mem_px["matches"].flagged)[0]
     flagged = flagged[np.argsort(-mem_px["fake_similarity"][flagged])]
     memorization = {
         "pixel": mem_px["summary"],
         "feature": None,
         "flagged": [
-            {"fake": fake.ids[i], "train": train.ids[int(mem_px["fake_nearest"][i])], "similarity": float(mem_px["fake_similarity"][i])}
+            {"fake": fake.ids[i], "train": train.ids[int(mem_px["fake_nearest"][i])], "similarity": float(mem_px["fake_similarity"][i]),
+             "transform": mem_px["matches"].transform[i]}
             for i in flagged[:MAX_FLAGGED_LISTED]
         ],
     }
@@ -230,7 +236,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     figures = draw_figures(
         FigureInputs(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean,
                      run=fake_path if fake_kind == "run" else None),
-        seed=config.seed, near_copy_threshold=config.near_copy_threshold,
+        seed=config.seed, near_copy_threshold=mem_px["summary"]["threshold"],
     )
     lap("plots")
     metrics["timings_s"] = timings
@@ -242,6 +248,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
             if png:
                 atomic_write_bytes(tmp_out / "plots" / f"{key.replace(':', '-')}.png", png)
         write_json(tmp_out / "metrics.json", metrics)
+        atomic_write_text(tmp_out / "near_copies.csv", near_copies.to_csv(index=False))
         atomic_write_text(tmp_out / "report.html", render_report(metrics, figures))
     return metrics
 

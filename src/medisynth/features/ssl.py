@@ -178,6 +178,10 @@ class SSLRecipe:
                 f"-lr{self.lr:g}-T{self.temperature:g}-k{self.koleo_weight:g}")
 
 
+#: the recipe ``ssl_encoder`` and ``build`` use (tests swap in a shorter one)
+DEFAULT_RECIPE = SSLRecipe()
+
+
 def _info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent over 2N normalised descriptors: each view's positive is the other view of its image."""
     z = torch.cat([z1, z2])
@@ -197,8 +201,9 @@ def _koleo(z: torch.Tensor) -> torch.Tensor:
     return -torch.log((z - z[nearest]).norm(dim=1) + 1e-8).mean()
 
 
-def train_ssl_encoder(images: torch.Tensor, recipe: SSLRecipe = SSLRecipe(), progress: bool = False) -> tuple[SSLEncoder, dict]:
+def train_ssl_encoder(images: torch.Tensor, recipe: SSLRecipe | None = None, progress: bool = False) -> tuple[SSLEncoder, dict]:
     """Train an ``SSLEncoder`` on uint8 N x C x H x W images (CPU); returns (encoder in eval mode, history)."""
+    recipe = recipe or DEFAULT_RECIPE
     images = check_images(images, "training images")
     if len(images) < 2:
         raise MedisynthError(f"the self-supervised encoder needs at least 2 training images, got {len(images)}")
@@ -277,12 +282,13 @@ def ssl_cache_stem(content_hash: str, recipe: SSLRecipe, cache_dir: str | Path |
     return Path(cache_dir or default_cache_dir()) / "ssl" / f"{content_hash[:16]}-{recipe.key()}"
 
 
-def ssl_encoder(prepared_root: str | Path, cache_dir: str | Path | None = None, recipe: SSLRecipe = SSLRecipe(),
+def ssl_encoder(prepared_root: str | Path, cache_dir: str | Path | None = None, recipe: SSLRecipe | None = None,
                 progress: bool = True) -> SSLEncoder:
     """The encoder of a prepared data set, trained on its train split on first use, then loaded from the cache."""
     from medisynth.data.dataset import PreparedDataset
     from medisynth.data.manifest import Manifest
 
+    recipe = recipe or DEFAULT_RECIPE
     root = Path(prepared_root)
     manifest = Manifest.load(root)
     if not manifest.content_hash:
@@ -336,7 +342,10 @@ class SSLExtractor(FeatureExtractor):
 def build(context: ExtractorContext) -> SSLExtractor:
     if context.real_root is None:
         raise FeatureSpaceUnavailable("ssl skipped: it needs a prepared real data set (--real DATA) to train on")
-    recipe = SSLRecipe(seed=context.seed, **({"steps": int(context.options["ssl_steps"])} if context.options.get("ssl_steps") else {}))
+    from dataclasses import replace
+
+    recipe = replace(DEFAULT_RECIPE, seed=context.seed,
+                     **({"steps": int(context.options["ssl_steps"])} if context.options.get("ssl_steps") else {}))
     model = ssl_encoder(context.real_root, cache_dir=context.cache_dir, recipe=recipe,
                         progress=context.options.get("progress", True))
     return SSLExtractor(model, meta={"ssl_recipe": recipe.key()})

@@ -238,8 +238,9 @@ def _memorization(m: dict, figs: dict) -> str:
     mem = m["memorization"]
     px = mem["pixel"]
     rows = [
-        ["near-copy threshold (cosine similarity)", px["threshold"]],
-        ["synthetic images flagged as near-copies", f"{px['num_flagged']} ({fmt(px['fraction_flagged'], 'fraction')})"],
+        ["copy threshold (correlation after alignment)", f"{fmt(px['threshold'])} ({px.get('threshold_source', 'given')})"],
+        ["synthetic images flagged as copies", f"{px['num_flagged']} ({fmt(px['fraction_flagged'], 'fraction')})"
+         + (f" of {px['num_units_flagged']} training unit(s)" if px.get("num_units_flagged") else "")],
         ["held-out REAL images that would be flagged (baseline)", fmt(px["heldout_fraction_flagged"], 'fraction')],
         ["held-out real images that are exact copies of training images", fmt(px["heldout_num_exact_copies"])],
         ["pixel DCR ratio: median synthetic / median held-out distance to training", fmt(px["dcr_ratio"])],
@@ -255,7 +256,8 @@ def _memorization(m: dict, figs: dict) -> str:
         '<section id="memorization"><h2>Memorization and privacy</h2>' + table(rows, ["figure", "value"])
         + '<p class="note">DCR = distance to the closest training record. A DCR ratio near 1 means synthetic images are as far '
         "from the training set as unseen real images are; well below 1 means the model reproduces training images. "
-        "Read the flagged fraction against the held-out baseline: data sets with duplicate or neighbouring slices flag real images too.</p>"
+        "Read the flagged fraction against the held-out baseline: data sets with duplicate or neighbouring slices flag real images too. "
+        "Every synthetic image, its nearest training image, the similarity and the alignment found are in near_copies.csv.</p>"
         + figure(figs.get("similarity_hist"), "Highest similarity to any training image", "similarity histogram")
         + figure(figs.get("flagged_pairs"), "Flagged near-copies: synthetic | nearest training image", "flagged pairs")
         + "</section>"

@@ -2,7 +2,8 @@
 
 - ``min_d_score``: keep images the discriminator scores at least that high (seed paper 000
   keeps D(G(z)) >= 0.76);
-- ``max_similarity``: drop near-copies of training images (``metrics.memorization.NearCopyFilter``);
+- ``max_similarity``: drop edited copies of training images (``metrics.copy_detection``: correlation
+  after aligning flip, zoom, rotation and shift at least that high);
 - ``min_confidence``: keep images the domain classifier (trained on the run's data set) puts in
   the sampled class with at least that probability.
 """
@@ -81,7 +82,7 @@ class Filters:
     """The filters of one sampling request, built once, applied to every batch."""
 
     min_d_score: Optional[float] = None
-    near_copy: Optional[Any] = None  # a NearCopyFilter
+    near_copy: Optional[Any] = None  # a metrics.copy_detection.CopyDetector
     min_confidence: Optional[float] = None
     classifier: Optional[torch.nn.Module] = None
     device: torch.device = torch.device("cpu")
@@ -90,9 +91,11 @@ class Filters:
     def build(cls, config: SampleConfig, run: Run, jobs: list[Job], device: torch.device) -> "Filters":
         near_copy = None
         if config.max_similarity is not None:
-            from medisynth.metrics import memorization  # imported on use: the metrics stack is not needed otherwise
+            from medisynth.metrics import copy_detection  # imported on use: the metrics stack is not needed otherwise
 
-            near_copy = memorization.NearCopyFilter(reference_images(run), threshold=config.max_similarity)
+            reference = torch.from_numpy(reference_images(run)).permute(0, 3, 1, 2)
+            near_copy = copy_detection.copy_detector(run.data, config.max_similarity, progress=config.progress,
+                                                     reference=reference)
         classifier = None
         if config.min_confidence is not None:
             if not 0.0 <= config.min_confidence <= 1.0:

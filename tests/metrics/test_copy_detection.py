@@ -1,0 +1,113 @@
+"""Copy detection: every planted edit of a training image is flagged and traced to it, distinct images are not,
+units count once, bad layouts raise a clear error."""
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from medisynth.errors import MedisynthError
+from medisynth.features.ssl import SSLRecipe, train_ssl_encoder
+from medisynth.metrics.copy_detection import CopyDetector, describe_transform, near_copies_table
+from medisynth.phantom import render_fundus
+
+SIZE = 64
+
+
+def _fundus(n: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(np.stack([render_fundus(i % 5, SIZE, rng)[0] for i in range(n)])).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _fundus(12, seed=0)
+
+
+@pytest.fixture(scope="module")
+def detector(reference):
+    encoder, _ = train_ssl_encoder(reference, SSLRecipe(steps=5, batch_size=12))
+    return CopyDetector(reference, encoder)  # threshold calibrated on the reference's units
+
+
+def _bright(x):
+    return (x.float() * 1.1).round().clamp(0, 255).to(torch.uint8)
+
+
+def _noise(x):
+    return (x.float() + torch.randn(x.shape, generator=torch.Generator().manual_seed(0)) * 5).round().clamp(0, 255).to(torch.uint8)
+
+
+EDITS = {
+    "exact": lambda x: x.clone(),
+    "brightness": _bright,
+    "jpeg70": lambda x: TF.jpeg(x, 70),
+    "noise5": _noise,
+    "hflip": lambda x: x.flip(-1),
+    "shift2": lambda x: TF.affine(x, angle=0.0, translate=[2, -1], scale=1.0, shear=[0.0, 0.0]),
+    "crop90": lambda x: TF.resized_crop(x, 3, 3, 58, 58, [SIZE, SIZE], antialias=True),
+    "rotate5": lambda x: TF.affine(x, angle=5.0, translate=[0, 0], scale=1.0, shear=[0.0, 0.0],
+                                   interpolation=TF.InterpolationMode.BILINEAR),
+    "colour_cast": lambda x: (x.float() * torch.tensor([1.1, 0.95, 0.9])[:, None, None]).round().clamp(0, 255).to(torch.uint8),
+    "blur": lambda x: TF.gaussian_blur(x, [5, 5], [1.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_each_planted_edit_is_flagged_and_traced_to_its_source(detector, reference, edit):
+    sources = [1, 6, 10]
+    copies = torch.stack([EDITS[edit](reference[i]) for i in sources])
+    m = detector.match(copies)
+    assert m.flagged.all(), (edit, m.similarity, detector.threshold)
+    assert list(m.nearest) == sources
+
+
+def test_the_transform_found_is_reported(detector, reference):
+    m = detector.match(reference[3:4].flip(-1))
+    assert "mirror" in m.transform[0] and m.similarity[0] > 0.99
+    assert detector.match(reference[3:4]).transform == ["identity"]
+    assert describe_transform(True, 1 / 0.9, 5.0, 2.0, -1.0) == "mirror, zoom 1.11, rotate +5 deg, shift (+2, -1) px"
+
+
+def test_distinct_images_are_not_flagged(detector):
+    m = detector.match(_fundus(10, seed=99))
+    assert not m.flagged.any(), (m.similarity, detector.threshold)
+    assert detector.keep(_fundus(4, seed=98)).all()
+
+
+def test_threshold_is_calibrated_between_units_and_given_threshold_is_used(detector, reference):
+    cal = detector.calibration
+    assert cal["units"] == 12 and cal["queries"] == 12
+    assert cal["between_units_max"] < detector.threshold <= 0.999
+    fixed = CopyDetector(reference, detector.extractor, threshold=0.5)
+    assert fixed.threshold == 0.5 and fixed.calibration["method"] == "given"
+
+
+def test_images_of_one_unit_are_never_each_others_false_flags(reference):
+    # two near-identical "slices" in one unit: calibration must not count them against each other
+    ref = torch.cat([reference[:6], reference[:1].roll(1, dims=-1)])
+    units = np.array([0, 1, 2, 3, 4, 5, 0])
+    encoder, _ = train_ssl_encoder(ref, SSLRecipe(steps=2, batch_size=7))
+    together = CopyDetector(ref, encoder, units=units)
+    apart = CopyDetector(ref, encoder)  # every image its own unit: the neighbour counts as a distinct image
+    assert apart.calibration["between_units_max"] > 0.95 > together.calibration["between_units_max"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda r: r.permute(0, 2, 3, 1).contiguous(), "channels last"),  # N x H x W x C: the reference's old layout
+    (lambda r: r.float() / 255, "uint8"),
+    (lambda r: r[:, :1], "channel"),
+    (lambda r: r[..., :32, :32], "px"),
+])
+def test_wrong_layout_dtype_channels_or_size_raise_a_clear_error(detector, reference, bad, message):
+    with pytest.raises(MedisynthError, match=message):
+        detector.match(bad(reference[:2]))
+
+
+def test_near_copies_table_lists_every_query_with_its_unit(detector, reference):
+    queries = torch.cat([reference[:2].flip(-1), _fundus(3, seed=7)])
+    m = detector.match(queries)
+    table = near_copies_table(m, [f"syn{i}" for i in range(5)], [f"train{i}" for i in range(12)], np.arange(12))
+    assert list(table["image"]) == [f"syn{i}" for i in range(5)]
+    assert list(table.columns) == ["image", "nearest_train", "train_unit", "unit_size", "similarity",
+                                   "descriptor_similarity", "transform", "flagged"]
+    assert table["flagged"].tolist()[:2] == [True, True] and table["nearest_train"].tolist()[:2] == ["train0", "train1"]
