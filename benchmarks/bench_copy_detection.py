@@ -93,7 +93,7 @@ def plant(images: torch.Tensor, name: str, n: int, seed: int) -> tuple[torch.Ten
 def bench_dataset(name: str, data: Path, work: Path, args) -> dict:
     from medisynth.data.dataset import PreparedDataset
     from medisynth.data.prepare import PrepareConfig, prepare
-    from medisynth.features.ssl import SSLRecipe, ssl_encoder
+    from medisynth.features.ssl import ssl_encoder
     from medisynth.metrics.copy_detection import CopyDetector, units_of
 
     root = work / name
@@ -104,8 +104,7 @@ def bench_dataset(name: str, data: Path, work: Path, args) -> dict:
     held = torch.cat([torch.from_numpy(PreparedDataset(root, s).images_uint8()).permute(0, 3, 1, 2) for s in ("val", "test")])
     units = units_of(root)
     t0 = time.perf_counter()
-    recipe = SSLRecipe(steps=args.ssl_steps) if args.ssl_steps else SSLRecipe()
-    encoder = ssl_encoder(root, cache_dir=work / "cache", recipe=recipe, progress=False)
+    encoder = ssl_encoder(root, cache_dir=work / "cache", progress=False)  # ssl.DEFAULT_RECIPE (see --ssl-steps)
     t_encoder = time.perf_counter() - t0
     t0 = time.perf_counter()
     detector = CopyDetector(train, encoder, units=units)
@@ -173,6 +172,12 @@ def main(argv=None) -> int:
         print(f"shared data not found: {', '.join(str(args.data / d) for d in missing)}", file=sys.stderr)
         return 2
     torch.manual_seed(0)
+    if args.ssl_steps:  # the encoder of every detector built here, sampling's included
+        from dataclasses import replace
+
+        from medisynth.features import ssl
+
+        ssl.DEFAULT_RECIPE = replace(ssl.DEFAULT_RECIPE, steps=args.ssl_steps)
     with tempfile.TemporaryDirectory(prefix="bench-copy-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
