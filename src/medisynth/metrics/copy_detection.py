@@ -15,13 +15,13 @@ Two stages, as in image copy detection practice (SSCD, Pizzi et al. CVPR 2022):
    achieved it, is what a person can check by looking at the pair.
 
 **The threshold has a meaning.** Unless one is given, it is calibrated on the training images
-themselves: each training image is matched (as above) against the training images of OTHER
-units (the split's units: a patient's images, exact and near duplicates such as neighbouring CT
-slices, see ``medisynth.data.split.split_units``). The flag threshold is the similarity that
-only 0.5 % of training images reach with their closest different unit (the largest one when there are fewer
-than 200 images), so a data set of near-identical slices and one of distinct photographs each get
-their own. A synthetic image matching a slice of a series is reported with that slice's unit, so
-the series counts once.
+themselves: each training image (up to ``CALIBRATION_MAX_QUERIES``) is matched as above against the
+training images of OTHER units (the split's units: a patient's images, exact and near duplicates such
+as runs of neighbouring CT slices, see ``medisynth.data.split.split_units``), and the threshold is the
+highest similarity seen plus ``CALIBRATION_MARGIN``: a synthetic image is flagged when it is closer to
+a training image than any training image came to another unit's. A data set of near-identical slices
+and one of distinct photographs each get their own. A synthetic image matching a slice of a series is
+reported with that slice's unit, so the series counts once.
 
 ``CopyDetector`` is the one implementation behind ``sample --max-similarity``, ``balance`` and
 ``evaluate`` (``near_copies.csv``). Inputs are checked (uint8, N x C x H x W, channel count):
@@ -183,6 +183,7 @@ class CopyDetector:
         self._ref_fine = _resized(ref, min(COMPARE_SIDE, *self.size))
         self._coarse_grids = _sampling_grid(self._grid, COARSE_SIDE)
         self._fine_grids = _sampling_grid(self._grid, self._ref_fine.shape[-1])
+        self.descriptor_floor = self._descriptor_floor()
         self.calibration: dict = {"method": "given", "threshold": threshold}
         if threshold is None:
             threshold = self._calibrate()
@@ -208,47 +209,59 @@ class CopyDetector:
             scores = scores.masked_fill(same, -2.0)
         return scores
 
-    def _match(self, queries: torch.Tensor, exclude_units=None) -> CopyMatches:
-        nearest, sims, dsims, transforms = [], [], [], []
-        grid = self._grid
-        for lo in range(0, len(queries), self.batch_size):
+    def _confirm(self, q: torch.Tensor, top, ex) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Align each query with its candidates: (nearest index, similarity, descriptor similarity, transform)."""
+        grid, k = self._grid, top.indices.shape[1]
+        # coarse: every candidate under every transform of the grid, at COARSE_SIDE
+        warped = _warp(self._ref_coarse[top.indices.flatten()], self._coarse_grids)
+        coarse, _, _ = _best_alignment(_resized(q, COARSE_SIDE), warped.view(len(q), k * len(grid), *warped.shape[2:]), MAX_SHIFT)
+        if ex is not None:  # a candidate of the query's own unit never confirms (masked scores can still be picked)
+            own = torch.from_numpy(self.units[top.indices.numpy()] == ex[:, None])
+            coarse = coarse.masked_fill(own.repeat_interleave(len(grid), dim=1), -1.0)
+        # fine: the best REFINE (candidate, transform) pairs again at full resolution
+        picks = coarse.topk(min(REFINE, coarse.shape[1]), dim=1).indices  # Q x R
+        rows = torch.arange(len(q))
+        ref_idx = top.indices[rows[:, None], picks // len(grid)]  # Q x R
+        fine = _warp_each(self._ref_fine[ref_idx.flatten()], self._fine_grids[(picks % len(grid)).flatten()])
+        side = self._ref_fine.shape[-1]
+        score, dy, dx = _best_alignment(_resized(q, side), fine.view(len(q), picks.shape[1], *fine.shape[1:]),
+                                        MAX_SHIFT * side // COARSE_SIDE)
+        if ex is not None:
+            score = score.masked_fill(coarse.gather(1, picks) <= -1.0, -1.0)
+        value, r = score.max(dim=1)
+        best_pick = picks[rows, r]
+        scale = self.size[1] / side  # report shifts in the images' own pixels
+        transforms = [describe_transform(*grid[int(best_pick[i]) % len(grid)], -float(dx[i, r[i]]) * scale,
+                                         -float(dy[i, r[i]]) * scale) for i in range(len(q))]
+        return ref_idx[rows, r], value, top.values[rows, best_pick // len(grid)], transforms
+
+    def _match(self, queries: torch.Tensor, exclude_units=None, skip_unlikely: bool = False) -> CopyMatches:
+        n = len(queries)
+        nearest = np.zeros(n, np.int64)
+        sim = np.full(n, np.nan)
+        dsim = np.zeros(n)
+        transforms = ["not aligned: descriptor below the copy floor"] * n
+        for lo in range(0, n, self.batch_size):
             q = queries[lo:lo + self.batch_size]
             ex = None if exclude_units is None else exclude_units[lo:lo + self.batch_size]
-            scores = self._descriptor_scores(q, ex)
-            top = scores.topk(self.top_k, dim=1)
-            k = self.top_k
-            # coarse: every candidate under every transform of the grid, at COARSE_SIDE
-            warped = _warp(self._ref_coarse[top.indices.flatten()], self._coarse_grids).view(len(q), k * len(grid), -1, COARSE_SIDE, COARSE_SIDE)
-            coarse, _, _ = _best_alignment(_resized(q, COARSE_SIDE), warped, MAX_SHIFT)
-            if ex is not None:  # a candidate of the query's own unit never confirms (masked scores can still be picked)
-                own = torch.from_numpy(self.units[top.indices.numpy()] == ex[:, None])
-                coarse = coarse.masked_fill(own.repeat_interleave(len(grid), dim=1), -1.0)
-            # fine: the best REFINE (candidate, transform) pairs again at full resolution
-            picks = coarse.topk(min(REFINE, coarse.shape[1]), dim=1).indices  # Q x R
-            rows = torch.arange(len(q))[:, None]
-            ref_idx = top.indices[rows, picks // len(grid)]  # Q x R
-            fine_src = self._ref_fine[ref_idx.flatten()]
-            fine = _warp_each(fine_src, self._fine_grids[(picks % len(grid)).flatten()])
-            side = self._ref_fine.shape[-1]
-            shift = MAX_SHIFT * side // COARSE_SIDE
-            score, dy, dx = _best_alignment(_resized(q, side), fine.view(len(q), picks.shape[1], -1, side, side), shift)
-            if ex is not None:
-                score = score.masked_fill(coarse.gather(1, picks) <= -1.0, -1.0)
-            value, r = score.max(dim=1)
-            best_pick = picks[torch.arange(len(q)), r]
-            nearest.append(ref_idx[torch.arange(len(q)), r])
-            sims.append(value)
-            dsims.append(top.values[torch.arange(len(q)), best_pick // len(grid)])
-            scale = self.size[1] / side  # report shifts in the images' own pixels
-            for i in range(len(q)):
-                flip, zoom, angle = grid[int(best_pick[i]) % len(grid)]
-                ri = int(r[i])
-                transforms.append(describe_transform(flip, zoom, angle, -float(dx[i, ri]) * scale, -float(dy[i, ri]) * scale))
-        if not nearest:
-            return CopyMatches(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), [], np.zeros(0, bool))
-        sim = torch.cat(sims).double().numpy()
-        return CopyMatches(torch.cat(nearest).numpy().astype(np.int64), sim, torch.cat(dsims).double().numpy(),
-                           transforms, sim >= getattr(self, "threshold", np.inf))
+            top = self._descriptor_scores(q, ex).topk(self.top_k, dim=1)
+            nearest[lo:lo + len(q)] = top.indices[:, 0].numpy()
+            dsim[lo:lo + len(q)] = top.values[:, 0].double().numpy()
+            todo = np.arange(len(q))
+            if skip_unlikely and self.descriptor_floor is not None:
+                todo = np.nonzero(top.values[:, 0].numpy() >= self.descriptor_floor)[0]
+            if len(todo) == 0:
+                continue
+            sel = torch.from_numpy(todo)
+            sub_top = type(top)((top.values[sel], top.indices[sel]))
+            idx, value, d, found = self._confirm(q[sel], sub_top, None if ex is None else ex[todo])
+            nearest[lo + todo] = idx.numpy()
+            sim[lo + todo] = value.double().numpy()
+            dsim[lo + todo] = d.double().numpy()
+            for j, t in zip(todo, found):
+                transforms[lo + j] = t
+        flagged = np.nan_to_num(sim, nan=-1.0) >= getattr(self, "threshold", np.inf)
+        return CopyMatches(nearest, sim, dsim, transforms, flagged)
 
     def match(self, images) -> CopyMatches:
         """Nearest training image after alignment, the similarity, the transform and the flag of each image."""
@@ -258,12 +271,27 @@ class CopyDetector:
         return self.match(images).similarity
 
     def keep(self, images) -> np.ndarray:
-        """True for images that are not copies (similarity below the threshold)."""
-        return ~self.match(images).flagged
+        """True for images that are not copies. The fast path of ``sample --max-similarity``: images whose
+        descriptor is below ``descriptor_floor`` (farther from every training image than any edited copy
+        of a training image came to its source) are kept without the alignment search."""
+        return ~self._match(self._check(images, "query images"), skip_unlikely=True).flagged
+
+    def _descriptor_floor(self) -> float:
+        """The lowest descriptor similarity between an edited copy (``copy_augment``, the encoder's training views,
+        which are stronger than the edits the detector is for) of a training image and that image, minus 0.05."""
+        from medisynth.data.dataset import float_to_uint8
+        from medisynth.features.ssl import copy_augment
+
+        pick = np.arange(len(self.reference))[:CALIBRATION_MAX_QUERIES]
+        src = self.reference[pick]
+        views = float_to_uint8(copy_augment(src.float().div(127.5).sub(1.0), torch.Generator().manual_seed(0)))
+        d = torch.maximum(self.extractor.descriptors(views), self.extractor.descriptors(views, flip=True))
+        own = (d * self._ref_desc[pick]).sum(dim=1)
+        return float(own.min()) - 0.05
 
     # -- calibration ---------------------------------------------------------------------------
     def _calibrate(self) -> float:
-        """The similarity that only 0.5 % of reference images reach with their closest image of another unit."""
+        """The highest similarity a reference image reaches with an image of another unit, + CALIBRATION_MARGIN."""
         n = len(self.reference)
         distinct = len(np.unique(self.units))
         if distinct < 2:
