@@ -71,7 +71,7 @@ def sample(
     min_confidence: Optional[float] = typer.Option(
         None, "--min-confidence", help="keep images the domain classifier (trained on the run's real data) puts in their class with probability >= this"
     ),
-    max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop near-copies of training images above this similarity"),
+    max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop copies of training images: correlation after aligning flip, zoom, rotation and shift at least this (evaluate prints the data set's calibrated threshold)"),
     max_attempts: float = typer.Option(20.0, "--max-attempts", help="with filters: try at most this many x the count per class"),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(64, "--batch-size", "-b"),

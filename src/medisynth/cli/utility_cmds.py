@@ -18,7 +18,7 @@ def balance(
     target_count: Optional[int] = typer.Option(None, "--target-count", help="train images per class to reach (default: the majority count)"),
     ratio: Optional[float] = typer.Option(None, "--ratio", help="each class reaches RATIO x the majority count"),
     min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep synthetic images the discriminator scores >= this"),
-    max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop near-copies of training images above this similarity"),
+    max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop copies of training images: correlation after aligning flip, zoom, rotation and shift at least this (evaluate prints the data set's calibrated threshold)"),
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(64, "--batch-size", "-b"),
     device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),

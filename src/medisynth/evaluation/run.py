@@ -373,6 +373,7 @@ def summary_lines(metrics: dict) -> list[str]:
         lines.append(f"  domain classifier: accuracy {num(dc.get('value'), kind='fraction')} on {dc['n']} held-out {dc.get('split')} images, "
                      f"chance {num(dc.get('chance'), kind='fraction')}, p={num(dc.get('p_value'))}: no better than chance, its figures are uninformative")
     px = metrics["memorization"]["pixel"]
-    lines.append(f"  near-copies: {px['num_flagged']} ({num(px['fraction_flagged'], kind='fraction')}); held-out real baseline "
+    lines.append(f"  copies of training images: {px['num_flagged']} ({num(px['fraction_flagged'], kind='fraction')}) at correlation "
+                 f">= {num(px['threshold'])} (near_copies.csv); held-out real baseline "
                  f"{num(px['heldout_fraction_flagged'], kind='fraction')}; DCR ratio {num(px['dcr_ratio'])}")
     return lines
