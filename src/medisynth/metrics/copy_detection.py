@@ -255,7 +255,9 @@ class CopyDetector:
             nearest[lo:lo + len(q)] = top.indices[:, 0].numpy()
             dsim[lo:lo + len(q)] = top.values[:, 0].double().numpy()
             todo = np.arange(len(q))
-            if skip_unlikely and self.descriptor_floor is not None:
+            # the fast path presumes an image under the floor is below the threshold: true for any threshold a
+            # copy check means (> 0), not for one that asks to reject (nearly) everything
+            if skip_unlikely and self.descriptor_floor is not None and self.threshold > 0:
                 todo = np.nonzero(top.values[:, 0].numpy() >= self.descriptor_floor)[0]
             if len(todo) == 0:
                 continue
