@@ -170,7 +170,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     # -- pixel figures and diversity --------------------------------------------------------------
     from medisynth.metrics.copy_detection import copy_detector, near_copies_table
 
-    detector = copy_detector(real_root, config.near_copy_threshold, cache_dir=config.cache_dir, seed=config.seed,
+    detector = copy_detector(real_root, config.near_copy_threshold, cache_dir=config.cache_dir, seed=config.seed, steps=config.ssl_steps,
                              progress=config.progress, reference=train.images)
     mem_px = copy_memorization(detector, fake.images, heldout.images if len(heldout.images) else None)
     near_copies = near_copies_table(mem_px["matches"], fake.ids, train.ids, detector.units)

@@ -336,7 +336,7 @@ def units_of(prepared_root: str | Path, split: str = "train") -> np.ndarray:
 
 
 def copy_detector(prepared_root: str | Path, threshold: Optional[float] = None, cache_dir=None, seed: int = 0,
-                  progress: bool = True, reference=None) -> CopyDetector:
+                  progress: bool = True, reference=None, steps: Optional[int] = None) -> CopyDetector:
     """The data set's detector: its train split as reference and units, its (cached) ssl encoder.
 
     ``reference`` (uint8 N x C x H x W) replaces the train images, e.g. the masks of a run that learns
@@ -349,7 +349,7 @@ def copy_detector(prepared_root: str | Path, threshold: Optional[float] = None, 
     from medisynth.features import ssl
 
     root = Path(prepared_root)
-    recipe = replace(ssl.DEFAULT_RECIPE, seed=seed)
+    recipe = replace(ssl.DEFAULT_RECIPE, seed=seed, **({"steps": int(steps)} if steps else {}))  # as build() does
     if reference is None:
         reference = torch.from_numpy(PreparedDataset(root, "train").images_uint8()).permute(0, 3, 1, 2).contiguous()
     reference = check_images(reference, "reference images")
