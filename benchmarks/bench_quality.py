@@ -20,7 +20,7 @@ Protocol (README, "Benchmark: which generator?"):
   KID and precision/recall (k = 5) of the evaluation set against the real training split;
   CAS, that classifier's accuracy and balanced accuracy on every synthetic image (label = the class
   asked for), beside its accuracy on the real test split;
-  near-copy share, the fraction of synthetic images ``NearCopyFilter`` (``medisynth sample
+  near-copy share, the fraction of synthetic images the copy detector (``medisynth sample
   --max-similarity``) flags against the training split, beside the same share for real test images;
   utility, the utility study's classifier (``medisynth.downstream.run.fit_protocol``) trained on the
   real training split with class-balanced oversampling (``real-balanced``) against the same
@@ -232,14 +232,14 @@ class Judge:
     classifier: object  # the domain classifier (SmallResNet)
     feature_space_id: str
     train_features: np.ndarray
-    copy_filter: object  # NearCopyFilter on the training split
+    copy_filter: object  # CopyDetector on the training split (medisynth.metrics.copy_detection)
     reference: dict  # the real test split scored like a model
 
 
 def build_judge(name: str, root: Path, work: Path, settings: Settings, device) -> Judge:
     import medisynth as ms
     from medisynth.classifier import domain_classifier, extract_features
-    from medisynth.metrics.memorization import NearCopyFilter
+    from medisynth.metrics.copy_detection import copy_detector
     from medisynth.downstream.data import load_real
 
     manifest = ms.Manifest.load(root)
@@ -261,7 +261,7 @@ def build_judge(name: str, root: Path, work: Path, settings: Settings, device) -
         from medisynth.io import atomic_write_bytes
 
         atomic_write_bytes(feature_file, buf.getvalue())
-    copy_filter = NearCopyFilter(real.train.images.permute(0, 2, 3, 1))
+    copy_filter = copy_detector(root, cache_dir=work / "cache", progress=False)  # threshold calibrated on the data
     judge = Judge(name, root, manifest.content_hash, real, classifier, space_id, train_features, copy_filter, {})
     test = real.test
     judge.reference = score_images(judge, test.images, test.labels, device, seed=0)
@@ -613,7 +613,7 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
         "training images) against the real training split, in the domain classifier's penultimate features. "
         "CAS: that classifier's accuracy on all synthetic images (label = the class asked for); in the "
         f"'{REAL_ROW}' row, its accuracy on the real test split. Near-copy share: synthetic images "
-        "NearCopyFilter flags against the training split. Balanced accuracies: the utility study's classifier on "
+        "the copy detector flags against the training split. Balanced accuracies: the utility study's classifier on "
         "the real test split, trained with oversampling or with synthetic top-up; Δ = real+synthetic - "
         "oversampled, mean over paired seeds with its 95% paired-t interval. ± is the standard deviation over seeds.",
     ]

@@ -364,7 +364,7 @@ def test_cli_keeps_what_was_accepted_on_a_shortfall(runs, tmp_path, monkeypatch)
             KeepOne.calls += 1
             return keep
 
-    monkeypatch.setattr("medisynth.metrics.memorization.NearCopyFilter", KeepOne)
+    monkeypatch.setattr("medisynth.metrics.copy_detection.copy_detector", lambda *a, **k: KeepOne(None, None))
     out = tmp_path / "s"
     result = CliRunner().invoke(app, ["sample", str(runs["cgan"]), "--out", str(out), "--per-class", "0=3",
                                       "--max-similarity", "0.95", "--max-attempts", "2", "--device", "cpu",
