@@ -44,3 +44,25 @@ def _short_ssl_training(monkeypatch):
     from medisynth.features import ssl
 
     monkeypatch.setattr(ssl, "DEFAULT_RECIPE", ssl.SSLRecipe(steps=4, batch_size=16))
+
+@pytest.fixture
+def medisynth_cli(capsys, monkeypatch):
+    """medisynth_cli(*args) -> (exit code, stdout + stderr): the real entry point (``medisynth.cli.main``)
+    in-process, so a MedisynthError ends as it does for users (one line, exit 2) and toy models registered
+    by the test are available."""
+    import sys
+
+    from medisynth.cli import main
+
+    def invoke(*args) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["medisynth", *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    return invoke

@@ -31,7 +31,7 @@ def test_demo_replaces_only_an_earlier_demo(tmp_path):
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "patients.csv").write_text("id\n1\n")
-    with pytest.raises(MedisynthError, match="not the output of an earlier demo"):
+    with pytest.raises(MedisynthError, match="not written by medisynth"):
         run_demo(DemoConfig(out=precious, overwrite=True))
     assert (precious / "patients.csv").exists()
 

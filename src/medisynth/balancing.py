@@ -33,6 +33,7 @@ from PIL import Image
 
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, read_json, write_json
+from medisynth.outputs import check_output
 from medisynth.runs import Run
 
 CHUNK = 1024  # real images converted per step (bounded memory on large data sets)
@@ -125,10 +126,7 @@ def balance(config: BalanceConfig) -> BalanceResult:
     data, run = Path(config.data), Path(config.run)
     manifest = Manifest.load(data)
     names = manifest.class_names
-    if Path(config.out).exists() and not config.overwrite:
-        raise MedisynthError(f"{config.out} already exists; choose another --out or pass --overwrite")
-    if Path(config.out).resolve() in (data.resolve(), run.resolve()):
-        raise MedisynthError(f"--out {config.out} is an input folder; write the balanced set elsewhere")
+    check_output(Path(config.out), config.overwrite, "balanced", (data, run))
     # the class names the run was trained on, when its model.json says so (the sampler checks the rest)
     run_names = Run(run).class_names if Run(run).model_json.is_file() else None
     if run_names is not None and run_names != names:
@@ -142,7 +140,7 @@ def balance(config: BalanceConfig) -> BalanceResult:
     goals = class_targets(real, config.target, config.ratio)
     requested = [g - r for g, r in zip(goals, real)]
 
-    with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp:
+    with atomic_dir(Path(config.out), config.overwrite, "balanced", (data, run)) as tmp:
         (tmp / "images").mkdir()
         rows = _write_real(everything, tmp, names, config.progress, progress_bar)
         sample_record = None

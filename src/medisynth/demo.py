@@ -15,8 +15,8 @@ from typing import Optional
 
 from rich.console import Console
 
-from medisynth.errors import MedisynthError
 from medisynth.io import write_json
+from medisynth.outputs import check_output, write_marker
 
 console = Console()
 
@@ -42,19 +42,13 @@ class DemoConfig:
     overwrite: bool = False
 
 
-MARKER = ".medisynth-demo"
-
-
 def _fresh_output_folder(out: Path, overwrite: bool) -> Path:
     """An empty folder for the demo; --overwrite replaces an earlier demo's output, never anything else."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise MedisynthError(f"{out} already exists; choose another --out or pass --overwrite")
-        if not (out / MARKER).exists():
-            raise MedisynthError(f"{out} is not the output of an earlier demo; refusing to replace it, choose another --out")
+    check_output(out, overwrite, "demo")
+    if out.exists():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by `medisynth demo`; --overwrite may replace this folder\n")
+    out.mkdir(parents=True)
+    write_marker(out, "demo")
     return out
 
 

@@ -22,16 +22,23 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory that becomes ``final`` only if the block succeeds."""
+def atomic_dir(final: Path, overwrite: bool = False, kind: str = "output", inputs=()) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``final`` only if the block succeeds.
+
+    The folder is marked as a medisynth output of ``kind``; an existing ``final`` is replaced only
+    when ``medisynth.outputs.check_output`` allows it (checked before and again after the block).
+    """
+    from medisynth.outputs import check_output, write_marker
+
     final = Path(final)
-    if final.exists() and not overwrite:
-        raise MedisynthError(f"{final} already exists; choose another output path or pass --overwrite")
+    check_output(final, overwrite, kind, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should have ordinary permissions
     try:
         yield tmp
+        write_marker(tmp, kind)
+        check_output(final, overwrite, kind, inputs)  # the block took a while: the target may have changed
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -39,7 +39,7 @@ def test_run_utility_writes_report(folders):
     assert "seed0_bootstrap_balanced_accuracy" in comparison and "seed0_mcnemar" in comparison
     assert any("low statistical power" in n for n in results["notes"])
     report = folders / "report"
-    assert sorted(p.name for p in report.iterdir()) == ["utility.html", "utility.json", "utility.md", "utility.png"]
+    assert sorted(p.name for p in report.iterdir()) == [".medisynth.json", "utility.html", "utility.json", "utility.md", "utility.png"]
     assert json.loads((report / "utility.json").read_text())["config"]["seeds"] == 2
     assert "data:image/png;base64," in (report / "utility.html").read_text()
     assert "| real+synthetic |" in (report / "utility.md").read_text()

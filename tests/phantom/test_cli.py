@@ -26,7 +26,7 @@ def test_ct_command(tmp_path):
     out = tmp_path / "c"
     result = runner.invoke(app, ["phantom", "ct", "--out", str(out), "--n", "8", "--size", "32"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["Cyst", "Normal", "README.txt", "Stone", "Tumor", "phantom.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".medisynth.json", "Cyst", "Normal", "README.txt", "Stone", "Tumor", "phantom.json"]
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,7 @@ def test_dataset_layout_csv_and_counts(tmp_path):
     assert params["n"] == 14 and params["seed"] == 3 and list(params["counts"].values()) == expected
     readme = (out / "README.txt").read_text()
     assert "seed=3" in readme and "SYNTHETIC" in readme
-    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "fov", "images", "labels.csv", "masks", "phantom.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".medisynth.json", "README.txt", "fov", "images", "labels.csv", "masks", "phantom.json"]
     assert not list(tmp_path.glob(".f.tmp-*"))               # the temporary folder was renamed away
 
 

@@ -34,6 +34,7 @@ from medisynth.data.sources.base import Record, Source, detect_source, get_sourc
 from medisynth.data.split import assign_splits, check_fractions, largest_unit_shares, split_units
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir
+from medisynth.outputs import check_output
 from medisynth.provenance import pin_synthetic_to_train
 
 SHARD_BYTES = 64 * 2**20  # images per shard are capped so one shard in memory stays small
@@ -293,8 +294,9 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
     The output folder appears whole or not at all; the source is only ever read."""
     from medisynth import __version__
 
-    source, options_given = _open_source(config)
     _check_paths(Path(config.source), Path(config.out))
+    check_output(Path(config.out), config.overwrite, "prepared", (config.source,))
+    source, options_given = _open_source(config)
     kind = source.default_preprocess if config.preprocess == "auto" else config.preprocess
     options = PrepOptions(
         size=config.size, channels=config.channels, kind=kind, graham=config.graham,
@@ -308,7 +310,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
     records, class_names = _checked_records(source, config)
     workers = _choose_workers(config.workers, len(records), source.prefers_one_process)
 
-    with atomic_dir(config.out, overwrite=config.overwrite) as tmp:
+    with atomic_dir(config.out, overwrite=config.overwrite, kind="prepared", inputs=(config.source,)) as tmp:
         writer, rows, bad, raw_signatures = _write_images(records, options, workers, tmp, class_names, config,
                                                           progress)
         index = pd.DataFrame(rows)

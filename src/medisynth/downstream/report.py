@@ -209,9 +209,9 @@ def html_report(results: dict, png: bytes) -> str:
             f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n")
 
 
-def write_report(results: dict, out: Path, overwrite: bool = False) -> None:
+def write_report(results: dict, out: Path, overwrite: bool = False, inputs=()) -> None:
     png = plot_png(results)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="utility", inputs=inputs) as tmp:
         write_json(tmp / "utility.json", results)
         atomic_write_text(tmp / "utility.md", markdown_report(results))
         atomic_write_text(tmp / "utility.html", html_report(results, png))

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from medisynth.errors import MedisynthError
+from medisynth.outputs import check_output
 from medisynth.downstream.data import (
     DEFAULT_PROTOCOLS,
     PROTOCOLS,
@@ -71,8 +72,7 @@ def _check(config: UtilityConfig) -> list[str]:
         raise MedisynthError("--weights is for --model resnet18")
     if any(PROTOCOLS[p][1] for p in protocols) and config.synthetic is None:
         raise MedisynthError(f"protocol(s) {', '.join(p for p in protocols if PROTOCOLS[p][1])} need --synthetic DIR")
-    if Path(config.out).exists() and not config.overwrite:
-        raise MedisynthError(f"{config.out} already exists; choose another --out or pass --overwrite")
+    check_output(Path(config.out), config.overwrite, "utility", (config.real, config.synthetic))
     return protocols
 
 
@@ -180,7 +180,7 @@ def run_utility(config: UtilityConfig) -> dict:
             "accuracy are within seed-to-seed noise; treat p-values as indicative and use --seeds 6 or more to decide")
     results["verdict"] = utility_verdict(results["runs"], protocols)
     results["seconds"] = round(time.monotonic() - start, 1)
-    write_report(results, Path(config.out), overwrite=config.overwrite)
+    write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))
     return results
 
 

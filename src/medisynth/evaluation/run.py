@@ -24,6 +24,7 @@ from medisynth.evaluation.verdict import choose_primary_space, decide, verdict_l
 from medisynth.evaluation.yardstick import pixel_yardstick, real_vs_real, within_class_diversity
 from medisynth.features import FEATURE_SPACES, ExtractorContext, FeatureSpaceUnavailable, build_extractor
 from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, write_json
+from medisynth.outputs import check_output
 from medisynth.metrics import calculate_metrics
 from medisynth.metrics.chance import accuracy_vs_chance
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim
@@ -54,8 +55,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
         clock = now
 
     real_root = Path(config.real)
-    if Path(config.out).exists() and not config.overwrite:  # fail before minutes of work, not after
-        raise MedisynthError(f"{config.out} already exists; choose another --out or pass --overwrite")
+    check_output(Path(config.out), config.overwrite, "evaluation", (config.real, config.fake))  # before minutes of work
     manifest = Manifest.load(real_root)
     device = resolve_device(config.device)
     class_names = manifest.class_names
@@ -242,7 +242,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     metrics["timings_s"] = timings
     from medisynth.report import render_report
 
-    with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp_out:
+    with atomic_dir(Path(config.out), config.overwrite, "evaluation", (config.real, config.fake)) as tmp_out:
         (tmp_out / "plots").mkdir()
         for key, png in figures.items():
             if png:

@@ -284,7 +284,7 @@ def generate_ct_dataset(out: str | Path, n: int = 400, size: int = 128, seed: in
     props = common.parse_proportions(proportions, DEFAULT_CT_PROPORTIONS, CT_CLASSES)
     counts = common.class_counts(n, props, CT_CLASSES)
     items = [(ci, k) for ci, c in enumerate(counts) for k in range(1, c + 1)]
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, kind="phantom") as tmp:
         for name, c in zip(CT_CLASSES, counts):
             if c:
                 (tmp / name).mkdir()

@@ -350,7 +350,7 @@ def generate_fundus_dataset(out: str | Path, n: int = 1000, size: int = 128, see
     counts = common.class_counts(n, props, GRADES)
     labels = common.assign_labels(counts, seed)
     rows = [_row(i, int(g)) for i, g in enumerate(labels)]
-    with atomic_dir(out, overwrite) as tmp:
+    with atomic_dir(out, overwrite, kind="phantom") as tmp:
         for sub in ("images", "masks", "fov"):
             (tmp / sub).mkdir()
         chunks = [rows[i:i + common.CHUNK] for i in range(0, len(rows), common.CHUNK)]

@@ -229,7 +229,7 @@ def run_pipeline(config: VesselPipelineConfig) -> PipelineResult:
     )
     from medisynth.progress import progress_bar
 
-    with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp:
+    with atomic_dir(Path(config.out), config.overwrite, "vessels", (config.vessel_run, config.translate_run, config.sr_run)) as tmp:
         # the photographs are the translator's (pix2pix, + EDSR) work: its run is named in each file's provenance
         models = "->".join(r.model.name for r in (vessel, translator, upscaler) if r is not None)
         provenance = Provenance(models, str(translator.path), translator.run.id, translator.step, config.seed,

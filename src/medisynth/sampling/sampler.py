@@ -63,7 +63,7 @@ def sample(config: SampleConfig) -> SampleResult:
     stopped_early: dict[str, str] = {}
     progress = make_progress()
     progress.disable = progress.disable or not config.progress
-    with atomic_dir(Path(config.out), overwrite=config.overwrite) as tmp, progress:
+    with atomic_dir(Path(config.out), overwrite=config.overwrite, kind="samples", inputs=(config.run,)) as tmp, progress:
         task = progress.add_task("sampling", total=sum(requested.values()), status="")
 
         def show(label: str, done: int, tried: int, accepted: int) -> None:

@@ -28,6 +28,7 @@ from medisynth.data.dataset import PreparedDataset, uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
+from medisynth.outputs import create_run_dir
 from medisynth.runs import Run, is_run
 from medisynth.training.checkpoint import load_checkpoint, save_checkpoint
 from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
@@ -160,7 +161,7 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
     counts = dataset.class_counts()
     class_names = dataset.class_names
     if not resuming:
-        _create_run_dir(run, config.overwrite)
+        create_run_dir(run, config.overwrite, inputs=(config.data,))
         Run.create(
             run, config.to_json(),
             {"model": config.model, "per_class": True, "class_names": class_names,
@@ -190,16 +191,6 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
         data_seconds=sum(r.data_seconds for r in results.values()),
         step_seconds=sum(r.step_seconds for r in results.values()), classes=results,
     )
-
-
-def _create_run_dir(run: Path, overwrite: bool) -> None:
-    if run.exists() and any(run.iterdir()):
-        if not overwrite:
-            raise MedisynthError(f"{run} already exists; choose another --out, pass --overwrite, or --resume {run}")
-        import shutil
-
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -233,7 +224,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
         truncate_metrics(run, start_step)
     else:
-        _create_run_dir(run, config.overwrite)
+        create_run_dir(run, config.overwrite, inputs=(config.data,))
         Run.create(
             run, config.to_json(),
             {"model": config.model, "per_class": False, "spec": dataclasses.asdict(data.spec),
