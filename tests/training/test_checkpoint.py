@@ -211,3 +211,85 @@ def test_checkpoint_files_and_folders_follow_the_umask(tmp_path, umask):
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
     for path in [*folder.iterdir(), run / "checkpoints" / "LATEST"]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path.name
+
+
+# -- damage that used to pass silently or end in a traceback ---------------------------------
+def flip_a_tensor_byte(path) -> None:
+    """Change one byte inside the tensor data, leaving the safetensors header intact."""
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header + (len(data) - header) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "training.safetensors"])
+def test_flipped_bytes_fail_the_checksum(tmp_path, name):
+    run = make_run(tmp_path)
+    model, optimizers = trained_model(1)
+    path = save_checkpoint(run, 1, model, optimizers, {})
+    flip_a_tensor_byte(path / name)
+    with pytest.raises(MedisynthError, match=f"{name} is damaged: its tensors do not match the checksum"):
+        load_checkpoint(path, *fresh_model(), rng=True)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary\x00", b"../../../other_run/checkpoints/step-000001\n",
+                                     b"/etc\n", b"step-1/../../x\n"])
+def test_latest_may_only_name_a_step_of_its_own_run(tmp_path, content):
+    run = make_run(tmp_path)
+    model, optimizers = trained_model(1)
+    save_checkpoint(run, 1, model, optimizers, {})
+    (run / "checkpoints" / "LATEST").write_bytes(content)
+    with pytest.raises(MedisynthError, match="LATEST is damaged: it must name a checkpoint of this run"):
+        latest_checkpoint(run)
+
+
+@pytest.mark.parametrize("file, content, message", [
+    ("state.json", {"step": "ten"}, "state.json is damaged: it must hold a mapping with a non-negative integer 'step'"),
+    ("state.json", [1, 2], "state.json is damaged"),
+    ("training.json", {"rng": {}}, "training.json is damaged: no 'optimizers' mapping"),
+    ("training.json", {"optimizers": {"__tensor__": "nope"}, "rng": {}}, "training.json is damaged"),
+])
+def test_damaged_json_of_a_checkpoint_is_one_error(tmp_path, file, content, message):
+    run = make_run(tmp_path)
+    model, optimizers = trained_model(1)
+    path = save_checkpoint(run, 1, model, optimizers, {})
+    (path / file).write_text(json.dumps(content))
+    with pytest.raises(MedisynthError, match=message):
+        load_checkpoint(path, *fresh_model(), rng=True)
+
+
+def test_kill_inside_a_checkpoint_write_is_cleaned_up_at_the_next_start(toy_data, tmp_path):
+    """A real kill -9 while the second checkpoint's files are written; the resume removes the temp folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    run = tmp_path / "run"
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "import medisynth.training.checkpoint as ckpt\n"
+        "from medisynth.training import toy\n"
+        "from medisynth.training.config import TrainConfig\n"
+        "from medisynth.training.trainer import train\n"
+        "real = ckpt._fsync_dir_files\n"
+        "def killing(folder):\n"
+        "    if '000004' in folder.name: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(folder)\n"
+        "ckpt._fsync_dir_files = killing\n"
+        f"train(TrainConfig(data=Path({str(toy_data)!r}), model='toy-gan', out=Path({str(run)!r}), steps=6,\n"
+        "    batch_size=4, sample_every=0, checkpoint_every=2, device='cpu', progress=False))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    stale = list((run / "checkpoints").glob(".step-000004.tmp-*"))
+    assert stale and (stale[0] / "model.safetensors").exists()  # the kill came inside the write
+    assert latest_checkpoint(run).name == "step-000002"  # never mistaken for a checkpoint
+    result = train(TrainConfig(resume=run, steps=6, progress=False))
+    assert result.steps == 6
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".step-")]

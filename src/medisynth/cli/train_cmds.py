@@ -38,7 +38,9 @@ def train(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="live progress bar on a terminal (default on)"),
     config: Optional[Path] = typer.Option(None, "--config", help="run.yaml / run.json with these settings; flags override it"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run folder (optionally with a new budget)"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier run of medisynth at --out"),
+    on_nan: Optional[str] = typer.Option(None, "--on-nan", help="on a non-finite loss: rollback (default: once, to the "
+                                         "last good checkpoint with halved learning rates, then stop) or stop"),
 ) -> None:
     """Train a model on a prepared data set; checkpoints, metrics.jsonl, loss.png and sample grids go to --out."""
     from medisynth.training.config import TrainConfig, load_config_file, parse_hp
@@ -49,7 +51,7 @@ def train(
         data=data, model=model, out=out, epochs=epochs, steps=steps, minutes=minutes, batch_size=batch_size,
         lr=lr, lr_g=lr_g, lr_d=lr_d, latent_dim=latent_dim, seed=seed, ema_decay=ema_decay,
         checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, per_class=per_class,
-        target=target, device=device, amp=amp, threads=threads, progress=progress, resume=resume,
+        target=target, device=device, amp=amp, threads=threads, progress=progress, resume=resume, on_nan=on_nan,
     )
     values.update({k: v for k, v in flags.items() if v is not None})
     if hp:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from medisynth.data.images import float_to_uint8
+from medisynth.degenerate import degenerate_images
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, read_json
@@ -61,6 +62,7 @@ def sample(config: SampleConfig) -> SampleResult:
     attempts: dict[str, int] = {}
     passed: dict[str, int] = {}  # images that passed the filters (some beyond the count are not written)
     stopped_early: dict[str, str] = {}
+    degenerate: dict[str, int] = {}  # images rejected as constant or non-finite
     progress = make_progress()
     progress.disable = progress.disable or not config.progress
     with atomic_dir(Path(config.out), overwrite=config.overwrite, kind="samples", inputs=(config.run,)) as tmp, progress:
@@ -76,8 +78,8 @@ def sample(config: SampleConfig) -> SampleResult:
                           config.format, window) as writer:
             for job in jobs:
                 provenance = dataclasses.replace(record, checkpoint_step=job.model.step, class_name=job.label)
-                done, tried, accepted, why = _sample_job(job, config, options[id(job.model)], filters, device, writer,
-                                                         provenance, show)
+                done, tried, accepted, degenerate[job.label], why = _sample_job(
+                    job, config, options[id(job.model)], filters, device, writer, provenance, show)
                 written[job.label], attempts[job.label], passed[job.label] = done, tried, accepted
                 if why:
                     stopped_early[job.label] = why
@@ -92,7 +94,11 @@ def sample(config: SampleConfig) -> SampleResult:
                 "shortfall": shortfall, "stopped_early": stopped_early,
                 "checkpoint_steps": {j.label: j.model.step for j in jobs},
                 "provenance": {k: v for k, v in record.fields().items() if k not in ("class", "checkpoint_step")},
+                "degenerate": degenerate,
             })
+    if any(degenerate.values()):
+        print("warning: rejected " + ", ".join(f"{k}: {v}" for k, v in degenerate.items() if v)
+              + " degenerate image(s) (constant or non-finite); the run may have diverged", file=sys.stderr)
     if shortfall:
         print(
             "warning: fewer images than asked for "
@@ -115,25 +121,28 @@ def _intensity_window(run) -> IntensityWindow:
 
 
 def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters, device: torch.device,
-                writer: SampleWriter, provenance: Provenance, show) -> tuple[int, int, int, str]:
+                writer: SampleWriter, provenance: Provenance, show) -> tuple[int, int, int, int, str]:
     """Generate, filter and write one class's images.
 
-    Returns (written, tried, passed the filters, why it stopped early or ""). A class none of
-    whose images passed after ``zero_acceptance_limit`` tries stops there, with a message that
-    names the filters and suggests thresholds from the scores it saw."""
+    Returns (written, tried, passed the filters, degenerate images rejected, why it stopped early or "").
+    A class none of whose images passed after ``zero_acceptance_limit`` tries stops there, with a
+    message that names the filters and suggests thresholds from the scores it saw."""
     model = job.model.model
     generator = torch.Generator(device).manual_seed(config.seed * 1000 + job.class_index + 1)
     limit = math.ceil(config.max_attempts * job.count)
     give_up = zero_acceptance_limit(config.batch_size)
     seen: dict[str, list[np.ndarray]] = {"d_score": [], "confidence": []}
-    done = tried = accepted = 0
+    done = tried = accepted = degenerate = 0
     while done < job.count and tried < limit:
-        # without filters every image is kept: generate no more than are still missing
-        size = config.batch_size if filters.active else min(config.batch_size, job.count - done)
+        # without filters (and rejects) every image is kept: generate no more than are still missing
+        size = config.batch_size if filters.active or degenerate else min(config.batch_size, job.count - done)
         labels = torch.full((size,), max(job.class_index, 0), dtype=torch.long, device=device)
         with torch.no_grad():
             images = model.generate(labels, generator=generator, truncation=config.truncation, **options)
             keep, scores = filters.on_model_output(model, images, labels)
+            bad = degenerate_images(images)  # constant or non-finite: never accepted, whatever the filters
+        keep &= ~bad
+        degenerate += int(bad.sum())
         tried += size
         uint8 = float_to_uint8(images).cpu().numpy()
         del images
@@ -149,8 +158,8 @@ def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters,
         writer.end_batch()
         show(job.label, done, tried, accepted)
         if accepted == 0 and tried >= give_up and done < job.count:
-            return done, tried, accepted, _zero_acceptance_message(config, tried, seen)
-    return done, tried, accepted, ""
+            return done, tried, accepted, degenerate, _zero_acceptance_message(config, tried, seen)
+    return done, tried, accepted, degenerate, ""
 
 
 def _zero_acceptance_message(config: SampleConfig, tried: int, seen: dict[str, list[np.ndarray]]) -> str:

@@ -8,19 +8,25 @@ The checkpoints of a run folder (the rest of the layout: ``medisynth.runs``)::
         training.safetensors         every tensor of the optimiser states and RNG states
         training.json                the rest of them (hyper-parameters, step counts...) with
                                      {"__tensor__": key} where a tensor was
-        state.json                   step, epoch, elapsed seconds, last metrics
+        state.json                   step, epoch, elapsed seconds, last metrics, and the
+                                     checksums (SHA-256 of the tensors) of both weight files
 
 A checkpoint is written into a temporary folder, flushed, and renamed into place;
 only then does LATEST move to it (itself replaced atomically), and only then are
-older checkpoints removed. An interrupt at any moment leaves the previous one intact.
-Nothing is ever unpickled: tensors come from safetensors, the rest from JSON.
+older checkpoints removed. An interrupt at any moment leaves the previous one intact;
+the temporary folder it leaves (``.step-*.tmp-*``) is removed when the run next starts.
+Nothing is ever unpickled: tensors come from safetensors, the rest from JSON. On load the
+tensors' checksums are verified (flipped bytes are an error naming the file), and weights
+that are not finite are refused: they can only come from a training run that diverged.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,6 +49,22 @@ STATE_JSON = "state.json"
 #: model.safetensors metadata "format" of a generator-only export (``medisynth.export``): its "omitted"
 #: metadata lists the top-level networks left out (the discriminator, live copies of EMA networks)
 EXPORT_FORMAT = "medisynth-export"
+CHECKPOINT_NAME = re.compile(r"step-\d{6,}")
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (in name order)."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def non_finite_keys(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding an inf or NaN."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 # -- nested state <-> (tensors, JSON) ---------------------------------------
@@ -138,6 +160,10 @@ def save_checkpoint(
     follow_umask(tmp)  # mkdtemp makes 0700 (and safetensors 0600 files, below)
     try:
         weights = {k: v.detach().to("cpu").clone().contiguous() for k, v in model.state_dict().items()}
+        bad = non_finite_keys(weights)
+        if bad:  # the trainer's divergence guard stops before this; nothing may ever save such weights
+            raise MedisynthError(f"{run_dir}: refusing to checkpoint step {step}: {len(bad)} weight tensor(s) are "
+                                 f"not finite (e.g. {bad[0]}); the training diverged: lower the learning rates")
         save_file(weights, str(tmp / MODEL_FILE), metadata={"format": "medisynth-checkpoint", "step": str(step)})
         tensors: dict[str, torch.Tensor] = {}
         tree = {
@@ -147,7 +173,8 @@ def save_checkpoint(
         }
         save_file(tensors, str(tmp / TRAINING_FILE))
         (tmp / TRAINING_JSON).write_text(json.dumps(tree))
-        (tmp / STATE_JSON).write_text(json.dumps({"step": step, **state}, indent=2, default=float))
+        checksums = {MODEL_FILE: tensor_checksum(weights), TRAINING_FILE: tensor_checksum(tensors)}
+        (tmp / STATE_JSON).write_text(json.dumps({"step": step, **state, "checksums": checksums}, indent=2, default=float))
         for path in tmp.iterdir():
             follow_umask(path)
         _fsync_dir_files(tmp)
@@ -179,7 +206,16 @@ def newest_checkpoint(folder: Path, run_dir: Path) -> Path:
     folder = Path(folder)
     pointer = folder / LATEST
     if pointer.is_file():
-        candidate = folder / pointer.read_text().strip()
+        try:
+            name = pointer.read_bytes().decode("ascii").strip()
+        except UnicodeDecodeError:
+            name = None
+        if name is None or not CHECKPOINT_NAME.fullmatch(name):  # never follow it out of the run
+            raise MedisynthError(
+                f"{pointer} is damaged: it must name a checkpoint of this run (step-NNNNNN); "
+                f"delete it to use the newest complete step-* folder"
+            )
+        candidate = folder / name
         if (candidate / STATE_JSON).is_file():
             return candidate
     complete = sorted(p for p in folder.glob("step-*") if (p / STATE_JSON).is_file()) if folder.is_dir() else []
@@ -189,6 +225,34 @@ def newest_checkpoint(folder: Path, run_dir: Path) -> Path:
             f"checkpoint: train again, or lower --checkpoint-every"
         )
     return complete[-1]
+
+
+def remove_interrupted_writes(folder: Path) -> list[Path]:
+    """Remove the temporary folders a checkpoint write killed midway left in RUN/checkpoints (they are
+    never read: only step-* folders count); returns what was removed."""
+    folder = Path(folder)
+    stale = sorted(p for p in folder.glob(".step-*") if p.is_dir() and (".tmp-" in p.name or ".old-" in p.name))
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
+def _verify(path: Path, tensors: dict[str, torch.Tensor], checksums: Any) -> None:
+    """Compare the tensors with the checksum state.json recorded for ``path`` (older checkpoints have none)."""
+    expected = checksums.get(path.name) if isinstance(checksums, dict) else None
+    if expected is not None and tensor_checksum(tensors) != expected:
+        raise MedisynthError(f"{path} is damaged: its tensors do not match the checksum in {STATE_JSON} "
+                             f"(bytes changed on disk); restore it from a backup or retrain")
+
+
+def _read_state(checkpoint: Path) -> dict[str, Any]:
+    path = checkpoint / STATE_JSON
+    state = read_json(path)
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) or isinstance(state["step"], bool) \
+            or state["step"] < 0:
+        raise MedisynthError(f"{path} is damaged: it must hold a mapping with a non-negative integer 'step'; "
+                             f"restore the checkpoint or retrain")
+    return state
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -207,6 +271,13 @@ def load_weights(checkpoint: Path, model: torch.nn.Module) -> None:
     """Load model.safetensors into ``model``, explaining key/shape mismatches (another model, other settings)."""
     path = Path(checkpoint) / MODEL_FILE
     weights = _load_tensors(path)
+    _verify(path, weights, _read_state(Path(checkpoint)).get("checksums"))
+    bad = non_finite_keys(weights)
+    if bad:
+        raise MedisynthError(
+            f"{path} holds weights that are not finite ({len(bad)} of {len(weights)} tensors, e.g. {bad[0]}): "
+            f"the training diverged before this checkpoint; retrain with lower learning rates"
+        )
     expected = model.state_dict()
     omitted = _omitted_networks(path)
     missing = sorted(k for k in set(expected) - set(weights) if k.split(".")[0] not in omitted)
@@ -249,11 +320,21 @@ def load_checkpoint(
     """Restore weights (always), optimiser states and RNG states (when asked); return state.json + extra."""
     checkpoint = Path(checkpoint)
     load_weights(checkpoint, model)
-    state = read_json(checkpoint / STATE_JSON)
+    state = _read_state(checkpoint)
     if optimizers is None and not rng:
         return state
     tensors = _load_tensors(checkpoint / TRAINING_FILE)
-    tree = unflatten_state(read_json(checkpoint / TRAINING_JSON), tensors)
+    _verify(checkpoint / TRAINING_FILE, tensors, state.get("checksums"))
+    tree_json = read_json(checkpoint / TRAINING_JSON)
+    try:
+        tree = unflatten_state(tree_json, tensors)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise MedisynthError(f"{checkpoint / TRAINING_JSON} is damaged ({type(e).__name__}: {e}); "
+                             f"restore the checkpoint or retrain") from None
+    for key in ("optimizers", "rng") if rng else ("optimizers",):
+        if not isinstance(tree, dict) or not isinstance(tree.get(key), dict):
+            raise MedisynthError(f"{checkpoint / TRAINING_JSON} is damaged: no {key!r} mapping in it; "
+                                 f"restore the checkpoint or retrain")
     if optimizers is not None:
         saved = tree["optimizers"]
         if set(saved) != set(optimizers):
@@ -267,6 +348,10 @@ def load_checkpoint(
             except (ValueError, KeyError) as e:
                 raise MedisynthError(f"{checkpoint}: optimiser {name!r} state does not fit this model ({e})") from None
     if rng:
-        restore_rng(tree["rng"])
+        try:
+            restore_rng(tree["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise MedisynthError(f"{checkpoint / TRAINING_JSON}: the saved random-number state is damaged ({e}); "
+                                 f"restore the checkpoint or retrain") from None
     state["extra"] = tree.get("extra", {})
     return state

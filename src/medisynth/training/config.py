@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -18,13 +19,14 @@ from medisynth.errors import MedisynthError
 from medisynth.training.intervals import Interval, parse_interval
 
 TARGETS = ("images", "masks")
+ON_NAN = ("rollback", "stop")  # what training does on a non-finite loss (medisynth.training.divergence)
 
 #: fields a resumed run may change (the budget and the bookkeeping); the rest is fixed by the run
 BUDGET_FIELDS = ("epochs", "steps", "minutes")
 DATA_ABSOLUTE = "data_absolute"  # config.json's extra key: the data path resolved when the run was made
 RESUME_OVERRIDABLE = (
     "epochs", "steps", "minutes", "checkpoint_every", "sample_every", "log_every",
-    "device", "amp", "threads", "progress",
+    "device", "amp", "threads", "progress", "on_nan",
 )
 
 
@@ -61,6 +63,7 @@ class TrainConfig:
     overwrite: bool = False  # replace an existing --out folder
     progress: bool = True  # live progress bar (only shown on a terminal)
     class_index: Optional[int] = None  # train on this class only (set by --model-per-class for each class)
+    on_nan: str = "rollback"  # a non-finite loss/gradient/weight: roll back once with halved lr, or stop
 
     def validate(self) -> None:
         if self.resume is None:
@@ -80,6 +83,12 @@ class TrainConfig:
             raise MedisynthError(f"--ema-decay must be in [0, 1) (got {self.ema_decay}); 0 turns EMA off")
         if self.target not in TARGETS:
             raise MedisynthError(f"--target {self.target!r}: choose one of {', '.join(TARGETS)}")
+        for name in ("lr", "lr_g", "lr_d"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise MedisynthError(f"--{name.replace('_', '-')} {value}: a learning rate must be a positive number")
+        if self.on_nan not in ON_NAN:
+            raise MedisynthError(f"--on-nan {self.on_nan!r}: choose {' or '.join(ON_NAN)}")
         self.intervals()  # raises on a bad --log-every / --sample-every / --checkpoint-every
 
     def intervals(self) -> dict[str, Interval]:

@@ -32,7 +32,10 @@ class MetricsLog:
                 self._tb = None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, default=float) + "\n")
+        # strict JSON: a non-finite figure is written as null (json.dumps would write a bare NaN token)
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in ((k, _plain(v)) for k, v in record.items())}
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         if self._tb is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
@@ -46,10 +49,23 @@ class MetricsLog:
 
         self._tb.add_image("samples", read_image(path), step, dataformats="HWC")
 
+    def truncate(self, last_step: int) -> None:
+        """Drop the lines logged after ``last_step`` (a rolled-back run continues from there)."""
+        self._file.close()
+        truncate_metrics(self.path.parent, last_step)
+        self._file = open(self.path, "a", buffering=1)
+
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _plain(value: Any) -> Any:
+    """numpy / torch scalars -> Python numbers, so JSON gets plain values."""
+    if isinstance(value, (np.generic, torch.Tensor)):
+        return value.item()
+    return value
 
 
 def truncate_metrics(run_dir: Path, last_step: int) -> None:

@@ -30,7 +30,8 @@ from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
 from medisynth.outputs import create_run_dir
 from medisynth.runs import Run, is_run
-from medisynth.training.checkpoint import load_checkpoint, save_checkpoint
+from medisynth.training.checkpoint import load_checkpoint, remove_interrupted_writes, save_checkpoint
+from medisynth.training.divergence import DivergenceGuard
 from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
 from medisynth.training.intervals import IntervalClock
 from medisynth.training.logging import MetricsLog, plot_losses, save_grid, truncate_metrics
@@ -219,6 +220,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
 
     start_step, elapsed_before = 0, 0.0
     if resuming:
+        remove_interrupted_writes(Run(run).checkpoints)  # left by a run killed inside a checkpoint write
         checkpoint = Run(run).latest_checkpoint()
         state = load_checkpoint(checkpoint, model, optimizers, rng=True)
         start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
@@ -252,6 +254,10 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     clocks = {name: IntervalClock(interval) for name, interval in config.intervals().items()}
 
     log = MetricsLog(run)
+    guard = DivergenceGuard(config.on_nan, model, optimizers, run=run, restore_checkpoint=lambda: int(
+        load_checkpoint(Run(run).latest_checkpoint(), model, optimizers, rng=True)["step"]))
+    if not resuming:
+        guard.remember_initial_state()
     sums: dict[str, float] = {}
     interval_count, interval_start = 0, time.perf_counter()
     last_metrics: dict[str, float] = {}
@@ -292,6 +298,14 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 t1 = time.perf_counter()
                 with autocast:
                     figures = model.training_step(batch, optimizers, step)
+                due = (step + 1) % config.checkpoint_every == 0  # the weights go into a checkpoint now
+                problem = guard.problem(figures) or (guard.weights_problem() if due else None)
+                if problem is not None:  # diverged: roll back to the last good state, or stop (raises)
+                    step = guard.recover(step + 1, problem, has_checkpoint=last_checkpoint >= 0)
+                    log.truncate(step)
+                    epoch, sums, interval_count, interval_start = -1, {}, 0, time.perf_counter()
+                    progress.update(task, completed=step)
+                    continue
                 if use_ema:
                     # EMA warm-up (as in TF's ExponentialMovingAverage): early averages do not
                     # stay stuck at the random initialisation in short runs
