@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -42,8 +43,12 @@ def load_classifier(stem: str | Path) -> tuple[SmallResNet, dict]:
     weights = stem.with_suffix(".safetensors")
     if not weights.is_file():
         raise MedisynthError(f"{weights} is missing (its {stem.with_suffix('.json').name} is there); delete both and retrain")
-    model = SmallResNet(**meta["config"])
-    model.load_state_dict(load_file(str(weights)))
+    try:
+        model = SmallResNet(**meta["config"])
+        model.load_state_dict(load_file(str(weights)))
+    except Exception as e:  # noqa: BLE001  (safetensors, torch and a bad config raise many kinds; all mean "damaged")
+        raise MedisynthError(f"{weights} is damaged ({type(e).__name__}: {e}); delete it and its .json, "
+                             f"or retrain") from None
     return model.eval(), meta
 
 
@@ -82,7 +87,11 @@ def domain_classifier(
     recipe = f"v{CLASSIFIER_VERSION}-s{seed}-e{epochs}-w{width}-b{batch_size}-{augment}"
     stem = Path(cache_dir or default_cache_dir()) / "classifiers" / f"{manifest.content_hash[:16]}-{recipe}"
     if stem.with_suffix(".json").is_file():
-        model, meta = load_classifier(stem)
+        try:
+            model, meta = load_classifier(stem)
+        except MedisynthError as e:  # a cache is ours to rebuild, never a reason to fail
+            print(f"warning: cached domain classifier unusable ({e}); training it again", file=sys.stderr)
+            meta = {}
         if meta.get("content_hash") == manifest.content_hash:
             return model.to(resolve_device(device))
     train = PreparedDataset(root, "train")

@@ -14,6 +14,24 @@ from medisynth.data.manifest import SPLITS, Manifest
 from medisynth.errors import MedisynthError
 
 
+def _load_shard(path: Path, shape: tuple) -> np.ndarray:
+    """Memory-map one uint8 shard, checking it against the manifest; never unpickles (a pickled or
+    object array cannot be memory-mapped) and a truncated or foreign file is one error naming it."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise MedisynthError(f"{path} is missing; the prepared data set is incomplete: prepare it again") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise MedisynthError(f"{path} is damaged ({e}); the shard is truncated or not a uint8 .npy array: "
+                             f"prepare the data set again") from None
+    expected = tuple(s for s in shape)
+    if array.dtype != np.uint8 or array.ndim != len(expected) or any(
+            want is not None and have != want for have, want in zip(array.shape, expected)):
+        raise MedisynthError(f"{path} holds a {array.dtype} array of shape {array.shape}, but the manifest says uint8 "
+                             f"{tuple('N' if s is None else s for s in expected)}; prepare the data set again")
+    return array
+
+
 class PreparedDataset(Dataset):
     """Images of one split of a prepared data set, read from memory-mapped shards.
 
@@ -45,11 +63,14 @@ class PreparedDataset(Dataset):
     # -- shards -------------------------------------------------------------
     @cached_property
     def _shards(self) -> list[np.ndarray]:
-        return [np.load(self.root / s["images"], mmap_mode="r") for s in self.manifest.shards]
+        m = self.manifest
+        return [_load_shard(self.root / s["images"], (s.get("rows"), m.image_size, m.image_size, m.channels))
+                for s in m.shards]
 
     @cached_property
     def _mask_shards(self) -> list[np.ndarray]:
-        return [np.load(self.root / s["masks"], mmap_mode="r") for s in self.manifest.shards]
+        m = self.manifest
+        return [_load_shard(self.root / s["masks"], (s.get("rows"), m.image_size, m.image_size)) for s in m.shards]
 
     @property
     def class_names(self) -> list[str]:

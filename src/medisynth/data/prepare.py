@@ -188,11 +188,31 @@ def _check_paths(source: Path, out: Path) -> None:
         )
 
 
+def _utf8(record: Record) -> bool:
+    """Whether the record's names can be written to index.csv (UTF-8)."""
+    try:
+        for text in (record.id, record.label, record.group, record.path, record.mask_path, record.fov_path):
+            if text is not None:
+                str(text).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """``text`` with the bytes a file name could not decode shown as \\xNN escapes (printable, one line)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _checked_records(source: Source, config: PrepareConfig) -> tuple[list[Record], list[str]]:
     """The source's records with duplicate ids and unknown labels removed (or reported), and the class list."""
     records: list[Record] = []
     seen: set[str] = set()
     for r in source.records():
+        if not _utf8(r):  # index.csv is UTF-8: a name the file system decoded with escapes cannot go in it
+            source.problem(_printable(r.describe()), "the name is not valid UTF-8; rename the file (e.g. to plain "
+                           "ASCII)", config.skip_bad)
+            continue
         if r.id in seen:
             source.problem(r.describe(), f"image id {r.id!r} appears more than once; ids must be unique", config.skip_bad)
             continue

@@ -20,6 +20,7 @@ Conventions
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -85,6 +86,14 @@ class GenerativeModel(nn.Module):
                 f"model {cls.name!r} has no hyper-parameter(s) {', '.join(unknown)}; "
                 f"it knows: {', '.join(sorted(names))}"
             )
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(cls.Hyper)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        for key, value in overrides.items():
+            problem = _hyper_value_problem(key, value, defaults.get(key))
+            if problem:
+                raise MedisynthError(f"hyper-parameter {key}={value!r} of model {cls.name!r}: {problem} "
+                                     f"(default {defaults.get(key)!r}); fix --hp {key}=... (or the --config file)")
         return cls.Hyper(**overrides)
 
     @classmethod
@@ -180,6 +189,35 @@ def register_model(name: str):
 def get_model_class(name: str) -> type[GenerativeModel]:
     """The model class registered as ``name`` (importing only its module); MedisynthError if unknown."""
     return MODEL_REGISTRY.get(name)
+
+
+def _hyper_value_problem(name: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand in for a hyper-parameter whose default is ``default`` (None if it can).
+
+    Values come from --hp / YAML, which can make strings, dates or bytes out of a typo; each must
+    have the default's kind, and numbers must be finite (learning rates also positive)."""
+    plain = (type(None), bool, int, float, str, list, tuple, dict)
+    if not isinstance(value, plain):
+        return f"a {type(value).__name__} is not a hyper-parameter value"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a word"
+    elif isinstance(default, (list, tuple)):
+        ok, kind = isinstance(value, (list, tuple)), "a list such as [1, 2]"
+    else:
+        ok, kind = True, ""
+    if not ok:
+        return f"expected {kind}"
+    if name.startswith("lr") and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
+        return "a learning rate must be positive"
+    return None
 
 
 def build_model(name: str, spec: DataSpec, hyper_overrides: dict[str, Any] | None = None) -> GenerativeModel:

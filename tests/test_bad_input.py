@@ -1,0 +1,159 @@
+"""Damaged or odd input ends in ONE line naming the file or flag, exit 2, no traceback, no output
+left behind: each case feeds exactly the input that used to end in a traceback."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medisynth.training import toy
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """P/data (prepared, toy) and P/run (a 2-step toy-gan run with one checkpoint)."""
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    root = tmp_path_factory.mktemp("bad_input")
+    data = toy.write_toy_dataset(root / "data")
+    train(TrainConfig(data=data, model="toy-gan", out=root / "run", steps=2, batch_size=4, sample_every=0,
+                      device="cpu", progress=False))
+    return root
+
+
+def assert_one_line_error(code: int, output: str, *names: str) -> None:
+    assert code == 2, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    for name in names:
+        assert name in lines[0], output
+
+
+TRAIN = ["--model", "toy-gan", "--steps", "1", "--batch-size", "4", "--device", "cpu", "--sample-every", "0"]
+
+
+@pytest.mark.parametrize("flags, names", [
+    (["--lr-g", "-1"], ["--lr-g -1"]),
+    (["--lr-g", "nan"], ["--lr-g nan"]),
+    (["--lr-d", "inf"], ["--lr-d inf"]),
+    (["--hp", "width=banana"], ["width='banana'", "--hp width"]),
+    (["--hp", "width=!!python/object/apply:os.system ['echo hacked']"], ["width=", "--hp width"]),
+    (["--hp", "width=!!binary aGVsbG8="], ["width=b'hello'", "--hp width"]),
+    (["--hp", "lr_g=2020-01-01"], ["lr_g=", "--hp lr_g"]),
+    (["--hp", "lr_g=-0.1"], ["lr_g=-0.1", "positive"]),
+    (["--on-nan", "ignore"], ["--on-nan 'ignore'"]),
+])
+def test_bad_training_flags(project, tmp_path, medisynth_cli, flags, names):
+    out = tmp_path / "run"
+    assert_one_line_error(*medisynth_cli("train", project / "data", "--out", out, *TRAIN, *flags), *names)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled"])
+def test_damaged_npy_shard(project, tmp_path, medisynth_cli, damage):
+    data = tmp_path / "data"
+    shutil.copytree(project / "data", data)
+    shard = data / "images-00000.npy"
+    if damage == "truncated":
+        shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    else:
+        np.save(shard, np.array([{"payload": 1}, None], dtype=object), allow_pickle=True)
+    out = tmp_path / "run"
+    assert_one_line_error(*medisynth_cli("train", data, "--out", out, *TRAIN), str(shard), "damaged")
+    assert not out.exists()
+
+
+def _latest(run: Path) -> Path:
+    return run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text().strip()
+
+
+def _damage_state_step(run):
+    (_latest(run) / "state.json").write_text(json.dumps({"step": "ten"}))
+    return "state.json"
+
+
+def _damage_training_json(run):
+    path = _latest(run) / "training.json"
+    tree = json.loads(path.read_text())
+    del tree["optimizers"]
+    path.write_text(json.dumps(tree))
+    return "training.json"
+
+
+def _damage_latest_binary(run):
+    (run / "checkpoints" / "LATEST").write_bytes(b"\x89\xff\x00\x13garbage")
+    return "LATEST"
+
+
+def _damage_latest_escape(run):
+    (run / "checkpoints" / "LATEST").write_text("../../../other_run/checkpoints/step-000002\n")
+    return "LATEST"
+
+
+def _flip_weight_bytes(run):
+    path = _latest(run) / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header + 5] ^= 0x55
+    path.write_bytes(bytes(data))
+    return "model.safetensors"
+
+
+@pytest.mark.parametrize("damage", [_damage_state_step, _damage_training_json, _damage_latest_binary,
+                                    _damage_latest_escape, _flip_weight_bytes])
+@pytest.mark.parametrize("command", ["resume", "sample"])
+def test_damaged_run(project, tmp_path, medisynth_cli, damage, command):
+    run = tmp_path / "run"
+    shutil.copytree(project / "run", run)
+    name = damage(run)
+    if command == "sample" and name == "training.json":
+        pytest.skip("sampling reads only the weights and state.json")
+    before = sorted(p.name for p in run.rglob("*"))
+    out = tmp_path / "samples"
+    args = ["train", "--resume", run, "--steps", "4"] if command == "resume" else ["sample", run, "--out", out, "--n", "2"]
+    assert_one_line_error(*medisynth_cli(*args), name)
+    assert not out.exists()
+    assert sorted(p.name for p in run.rglob("*")) == before
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse names that are not UTF-8")
+def test_non_utf8_file_name_in_prepare(tmp_path, medisynth_cli):
+    source = tmp_path / "source"
+    for cls in ("a", "b"):
+        (source / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((20, 20, 3), 40 * i + (cls == "b") * 100, np.uint8)).save(source / cls / f"{i}.png")
+    odd = os.path.join(os.fsencode(source / "a"), b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
+    with open(odd, "wb") as f:
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(f, format="PNG")
+    out = tmp_path / "prepared"
+    assert_one_line_error(*medisynth_cli("prepare", source, "--out", out, "--size", "16"), "caf", "UTF-8")
+    assert not out.exists()
+
+
+def test_pickled_domain_classifier_cache_is_rebuilt(tmp_path, capsys):
+    import pickle
+
+    from medisynth.classifier import domain_classifier
+    from medisynth.utility.toy import write_toy_prepared
+
+    write_toy_prepared(tmp_path / "data", {"train": [6, 6], "val": [2, 2], "test": [2, 2]})
+    cache = tmp_path / "cache"
+    options = dict(cache_dir=cache, device="cpu", epochs=1, width=4, progress=False)
+    domain_classifier(tmp_path / "data", **options)
+    weights = next((cache / "classifiers").glob("*.safetensors"))
+    weights.write_bytes(pickle.dumps({"conv.weight": [1, 2, 3]}))
+    model = domain_classifier(tmp_path / "data", **options)  # rebuilt, not fatal
+    assert model is not None
+    assert "cached domain classifier unusable" in capsys.readouterr().err
+    from safetensors.torch import load_file
+
+    load_file(str(weights))  # the cache holds a safetensors file again
