@@ -143,7 +143,7 @@ def test_pickled_domain_classifier_cache_is_rebuilt(tmp_path, capsys):
     import pickle
 
     from medisynth.classifier import domain_classifier
-    from medisynth.utility.toy import write_toy_prepared
+    from medisynth.downstream.toy import write_toy_prepared
 
     write_toy_prepared(tmp_path / "data", {"train": [6, 6], "val": [2, 2], "test": [2, 2]})
     cache = tmp_path / "cache"
@@ -157,3 +157,39 @@ def test_pickled_domain_classifier_cache_is_rebuilt(tmp_path, capsys):
     from safetensors.torch import load_file
 
     load_file(str(weights))  # the cache holds a safetensors file again
+
+
+# -- cases that used to pass silently ---------------------------------------------------------
+def _npz(path: Path, splits: dict[str, tuple[int, int]]) -> Path:
+    """A MedMNIST-style npz: split -> (images, labels) counts; labels cycle over 2 classes."""
+    arrays = {}
+    for split, (n_images, n_labels) in splits.items():
+        arrays[f"{split}_images"] = np.random.default_rng(0).integers(0, 255, (n_images, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n_labels) % 2).reshape(-1, 1).astype(np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_with_fewer_labels_than_images(tmp_path, medisynth_cli):
+    npz = _npz(tmp_path / "tiny.npz", {"train": (10, 7), "val": (4, 4), "test": (4, 4)})
+    out = tmp_path / "out"
+    assert_one_line_error(*medisynth_cli("prepare", npz, "--out", out, "--size", "28"), str(npz),
+                          "train_images has 10 images but train_labels has 7")
+    assert not out.exists()
+
+
+def test_npz_without_val_and_test_is_noted(tmp_path, medisynth_cli):
+    npz = _npz(tmp_path / "tiny.npz", {"train": (10, 10)})
+    code, output = medisynth_cli("prepare", npz, "--out", tmp_path / "out", "--size", "28")
+    assert code == 0, output
+    assert f"note: {npz} has no val or test images" in output
+
+
+def test_clamped_batch_size_is_what_config_json_records(project, tmp_path, medisynth_cli):
+    run = tmp_path / "run"
+    code, output = medisynth_cli("train", project / "data", "--out", run, "--model", "toy-gan", "--steps", "1",
+                                 "--batch-size", "500", "--device", "cpu", "--sample-every", "0")
+    assert code == 0, output
+    train_images = 12 + 6  # toy.write_toy_dataset's default train split
+    assert f"--batch-size 500 is more than the {train_images} training images" in output
+    assert json.loads((run / "config.json").read_text())["batch_size"] == train_images

@@ -227,6 +227,11 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         truncate_metrics(run, start_step)
     else:
         create_run_dir(run, config.overwrite, inputs=(config.data,))
+        if config.batch_size > len(data.images):  # config.json records the batch size used
+            if config.batch_size != TrainConfig.batch_size:  # one the user asked for: say so
+                print(f"warning: --batch-size {config.batch_size} is more than the {len(data.images)} training "
+                      f"images; using {len(data.images)}", file=sys.stderr)
+            config = dataclasses.replace(config, batch_size=len(data.images))
         Run.create(
             run, config.to_json(),
             {"model": config.model, "per_class": False, "spec": dataclasses.asdict(data.spec),

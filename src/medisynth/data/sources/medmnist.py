@@ -6,6 +6,7 @@ and keeps it (``NpzRow``), so the npz is not decompressed once per image.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -82,6 +83,10 @@ class MedMnistSource(Source):
     def records(self) -> Iterable[Record]:
         with np.load(self.npz, allow_pickle=False) as npz:
             keys = set(npz.files)
+            missing = [s for s in ("val", "test") if f"{s}_images" not in keys]
+            if missing:  # not an error (some exports are train-only), but never silent
+                print(f"note: {self.npz} has no {' or '.join(missing)} images; those splits stay empty "
+                      f"(the official split is kept)", file=sys.stderr)
             for split in ("train", "val", "test"):
                 if f"{split}_images" not in keys:
                     continue
@@ -94,6 +99,10 @@ class MedMnistSource(Source):
                         "medisynth needs one class per image"
                     )
                 labels = labels.reshape(-1)
+                count = len(npz[f"{split}_images"])
+                if len(labels) != count:
+                    raise MedisynthError(f"{self.npz}: {split}_images has {count} images but {split}_labels has "
+                                         f"{len(labels)} labels; the file is damaged or mismatched: re-download it")
                 for i, label in enumerate(labels):
                     yield Record(
                         id=f"{split}_{i:05d}",
