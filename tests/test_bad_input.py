@@ -193,3 +193,19 @@ def test_clamped_batch_size_is_what_config_json_records(project, tmp_path, medis
     train_images = 12 + 6  # toy.write_toy_dataset's default train split
     assert f"--batch-size 500 is more than the {train_images} training images" in output
     assert json.loads((run / "config.json").read_text())["batch_size"] == train_images
+
+
+@pytest.mark.parametrize("command", ["evaluate --real {data} --fake {fake} --out {out} --features pixels",
+                                     "utility --real {data} --synthetic {fake} --out {out} --protocols real+synthetic"])
+def test_damaged_image_advises_only_flags_the_command_has(tmp_path, medisynth_cli, command):
+    from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
+
+    write_toy_prepared(tmp_path / "data", {"train": [4, 4], "val": [2, 2], "test": [2, 2]})
+    fake = write_image_folder(tmp_path / "fake", toy_images([0, 1, 0, 1], 16, 3, seed=1), ["0", "1", "0", "1"])
+    broken = sorted((fake / "images").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[:40])
+    out = tmp_path / "out"
+    code, output = medisynth_cli(*command.format(data=tmp_path / "data", fake=fake, out=out).split())
+    assert_one_line_error(code, output, broken.name, "cannot decode")
+    assert "--skip-bad" not in output
+    assert not out.exists()

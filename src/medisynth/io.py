@@ -110,8 +110,11 @@ def read_json(path: Path):
         raise MedisynthError(f"{path} is not valid JSON ({e}); the file is damaged, re-create it") from None
 
 
-def read_image(path: Path, channels: int | None = None) -> np.ndarray:
+def read_image(path: Path, channels: int | None = None, skip_flag: str | None = "--skip-bad") -> np.ndarray:
     """Decode an image file to uint8 HxWxC (C = 1 or 3).
+
+    ``skip_flag`` is the calling command's flag that skips bad files, suggested in the error
+    (None where the command has no such flag).
 
     RGBA is composited on black, palette and 16-bit images are converted
     (16-bit scaled to 8 bits by its own range is NOT done: values are divided by 257),
@@ -127,7 +130,7 @@ def read_image(path: Path, channels: int | None = None) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise MedisynthError(
             f"{path}: cannot decode image ({e}); the file is truncated or not an image. "
-            "Replace it, remove it, or pass --skip-bad to skip it"
+            + (f"Replace it, remove it, or pass {skip_flag} to skip it" if skip_flag else "Replace it or remove it")
         ) from None
     if channels is not None:
         array = convert_channels(array, channels)

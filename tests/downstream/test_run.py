@@ -66,3 +66,11 @@ def test_cli_utility(folders):
         "--batch-size", "4", "--width", "4", "--device", "cpu", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "real+synthetic" in result.output and (folders / "cli" / "utility.json").is_file()
+
+
+def test_random_weight_resnet18_is_named_in_the_report(folders):
+    """resnet18 without --weights trains from random weights: the report says so (it used to be silent)."""
+    run_utility(_config(folders, model="resnet18", protocols=("real",), seeds=1, epochs=1))
+    report = folders / "report"
+    assert "start from random weights" in (report / "utility.md").read_text()
+    assert any("random weights" in n for n in json.loads((report / "utility.json").read_text())["notes"])

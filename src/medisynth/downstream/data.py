@@ -121,7 +121,7 @@ def load_image_folder(folder: Path, class_names: list[str], image_size: int, cha
     images = np.empty((len(table), image_size, image_size, channels), dtype=np.uint8)
     for i, image_id in enumerate(table["image"]):
         path = find_image(folder / "images", image_id, csv)
-        array = read_image(path, channels=channels)
+        array = read_image(path, channels=channels, skip_flag=None)  # utility has no --skip-bad
         if array.shape[:2] != (image_size, image_size):
             raise MedisynthError(f"{path} is {array.shape[1]}x{array.shape[0]} but the real data set is "
                                  f"{image_size}x{image_size}; sample from a model trained on this data set")

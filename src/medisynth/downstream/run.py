@@ -111,6 +111,10 @@ def run_utility(config: UtilityConfig) -> dict:
         "runs": [],
         "notes": [],
     }
+    if config.model == "resnet18" and config.weights is None:  # said in the report, not only in the config
+        results["notes"].append("the resnet18 classifiers start from random weights (no --weights given): the "
+                                "figures are those of an untrained resnet18, not of an ImageNet-pretrained one")
+        _log("note: resnet18 without --weights trains from random weights", config.progress)
     if results["data"]["synthetic_exact_copies_of_real_val_test"]:
         results["notes"].append(
             f"{results['data']['synthetic_exact_copies_of_real_val_test']} synthetic image(s) are exact copies of real "

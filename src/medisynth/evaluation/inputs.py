@@ -69,7 +69,7 @@ def load_image_folder(folder: Path, class_names: list[str], channels: int, size:
         raise MedisynthError(f"--synthetic {folder}: no images found; expected {image_dir}/<id>.png")
     arrays, resized = [], False
     for p in paths:
-        a = read_image(p, channels)
+        a = read_image(p, channels, skip_flag=None)  # evaluate has no --skip-bad
         if a.shape[:2] != (size, size):
             from PIL import Image
 
