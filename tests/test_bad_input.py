@@ -195,8 +195,8 @@ def test_clamped_batch_size_is_what_config_json_records(project, tmp_path, medis
     assert json.loads((run / "config.json").read_text())["batch_size"] == train_images
 
 
-@pytest.mark.parametrize("command", ["evaluate --real {data} --fake {fake} --out {out} --features pixels",
-                                     "utility --real {data} --synthetic {fake} --out {out} --protocols real+synthetic"])
+@pytest.mark.parametrize("command", ["evaluate {data} --synthetic {fake} --out {out} --features pixels",
+                                     "utility {data} --synthetic {fake} --out {out} --protocols real+synthetic"])
 def test_damaged_image_advises_only_flags_the_command_has(tmp_path, medisynth_cli, command):
     from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
 
