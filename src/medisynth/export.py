@@ -57,7 +57,7 @@ def export_run(run: Path | str, out: Path | str, report: Optional[Path | str] = 
     source = Run.open(run)
     metrics = _read_report(report) if report is not None else None
     kept: dict[str, list[str]] = {}
-    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+    with atomic_dir(Path(out), overwrite=overwrite, kind="export", inputs=(source.path,) + ((Path(report),) if report else ())) as tmp:
         if source.per_class:
             shutil.copyfile(source.model_json, tmp / MODEL_JSON)
             shutil.copyfile(source.config_json, tmp / CONFIG_JSON)

@@ -68,6 +68,12 @@ class IntervalClock:
         self.interval = interval
         self._next = start_seconds + (interval.seconds or 0.0)
 
+    def pending(self, step: int, seconds: float) -> bool:
+        """Whether ``due`` would answer yes, without moving the clock on."""
+        if self.interval.steps:
+            return step % self.interval.steps == 0
+        return bool(self.interval.seconds) and seconds >= self._next
+
     def due(self, step: int, seconds: float) -> bool:
         """``step``: steps done so far; ``seconds``: wall-clock seconds since the clock started."""
         if self.interval.steps:

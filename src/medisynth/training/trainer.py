@@ -303,7 +303,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 t1 = time.perf_counter()
                 with autocast:
                     figures = model.training_step(batch, optimizers, step)
-                due = (step + 1) % config.checkpoint_every == 0  # the weights go into a checkpoint now
+                # the weights go into a checkpoint after this step: check them first
+                due = clocks["checkpoint"].pending(step + 1, time.perf_counter() - t_start)
                 problem = guard.problem(figures) or (guard.weights_problem() if due else None)
                 if problem is not None:  # diverged: roll back to the last good state, or stop (raises)
                     step = guard.recover(step + 1, problem, has_checkpoint=last_checkpoint >= 0)
