@@ -45,6 +45,7 @@ def _short_ssl_training(monkeypatch):
 
     monkeypatch.setattr(ssl, "DEFAULT_RECIPE", ssl.SSLRecipe(steps=4, batch_size=16))
 
+
 @pytest.fixture
 def medisynth_cli(capsys, monkeypatch):
     """medisynth_cli(*args) -> (exit code, stdout + stderr): the real entry point (``medisynth.cli.main``)
