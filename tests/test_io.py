@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, atomic_write_text, read_image, save_png
+from medisynth.io import atomic_dir, atomic_write_text, read_image, write_png
 
 
 def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
@@ -39,7 +39,30 @@ def test_outputs_get_ordinary_permissions(tmp_path):
 
 def test_truncated_image_error_names_the_file(tmp_path):
     path = tmp_path / "eye.png"
-    save_png(path, np.full((32, 32, 3), 120, dtype=np.uint8))
+    write_png(path, np.full((32, 32, 3), 120, dtype=np.uint8))
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(MedisynthError, match="eye.png.*--skip-bad"):
         read_image(path)
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (8, 6, 1), (8, 6, 3)])
+@pytest.mark.parametrize("atomic", [True, False])
+def test_write_png_round_trips_pixels_and_text(tmp_path, shape, atomic):
+    from PIL import Image
+
+    array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / "x.png"
+    write_png(path, array, text={"medisynth:run": "runs/a", "seed": "3"}, atomic=atomic)
+    channels = 3 if len(shape) == 3 and shape[2] == 3 else 1
+    assert np.array_equal(read_image(path, channels), array.reshape(8, 6, channels))
+    with Image.open(path) as img:
+        assert img.text == {"medisynth:run": "runs/a", "seed": "3"}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left behind
+
+
+def test_write_png_without_text_has_no_text_chunks(tmp_path):
+    from PIL import Image
+
+    write_png(tmp_path / "x.png", np.zeros((4, 4), np.uint8))
+    with Image.open(tmp_path / "x.png") as img:
+        assert img.text == {}

@@ -32,7 +32,7 @@ import pandas as pd
 from PIL import Image
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, read_json, write_json
+from medisynth.io import atomic_dir, read_json, write_json, write_png
 from medisynth.outputs import check_output
 from medisynth.runs import Run
 
@@ -108,11 +108,6 @@ def class_targets(real_counts: list[int], target: int | None = None, ratio: floa
     return [max(goal, n) for n in real_counts]
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    # plain save: the whole folder becomes visible atomically, no per-file rename needed
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(path, format="PNG", compress_level=4)
-
-
 def balance(config: BalanceConfig) -> BalanceResult:
     """Write ``config.out``: every real image (all splits, as prepared) plus synthetic train images
     from ``config.run`` so that each class reaches its target; returns the per-class counts.
@@ -176,7 +171,7 @@ def _write_real(dataset, tmp: Path, names: list[str], progress: bool, progress_b
         for i, image in zip(positions, images):
             row = index.iloc[i]
             image_id = str(row["id"])
-            _write_png(tmp / "images" / f"{image_id}.png", image)
+            write_png(tmp / "images" / f"{image_id}.png", image, atomic=False)
             rows.append({"image": image_id, "label": names[int(row["label"])], "class_index": int(row["label"]),
                          "synthetic": 0, "split": row["split"], "group": str(row["group"]), "source": "real"})
     return rows

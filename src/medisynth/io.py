@@ -57,12 +57,6 @@ def _umask() -> int:
     return mask
 
 
-def follow_umask(path: Path) -> None:
-    """Give a file (or folder) the ordinary permissions of the user's umask: writers such as mkdtemp and
-    safetensors make 0700/0600, which a colleague on a shared server cannot read."""
-    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,15 +170,32 @@ def convert_channels(array: np.ndarray, channels: int) -> np.ndarray:
     raise MedisynthError(f"cannot convert a {have}-channel image to {channels} channels")
 
 
-def save_png(path: Path, array: np.ndarray, pnginfo=None) -> None:
-    """Write uint8 HxW, HxWx1 or HxWx3 as PNG (atomically); ``pnginfo``: text chunks (e.g. provenance)."""
-    array = np.asarray(array)
+PNG_COMPRESS_LEVEL = 4  # PNG is lossless at every level; a low one keeps large sample folders quick to write
+
+
+def write_png(path: Path, array: np.ndarray, text: dict[str, str] | None = None, atomic: bool = True) -> None:
+    """Write uint8 HxW, HxWx1 or HxWx3 as PNG: medisynth's one PNG writer.
+
+    ``text`` becomes PNG text chunks (iTXt, so any UTF-8 survives; e.g. ``Provenance.png_text()``). ``atomic=False`` writes in place: for
+    files inside an ``atomic_dir`` folder, which appears whole by one rename, so a per-file
+    rename and fsync would only cost time."""
+    from PIL.PngImagePlugin import PngInfo
+
+    array = np.ascontiguousarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_itxt(str(key), str(value))
+    if not atomic:
+        Image.fromarray(array).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
+        return
     import io as _io
 
     buf = _io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", pnginfo=pnginfo)
+    Image.fromarray(array).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
     atomic_write_bytes(path, buf.getvalue())
 
 

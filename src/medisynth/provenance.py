@@ -70,15 +70,10 @@ class Provenance:
         """The description followed by the record as JSON (DICOM ImageComments, NIfTI comment extension)."""
         return f"{self.description()}; provenance: {json.dumps(self.fields(), sort_keys=True)}"
 
-    def png_info(self):
-        """The record as PNG text chunks (``PIL.PngImagePlugin.PngInfo``)."""
-        from PIL.PngImagePlugin import PngInfo
-
-        info = PngInfo()
-        for key, value in self.fields().items():
-            info.add_itxt(key, value)  # iTXt: UTF-8, so any class name survives
-        info.add_itxt(DESCRIPTION_KEY, self.description())
-        return info
+    def png_text(self) -> dict[str, str]:
+        """The record as PNG text chunks (``medisynth.io.write_png(text=...)`` writes them as UTF-8 iTXt,
+        so any class name survives)."""
+        return {**self.fields(), DESCRIPTION_KEY: self.description()}
 
 
 def read_provenance(path: Path | str) -> Optional[dict[str, str]]:

@@ -8,7 +8,7 @@ import pytest
 from skimage.morphology import skeletonize
 
 from medisynth.errors import MedisynthError
-from medisynth.io import save_png
+from medisynth.io import write_png
 from medisynth.pipelines.vessel_stats import (
     VesselEvalConfig,
     evaluate_vessel_pairs,
@@ -80,9 +80,9 @@ def write_drive(root, n: int, size: int = 24, seed: int = 0, mask_size: int | No
         vessels = np.zeros((ms, ms), np.uint8)
         vessels[ms // 2, 2:-2] = mask_value
         vessels[2:-2, ms // 3] = mask_value
-        save_png(root / "training" / "images" / a, image)
-        save_png(root / "training" / "1st_manual" / b, vessels)
-        save_png(root / "training" / "mask" / c, np.full((size, size), 255, np.uint8))
+        write_png(root / "training" / "images" / a, image)
+        write_png(root / "training" / "1st_manual" / b, vessels)
+        write_png(root / "training" / "mask" / c, np.full((size, size), 255, np.uint8))
     return root
 
 

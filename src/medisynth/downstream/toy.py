@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medisynth.data.manifest import SPLITS, Manifest
-from medisynth.io import atomic_dir, save_png
+from medisynth.io import atomic_dir, write_png
 
 
 def toy_images(labels: Sequence[int], size: int = 16, channels: int = 3, seed: int = 0) -> np.ndarray:
@@ -84,7 +84,7 @@ def write_image_folder(root: Path, images: np.ndarray, class_names: Sequence[str
         (tmp / "images").mkdir()
         ids = [f"{prefix}{i:05d}" for i in range(len(images))]
         for i, im in zip(ids, images):
-            save_png(tmp / "images" / f"{i}.png", im)
+            write_png(tmp / "images" / f"{i}.png", im)
         frame = pd.DataFrame({"image": ids, "label": [str(c) for c in class_names], **(extra or {})})
         frame.to_csv(tmp / "labels.csv", index=False)
     return Path(root)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-from PIL import Image
 
 from medisynth.errors import MedisynthError
 
@@ -201,12 +200,6 @@ def blend(image: np.ndarray, alpha: np.ndarray, color: Sequence[float]) -> None:
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Plain PNG write: callers write inside ``atomic_dir``'s temporary folder, so one rename
-    at the end makes the whole set appear at once (no per-file fsync needed)."""
-    Image.fromarray(array).save(path, format="PNG", compress_level=6)
 
 
 def progress_jobs(job: Callable, chunks: list, workers: int, progress: bool, description: str) -> Iterator:

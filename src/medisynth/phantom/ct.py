@@ -31,7 +31,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, atomic_write_text, write_json
+from medisynth.io import atomic_dir, atomic_write_text, write_json, write_png
 from medisynth.phantom import common
 
 CT_CLASSES = ("Normal", "Cyst", "Tumor", "Stone")
@@ -303,7 +303,7 @@ def _render_chunk(tmp: str, seed: int, size: int, items: list[tuple[int, int]]) 
     for ci, k in items:
         name = CT_CLASSES[ci]
         image = render_ct(name, size, common.image_rng(seed, 3, ci, k))
-        common.write_png(Path(tmp) / name / f"{name}- ({k}).png", image)
+        write_png(Path(tmp) / name / f"{name}- ({k}).png", image, atomic=False)
     return len(items)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, atomic_write_text, write_json
+from medisynth.io import atomic_dir, atomic_write_text, write_json, write_png
 from medisynth.phantom import common
 from medisynth.phantom.vessels import Vessel, draw_vessels, grow_tangle, grow_tree
 
@@ -381,9 +381,9 @@ def _render_chunk(tmp: str, seed: int, size: int, rows: list[dict]) -> int:
     root = Path(tmp)
     for r in rows:
         res = render_fundus_layers(r["grade"], size, common.image_rng(seed, 2, r["index"]), eye=r["eye"])
-        common.write_png(root / "images" / f"{r['id']}.png", res.image)
-        common.write_png(root / "masks" / f"{r['id']}.png", res.vessel_mask)
-        common.write_png(root / "fov" / f"{r['id']}.png", res.fov)
+        write_png(root / "images" / f"{r['id']}.png", res.image, atomic=False)
+        write_png(root / "masks" / f"{r['id']}.png", res.vessel_mask, atomic=False)
+        write_png(root / "fov" / f"{r['id']}.png", res.fov, atomic=False)
     return len(rows)
 
 

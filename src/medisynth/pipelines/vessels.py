@@ -32,9 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medisynth.data.images import float_to_uint8
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
-from medisynth.io import atomic_dir, save_png, write_json
+from medisynth.io import atomic_dir, write_json, write_png
 from medisynth.models.base import GenerativeModel
 from medisynth.pipelines.denoise import DenoiseOptions, denoise_vessel_map
 from medisynth.pipelines.fov import circle_fov, fov_from_image
@@ -139,7 +140,7 @@ def sample_vessel_maps(model: GenerativeModel, n: int, generator: torch.Generato
 
 
 def _to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
-    return images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return float_to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def synthesise_pairs(
@@ -189,12 +190,12 @@ def write_drive_pairs(pairs, folder: Path, n: int, provenance: Optional[Provenan
     ``provenance`` marks the synthetic photographs and vessel maps (PNG text chunks, ``medisynth.provenance``)."""
     width = max(2, len(str(n)))
     records = []
-    info = provenance.png_info() if provenance is not None else None
+    text = provenance.png_text() if provenance is not None else None
     for i, (photo, vessels, fov) in enumerate(pairs, start=1):
         image_name, vessel_name, fov_name = drive_names(i, width)
-        save_png(folder / "training" / "images" / image_name, photo, info)
-        save_png(folder / "training" / "1st_manual" / vessel_name, vessels, info)
-        save_png(folder / "training" / "mask" / fov_name, fov)
+        write_png(folder / "training" / "images" / image_name, photo, text)
+        write_png(folder / "training" / "1st_manual" / vessel_name, vessels, text)
+        write_png(folder / "training" / "mask" / fov_name, fov)
         stats = vessel_map_stats(vessels > 0, fov > 0)
         records.append({"image": image_name, "vessels": vessel_name, "fov": fov_name, **stats})
     return records

@@ -8,25 +8,16 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from medisynth.data.images import image_grid
-from medisynth.io import save_png, write_json
+from medisynth.io import write_json, write_png
 from medisynth.provenance import CSV_FIELDS, Provenance
 
 GRID_COLUMNS = 8
 COLUMNS = ["image", "label", "class_index", "synthetic", "model", "run", "seed", *CSV_FIELDS]
-
-
-def write_png(path: Path, image: np.ndarray, provenance: Optional[Provenance] = None) -> None:
-    """uint8 C x H x W -> PNG (inside the atomic output folder, so no per-file rename needed), with the
-    provenance record as text chunks when given."""
-    array = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(array)).save(
-        path, format="PNG", compress_level=4, pnginfo=provenance.png_info() if provenance else None)
 
 
 def safe_name(name: str) -> str:
@@ -60,7 +51,9 @@ class SampleWriter:
             image_id = self._files.write(label, number, image, provenance)
         else:
             image_id = f"syn_{safe_name(label)}_{number:06d}"
-            write_png(self.folder / "images" / f"{image_id}.png", image, provenance)
+            # inside the atomic output folder: no per-file rename needed
+            write_png(self.folder / "images" / f"{image_id}.png", image.transpose(1, 2, 0),
+                      text=provenance.png_text(), atomic=False)
         record = provenance.fields()
         self._csv.writerow([image_id, label, class_index, 1, *self._fixed, *(record[k] for k in CSV_FIELDS),
                             *(f"{s:.6f}" for s in scores)])
@@ -88,5 +81,5 @@ class SampleWriter:
         """Finish labels.csv, draw grid.png, write ``record`` as sample.json."""
         self._file.close()
         if self._grid:
-            save_png(self.folder / "grid.png", image_grid(np.stack(self._grid), columns=GRID_COLUMNS))
+            write_png(self.folder / "grid.png", image_grid(np.stack(self._grid), columns=GRID_COLUMNS))
         write_json(self.folder / "sample.json", record)

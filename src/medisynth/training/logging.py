@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from medisynth.data.images import float_to_uint8, image_grid
-from medisynth.io import atomic_write_bytes, save_png
+from medisynth.io import atomic_write_bytes, write_png
 from medisynth.runs import METRICS as METRICS_FILE
 from medisynth.runs import read_metrics
 
@@ -142,5 +142,5 @@ def save_grid(path: Path, images: torch.Tensor, nrow: int, row_names: list[str] 
     grid = float_grid(images, nrow)
     if row_names and len(images) > 1:
         grid = label_rows(grid, row_names, row_height=images.shape[-2])
-    save_png(path, grid)
+    write_png(path, grid)
     return Path(path)
