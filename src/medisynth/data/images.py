@@ -13,7 +13,7 @@ import torch
 
 def uint8_to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 N x C x H x W -> float in [-1, 1]."""
-    return images.float().div_(127.5).sub_(1.0)
+    return images.float().div(127.5).sub_(1.0)  # div, not div_: a float input is not changed in place
 
 
 def float_to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from medisynth.data import image_folder
 from medisynth.data.dataset import PreparedDataset
+from medisynth.data.image_folder import ImageSet
 from medisynth.data.manifest import Manifest
 from medisynth.errors import MedisynthError
-from medisynth.io import read_image
 
 #: protocol name -> (uses real train, uses synthetic, augmentation, class-balanced sampling)
 PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
@@ -34,30 +34,6 @@ PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
 CLASS_WEIGHTED_LOSS = frozenset({"real-weighted"})
 #: the real-only baselines a generative model has to beat, then the two that use synthetic images
 DEFAULT_PROTOCOLS = ("real", "real-balanced", "real-weighted", "real+synthetic", "synthetic")
-
-
-@dataclass
-class ImageSet:
-    """uint8 N x C x H x W images with int64 labels, namespaced ids and a per-image synthetic flag."""
-
-    images: torch.Tensor
-    labels: np.ndarray
-    ids: list[str]
-    synthetic: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, indices) -> "ImageSet":
-        indices = np.asarray(indices, dtype=np.int64)
-        return ImageSet(self.images[torch.from_numpy(indices)], self.labels[indices],
-                        [self.ids[i] for i in indices], self.synthetic[indices])
-
-    @staticmethod
-    def concat(*sets: "ImageSet") -> "ImageSet":
-        sets = tuple(s for s in sets if len(s))
-        return ImageSet(torch.cat([s.images for s in sets]), np.concatenate([s.labels for s in sets]),
-                        [i for s in sets for i in s.ids], np.concatenate([s.synthetic for s in sets]))
 
 
 @dataclass
@@ -99,35 +75,11 @@ def load_real(root: Path) -> RealData:
 
 
 def load_image_folder(folder: Path, class_names: list[str], image_size: int, channels: int) -> ImageSet:
-    """An image-folder set (``images/<id>.png`` + ``labels.csv`` with image,label) mapped to ``class_names``.
-
-    When ``labels.csv`` has a ``synthetic`` column (``medisynth balance`` output), only
-    its synthetic rows are read.
-    """
-    from medisynth.data.image_folder import class_indices, find_image, read_labels_table
-
-    folder = Path(folder)
-    csv = folder / "labels.csv"
-    table = read_labels_table(folder)
-    if table is None:
-        raise MedisynthError(f"{csv} not found; --synthetic must be a folder with images/ and labels.csv "
-                             "(the output of `medisynth sample`)")
-    if "synthetic" in table.columns:
-        table = table[table["synthetic"].str.strip().isin(["1", "true", "True"])]
-    table = table.reset_index(drop=True)
-    if len(table) == 0:
-        raise MedisynthError(f"{csv} lists no (synthetic) images")
-    labels = class_indices(table["label"], class_names, csv)
-    images = np.empty((len(table), image_size, image_size, channels), dtype=np.uint8)
-    for i, image_id in enumerate(table["image"]):
-        path = find_image(folder / "images", image_id, csv)
-        array = read_image(path, channels=channels, skip_flag=None)  # utility has no --skip-bad
-        if array.shape[:2] != (image_size, image_size):
-            raise MedisynthError(f"{path} is {array.shape[1]}x{array.shape[0]} but the real data set is "
-                                 f"{image_size}x{image_size}; sample from a model trained on this data set")
-        images[i] = array
-    return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels,
-                    [f"synthetic/{i}" for i in table["image"]], np.ones(len(table), dtype=bool))
+    """An image-folder set (``images/<id>.png`` + ``labels.csv`` with image,label) mapped to ``class_names``,
+    ids namespaced ``synthetic/...``. Of a ``medisynth balance`` folder only the synthetic rows are read."""
+    images, _ = image_folder.load_image_folder(folder, class_names, image_size, channels, labelled=True)
+    images.ids = [f"synthetic/{i}" for i in images.ids]
+    return images
 
 
 def top_up_counts(real_counts: np.ndarray, available: np.ndarray, target: int | None = None) -> tuple[np.ndarray, np.ndarray]:

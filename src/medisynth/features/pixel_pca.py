@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
+from medisynth.data.images import uint8_to_float
 from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, register_feature_space
 
 SIDE = 16
@@ -29,7 +30,7 @@ class PixelPCAExtractor(FeatureExtractor):
     def raw(images: torch.Tensor) -> np.ndarray:
         out = []
         for i in range(0, len(images), 1024):
-            x = images[i : i + 1024].float().div_(127.5).sub_(1.0).mean(dim=1, keepdim=True)
+            x = uint8_to_float(images[i : i + 1024]).mean(dim=1, keepdim=True)
             out.append(F.adaptive_avg_pool2d(x, SIDE).flatten(1))
         return torch.cat(out).numpy()
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medisynth.data.images import uint8_to_float
 from medisynth.errors import MedisynthError
 from medisynth.features.base import ExtractorContext, FeatureExtractor, Features, FeatureSpaceUnavailable, register_feature_space
 
@@ -66,7 +67,7 @@ def check_images(images, what: str = "images", channels: int | None = None) -> t
 
 def to_model_input(images: torch.Tensor, side: int = SSL_SIDE) -> torch.Tensor:
     """uint8 N x C x H x W -> float N x C x side x side in [-1, 1] (area-resized when the size differs)."""
-    x = images.float().div(127.5).sub(1.0)
+    x = uint8_to_float(images)
     if tuple(x.shape[-2:]) != (side, side):
         x = F.interpolate(x, size=(side, side), mode="area" if min(x.shape[-2:]) >= side else "bilinear",
                           **({} if min(x.shape[-2:]) >= side else {"align_corners": False}))

@@ -15,11 +15,10 @@ from typing import Any
 
 import torch
 
+from medisynth.data.image_folder import UNLABELLED
 from medisynth.errors import MedisynthError
 from medisynth.runs import LoadedRun, Run
 from medisynth.sampling.config import SampleConfig
-
-UNLABELLED = "unlabelled"
 
 
 @dataclass
