@@ -381,6 +381,38 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
     return PrepareResult(Path(config.out), manifest)
 
 
+def write_prepared(root: Path, images: np.ndarray, labels, splits, class_names, ids=None, masks: Optional[np.ndarray] = None,
+                   source: Optional[dict[str, Any]] = None, overwrite: bool = False) -> Manifest:
+    """Write uint8 N x H x W x C ``images`` (and N x H x W ``masks``) as a prepared data set at ``root``,
+    already split (``splits``: one of train/val/test per image): for tests, examples and benchmarks.
+
+    The same shards, index.csv and manifest.json as ``prepare`` (through the same shard writer),
+    without decoding, preprocessing or splitting; ids default to ``img00000``..., each its own group."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    labels = np.asarray(labels, dtype=np.int64)
+    class_names = [str(c) for c in class_names]
+    ids = [str(i) for i in ids] if ids is not None else [f"img{i:05d}" for i in range(len(images))]
+    with atomic_dir(Path(root), overwrite=overwrite) as tmp:
+        writer = _ShardWriter(tmp, images.shape[1:], masks is not None, False)
+        rows = []
+        for k, image in enumerate(images):
+            shard, row = writer.add(ids[k], image, None if masks is None else masks[k], None)
+            rows.append({"index": k, "id": ids[k], "label": int(labels[k]), "class_name": class_names[labels[k]],
+                         "split": splits[k], "group": ids[k], "sha1": hashlib.sha1(image.tobytes()).hexdigest(),
+                         "shard": shard, "row": row, "source": ids[k]})
+        writer.flush()
+        index = pd.DataFrame(rows)
+        index.to_csv(tmp / "index.csv", index=False)
+        counts = {s: {c: int(((index["split"] == s) & (index["class_name"] == c)).sum()) for c in class_names}
+                  for s in SPLITS}
+        manifest = Manifest(image_size=int(images.shape[1]), channels=int(images.shape[3]), class_names=class_names,
+                            num_images=len(images), counts=counts, shards=writer.shards,
+                            source=source or {"layout": "arrays"}, has_masks=masks is not None,
+                            content_hash=writer.hasher.hexdigest())
+        manifest.save(tmp)
+    return manifest
+
+
 def _check_threshold(threshold: float) -> None:
     if not 0 <= threshold <= 1:
         raise MedisynthError(

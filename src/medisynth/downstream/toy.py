@@ -1,20 +1,20 @@
 """Tiny, easily separable toy data in medisynth's formats, for smoke tests, examples and benchmarks.
 
 ``toy_images`` draws class-coded images (class k = a bright square in quadrant k mod 4 on a
-gray level that rises with k, plus noise); ``write_prepared`` writes any arrays as a
-prepared data set (manifest.json + index.csv + one shard) without going through
-``medisynth prepare``; ``write_image_folder`` writes the image-folder convention.
+gray level that rises with k, plus noise); ``write_toy_prepared`` writes them as a prepared
+data set through ``medisynth.data.prepare.write_prepared`` (re-exported here), the one writer of
+arrays as a prepared set; ``write_image_folder`` writes the image-folder convention.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from medisynth.data.manifest import SPLITS, Manifest
+from medisynth.data.manifest import Manifest
+from medisynth.data.prepare import write_prepared
 from medisynth.io import atomic_dir, write_png
 
 
@@ -31,38 +31,6 @@ def toy_images(labels: Sequence[int], size: int = 16, channels: int = 3, seed: i
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def write_prepared(root: Path, images: np.ndarray, labels: Sequence[int], splits: Sequence[str],
-                   class_names: Sequence[str], ids: Sequence[str] | None = None, overwrite: bool = False) -> Manifest:
-    """Write uint8 N x H x W x C ``images`` as a prepared data set at ``root``."""
-    images = np.ascontiguousarray(images, dtype=np.uint8)
-    labels = np.asarray(labels, dtype=np.int64)
-    class_names = [str(c) for c in class_names]
-    ids = list(ids) if ids is not None else [f"img{i:05d}" for i in range(len(images))]
-    index = pd.DataFrame({
-        "index": np.arange(len(images)),
-        "id": ids,
-        "label": labels,
-        "class_name": [class_names[k] for k in labels],
-        "split": list(splits),
-        "group": ids,
-        "sha1": [hashlib.sha1(im.tobytes()).hexdigest() for im in images],
-        "shard": 0,
-        "row": np.arange(len(images)),
-        "source": ids,
-    })
-    counts = {s: {c: int(((index["split"] == s) & (index["class_name"] == c)).sum()) for c in class_names} for s in SPLITS}
-    manifest = Manifest(
-        image_size=int(images.shape[1]), channels=int(images.shape[3]), class_names=class_names,
-        num_images=len(images), counts=counts, shards=[{"images": "images-00000.npy", "rows": len(images)}],
-        source={"layout": "toy"}, content_hash=hashlib.sha256(images.tobytes()).hexdigest(),
-    )
-    with atomic_dir(Path(root), overwrite=overwrite) as tmp:
-        np.save(tmp / "images-00000.npy", images)
-        index.to_csv(tmp / "index.csv", index=False)
-        manifest.save(tmp)
-    return manifest
-
-
 def write_toy_prepared(root: Path, per_class_split: dict[str, Sequence[int]], size: int = 16, channels: int = 3,
                        seed: int = 0, class_names: Sequence[str] | None = None) -> Manifest:
     """A toy prepared set; ``per_class_split={"train": [20, 5, 2], "val": [4, 4, 4], "test": [6, 6, 6]}``."""
@@ -74,7 +42,7 @@ def write_toy_prepared(root: Path, per_class_split: dict[str, Sequence[int]], si
             splits += [split] * int(n)
     images = toy_images(labels, size, channels, seed)
     names = list(class_names) if class_names is not None else [str(k) for k in range(num_classes)]
-    return write_prepared(root, images, labels, splits, names)
+    return write_prepared(root, images, labels, splits, names, source={"layout": "toy"})
 
 
 def write_image_folder(root: Path, images: np.ndarray, class_names: Sequence[str], extra: dict | None = None,

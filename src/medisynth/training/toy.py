@@ -7,17 +7,14 @@ set (manifest.json, index.csv, uint8 shards) of coloured squares, one colour per
 """
 from __future__ import annotations
 
-import hashlib
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from medisynth.data.manifest import Manifest
+from medisynth.data.prepare import write_prepared
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
 
@@ -128,9 +125,8 @@ def write_toy_dataset(
     per_class = per_class or {"0": 12, "1": 6}
     rng = np.random.default_rng(seed)
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     class_names = list(per_class)
-    images, masks, rows = [], [], []
+    images, masks, labels, splits, ids = [], [], [], [], []
     for label, name in enumerate(class_names):
         for j in range(per_class[name] + val_per_class):
             img = rng.integers(0, 60, (size, size, channels), dtype=np.uint8)
@@ -138,20 +134,11 @@ def write_toy_dataset(
             img[lo:hi, lo:hi, label % channels] = 200 + label * 10
             images.append(img)
             masks.append(((img[..., 0] > 100) * 255).astype(np.uint8))
-            split = "train" if j < per_class[name] else "val"
-            rows.append({"id": f"{name}_{j}", "label": label, "class_name": name, "split": split,
-                         "group": f"{name}_{j}", "sha1": "", "shard": 0, "row": len(rows), "source": "toy"})
-    shard = {"images": "images-00000.npy", "rows": len(rows)}
-    stacked = np.stack(images)
-    np.save(root / "images-00000.npy", stacked)
-    if with_masks:
-        np.save(root / "masks-00000.npy", np.stack(masks))
-        shard["masks"] = "masks-00000.npy"
-    index = pd.DataFrame(rows)
-    index.insert(0, "index", np.arange(len(index)))
-    index.to_csv(root / "index.csv", index=False)
-    counts = {s: {c: int(((index.split == s) & (index.class_name == c)).sum()) for c in class_names} for s in ("train", "val", "test")}
-    Manifest(image_size=size, channels=channels, class_names=class_names, num_images=len(rows), counts=counts,
-             shards=[shard], source={"kind": "toy"}, has_masks=with_masks,
-             content_hash=hashlib.sha256(stacked.tobytes()).hexdigest()).save(root)
+            labels.append(label)
+            splits.append("train" if j < per_class[name] else "val")
+            ids.append(f"{name}_{j}")
+    # an existing empty folder (a test's tmp dir) is filled; anything else is refused by write_prepared
+    empty = root.is_dir() and not any(root.iterdir())
+    write_prepared(root, np.stack(images), labels, splits, class_names, ids=ids,
+                   masks=np.stack(masks) if with_masks else None, source={"layout": "toy"}, overwrite=empty)
     return root
