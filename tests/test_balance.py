@@ -107,6 +107,30 @@ def test_output_is_readable_by_the_utility_loader(data):
     assert np.bincount(synthetic.labels).tolist() == [0, 7, 10]
 
 
+def test_utility_tops_up_by_what_balance_recorded(data):
+    from medisynth.downstream.data import load_image_folder, load_real, protocol_data, recorded_top_up
+
+    result = balance(BalanceConfig(data=data / "data", run=data / "run", out=data / "b", target=8, progress=False))
+    real = load_real(data / "data")
+    synthetic = load_image_folder(data / "b", ["0", "1", "2"], 16, 3)
+    top_up = recorded_top_up(data / "b", real)
+    assert [a.tolist() for a in top_up] == [result.added, result.shortfall] == [[0, 3, 6], [0, 0, 0]]
+    made = protocol_data("real+synthetic", real, synthetic, top_up=top_up)
+    assert made.added_per_class == [0, 3, 6] and np.bincount(made.train.labels).tolist() == [12, 8, 8]
+    # without the record, the majority rule would ask for 7 and 10 and find too few
+    assert protocol_data("real+synthetic", real, synthetic).shortfall_per_class == [0, 4, 4]
+    assert recorded_top_up(data / "data", real) is None  # not a balanced folder
+
+
+def test_recorded_top_up_refuses_another_real_set(data, tmp_path):
+    from medisynth.downstream.data import load_real, recorded_top_up
+
+    balance(BalanceConfig(data=data / "data", run=data / "run", out=data / "b", progress=False))
+    write_toy_prepared(tmp_path / "other", {"train": [3, 3, 3], "val": [2, 2, 2], "test": [3, 3, 3]})
+    with pytest.raises(MedisynthError, match="balanced for a train split of \\[12, 5, 2\\].*--real"):
+        recorded_top_up(data / "b", load_real(tmp_path / "other"))
+
+
 def test_cli_balance(data):
     from typer.testing import CliRunner
 

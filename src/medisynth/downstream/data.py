@@ -20,6 +20,7 @@ from medisynth.data.dataset import PreparedDataset
 from medisynth.data.image_folder import ImageSet
 from medisynth.data.manifest import Manifest
 from medisynth.errors import MedisynthError
+from medisynth.io import read_json
 
 #: protocol name -> (uses real train, uses synthetic, augmentation, class-balanced sampling)
 PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
@@ -90,8 +91,41 @@ def top_up_counts(real_counts: np.ndarray, available: np.ndarray, target: int | 
     return added, wanted - added
 
 
-def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, seed: int = 0) -> ProtocolData:
-    """Train/val/test sets of one protocol. Val and test are ALWAYS the real val and test splits."""
+def recorded_top_up(folder: Path, real: RealData) -> tuple[np.ndarray, np.ndarray] | None:
+    """(added, shortfall) per class as ``medisynth balance`` recorded them in ``folder/balance.json``;
+    None for a folder that balance did not write.
+
+    Utility tops up with these counts rather than re-deriving balance's rule, which may have been
+    run with --target-count or --ratio. The record must be of this real train split."""
+    path = Path(folder) / "balance.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    rows = {str(row.get("class")): row for row in record.get("per_class") or [] if isinstance(row, dict)}
+    if sorted(rows) != sorted(real.class_names):
+        raise MedisynthError(f"{path}: per_class lists classes {sorted(rows)}, but the real data set has "
+                             f"{real.class_names}; pass the data set this folder was balanced from")
+    try:
+        recorded_real = [int(rows[c]["real"]) for c in real.class_names]
+        added = np.array([int(rows[c]["added"]) for c in real.class_names], dtype=np.int64)
+        shortfall = np.array([int(rows[c]["shortfall"]) for c in real.class_names], dtype=np.int64)
+    except (KeyError, TypeError, ValueError):
+        raise MedisynthError(f"{path}: per_class rows need real, added and shortfall counts; "
+                             "re-run `medisynth balance`") from None
+    actual = np.bincount(real.train.labels, minlength=len(real.class_names)).tolist()
+    if recorded_real != actual:
+        made_from = (record.get("data") or {}).get("path", "the data set it names")
+        raise MedisynthError(f"{path}: balanced for a train split of {recorded_real} images per class, but --real "
+                             f"has {actual}; pass --real {made_from}")
+    return added, shortfall
+
+
+def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, seed: int = 0,
+                  top_up: tuple[np.ndarray, np.ndarray] | None = None) -> ProtocolData:
+    """Train/val/test sets of one protocol. Val and test are ALWAYS the real val and test splits.
+
+    ``top_up``: (added, shortfall) per class for real+synthetic, as ``medisynth balance`` recorded
+    them (``recorded_top_up``); without it each class is topped up to the majority count."""
     if protocol not in PROTOCOLS:
         raise MedisynthError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
     use_real, use_synthetic, augment, balanced = PROTOCOLS[protocol]
@@ -103,7 +137,10 @@ def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, see
     if protocol == "real+synthetic":
         real_counts = np.bincount(real.train.labels, minlength=k)
         available = np.bincount(synthetic.labels, minlength=k)
-        added, shortfall = top_up_counts(real_counts, available)
+        added, shortfall = top_up if top_up is not None else top_up_counts(real_counts, available)
+        if (added > available).any():
+            raise MedisynthError(f"the balanced folder records {added.tolist()} synthetic images per class but holds "
+                                 f"{available.tolist()}; re-run `medisynth balance`")
         rng = np.random.default_rng(seed)
         chosen = [rng.permutation(np.nonzero(synthetic.labels == c)[0])[: added[c]] for c in range(k)]
         train = ImageSet.concat(real.train, synthetic.subset(np.concatenate(chosen)))

@@ -26,6 +26,7 @@ from medisynth.downstream.data import (
     load_image_folder,
     load_real,
     protocol_data,
+    recorded_top_up,
 )
 from medisynth.downstream.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
 
@@ -94,9 +95,10 @@ def run_utility(config: UtilityConfig) -> dict:
     real = load_real(Path(config.real))
     k = len(real.class_names)
     ordinal = is_ordinal(real.class_names)
-    synthetic = None
+    synthetic, top_up = None, None
     if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
         synthetic = load_image_folder(Path(config.synthetic), real.class_names, real.image_size, real.channels)
+        top_up = recorded_top_up(Path(config.synthetic), real)  # a `medisynth balance` folder says what it added
 
     results: dict = {
         "config": {**asdict(config), "protocols": protocols, "device": str(device)},
@@ -104,6 +106,7 @@ def run_utility(config: UtilityConfig) -> dict:
             "class_names": real.class_names, "ordinal": ordinal,
             "real": {s: np.bincount(getattr(real, s).labels, minlength=k).tolist() for s in ("train", "val", "test")},
             "synthetic": np.bincount(synthetic.labels, minlength=k).tolist() if synthetic is not None else None,
+            "top_up": "as recorded in balance.json" if top_up is not None else "to the majority class",
             "synthetic_exact_copies_of_real_val_test": (
                 exact_copies(synthetic, real.val) + exact_copies(synthetic, real.test) if synthetic is not None else None),
             "synthetic_exact_copies_of_real_train": exact_copies(synthetic, real.train) if synthetic is not None else None,
@@ -143,7 +146,7 @@ def run_utility(config: UtilityConfig) -> dict:
                     bar.advance(study)
                     bar.update(study, status=f"{protocol} seed {seed} epoch {record['epoch']} loss {record['loss']:.3f}")
 
-                record, proba = fit_protocol(protocol, seed, real, synthetic, config, device, say=say,
+                record, proba = fit_protocol(protocol, seed, real, synthetic, config, device, top_up, say=say,
                                              on_epoch=on_epoch)
                 bar.update(study, completed=run_no * config.epochs)
                 predictions[(protocol, seed)] = proba
@@ -189,12 +192,14 @@ def run_utility(config: UtilityConfig) -> dict:
 
 
 def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[ImageSet], config: UtilityConfig,
-                 device, say: Optional[Callable[[str], None]] = None,
+                 device, top_up: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                 say: Optional[Callable[[str], None]] = None,
                  on_epoch: Optional[Callable[[dict], None]] = None) -> tuple[dict, np.ndarray]:
     """Train one classifier of the study (``protocol``, ``seed``) and score it on the real test split.
 
     Returns (the run's record, its test-set class probabilities). Seed ``seed`` fixes the
-    initialisation and batch order whatever the protocol, so records of one seed pair up.
+    initialisation and batch order whatever the protocol, so records of one seed pair up. ``top_up``:
+    the per-class counts a ``medisynth balance`` folder recorded (``recorded_top_up``).
     Also used by ``benchmarks/bench_quality.py``, so the benchmark's utility figure is this study's.
     ``say`` prints a line (default: stderr when ``config.progress``); with ``on_epoch`` (the study's
     own progress bar) the classifier shows no bar of its own. The record's ``chance`` is the test
@@ -210,7 +215,7 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
             _log(message, config.progress)
 
     k = len(real.class_names)
-    data = protocol_data(protocol, real, synthetic, seed)
+    data = protocol_data(protocol, real, synthetic, seed, top_up=top_up)
     if len(data.train) < 2:
         raise MedisynthError(f"protocol {protocol!r}: only {len(data.train)} training image(s)")
     with torch.random.fork_rng(devices=[]):
