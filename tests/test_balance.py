@@ -100,19 +100,19 @@ def test_errors(data):
 
 
 def test_output_is_readable_by_the_utility_loader(data):
-    from medisynth.downstream.data import load_image_folder
+    from medisynth.downstream.data import load_synthetic
 
     balance(BalanceConfig(data=data / "data", run=data / "run", out=data / "b", progress=False))
-    synthetic = load_image_folder(data / "b", ["0", "1", "2"], 16, 3)
+    synthetic = load_synthetic(data / "b", ["0", "1", "2"], 16, 3)
     assert np.bincount(synthetic.labels).tolist() == [0, 7, 10]
 
 
 def test_utility_tops_up_by_what_balance_recorded(data):
-    from medisynth.downstream.data import load_image_folder, load_real, protocol_data, recorded_top_up
+    from medisynth.downstream.data import load_synthetic, load_real, protocol_data, recorded_top_up
 
     result = balance(BalanceConfig(data=data / "data", run=data / "run", out=data / "b", target=8, progress=False))
     real = load_real(data / "data")
-    synthetic = load_image_folder(data / "b", ["0", "1", "2"], 16, 3)
+    synthetic = load_synthetic(data / "b", ["0", "1", "2"], 16, 3)
     top_up = recorded_top_up(data / "b", real)
     assert [a.tolist() for a in top_up] == [result.added, result.shortfall] == [[0, 3, 6], [0, 0, 0]]
     made = protocol_data("real+synthetic", real, synthetic, top_up=top_up)

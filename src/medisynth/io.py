@@ -176,9 +176,20 @@ PNG_COMPRESS_LEVEL = 4  # PNG is lossless at every level; a low one keeps large 
 def write_png(path: Path, array: np.ndarray, text: dict[str, str] | None = None, atomic: bool = True) -> None:
     """Write uint8 HxW, HxWx1 or HxWx3 as PNG: medisynth's one PNG writer.
 
-    ``text`` becomes PNG text chunks (iTXt, so any UTF-8 survives; e.g. ``Provenance.png_text()``). ``atomic=False`` writes in place: for
-    files inside an ``atomic_dir`` folder, which appears whole by one rename, so a per-file
-    rename and fsync would only cost time."""
+    ``text`` becomes PNG text chunks (iTXt, so any UTF-8 survives; e.g. ``Provenance.png_text()``).
+    ``atomic=False`` writes in place: for files inside an ``atomic_dir`` folder, which appears whole
+    by one rename, so a per-file rename and fsync would only cost time."""
+    data = png_bytes(array, text)
+    if atomic:
+        atomic_write_bytes(path, data)
+    else:
+        Path(path).write_bytes(data)
+
+
+def png_bytes(array: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """uint8 HxW, HxWx1 or HxWx3 encoded as PNG, with ``text`` as iTXt chunks (``write_png`` writes these bytes)."""
+    import io as _io
+
     from PIL.PngImagePlugin import PngInfo
 
     array = np.ascontiguousarray(array)
@@ -189,14 +200,9 @@ def write_png(path: Path, array: np.ndarray, text: dict[str, str] | None = None,
         info = PngInfo()
         for key, value in text.items():
             info.add_itxt(str(key), str(value))
-    if not atomic:
-        Image.fromarray(array).save(path, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
-        return
-    import io as _io
-
     buf = _io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=info)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def list_images(folder: Path) -> list[Path]:

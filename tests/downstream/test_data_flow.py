@@ -10,7 +10,7 @@ from medisynth.downstream.data import (
     PROTOCOLS,
     ProtocolData,
     check_no_leak,
-    load_image_folder,
+    load_synthetic,
     load_real,
     protocol_data,
     top_up_counts,
@@ -30,7 +30,7 @@ def real(tmp_path):
 def synthetic(tmp_path):
     labels = [1] * 6 + [2] * 3  # class 2 has too few to reach 8
     write_image_folder(tmp_path / "syn", toy_images(labels, 16, 3, seed=9), [CLASSES[k] for k in labels])
-    return load_image_folder(tmp_path / "syn", CLASSES, 16, 3)
+    return load_synthetic(tmp_path / "syn", CLASSES, 16, 3)
 
 
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
@@ -86,12 +86,12 @@ def test_top_up_counts():
 def test_synthetic_folder_errors(tmp_path, real):
     write_image_folder(tmp_path / "bad", toy_images([0], 16, 3), ["Tumour"])
     with pytest.raises(MedisynthError, match="'Tumour' is not a class"):
-        load_image_folder(tmp_path / "bad", CLASSES, 16, 3)
+        load_synthetic(tmp_path / "bad", CLASSES, 16, 3)
     write_image_folder(tmp_path / "big", toy_images([0], 32, 3), ["0"])
     with pytest.raises(MedisynthError, match="32x32"):
-        load_image_folder(tmp_path / "big", CLASSES, 16, 3)
+        load_synthetic(tmp_path / "big", CLASSES, 16, 3)
     with pytest.raises(MedisynthError, match="labels.csv not found"):
-        load_image_folder(tmp_path, CLASSES, 16, 3)
+        load_synthetic(tmp_path, CLASSES, 16, 3)
     with pytest.raises(MedisynthError, match="needs synthetic"):
         protocol_data("real+synthetic", real, None)
 
@@ -99,6 +99,6 @@ def test_synthetic_folder_errors(tmp_path, real):
 def test_balance_output_folder_reads_only_its_synthetic_rows(tmp_path):
     folder = write_image_folder(tmp_path / "mix", toy_images([0, 1, 2], 16, 3), ["0", "1", "2.0"],
                                 extra={"synthetic": [0, 1, 1]})
-    s = load_image_folder(folder, CLASSES, 16, 3)
+    s = load_synthetic(folder, CLASSES, 16, 3)
     assert s.labels.tolist() == [1, 2] and s.synthetic.all()
     assert pd.read_csv(folder / "labels.csv").shape[0] == 3

@@ -75,7 +75,7 @@ def load_real(root: Path) -> RealData:
     return RealData(sets["train"], sets["val"], sets["test"], manifest.class_names, manifest.image_size, manifest.channels)
 
 
-def load_image_folder(folder: Path, class_names: list[str], image_size: int, channels: int) -> ImageSet:
+def load_synthetic(folder: Path, class_names: list[str], image_size: int, channels: int) -> ImageSet:
     """An image-folder set (``images/<id>.png`` + ``labels.csv`` with image,label) mapped to ``class_names``,
     ids namespaced ``synthetic/...``. Of a ``medisynth balance`` folder only the synthetic rows are read."""
     images, _ = image_folder.load_image_folder(folder, class_names, image_size, channels, labelled=True)

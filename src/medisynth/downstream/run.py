@@ -23,7 +23,7 @@ from medisynth.downstream.data import (
     ImageSet,
     RealData,
     exact_copies,
-    load_image_folder,
+    load_synthetic,
     load_real,
     protocol_data,
     recorded_top_up,
@@ -97,7 +97,7 @@ def run_utility(config: UtilityConfig) -> dict:
     ordinal = is_ordinal(real.class_names)
     synthetic, top_up = None, None
     if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
-        synthetic = load_image_folder(Path(config.synthetic), real.class_names, real.image_size, real.channels)
+        synthetic = load_synthetic(Path(config.synthetic), real.class_names, real.image_size, real.channels)
         top_up = recorded_top_up(Path(config.synthetic), real)  # a `medisynth balance` folder says what it added
 
     results: dict = {

@@ -8,7 +8,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-from medisynth.data import image_folder
 from medisynth.data.dataset import PreparedDataset
 from medisynth.data.image_folder import ImageSet
 from medisynth.errors import MedisynthError
@@ -21,24 +20,11 @@ def real_set(root: Path, split: Optional[str]) -> ImageSet:
     return ImageSet(images, ds.labels, ds.index["id"].astype(str).tolist())
 
 
-def concat(a: ImageSet, b: ImageSet) -> ImageSet:
-    return ImageSet.concat(a, b)
-
-
 def is_run_folder(path: Path) -> bool:
     """A training run (``medisynth train --out``), as opposed to an image folder."""
     if (path / "labels.csv").is_file() or (path / "images").is_dir():
         return False
     return is_run(path)
-
-
-def load_image_folder(folder: Path, class_names: list[str], channels: int, size: int) -> tuple[ImageSet, bool]:
-    """DIR/images/<id>.png + DIR/labels.csv (image,label) -> images matched to the real set's classes.
-
-    Returns (image set, whether images were resized to ``size``). Without labels.csv every image in
-    DIR/images (or DIR) is read, unlabelled; so are the samples of an unconditional model.
-    """
-    return image_folder.load_image_folder(folder, class_names, size, channels, resize=True)
 
 
 def sample_run(run: Run, class_names: list[str], config: EvaluateConfig, workdir: Path) -> Path:

@@ -18,7 +18,8 @@ from medisynth.errors import MedisynthError
 from medisynth.evaluation.config import SCHEMA, EvaluateConfig
 from medisynth.evaluation.figures import FigureInputs
 from medisynth.evaluation.figures import figures as draw_figures
-from medisynth.evaluation.inputs import ImageSet, concat, is_run_folder, load_image_folder, real_set, sample_run, subset
+from medisynth.data.image_folder import ImageSet, load_image_folder
+from medisynth.evaluation.inputs import is_run_folder, real_set, sample_run, subset
 from medisynth.evaluation.small_classes import add_small_class_intervals
 from medisynth.evaluation.verdict import choose_primary_space, decide, verdict_lines
 from medisynth.evaluation.yardstick import pixel_yardstick, real_vs_real, within_class_diversity
@@ -63,7 +64,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
 
     train = real_set(real_root, "train")
     val = real_set(real_root, "val")
-    heldout = concat(val, real_set(real_root, "test"))
+    heldout = ImageSet.concat(val, real_set(real_root, "test"))
     reference = train if config.real_split == "train" else real_set(real_root, None if config.real_split == "all" else config.real_split)
     if len(train.images) == 0:
         raise MedisynthError(f"{real_root}: the train split is empty; memorization and the domain space need training images")
@@ -75,7 +76,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
         fake_kind = "run" if is_run_folder(fake_path) else "folder"
         folder = sample_run(Run.open(fake_path), class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
-        fake, resized = load_image_folder(folder, class_names, manifest.channels, manifest.image_size)
+        fake, resized = load_image_folder(folder, class_names, manifest.image_size, manifest.channels, resize=True)
     fake = subset(fake, config.max_images, config.seed + 1)
     if resized:
         warnings_out.append(f"synthetic images were resized to the real data's {manifest.image_size} px")

@@ -37,11 +37,9 @@ def image_grid(images_nchw: np.ndarray, columns: int = 8, pad: int = 2) -> np.nd
 
 
 def grid_png(images_nchw: np.ndarray, columns: int = 8) -> bytes:
-    from PIL import Image
+    from medisynth.io import png_bytes
 
-    buf = io.BytesIO()
-    Image.fromarray(image_grid(images_nchw, columns)).save(buf, format="PNG")
-    return buf.getvalue()
+    return png_bytes(image_grid(images_nchw, columns))
 
 
 def project_2d(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
