@@ -178,7 +178,7 @@ def prepare_ct(root: Path, size: int, source: Path) -> Path:
     import pandas as pd
 
     import medisynth as ms
-    from medisynth.io import atomic_dir, save_png
+    from medisynth.io import atomic_dir, write_png
 
     cut = "-".join(f"{c}{k}" for c, k in sorted(CT_CUT.items()))
     out = root / f"ct-{size}px-{cut}"
@@ -210,7 +210,7 @@ def prepare_ct(root: Path, size: int, source: Path) -> Path:
             rows = []
             for i in np.nonzero(keep)[0]:
                 row = index.iloc[i]
-                save_png(tmp / "images" / f"{row['id']}.png", images[i])
+                write_png(tmp / "images" / f"{row['id']}.png", images[i])
                 rows.append({"image": f"{row['id']}.png", "label": row["class_name"], "split": row["split"],
                              "group": row["group"]})
             pd.DataFrame(rows).to_csv(tmp / "labels.csv", index=False)
@@ -345,7 +345,7 @@ def sample_counts(judge: Judge) -> tuple[dict[str, int], dict[str, int]]:
 def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, work: Path, grids: Path,
                device) -> dict:
     import medisynth as ms
-    from medisynth.downstream.data import load_image_folder
+    from medisynth.downstream.data import load_synthetic
     from medisynth.downstream.run import fit_protocol
 
     budget = settings.minutes
@@ -371,7 +371,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
                               progress=False, overwrite=True, **options))
     sample_seconds = time.perf_counter() - clock
     real = judge.real
-    synthetic = load_image_folder(sample_dir, real.class_names, real.image_size, real.channels)
+    synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
     eval_mask = np.zeros(len(synthetic), dtype=bool)
     for c, name in enumerate(real.class_names):  # the first images of each class, in the real proportions
         eval_mask[np.nonzero(synthetic.labels == c)[0][:eval_counts[name]]] = True
