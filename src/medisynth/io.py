@@ -57,6 +57,12 @@ def _umask() -> int:
     return mask
 
 
+def follow_umask(path: Path) -> None:
+    """Give a file (or folder) the ordinary permissions of the user's umask: writers such as mkdtemp and
+    safetensors make 0700/0600, which a colleague on a shared server cannot read."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
