@@ -58,8 +58,14 @@ def train(
         values["hyper"] = {**(values.get("hyper") or {}), **parse_hp(hp)}
     if overwrite:
         values["overwrite"] = True
-    result = run_training(TrainConfig.from_dict(values, source=str(config) if config else "flags"))
-    typer.echo(result.summary())
+    from medisynth.training import distributed
+
+    try:
+        result = run_training(TrainConfig.from_dict(values, source=str(config) if config else "flags"))
+    finally:
+        distributed.teardown()  # under torchrun: leave the process group (no-op otherwise)
+    if distributed.is_main():
+        typer.echo(result.summary())
 
 
 @app.command(cls=with_aliases({"--steps": "--sampling-steps"}))
@@ -92,12 +98,19 @@ def sample(
     from medisynth.sampling.config import SHORTFALL_EXIT_STATUS
     from medisynth.sampling import sample as run_sampling
 
-    result = run_sampling(SampleConfig(
-        run=run, out=out, n=n, per_class=parse_per_class(per_class) if per_class else None, truncation=truncation,
-        min_d_score=min_d_score, min_confidence=min_confidence, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
-        batch_size=batch_size, device=device, ema=ema, guidance_scale=guidance_scale, steps=sampling_steps,
-        progress=progress, format=image_format, overwrite=overwrite,
-    ))
+    from medisynth.training import distributed
+
+    try:
+        result = run_sampling(SampleConfig(
+            run=run, out=out, n=n, per_class=parse_per_class(per_class) if per_class else None, truncation=truncation,
+            min_d_score=min_d_score, min_confidence=min_confidence, max_similarity=max_similarity, max_attempts=max_attempts, seed=seed,
+            batch_size=batch_size, device=device, ema=ema, guidance_scale=guidance_scale, steps=sampling_steps,
+            progress=progress, format=image_format, overwrite=overwrite,
+        ))
+    finally:
+        distributed.teardown()  # under torchrun: leave the process group (no-op otherwise)
+    if not distributed.is_main():
+        return
     typer.echo(result.summary())
     if not result.complete:
         typer.echo(f"shortfall: {sum(result.shortfall.values())} image(s) fewer than asked for; "

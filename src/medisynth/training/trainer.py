@@ -30,6 +30,7 @@ from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
 from medisynth.outputs import create_run_dir
 from medisynth.runs import Run, is_run
+from medisynth.training import distributed
 from medisynth.training.checkpoint import load_checkpoint, remove_interrupted_writes, save_checkpoint
 from medisynth.training.divergence import DivergenceGuard
 from medisynth.training.config import BUDGET_FIELDS, RESUME_OVERRIDABLE, TrainConfig
@@ -161,7 +162,7 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
     dataset = PreparedDataset(config.data, split="train")
     counts = dataset.class_counts()
     class_names = dataset.class_names
-    if not resuming:
+    if not resuming and distributed.is_main():
         create_run_dir(run, config.overwrite, inputs=(config.data,))
         Run.create(
             run, config.to_json(),
@@ -205,7 +206,7 @@ def _hyper_json(hyper: Any) -> dict[str, Any]:
 
 
 def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
-    device = resolve_device(config.device)
+    device = distributed.setup(resolve_device(config.device))
     if config.threads:
         torch.set_num_threads(config.threads)
     model_cls = get_model_class(config.model)
@@ -217,6 +218,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     use_ema = config.ema_decay > 0 and bool(model.ema_networks)
     model.use_ema = use_ema
     optimizers = model.configure_optimizers()
+    distributed.average_gradients_before_step(optimizers)  # no-op on one process
 
     start_step, elapsed_before = 0, 0.0
     if resuming:
@@ -224,9 +226,11 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         checkpoint = Run(run).latest_checkpoint()
         state = load_checkpoint(checkpoint, model, optimizers, rng=True)
         start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
-        truncate_metrics(run, start_step)
+        if distributed.is_main():
+            truncate_metrics(run, start_step)
     else:
-        create_run_dir(run, config.overwrite, inputs=(config.data,))
+        if distributed.is_main():
+            create_run_dir(run, config.overwrite, inputs=(config.data,))
         if config.batch_size > len(data.images):  # config.json records the batch size used
             if config.batch_size != TrainConfig.batch_size:  # one the user asked for: say so
                 print(f"warning: --batch-size {config.batch_size} is more than the {len(data.images)} training "
@@ -238,9 +242,13 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
              "hyper": _hyper_json(model.hyper), "ema": use_ema, "target": config.target,
              "class_index": config.class_index, "conditional": model_cls.conditional},
         )
+    distributed.broadcast_module(model)  # every rank starts from rank 0's weights
+    distributed.reseed_rank(config.seed, start_step)
+    distributed.barrier()  # the run folder exists before any rank goes on
 
     n = len(data.images)
-    batch_size = min(config.batch_size, n)
+    batch_size = min(config.batch_size, n)  # global: split over the ranks
+    distributed.local_batch_size(batch_size)  # checks it divides
     batches = n // batch_size  # drop the ragged last batch: every step sees batch_size images
     total_steps = _step_budget(config, batches)
     deadline = config.minutes * 60.0 if config.minutes is not None else math.inf
@@ -258,7 +266,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     grid_names = _grid_row_names(model_cls, data.spec, config.class_index, grid_rows)
     clocks = {name: IntervalClock(interval) for name, interval in config.intervals().items()}
 
-    log = MetricsLog(run)
+    log = MetricsLog(run) if distributed.is_main() else None
     guard = DivergenceGuard(config.on_nan, model, optimizers, run=run, restore_checkpoint=lambda: int(
         load_checkpoint(Run(run).latest_checkpoint(), model, optimizers, rng=True)["step"]))
     if not resuming:
@@ -276,27 +284,30 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
 
     def checkpoint() -> None:
         nonlocal last_checkpoint
-        save_checkpoint(run, step, model, optimizers,
-                        {"epoch": step / batches, "elapsed": elapsed(), "metrics": last_metrics})
-        plot_losses(run, model_cls.log_keys)
+        if distributed.is_main():
+            save_checkpoint(run, step, model, optimizers,
+                            {"epoch": step / batches, "elapsed": elapsed(), "metrics": last_metrics})
+            plot_losses(run, model_cls.log_keys)
+        distributed.reseed_rank(config.seed, step)  # so a resume from this checkpoint is exact on every rank
         last_checkpoint = step
 
     from medisynth.progress import make_progress
 
     progress = make_progress()
     print_lines = config.progress and progress.disable
-    progress.disable = progress.disable or not config.progress
+    progress.disable = progress.disable or not config.progress or not distributed.is_main()
+    print_lines = print_lines and distributed.is_main()
     epochs_total = math.ceil(total_steps / batches) if math.isfinite(total_steps) else None
     try:
         with progress:
             task = progress.add_task(_describe(step, batches, epochs_total), total=None if not math.isfinite(total_steps) else total_steps,
                                      completed=start_step, status="")
-            while step < total_steps and elapsed() < deadline:
+            while step < total_steps and not (math.isfinite(deadline) and distributed.any_rank(elapsed() >= deadline, device)):
                 t0 = time.perf_counter()
                 e, b = divmod(step, batches)
                 if e != epoch:
                     epoch, perm = e, epoch_permutation(config.seed, e, n, device)
-                index = perm[b * batch_size : (b + 1) * batch_size]
+                index = distributed.shard(perm[b * batch_size : (b + 1) * batch_size])
                 batch = {"image": uint8_to_float(data.images[index]), "label": data.labels[index]}
                 if data.masks is not None:
                     batch["mask"] = data.masks[index].float().div_(255.0)
@@ -304,11 +315,17 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 with autocast:
                     figures = model.training_step(batch, optimizers, step)
                 # the weights go into a checkpoint after this step: check them first
-                due = clocks["checkpoint"].pending(step + 1, time.perf_counter() - t_start)
+                # under torchrun every rank must take the same decisions (they are followed by collectives):
+                # the clocks read rank 0's seconds, and a divergence on any rank is one on all
+                session_seconds = distributed.broadcast_from_main(time.perf_counter() - t_start)
+                due = clocks["checkpoint"].pending(step + 1, session_seconds)
                 problem = guard.problem(figures) or (guard.weights_problem() if due else None)
+                if distributed.any_rank(problem is not None, device) and problem is None:
+                    problem = "a non-finite value on another rank"
                 if problem is not None:  # diverged: roll back to the last good state, or stop (raises)
                     step = guard.recover(step + 1, problem, has_checkpoint=last_checkpoint >= 0)
-                    log.truncate(step)
+                    if log is not None:
+                        log.truncate(step)
                     epoch, sums, interval_count, interval_start = -1, {}, 0, time.perf_counter()
                     progress.update(task, completed=step)
                     continue
@@ -325,14 +342,14 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 interval_count += 1
                 progress.update(task, completed=step)
 
-                session_seconds = time.perf_counter() - t_start
                 if clocks["log"].due(step, session_seconds) or step >= total_steps:
                     now = time.perf_counter()
-                    last_metrics = {k: v / interval_count for k, v in sums.items()}
-                    watched = monitor.check(model) if monitor else {}
-                    log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
-                               "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
-                               **last_metrics, **watched})
+                    last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
+                    watched = monitor.check(model) if monitor and distributed.is_main() else {}
+                    if log is not None:
+                        log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
+                                   "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
+                                   **last_metrics, **watched})
                     sums, interval_count = {}, 0
                     description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
                     status += f"  {describe(watched)}" if watched else ""
@@ -340,22 +357,23 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
                     interval_start = time.perf_counter()  # the diversity check is not training time
-                if clocks["sample"].due(step, session_seconds):
+                if clocks["sample"].due(step, session_seconds) and distributed.is_main():
                     _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed,
                                  grid_names)
                     log.add_grid(Run(run).samples / f"step-{step:06d}.png", step)
                 if clocks["checkpoint"].due(step, session_seconds):
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
-                last_metrics = {k: v / interval_count for k, v in sums.items()}
-                log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
-                           **(monitor.check(model) if monitor else {})})
+                last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
+                if log is not None:
+                    log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
+                               **(monitor.check(model) if monitor else {})})
             if last_checkpoint != step:
                 checkpoint()
-            else:
+            elif distributed.is_main():
                 plot_losses(run, model_cls.log_keys)
             final_grid = Run(run).samples / f"step-{step:06d}.png"
-            if not final_grid.exists():
+            if distributed.is_main() and not final_grid.exists():
                 _sample_grid(model, final_grid, grid_labels, grid_rows, config.seed, grid_names)
                 log.add_grid(final_grid, step)
     except KeyboardInterrupt:
@@ -364,7 +382,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
               f"Continue with `medisynth train --resume {run}`", file=sys.stderr)
         raise
     finally:
-        log.close()
+        if log is not None:
+            log.close()
 
     seconds = time.perf_counter() - t_start
     done = step - start_step

@@ -1,0 +1,153 @@
+"""Data-parallel training under torchrun with Gloo on the CPU: 2 processes on this machine.
+
+Each test launches ``python -m torch.distributed.run --standalone`` (a free port, as on one node)
+on the real CLI, so the launch path users take is what is tested. Kept tiny (16 px, a few steps).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medisynth.runs import latest_checkpoint
+from medisynth.training import toy
+
+
+@pytest.fixture(scope="module")
+def data32(tmp_path_factory):
+    """32 px grey (dcgan's smallest size), 18 train images."""
+    return toy.write_toy_dataset(tmp_path_factory.mktemp("toy32") / "data", size=32, channels=1)
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+CLI = "python -m medisynth"  # the `medisynth` command
+
+
+def torchrun(tmp_path: Path, nproc: int, script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    if script == CLI:  # the documented launch: torchrun -m medisynth ...
+        target = ["-m", "medisynth"]
+    else:
+        path = tmp_path / f"launch_{abs(hash(script))}.py"
+        path.write_text(script)
+        target = [str(path)]
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "MEDISYNTH_DIST_TIMEOUT": "60"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               *target, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def train_args(data, out, *extra: str) -> list[str]:
+    return ["train", str(data), "--model", "dcgan", "--out", str(out), "--batch-size", "4", "--steps", "4",
+            "--log-every", "1", "--sample-every", "0", "--checkpoint-every", "2", "--device", "cpu",
+            "--no-progress", "--hp", "width=8", *extra]
+
+
+def weights(run) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run) / "model.safetensors"))
+
+
+GRADIENT_SCRIPT = textwrap.dedent("""
+    # 2 ranks, each half of a fixed batch, gradients averaged before the optimiser step;
+    # rank 0 saves the updated weights for the test to compare with one process on the whole batch.
+    import sys, torch
+    from safetensors.torch import save_file
+    from medisynth.training import distributed
+    distributed.setup(torch.device("cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
+    x, y = torch.randn(8, 6), torch.randn(8, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    distributed.average_gradients_before_step([optimizer])
+    for _ in range(3):
+        index = distributed.shard(torch.arange(8))
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x[index]), y[index]).backward()
+        optimizer.step()
+    if distributed.is_main():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[1])
+    distributed.teardown()
+""")
+
+
+def test_two_ranks_take_the_same_step_as_one_process_on_the_global_batch(tmp_path):
+    """No BatchNorm: equal up to the order of the gradient sum (float32, atol 1e-6)."""
+    for nproc in (1, 2):
+        result = torchrun(tmp_path, nproc, GRADIENT_SCRIPT, str(tmp_path / f"w{nproc}.safetensors"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = load_file(str(tmp_path / "w1.safetensors")), load_file(str(tmp_path / "w2.safetensors"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5)
+    torch.manual_seed(0)  # the script's reference really moved: a test that could not fail would pass here too
+    assert not torch.equal(one["0.weight"], torch.nn.Linear(6, 5).weight)
+
+
+def test_two_ranks_train_dcgan_write_once_and_resume_exactly_with_two_or_one(data32, tmp_path):
+    straight = tmp_path / "straight"
+    result = torchrun(tmp_path, 2, CLI, *train_args(data32, straight))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained 4 steps") == 1  # rank 0 alone reports
+    lines = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2, 3, 4]  # written once, not once per rank
+    assert [p.name for p in (straight / "checkpoints").iterdir() if p.is_dir()] == ["step-000004"]
+    config = json.loads((straight / "config.json").read_text())
+    assert config["batch_size"] == 4  # the global batch
+
+    half = tmp_path / "half"  # stopped after 2 steps, resumed with 2 processes to step 4
+    assert torchrun(tmp_path, 2, CLI, *train_args(data32, half, "--steps", "2")).returncode == 0
+    result = torchrun(tmp_path, 2, CLI, "train", "--resume", str(half), "--steps", "4", "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = weights(straight), weights(half)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+    result = torchrun(tmp_path, 1, CLI, "train", "--resume", str(half), "--steps", "6", "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert latest_checkpoint(half).name == "step-000006"
+
+
+def test_batch_size_that_does_not_divide_over_the_ranks_is_an_error(data32, tmp_path):
+    result = torchrun(tmp_path, 2, CLI, *train_args(data32, tmp_path / "odd", "--batch-size", "3"))
+    assert result.returncode != 0
+    assert "must divide by the 2 processes" in result.stderr + result.stdout
+    assert "Traceback" not in result.stdout
+
+
+FAILING_RANK_SCRIPT = textwrap.dedent("""
+    # rank 1 fails (as on a bad shard) while rank 0 waits in a collective: the job must end, not hang
+    import torch
+    from medisynth.training import distributed
+    distributed.setup(torch.device("cpu"))
+    if distributed.rank() == 1:
+        raise RuntimeError("bad data on shard 1")
+    distributed.mean_over_ranks({"loss": 1.0})
+""")
+
+
+def test_a_failing_rank_ends_the_whole_job(tmp_path):
+    result = torchrun(tmp_path, 2, FAILING_RANK_SCRIPT, timeout=100)
+    assert result.returncode != 0
+    assert "bad data on shard 1" in result.stderr
+
+
+@pytest.mark.parametrize("filters", [[], ["--max-similarity", "0.999"]], ids=["plain", "filtered"])
+def test_sharded_sampling_writes_the_same_files_as_one_process(toy_run, tmp_path, filters):
+    """Batch k's noise is seeded by (seed, class, k), so 2 ranks make what 1 makes, byte for byte."""
+    outs = {}
+    for nproc in (1, 2):
+        outs[nproc] = tmp_path / f"samples{nproc}"
+        result = torchrun(tmp_path, nproc, CLI, "sample", str(toy_run), "--out", str(outs[nproc]), "--n", "14",
+                          "--batch-size", "3", "--device", "cpu", "--no-progress", "--seed", "5", *filters)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one = sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file() and p.name != "sample.json")
+    two = sorted(p.relative_to(outs[2]) for p in outs[2].rglob("*") if p.is_file() and p.name != "sample.json")
+    assert one == two and len([p for p in one if p.suffix == ".png"]) == 14 + 1  # 14 images + grid.png
+    for path in one:
+        assert (outs[1] / path).read_bytes() == (outs[2] / path).read_bytes(), path
