@@ -4,9 +4,15 @@ Generation goes on until each class has its count or ``max_attempts`` x count im
 tried, or stops early when the filters accepted none of the first
 ``zero_acceptance_limit(batch_size)`` images; the shortfall is reported, never hidden. Every batch is filtered and written before
 the next is generated.
+
+Batch k of a class draws its noise from a generator seeded by (seed, class, k), so the images
+do not depend on how many processes made them: launched by torchrun, rank r generates batches
+r, r + N, ... and rank 0 filters, numbers and writes them in batch order into the one output
+folder (which appears atomically, as on one process).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -34,6 +40,7 @@ from medisynth.sampling.filters import Filters, check_options
 from medisynth.sampling.formats import IntensityWindow, check_format
 from medisynth.sampling.plan import Job, plan_jobs
 from medisynth.sampling.writer import SampleWriter
+from medisynth.training import distributed
 
 
 def sample(config: SampleConfig) -> SampleResult:
@@ -47,7 +54,8 @@ def sample(config: SampleConfig) -> SampleResult:
         raise MedisynthError(f"--batch-size must be at least 1 (got {config.batch_size})")
     if config.max_attempts < 1:
         raise MedisynthError(f"max_attempts must be at least 1 (got {config.max_attempts})")
-    device = resolve_device(config.device)
+    device = distributed.setup(resolve_device(config.device))
+    main = distributed.is_main()
     jobs, run = plan_jobs(config, device)
     options = {id(j.model): check_options(config, j.model.model) for j in jobs}
     filters = Filters.build(config, run, jobs, device)
@@ -64,8 +72,10 @@ def sample(config: SampleConfig) -> SampleResult:
     stopped_early: dict[str, str] = {}
     degenerate: dict[str, int] = {}  # images rejected as constant or non-finite
     progress = make_progress()
-    progress.disable = progress.disable or not config.progress
-    with atomic_dir(Path(config.out), overwrite=config.overwrite, kind="samples", inputs=(config.run,)) as tmp, progress:
+    progress.disable = progress.disable or not config.progress or not main
+    folder = (atomic_dir(Path(config.out), overwrite=config.overwrite, kind="samples", inputs=(config.run,)) if main
+              else contextlib.nullcontext())
+    with folder as tmp, progress:
         task = progress.add_task("sampling", total=sum(requested.values()), status="")
 
         def show(label: str, done: int, tried: int, accepted: int) -> None:
@@ -74,32 +84,35 @@ def sample(config: SampleConfig) -> SampleResult:
             progress.update(task, completed=sum(written.values()) + done,
                             status=f"class {label}: {done}/{requested[label]}, acceptance {rate:.1%} of {tried}")
 
-        with SampleWriter(tmp, filters.columns, run.info.get("model", ""), str(Path(config.run)), config.seed,
-                          config.format, window) as writer:
+        writer_or_none = (SampleWriter(tmp, filters.columns, run.info.get("model", ""), str(Path(config.run)), config.seed,
+                                       config.format, window) if main else contextlib.nullcontext())
+        with writer_or_none as writer:
             for job in jobs:
                 provenance = dataclasses.replace(record, checkpoint_step=job.model.step, class_name=job.label)
                 done, tried, accepted, degenerate[job.label], why = _sample_job(
                     job, config, options[id(job.model)], filters, device, writer, provenance, show)
                 written[job.label], attempts[job.label], passed[job.label] = done, tried, accepted
-                if why:
+                if why and main:
                     stopped_early[job.label] = why
                     print(f"class {job.label}: {why}", file=sys.stderr, flush=True)
-                writer.end_class()
+                if writer is not None:
+                    writer.end_class()
             acceptance = {k: (passed[k] / attempts[k] if attempts[k] else 0.0) for k in written}
             shortfall = {k: requested[k] - written[k] for k in written if written[k] < requested[k]}
-            writer.finish({
-                "run": str(Path(config.run)), "model": run.info.get("model"), "seed": config.seed,
-                "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
-                "requested": requested, "written": written, "attempts": attempts, "acceptance": acceptance,
-                "shortfall": shortfall, "stopped_early": stopped_early,
-                "checkpoint_steps": {j.label: j.model.step for j in jobs},
-                "provenance": {k: v for k, v in record.fields().items() if k not in ("class", "checkpoint_step")},
-                "degenerate": degenerate,
-            })
-    if any(degenerate.values()):
+            if writer is not None:
+                writer.finish({
+                    "run": str(Path(config.run)), "model": run.info.get("model"), "seed": config.seed,
+                    "request": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()},
+                    "requested": requested, "written": written, "attempts": attempts, "acceptance": acceptance,
+                    "shortfall": shortfall, "stopped_early": stopped_early,
+                    "checkpoint_steps": {j.label: j.model.step for j in jobs},
+                    "provenance": {k: v for k, v in record.fields().items() if k not in ("class", "checkpoint_step")},
+                    "degenerate": degenerate,
+                })
+    if any(degenerate.values()) and main:
         print("warning: rejected " + ", ".join(f"{k}: {v}" for k, v in degenerate.items() if v)
               + " degenerate image(s) (constant or non-finite); the run may have diverged", file=sys.stderr)
-    if shortfall:
+    if shortfall and main:
         print(
             "warning: fewer images than asked for "
             + ", ".join(f"{k}: {written[k]}/{requested[k]} (acceptance {acceptance[k]:.1%})" for k in shortfall)
@@ -121,45 +134,65 @@ def _intensity_window(run) -> IntensityWindow:
 
 
 def _sample_job(job: Job, config: SampleConfig, options: dict, filters: Filters, device: torch.device,
-                writer: SampleWriter, provenance: Provenance, show) -> tuple[int, int, int, int, str]:
+                writer: SampleWriter | None, provenance: Provenance, show) -> tuple[int, int, int, int, str]:
     """Generate, filter and write one class's images.
 
     Returns (written, tried, passed the filters, degenerate images rejected, why it stopped early or "").
     A class none of whose images passed after ``zero_acceptance_limit`` tries stops there, with a
-    message that names the filters and suggests thresholds from the scores it saw."""
+    message that names the filters and suggests thresholds from the scores it saw.
+
+    On several ranks each generates its batches and rank 0 (the one with a ``writer``) takes them
+    in batch order, exactly as one process would; the counts are then shared so all stop together."""
     model = job.model.model
-    generator = torch.Generator(device).manual_seed(config.seed * 1000 + job.class_index + 1)
     limit = math.ceil(config.max_attempts * job.count)
     give_up = zero_acceptance_limit(config.batch_size)
     seen: dict[str, list[np.ndarray]] = {"d_score": [], "confidence": []}
+    rank, world = distributed.rank(), distributed.world_size()
     done = tried = accepted = degenerate = 0
-    while done < job.count and tried < limit:
+    why = ""
+    first = 0  # the first batch number of this round; rank r makes batch first + r
+    while done < job.count and tried < limit and not why:
+        number = first + rank
         # without filters (and rejects) every image is kept: generate no more than are still missing
-        size = config.batch_size if filters.active or degenerate else min(config.batch_size, job.count - done)
-        labels = torch.full((size,), max(job.class_index, 0), dtype=torch.long, device=device)
-        with torch.no_grad():
-            images = model.generate(labels, generator=generator, truncation=config.truncation, **options)
-            keep, scores = filters.on_model_output(model, images, labels)
-            bad = degenerate_images(images)  # constant or non-finite: never accepted, whatever the filters
-        keep &= ~bad
-        degenerate += int(bad.sum())
-        tried += size
-        uint8 = float_to_uint8(images).cpu().numpy()
-        del images
-        keep_pixels, pixel_scores = filters.on_pixels(uint8, job.class_index)
-        keep &= keep_pixels
-        scores += pixel_scores
-        for name, values in zip(filters.columns, scores):
-            seen[name].append(values.numpy())
-        accepted += int(keep.sum())
-        for i in torch.nonzero(keep).flatten().tolist()[: job.count - done]:
-            done += 1
-            writer.write(job.label, job.class_index, done, uint8[i], [float(s[i]) for s in scores], provenance)
-        writer.end_batch()
-        show(job.label, done, tried, accepted)
-        if accepted == 0 and tried >= give_up and done < job.count:
-            return done, tried, accepted, degenerate, _zero_acceptance_message(config, tried, seen)
-    return done, tried, accepted, degenerate, ""
+        size = (config.batch_size if filters.active or degenerate
+                else max(0, min(config.batch_size, job.count - number * config.batch_size)))
+        made = None
+        if size:
+            # each batch its own seed, so the images do not depend on how many ranks share the work
+            generator = torch.Generator(device).manual_seed(
+                (config.seed * 1000 + job.class_index + 1) * 1_000_003 + number)
+            labels = torch.full((size,), max(job.class_index, 0), dtype=torch.long, device=device)
+            with torch.no_grad():
+                images = model.generate(labels, generator=generator, truncation=config.truncation, **options)
+                keep, scores = filters.on_model_output(model, images, labels)
+                bad = degenerate_images(images)  # constant or non-finite: never accepted, whatever the filters
+            keep = keep & ~bad
+            made = (float_to_uint8(images).cpu().numpy(), keep.cpu(), [t.cpu() for t in scores], int(bad.sum()))
+            del images
+        batches = distributed.gather_to_main(made)
+        if writer is not None:
+            for batch in batches:
+                if batch is None or done >= job.count or tried >= limit:
+                    continue
+                uint8, keep, scores, n_bad = batch
+                degenerate += n_bad
+                tried += len(uint8)
+                keep_pixels, pixel_scores = filters.on_pixels(uint8, job.class_index)
+                keep = keep & keep_pixels
+                scores = scores + pixel_scores
+                for name, values in zip(filters.columns, scores):
+                    seen[name].append(values.numpy())
+                accepted += int(keep.sum())
+                for i in torch.nonzero(keep).flatten().tolist()[: job.count - done]:
+                    done += 1
+                    writer.write(job.label, job.class_index, done, uint8[i], [float(s[i]) for s in scores], provenance)
+                writer.end_batch()
+            show(job.label, done, tried, accepted)
+            if accepted == 0 and tried >= give_up and done < job.count:
+                why = _zero_acceptance_message(config, tried, seen)
+        done, tried, accepted, degenerate, why = distributed.broadcast_from_main((done, tried, accepted, degenerate, why))
+        first += world
+    return done, tried, accepted, degenerate, why
 
 
 def _zero_acceptance_message(config: SampleConfig, tried: int, seen: dict[str, list[np.ndarray]]) -> str:
