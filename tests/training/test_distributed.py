@@ -137,13 +137,25 @@ def test_a_failing_rank_ends_the_whole_job(tmp_path):
     assert "bad data on shard 1" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def cgan_run(data32, tmp_path_factory):
+    """A real registered model (the CLI under torchrun does not see the test-only toy models), 2 steps."""
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    out = tmp_path_factory.mktemp("cgan") / "run"
+    train(TrainConfig(data=data32, model="cgan", out=out, steps=2, batch_size=4, sample_every=0, device="cpu",
+                      progress=False, hyper={"width": 8, "latent_dim": 8, "embed_dim": 4}))
+    return out
+
+
 @pytest.mark.parametrize("filters", [[], ["--max-similarity", "0.999"]], ids=["plain", "filtered"])
-def test_sharded_sampling_writes_the_same_files_as_one_process(toy_run, tmp_path, filters):
+def test_sharded_sampling_writes_the_same_files_as_one_process(cgan_run, tmp_path, filters):
     """Batch k's noise is seeded by (seed, class, k), so 2 ranks make what 1 makes, byte for byte."""
     outs = {}
     for nproc in (1, 2):
         outs[nproc] = tmp_path / f"samples{nproc}"
-        result = torchrun(tmp_path, nproc, CLI, "sample", str(toy_run), "--out", str(outs[nproc]), "--n", "14",
+        result = torchrun(tmp_path, nproc, CLI, "sample", str(cgan_run), "--out", str(outs[nproc]), "--per-class", "0=8,1=6",
                           "--batch-size", "3", "--device", "cpu", "--no-progress", "--seed", "5", *filters)
         assert result.returncode == 0, result.stderr[-3000:]
     one = sorted(p.relative_to(outs[1]) for p in outs[1].rglob("*") if p.is_file() and p.name != "sample.json")
