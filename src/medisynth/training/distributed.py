@@ -117,6 +117,16 @@ def broadcast_module(module: torch.nn.Module) -> None:
             dist.broadcast(tensor.data, src=0)
 
 
+def sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """On several CUDA ranks, BatchNorm layers normalise with the global batch's statistics (SyncBatchNorm).
+
+    The parameters stay the same objects (optimisers built before still hold them) and the state-dict
+    names do not change. Gloo on the CPU has no SyncBatchNorm: there BatchNorm uses each rank's slice."""
+    if not active() or device.type != "cuda":
+        return model
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def average_gradients_before_step(optimizers) -> list:
     """Average each optimiser's gradients over the ranks just before it steps; returns the hook handles."""
     if not active():

@@ -242,6 +242,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
              "hyper": _hyper_json(model.hyper), "ema": use_ema, "target": config.target,
              "class_index": config.class_index, "conditional": model_cls.conditional},
         )
+    model = distributed.sync_batchnorm(model, device)  # several GPUs: BatchNorm over the global batch
     distributed.broadcast_module(model)  # every rank starts from rank 0's weights
     distributed.reseed_rank(config.seed, start_step)
     distributed.barrier()  # the run folder exists before any rank goes on
