@@ -108,6 +108,11 @@ class AdaptiveAugment(nn.Module):
         self.images += scores.numel()
         self.steps += 1
         if int(self.steps) % self.interval == 0:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                # data-parallel ranks (medisynth.training.distributed): every rank takes the same step from
+                # the whole global batch's statistic, as one process would, so p stays identical everywhere
+                torch.distributed.all_reduce(self.sign_sum)
+                torch.distributed.all_reduce(self.images)
             r_t = self.sign_sum / self.images.clamp(min=1)
             delta = torch.sign(r_t - self.target) * self.images.double() / (self.speed_kimg * 1000.0)
             self.p.copy_((self.p + delta).clamp(0.0, 1.0))
