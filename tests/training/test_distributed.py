@@ -163,3 +163,29 @@ def test_sharded_sampling_writes_the_same_files_as_one_process(cgan_run, tmp_pat
     assert one == two and len([p for p in one if p.suffix == ".png"]) == 14 + 1  # 14 images + grid.png
     for path in one:
         assert (outs[1] / path).read_bytes() == (outs[2] / path).read_bytes(), path
+
+
+ADA_SCRIPT = textwrap.dedent("""
+    # each rank observes its half of the D(real) scores; p must move as one process seeing all of them
+    import sys, torch
+    from medisynth.models.ada import AdaptiveAugment
+    from medisynth.training import distributed
+    distributed.setup(torch.device("cpu"))
+    ada = AdaptiveAugment("color", target=0.6, speed_kimg=0.01, interval=2)
+    scores = torch.linspace(-1, 3, 16).reshape(4, 4)  # 4 steps of a global batch of 4
+    for step in range(4):
+        ada.observe(distributed.shard(scores[step]))
+    if distributed.is_main():
+        print("P", float(ada.p))
+    distributed.teardown()
+""")
+
+
+def test_ada_probability_moves_as_on_one_process(tmp_path):
+    ps = {}
+    for nproc in (1, 2):
+        result = torchrun(tmp_path, nproc, ADA_SCRIPT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        ps[nproc] = float(next(line for line in result.stdout.splitlines() if line.startswith("P "))[2:])
+    assert ps[1] > 0.0  # p really moved
+    assert ps[2] == ps[1]
