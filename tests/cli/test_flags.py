@@ -31,6 +31,8 @@ REQUIRED = {
     ("pipeline", "vessels"): ["--vessel-run", "v", "--translate-run", "t", "--out", "o"],
     ("pipeline", "vessels-eval"): ["data", "--synthetic", "s"],
     ("pipeline", "sr-eval"): ["data", "--sr-run", "r"],
+    ("export",): ["run", "--out", "o"],
+    ("runs", "compare"): ["run"],
 }
 
 # (command, old spelling, today's spelling): the same parse, plus the note on stderr

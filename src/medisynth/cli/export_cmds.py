@@ -7,9 +7,10 @@ from typing import Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import Command
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     run: Path = typer.Argument(..., help="run folder (from `medisynth train`)"),
     out: Path = typer.Option(..., "--out", "-o", help="folder to create: the generator alone, loadable and sampleable like the run"),

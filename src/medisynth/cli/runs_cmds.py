@@ -7,12 +7,13 @@ from typing import List, Optional
 import typer
 
 from medisynth.cli.app import app
+from medisynth.cli.flags import Command, Group
 
-runs_app = typer.Typer(help="Look at training runs side by side.", no_args_is_help=True)
+runs_app = typer.Typer(help="Look at training runs side by side.", no_args_is_help=True, cls=Group)
 app.add_typer(runs_app, name="runs")
 
 
-@runs_app.command("compare")
+@runs_app.command("compare", cls=Command)
 def compare(
     runs: List[Path] = typer.Argument(..., help="two or more run folders (from `medisynth train`)"),
     report: Optional[List[Path]] = typer.Option(None, "--report", help="a `medisynth evaluate` folder that may have evaluated one of the runs (repeatable)"),

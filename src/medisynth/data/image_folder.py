@@ -91,7 +91,7 @@ def load_image_folder(folder: Path, class_names: list[str], size: int, channels:
     images = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     resized = False
     for k, path in enumerate(paths):
-        array = read_image(path, channels)
+        array = read_image(path, channels, skip_flag=None)  # evaluate and utility have no --skip-bad
         if array.shape[:2] != (size, size):
             if not resize:
                 raise MedisynthError(f"{path} is {array.shape[1]}x{array.shape[0]} but the real data set is "
