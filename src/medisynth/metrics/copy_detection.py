@@ -113,6 +113,9 @@ def _warp(x: torch.Tensor, grids: torch.Tensor) -> torch.Tensor:
     return out.view(n, g, c, s, s)
 
 
+FLAT_STD = 1e-3  # per-pixel standard deviation below a quarter of one uint8 level: an image without structure
+
+
 def _box_sum(x: torch.Tensor, t: int) -> torch.Tensor:
     """Sums over every t x t window of the last two axes (an integral image: cost independent of t)."""
     c = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
@@ -148,6 +151,9 @@ def _best_alignment(queries: torch.Tensor, candidates: torch.Tensor, max_shift: 
     weights = tn / tnorm.sum(dim=1).clamp(min=1e-6)[:, None, None, None, None]
     ncc = (ncc_c * weights).sum(dim=2)
     best, where = ncc.flatten(2).max(dim=2)
+    # a (nearly) flat query has no structure to match: its correlation is noise divided by almost nothing
+    flat_query = tnorm.max(dim=1).values / t < FLAT_STD
+    best = best.masked_fill(flat_query[:, None], 0.0)
     return best.clamp(-1, 1), where // n_shift - max_shift, where % n_shift - max_shift
 
 

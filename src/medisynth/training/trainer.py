@@ -236,12 +236,13 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 print(f"warning: --batch-size {config.batch_size} is more than the {len(data.images)} training "
                       f"images; using {len(data.images)}", file=sys.stderr)
             config = dataclasses.replace(config, batch_size=len(data.images))
-        Run.create(
-            run, config.to_json(),
-            {"model": config.model, "per_class": False, "spec": dataclasses.asdict(data.spec),
-             "hyper": _hyper_json(model.hyper), "ema": use_ema, "target": config.target,
-             "class_index": config.class_index, "conditional": model_cls.conditional},
-        )
+        if distributed.is_main():  # rank 0 alone writes the run folder
+            Run.create(
+                run, config.to_json(),
+                {"model": config.model, "per_class": False, "spec": dataclasses.asdict(data.spec),
+                 "hyper": _hyper_json(model.hyper), "ema": use_ema, "target": config.target,
+                 "class_index": config.class_index, "conditional": model_cls.conditional},
+            )
     model = distributed.sync_batchnorm(model, device)  # several GPUs: BatchNorm over the global batch
     distributed.broadcast_module(model)  # every rank starts from rank 0's weights
     distributed.reseed_rank(config.seed, start_step)
