@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET
+from medisynth.report.format import format_number
 
 GOOD, DOUBTFUL, POOR, CANNOT_TELL = "good", "doubtful", "poor", "cannot tell"
 SEVERITY = {GOOD: 0, DOUBTFUL: 1, POOR: 2}
@@ -238,15 +239,11 @@ def _chance_reason(what: str, chance: dict, images: str = "held-out test") -> st
 
 
 def _fmt(x, kind: str = "number") -> str:
-    from medisynth.report.format import format_number
-
     return format_number(x, kind=kind)
 
 
 def verdict_lines(verdict: dict) -> list[str]:
     """The verdict for the terminal: one line per answer, reasons included."""
-    from medisynth.report.format import format_number
-
     lines = ["Verdict" + (f" (feature space: {verdict['primary_space']})" if verdict.get("primary_space") else "") + ":"]
     for a in verdict["answers"]:
         head = f"  {a['title']:<20} {a['level'].upper():<12}"
