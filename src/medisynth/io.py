@@ -1,5 +1,10 @@
 """File helpers: atomic outputs, image reading with clear errors, PNG writing.
 
+``read_image`` also decodes single 2-D DICOM and NIfTI images whose pixels are 8-bit (what
+``medisynth pipeline vessels --format dicom|nifti`` writes), so a pair layout of such files reads
+like one of PNGs; scans with intensities (CT in HU) go through prepare's dicom/nifti sources,
+which window them, using ``read_dicom_frame`` and ``read_nifti`` from here.
+
 Nothing is ever half-written: outputs go to a temporary sibling and are renamed
 into place only when complete. Inputs are only ever opened for reading.
 """
@@ -19,6 +24,8 @@ from PIL import Image, UnidentifiedImageError
 from medisynth.errors import MedisynthError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
+#: medical file names ``read_image`` decodes (one 2-D image of 8-bit pixels each)
+SCAN_SUFFIXES = (".dcm", ".nii", ".nii.gz")
 
 
 @contextlib.contextmanager
@@ -111,7 +118,7 @@ def read_json(path: Path):
 
 
 def read_image(path: Path, channels: int | None = None, skip_flag: str | None = "--skip-bad") -> np.ndarray:
-    """Decode an image file to uint8 HxWxC (C = 1 or 3).
+    """Decode an image file to uint8 HxWxC (C = 1 or 3); also a DICOM/NIfTI file of one 8-bit 2-D image.
 
     ``skip_flag`` is the calling command's flag that skips bad files, suggested in the error
     (None where the command has no such flag).
@@ -121,6 +128,9 @@ def read_image(path: Path, channels: int | None = None, skip_flag: str | None = 
     and anything PIL cannot fully decode raises a MedisynthError naming the file.
     """
     path = Path(path)
+    if is_scan_name(path.name):
+        array = _scan_image(path, skip_flag)
+        return convert_channels(array, channels) if channels is not None else array
     try:
         with Image.open(path) as img:
             img.load()
@@ -135,6 +145,94 @@ def read_image(path: Path, channels: int | None = None, skip_flag: str | None = 
     if channels is not None:
         array = convert_channels(array, channels)
     return array
+
+
+def is_scan_name(name: str) -> bool:
+    """Whether a file name is DICOM (.dcm) or NIfTI (.nii, .nii.gz)."""
+    return name.lower().endswith(SCAN_SUFFIXES)
+
+
+def read_dicom_frame(path: Path | str, frame: int = 0, skip_flag: str | None = "--skip-bad") -> np.ndarray:
+    """Frame ``frame`` of a DICOM file. Colour (SamplesPerPixel 3; pydicom turns YBR into RGB) comes back as
+    uint8 H x W x 3; grayscale after the modality transform (``pydicom.pixels.apply_modality_lut``: a Modality
+    LUT Sequence when present, else RescaleSlope/RescaleIntercept; for CT, Hounsfield units) as float32 H x W,
+    MONOCHROME1 inverted so that bright means high everywhere."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    skip = f", or pass {skip_flag}" if skip_flag else ""
+    try:
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
+    except Exception as e:  # pydicom raises many types for bad or compressed files
+        raise MedisynthError(
+            f"{path}: cannot read DICOM pixels ({type(e).__name__}: {e}); the file is damaged or uses a "
+            f"compression pydicom cannot decode here (install pylibjpeg){skip}"
+        ) from None
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        pixels = pixels[frame]
+    if int(getattr(ds, "SamplesPerPixel", 1) or 1) == 3:
+        if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8:
+            raise MedisynthError(f"{path}: expected 8-bit RGB pixels, got {pixels.dtype} of shape {pixels.shape}; "
+                                 f"convert the file to 8 bits per sample{skip}")
+        return np.ascontiguousarray(pixels)  # colour has no modality transform (rescaling is for grayscale)
+    if pixels.ndim != 2:
+        raise MedisynthError(f"{path}: expected a grayscale or RGB slice, got pixel shape {pixels.shape}")
+    try:
+        values = apply_modality_lut(pixels, ds).astype(np.float32)
+    except Exception as e:  # e.g. an empty RescaleSlope or a damaged Modality LUT Sequence
+        raise MedisynthError(
+            f"{path}: cannot apply the DICOM modality transform ({type(e).__name__}: {e}); "
+            f"fix its RescaleSlope/RescaleIntercept or Modality LUT Sequence{skip}"
+        ) from None
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        values = values.max() + values.min() - values  # MONOCHROME1 stores inverted gray levels
+    return values
+
+
+def read_nifti(path: Path | str, skip_flag: str | None = "--skip-bad") -> np.ndarray:
+    """A NIfTI volume reoriented to RAS (nibabel ``as_closest_canonical``). RGB volumes (datatype RGB24) come
+    back as uint8 X x Y x Z x 3 (NIfTI does not scale RGB), all others as float32 with the header's
+    scl_slope/scl_inter applied."""
+    import nibabel as nib
+
+    try:
+        image = nib.as_closest_canonical(nib.load(path))
+        data = np.asarray(image.dataobj)
+        if data.dtype.names:  # RGB24 is a structured dtype; an RGBA32 alpha is dropped like PNG's on black
+            return np.stack([data[channel] for channel in ("R", "G", "B")], axis=-1).astype(np.uint8)
+        return data.astype(np.float32)
+    except Exception as e:
+        raise MedisynthError(
+            f"{path}: cannot read NIfTI volume ({type(e).__name__}: {e}); the file is damaged, replace it"
+            + (f" or pass {skip_flag}" if skip_flag else "")
+        ) from None
+
+
+def _scan_image(path: Path, skip_flag: str | None) -> np.ndarray:
+    """One 2-D DICOM/NIfTI image of 8-bit pixels as uint8 H x W x C (NIfTI shown as prepare's nifti source shows
+    a slice: ``rot90`` of the RAS slice, anterior up)."""
+    if path.name.lower().endswith(".dcm"):
+        array = read_dicom_frame(path, 0, skip_flag)
+    else:
+        volume = read_nifti(path, skip_flag)
+        spatial = volume.shape[:-1] if volume.dtype == np.uint8 else volume.shape
+        if len(spatial) == 2:
+            volume, spatial = volume[:, :, None], spatial + (1,)
+        if len(spatial) != 3 or spatial[2] != 1:
+            raise MedisynthError(f"{path}: holds a volume of shape {spatial}, not one 2-D image; read its slices "
+                                 "with `medisynth prepare --source nifti`")
+        array = np.ascontiguousarray(np.rot90(volume[:, :, 0]))
+    if array.dtype != np.uint8:
+        finite = np.isfinite(array).all()
+        if not finite or array.min() < 0 or array.max() > 255 or not np.array_equal(array, np.round(array)):
+            span = f"{np.nanmin(array):g}..{np.nanmax(array):g}" if finite else "non-finite values"
+            raise MedisynthError(
+                f"{path}: holds {span}, not 8-bit pixels; read scans with intensities through "
+                "`medisynth prepare --source dicom|nifti --window-level L --window-width W`"
+            )
+        array = array.astype(np.uint8)
+    return array[..., None] if array.ndim == 2 else array
 
 
 def _to_uint8(img: Image.Image) -> np.ndarray:

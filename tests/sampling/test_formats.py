@@ -52,10 +52,16 @@ def _sample(run, out, image_format):
     return pd.read_csv(out / "labels.csv", dtype=str)
 
 
-def _png_pixels(run, tmp_path) -> dict[str, np.ndarray]:
-    """The same request as PNGs: (class, number) -> uint8 H x W."""
+@pytest.fixture(scope="module")
+def colour_run(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("rgb"), channels=3)
+
+
+def _png_pixels(run, tmp_path, colour=False) -> dict[str, np.ndarray]:
+    """The same request as PNGs: (class, number) -> uint8 H x W (H x W x 3 with ``colour``)."""
     table = _sample(run, tmp_path / "png", "png")
-    return {(row.label, row.image[-6:]): read_image(tmp_path / "png" / "images" / f"{row.image}.png")[..., 0]
+    channels = slice(None) if colour else 0
+    return {(row.label, row.image[-6:]): read_image(tmp_path / "png" / "images" / f"{row.image}.png")[..., channels]
             for row in table.itertuples()}
 
 
@@ -115,13 +121,35 @@ def test_prepare_reads_them_back_with_the_same_pixels_and_labels(ct_run, gray_ru
         assert np.array_equal(images[row.row][..., 0], expected[(row.class_name, numbers[row.id])])
 
 
-def test_formats_refuse_colour_runs_and_unknown_names(tmp_path, gray_run):
-    colour = _run(tmp_path / "rgb", channels=3)
-    with pytest.raises(MedisynthError, match="--format dicom: writes grayscale.*3-channel.*--format png"):
-        _sample(colour, tmp_path / "x", "dicom")
+@pytest.mark.parametrize("image_format", ["dicom", "nifti"])
+def test_colour_runs_are_written_as_rgb_and_read_back(colour_run, tmp_path, image_format):
+    table = _sample(colour_run, tmp_path / "out", image_format)
+    expected = _png_pixels(colour_run, tmp_path, colour=True)
+    if image_format == "dicom":
+        for row in table.itertuples():
+            ds = pydicom.dcmread(tmp_path / "out" / "images" / f"{row.image}.dcm")
+            assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PlanarConfiguration) == ("RGB", 3, 0)
+            assert "RescaleSlope" not in ds and "SYNTHETIC" in ds.ImageComments  # colour is never rescaled
+            assert np.array_equal(ds.pixel_array, expected[(row.label, row.image[-6:])])
+    else:
+        image = nib.load(tmp_path / "out" / "images" / "0" / "syn_0.nii.gz")
+        assert image.header["datatype"] == 128 and image.shape == (16, 16, 3)  # NIfTI RGB24, 3 slices
+    result = prepare(PrepareConfig(source=tmp_path / "out" / "images", out=tmp_path / "prepared", size=16,
+                                   workers=1), progress=False)
+    assert result.manifest.channels == 3
+    index = pd.read_csv(result.out / "index.csv", dtype={"class_name": str, "id": str})
+    assert sorted(index["id"]) == sorted(table["image"]) and (index["synthetic"] == 1).all()
+    images = np.load(result.out / "images-00000.npy")
+    numbers = {image: f"{i + 1:06d}" for label in ("0", "1")
+               for i, image in enumerate(table.loc[table["label"] == label, "image"])}
+    for row in index.itertuples():
+        assert np.array_equal(images[row.row], expected[(row.class_name, numbers[row.id])])
+
+
+def test_unknown_format_names_are_refused(tmp_path, gray_run):
     with pytest.raises(MedisynthError, match="--format 'jpeg2000': choose one of png, dicom, nifti"):
         _sample(gray_run, tmp_path / "y", "jpeg2000")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert not (tmp_path / "y").exists()
 
 
 def test_cli_sample_format(gray_run, tmp_path):

@@ -1,9 +1,10 @@
 """``dicom``: a folder of DICOM files, one image per slice (per frame of a multi-frame file).
 
-Pixels go through the file's modality transform (``pydicom.pixels.apply_modality_lut``: a
-Modality LUT Sequence when present, else RescaleSlope/RescaleIntercept; for CT, Hounsfield
-units) and are handed to
-preprocessing as raw intensities, which windows them (``--window-level/--window-width``).
+Grayscale pixels go through the file's modality transform (``pydicom.pixels.apply_modality_lut``:
+a Modality LUT Sequence when present, else RescaleSlope/RescaleIntercept; for CT, Hounsfield
+units) and are handed to preprocessing as raw intensities, which windows them
+(``--window-level/--window-width``). Colour files (SamplesPerPixel 3, e.g. a fundus photograph
+as Secondary Capture) are 8-bit RGB pixels already and are not windowed.
 Files inside class folders (``ROOT/<Class>/.../*.dcm``) take the folder name as class;
 otherwise the set is unlabelled. Slices of one patient (or series) form one group, so
 neighbouring slices never land on both sides of the split.
@@ -18,6 +19,7 @@ import numpy as np
 
 from medisynth.data.sources.base import Record, Source, register_source
 from medisynth.errors import MedisynthError
+from medisynth.io import read_dicom_frame
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -49,38 +51,13 @@ def class_of(path: Path, root: Path) -> str | None:
 @dataclass(frozen=True)
 class DicomSlice:
     """Picklable loader: frame ``frame`` of a DICOM file after its modality transform (float32;
-    Hounsfield units for CT)."""
+    Hounsfield units for CT), or its uint8 RGB pixels for a colour file."""
 
     path: str
     frame: int = 0
 
     def __call__(self) -> np.ndarray:
-        import pydicom
-
-        try:
-            ds = pydicom.dcmread(self.path)
-            pixels = ds.pixel_array
-        except Exception as e:  # pydicom raises many types for bad or compressed files
-            raise MedisynthError(
-                f"{self.path}: cannot read DICOM pixels ({type(e).__name__}: {e}); the file is damaged or uses a "
-                "compression pydicom cannot decode here (install pylibjpeg), or pass --skip-bad"
-            ) from None
-        if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
-            pixels = pixels[self.frame]
-        if pixels.ndim != 2:
-            raise MedisynthError(f"{self.path}: expected a grayscale slice, got pixel shape {pixels.shape}")
-        from pydicom.pixels import apply_modality_lut
-
-        try:
-            hu = apply_modality_lut(pixels, ds).astype(np.float32)
-        except Exception as e:  # e.g. an empty RescaleSlope or a damaged Modality LUT Sequence
-            raise MedisynthError(
-                f"{self.path}: cannot apply the DICOM modality transform ({type(e).__name__}: {e}); "
-                "fix its RescaleSlope/RescaleIntercept or Modality LUT Sequence, or pass --skip-bad"
-            ) from None
-        if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-            hu = hu.max() + hu.min() - hu  # MONOCHROME1 stores inverted gray levels
-        return hu
+        return read_dicom_frame(self.path, self.frame)
 
 
 @register_source
@@ -124,6 +101,6 @@ class DicomSource(Source):
                     path=path,
                     group=group,
                     loader=DicomSlice(str(path), frame),
-                    raw_intensity=True,
+                    raw_intensity=int(getattr(ds, "SamplesPerPixel", 1) or 1) == 1,
                     where=str(path) if frames == 1 else f"{path} frame {frame}",
                 )

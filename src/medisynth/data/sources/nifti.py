@@ -3,8 +3,9 @@
 Volumes are reoriented to RAS (nibabel ``as_closest_canonical``) so the last axis is
 axial; every ``--slice-step``-th slice is used and slices holding one constant value
 (padding, empty air) are left out. Intensities stay raw (CT in HU) and are windowed by
-preprocessing. Volumes inside class folders take the folder name as class; every
-volume is one group (its slices never straddle the split).
+preprocessing; RGB volumes (datatype RGB24) are 8-bit colour pixels and are not windowed.
+Volumes inside class folders take the folder name as class; every volume is one group (its
+slices never straddle the split).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 from medisynth.data.sources.base import Record, Source, register_source
 from medisynth.data.sources.dicom import class_of
 from medisynth.errors import MedisynthError
+from medisynth.io import read_nifti
 
 _VOLUME: dict[str, np.ndarray] = {}  # per process: the last volume read (slices come in volume order)
 
@@ -32,22 +34,15 @@ def _stem(path: Path) -> str:
 
 
 def load_volume(path: str) -> np.ndarray:
-    """The volume as float32 X x Y x Z (RAS; Z axial); 4-D volumes give their first time point."""
+    """The volume as float32 X x Y x Z (RAS; Z axial), or uint8 X x Y x Z x 3 for an RGB volume;
+    4-D grayscale volumes give their first time point."""
     if path not in _VOLUME:
-        import nibabel as nib
-
-        try:
-            img = nib.as_closest_canonical(nib.load(path))
-            data = np.asarray(img.dataobj, dtype=np.float32)
-        except Exception as e:
-            raise MedisynthError(
-                f"{path}: cannot read NIfTI volume ({type(e).__name__}: {e}); the file is damaged, "
-                "replace it or pass --skip-bad"
-            ) from None
-        if data.ndim == 4:
+        data = read_nifti(path)
+        rgb = data.dtype == np.uint8
+        if data.ndim == 4 and not rgb:
             data = data[..., 0]
-        if data.ndim != 3:
-            raise MedisynthError(f"{path}: expected a 3-D volume, got shape {data.shape}")
+        if data.ndim != (4 if rgb else 3):
+            raise MedisynthError(f"{path}: expected a 3-D volume, got shape {data.shape[:3] if rgb else data.shape}")
         _VOLUME.clear()
         _VOLUME[path] = data
     return _VOLUME[path]
@@ -96,7 +91,8 @@ class NiftiSource(Source):
             except MedisynthError as e:
                 self.problem(str(path), str(e).split(": ", 1)[-1], self.skip_bad)
                 continue
-            flat = volume.reshape(-1, volume.shape[2])
+            rgb = volume.dtype == np.uint8
+            flat = np.moveaxis(volume, 2, -1).reshape(-1, volume.shape[2])
             non_empty = np.nonzero(flat.max(axis=0) > flat.min(axis=0))[0]
             rel = path.relative_to(base).as_posix()
             rel = rel[: -len(path.name)] + _stem(path)
@@ -107,7 +103,7 @@ class NiftiSource(Source):
                     path=path,
                     group=rel,
                     loader=NiftiSlice(str(path), int(k)),
-                    raw_intensity=True,
+                    raw_intensity=not rgb,  # RGB24 holds 8-bit colour pixels: nothing to window
                     where=f"{path} slice {int(k)}",
                 )
         _VOLUME.clear()

@@ -11,7 +11,9 @@ Layouts:
   both eyes of one child form one group.
 
 Images and annotations are matched by a key: the file stem with the layout's suffixes
-(``_training``, ``_test``, ``_manual1``, ``_1stHO``, ``_mask``) removed.
+(``_training``, ``_test``, ``_manual1``, ``_1stHO``, ``_mask``) removed. Besides image files,
+DRIVE/HRF folders may hold DICOM (``.dcm``) or NIfTI (``.nii.gz``) files of one 8-bit 2-D image
+each (``medisynth pipeline vessels --format dicom|nifti``), decoded by ``medisynth.io.read_image``.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Iterable
 from medisynth.data.sources._common import is_image_name
 from medisynth.data.sources.base import Record, Source, register_source
 from medisynth.errors import MedisynthError
+from medisynth.io import is_scan_name
 
 IMAGE_DIRS = ("images",)
 VESSEL_DIRS = ("1st_manual", "manual1")
@@ -36,11 +39,15 @@ def _key(stem: str) -> str:
     return _STRIP.sub("", _STRIP.sub("", stem)).lower()
 
 
+def _stem(path: Path) -> str:
+    return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
+
+
 def _images_by_key(folder: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and is_image_name(p.name) and not p.name.startswith("."):
-            out.setdefault(_key(p.stem), p)
+        if p.is_file() and (is_image_name(p.name) or is_scan_name(p.name)) and not p.name.startswith("."):
+            out.setdefault(_key(_stem(p)), p)
     return out
 
 
@@ -98,10 +105,11 @@ class PairsSource(Source):
                 if fov_dir and key not in fovs:
                     missing.append(f"{image} (no field-of-view mask in {fov_dir})")
                     continue
-                suffix = image.stem.rsplit("_", 1)[-1].lower()
-                label = HRF_CLASSES.get(suffix) if len(_parts(self.root)) == 1 and "_" in image.stem else None
+                stem = _stem(image)
+                suffix = stem.rsplit("_", 1)[-1].lower()
+                label = HRF_CLASSES.get(suffix) if len(_parts(self.root)) == 1 and "_" in stem else None
                 yield Record(
-                    id=f"{origin}/{image.stem}" if origin in PART_DIRS else image.stem,
+                    id=f"{origin}/{stem}" if origin in PART_DIRS else stem,
                     label=label,
                     path=image,
                     mask_path=vessels[key],
