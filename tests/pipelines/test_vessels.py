@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+import nibabel as nib
 import numpy as np
+import pandas as pd
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
@@ -88,6 +91,67 @@ def test_output_reads_back_as_pairs(tiny_runs):
     assert ds.masks_uint8().shape == (3, 32, 32)
 
 
+def read_scan(path) -> np.ndarray:
+    """A DICOM/NIfTI file of the pipeline read with pydicom/nibabel alone, as shown (H x W or H x W x 3)."""
+    if path.suffix == ".dcm":
+        return pydicom.dcmread(path).pixel_array
+    data = np.asarray(nib.load(path).dataobj)
+    if data.dtype.names:  # NIfTI RGB24
+        data = np.stack([data[c] for c in "RGB"], axis=-1)
+    assert data.shape[2] == 1  # one image per file
+    return np.rot90(data[:, :, 0])  # slices are stored turned so that rot90 shows them (as prepare does)
+
+
+def prepared_arrays(source, out):
+    from medisynth.data.dataset import PreparedDataset
+    from medisynth.data.prepare import PrepareConfig, prepare
+
+    prepare(PrepareConfig(source=source, out=out, source_kind="pairs", size=32, val_fraction=0.0, test_fraction=0.0,
+                          workers=1))
+    dataset = PreparedDataset(out, split=None, with_masks=True)
+    ids = list(pd.read_csv(out / "index.csv", dtype={"id": str})["id"])
+    return ids, dataset.images_uint8(), dataset.masks_uint8()
+
+
+@pytest.mark.parametrize("image_format,suffix", [("dicom", ".dcm"), ("nifti", ".nii.gz")])
+def test_dicom_and_nifti_pairs_hold_the_png_pixels_and_read_back(tiny_runs, image_format, suffix):
+    from medisynth.provenance import read_provenance
+    from medisynth.runs import Run
+
+    run_pipeline(config(tiny_runs, "png", seed=3))
+    result = run_pipeline(config(tiny_runs, "scans", seed=3, format=image_format))
+    out = tiny_runs / "scans"
+    assert result.format == image_format and f"as {image_format} files" in result.summary()
+    assert json.loads((out / "pipeline.json").read_text())["format"] == image_format
+    images, vessels, fovs = read_layout(tiny_runs / "png", 3)
+    for i in range(3):
+        paths = [out / "training" / folder / name
+                 for folder, name in zip(("images", "1st_manual", "mask"), drive_names(i + 1, 2, suffix))]
+        for path, expected in zip(paths, (images[i], vessels[i], fovs[i])):
+            assert np.array_equal(read_scan(path), expected), path
+            record = read_provenance(path)  # every DICOM/NIfTI file says what made it
+            assert record["synthetic"] == "true" and record["run_id"] == Run(tiny_runs / "p2p").id
+            assert record["model"] == "resvae->pix2pix" and record["seed"] == "3"
+    if image_format == "dicom":
+        photo, vessel = (pydicom.dcmread(out / "training" / f / n) for f, n in
+                         (("images", "01_training.dcm"), ("1st_manual", "01_manual1.dcm")))
+        assert (photo.PhotometricInterpretation, photo.SamplesPerPixel, photo.PlanarConfiguration) == ("RGB", 3, 0)
+        assert vessel.PhotometricInterpretation == "MONOCHROME2" and float(vessel.RescaleSlope) == 1.0
+        assert list(photo.ImageType) == ["DERIVED", "SECONDARY"] and photo.PatientID == "SYNTHETIC"
+        assert "SYNTHETIC" in photo.SeriesDescription and "pix2pix" in photo.SeriesDescription
+        assert photo.StudyInstanceUID == vessel.StudyInstanceUID and photo.SeriesInstanceUID != vessel.SeriesInstanceUID
+    else:
+        photo = nib.load(out / "training" / "images" / "01_training.nii.gz")
+        assert photo.header["datatype"] == 128 and b"SYNTHETIC" in photo.header["descrip"].tobytes()  # RGB24
+    # prepare --source pairs: the same ids, photographs and vessel masks as from the PNGs
+    png_ids, png_images, png_masks = prepared_arrays(tiny_runs / "png", tiny_runs / "prepared-png")
+    ids, scan_images, scan_masks = prepared_arrays(out, tiny_runs / "prepared-scans")
+    assert ids == png_ids == ["training/01_training", "training/02_training", "training/03_training"]
+    assert np.array_equal(scan_images, png_images) and np.array_equal(scan_masks, png_masks)
+    index = pd.read_csv(tiny_runs / "prepared-scans" / "index.csv")
+    assert (index["synthetic"] == 1).all()
+
+
 def test_existing_output_needs_overwrite(tiny_runs):
     run_pipeline(config(tiny_runs))
     with pytest.raises(MedisynthError, match="--overwrite"):
@@ -131,7 +195,8 @@ def test_check_models_rejects_a_colour_vessel_model():
         check_models(vessel, translator, None)
 
 
-@pytest.mark.parametrize("cfg_change,match", [({"n": 0}, "--n"), ({"fov": "square"}, "--fov")])
+@pytest.mark.parametrize("cfg_change,match", [({"n": 0}, "--n"), ({"fov": "square"}, "--fov"),
+                                              ({"format": "tiff"}, "--format 'tiff': choose one of png, dicom, nifti")])
 def test_bad_settings(tiny_runs, cfg_change, match):
     cfg = config(tiny_runs, **cfg_change)
     with pytest.raises(MedisynthError, match=match):
@@ -148,6 +213,25 @@ def test_cli_vessels_and_eval(tiny_runs):
                               "--size", "32", "--out", str(tiny_runs / "eval.json")])
     assert res.exit_code == 0, res.output
     assert json.loads((tiny_runs / "eval.json").read_text())["n_synthetic"] == 2
+
+
+def test_cli_vessels_format_and_eval_of_nifti_pairs(tiny_runs):
+    runner = CliRunner()
+    res = runner.invoke(app, ["pipeline", "vessels", "--vessel-run", str(tiny_runs / "vessels"), "--translate-run",
+                              str(tiny_runs / "p2p"), "--n", "2", "--out", str(tiny_runs / "cli"), "--device", "cpu",
+                              "--format", "nifti"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tiny_runs / "cli" / "training" / "1st_manual").iterdir()) == [
+        "01_manual1.nii.gz", "02_manual1.nii.gz"]
+    res = runner.invoke(app, ["pipeline", "vessels-eval", str(tiny_runs / "cli"), "--synthetic", str(tiny_runs / "cli"),
+                              "--size", "32", "--out", str(tiny_runs / "eval.json")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tiny_runs / "eval.json").read_text())["n_synthetic"] == 2
+    res = runner.invoke(app, ["pipeline", "vessels", "--vessel-run", str(tiny_runs / "vessels"), "--translate-run",
+                              str(tiny_runs / "p2p"), "--out", str(tiny_runs / "bad"), "--format", "jpeg"])
+    # a MedisynthError: ``medisynth.cli.main`` prints its one line and exits 2
+    assert isinstance(res.exception, MedisynthError) and not (tiny_runs / "bad").exists()
+    assert str(res.exception) == "--format 'jpeg': choose one of png, dicom, nifti"
 
 
 def test_round_trip_through_prepare_and_the_trainer(tiny_runs):

@@ -35,6 +35,8 @@ def vessels(
     label: Optional[str] = typer.Option(None, help="Class of a conditional vessel run to sample (default: the first)."),
     batch_size: int = typer.Option(8, help="Maps per batch through the networks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    image_format: str = typer.Option("png", "--format", help="Image files: png, dicom (Secondary Capture) or nifti "
+                                     "(one-slice stack); one file per image, same DRIVE layout."),
 ) -> None:
     """Sample vessel trees, clean them, translate them to fundus photographs (and upsample): N pairs."""
     from medisynth.pipelines.denoise import DenoiseOptions
@@ -44,7 +46,7 @@ def vessels(
         vessel_run=vessel_run, translate_run=translate_run, out=out, n=n, sr_run=sr_run, seed=seed, device=device,
         denoise=DenoiseOptions(psf_sigma=psf_sigma, iterations=iterations, threshold=threshold, min_size=min_size,
                                thin_iterations=thin),
-        fov=fov, label=label, batch_size=batch_size, overwrite=overwrite,
+        fov=fov, label=label, batch_size=batch_size, overwrite=overwrite, format=image_format,
     )
     print(run_pipeline(config).summary())
 

@@ -88,7 +88,7 @@ def sample(
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="diffusion: classifier-free guidance"),
     sampling_steps: Optional[int] = typer.Option(None, "--sampling-steps", help="diffusion: denoising steps per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
-    image_format: str = typer.Option("png", "--format", help="image files: png, dicom (Secondary Capture) or nifti (one slice stack per class); dicom/nifti: grayscale runs"),
+    image_format: str = typer.Option("png", "--format", help="image files: png, dicom (Secondary Capture) or nifti (one slice stack per class); grayscale or RGB"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
 ) -> None:
     """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back.

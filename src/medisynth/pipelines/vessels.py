@@ -18,6 +18,13 @@ Stages, for N pairs:
        DIR/training/mask/01_training_mask.png
        DIR/pipeline.json      settings, runs, per-image vessel statistics
 
+   ``format="dicom"`` / ``"nifti"`` write the same names ending ``.dcm`` / ``.nii.gz`` instead
+   (``medisynth.sampling.formats``): one Secondary Capture file per image (one study per run, one
+   series per folder), or one NIfTI one-slice stack per image (RGB24 photographs). One file per
+   image keeps the pairing by name, so ``prepare --source pairs`` and ``pipeline vessels-eval`` read
+   them as they read the PNGs. Unlike the PNGs, the field-of-view masks are marked synthetic too: a
+   DICOM file needs its series description and comment anyway.
+
 The output folder appears only when complete (``atomic_dir``).
 """
 from __future__ import annotations
@@ -42,6 +49,7 @@ from medisynth.pipelines.fov import circle_fov, fov_from_image
 from medisynth.runs import LoadedRun, load_run
 from medisynth.pipelines.vessel_stats import vessel_map_stats
 from medisynth.provenance import Provenance
+from medisynth.sampling.formats import SUFFIXES, DicomFiles, IntensityWindow, check_format, save_nifti
 
 
 #: mean vessel density (fraction of the FOV) above which the output is flagged as not tree-like
@@ -62,8 +70,10 @@ class VesselPipelineConfig:
     label: Optional[str] = None  # class of the vessel run to sample (conditional runs); default: the first
     batch_size: int = 8
     overwrite: bool = False
+    format: str = "png"  #: image files: "png", "dicom" or "nifti" (``medisynth.sampling.formats``)
 
     def check(self) -> None:
+        check_format(self.format)  # photographs (1 or 3 channels) and masks (1) both fit every format
         if self.n < 1:
             raise MedisynthError(f"--n must be at least 1 (got {self.n})")
         if self.batch_size < 1:
@@ -81,10 +91,11 @@ class PipelineResult:
     vessel_size: int
     notes: list[str]
     seconds: float
+    format: str = "png"
 
     def summary(self) -> str:
-        lines = [f"wrote {self.n} image + vessel-mask pairs ({self.image_size} x {self.image_size}) in DRIVE layout to {self.out} "
-                 f"in {self.seconds:.1f} s"]
+        lines = [f"wrote {self.n} image + vessel-mask pairs ({self.image_size} x {self.image_size}) as {self.format} "
+                 f"files in DRIVE layout to {self.out} in {self.seconds:.1f} s"]
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"  read them back with: medisynth prepare {self.out} --source pairs --out PREPARED")
         return "\n".join(lines)
@@ -178,26 +189,59 @@ def synthesise_pairs(
             yield photo, (tree * 255).astype(np.uint8), (fov * 255).astype(np.uint8)
 
 
-def drive_names(index: int, width: int) -> tuple[str, str, str]:
+def drive_names(index: int, width: int, suffix: str = ".png") -> tuple[str, str, str]:
     """DRIVE file names of pair ``index`` (1-based): images/, 1st_manual/, mask/."""
     key = f"{index:0{width}d}"
-    return f"{key}_training.png", f"{key}_manual1.png", f"{key}_training_mask.png"
+    return f"{key}_training{suffix}", f"{key}_manual1{suffix}", f"{key}_training_mask{suffix}"
 
 
-def write_drive_pairs(pairs, folder: Path, n: int, provenance: Optional[Provenance] = None) -> list[dict]:
+#: the DRIVE folders of a pair, with what they hold (the DICOM series descriptions name it)
+DRIVE_FOLDERS = (("images", "fundus photographs"), ("1st_manual", "vessel maps"), ("mask", "field-of-view masks"))
+
+
+class PairFiles:
+    """Writes the images of the pairs in one ``--format``; DICOM files of one call share a study."""
+
+    def __init__(self, folder: Path, image_format: str = "png", provenance: Optional[Provenance] = None):
+        if image_format != "png" and provenance is None:
+            raise ValueError(f"{image_format} files always say what made them: pass the provenance record")
+        self.folder, self.format, self.provenance = Path(folder), image_format, provenance
+        self.suffix = SUFFIXES[image_format]
+        self.dicom = DicomFiles(self.folder, IntensityWindow()) if image_format == "dicom" else None
+
+    def write(self, subfolder: str, name: str, number: int, pixels: np.ndarray) -> None:
+        """uint8 H x W or H x W x C -> ``training/<subfolder>/<name>``; PNG FOV masks carry no provenance
+        (plain geometry), every DICOM/NIfTI file does."""
+        path = self.folder / "training" / subfolder / name
+        if self.format == "png":
+            marked = self.provenance is not None and subfolder != "mask"
+            write_png(path, pixels, self.provenance.png_text() if marked else None)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels
+        if self.dicom is not None:
+            what = dict(DRIVE_FOLDERS)[subfolder]
+            self.dicom.save(path, pixels, self.provenance, subfolder, number,
+                            f"SYNTHETIC medisynth {self.provenance.model} {what}")
+        else:  # 8-bit pixels: the identity map (slope 1, intercept 0)
+            save_nifti(path, [pixels], self.provenance, IntensityWindow())
+
+
+def write_drive_pairs(pairs, folder: Path, n: int, provenance: Optional[Provenance] = None,
+                      image_format: str = "png") -> list[dict]:
     """Write the pairs under ``folder/training/{images,1st_manual,mask}``; return per-image records.
 
-    ``provenance`` marks the synthetic photographs and vessel maps (PNG text chunks, ``medisynth.provenance``)."""
+    ``provenance`` marks the synthetic photographs and vessel maps (``medisynth.provenance``: PNG text
+    chunks, DICOM ImageComments, a NIfTI comment extension); DICOM and NIfTI need it."""
     width = max(2, len(str(n)))
     records = []
-    text = provenance.png_text() if provenance is not None else None
+    files = PairFiles(folder, image_format, provenance)
     for i, (photo, vessels, fov) in enumerate(pairs, start=1):
-        image_name, vessel_name, fov_name = drive_names(i, width)
-        write_png(folder / "training" / "images" / image_name, photo, text)
-        write_png(folder / "training" / "1st_manual" / vessel_name, vessels, text)
-        write_png(folder / "training" / "mask" / fov_name, fov)
+        names = drive_names(i, width, files.suffix)
+        for (subfolder, _), name, pixels in zip(DRIVE_FOLDERS, names, (photo, vessels, fov)):
+            files.write(subfolder, name, i, pixels)
         stats = vessel_map_stats(vessels > 0, fov > 0)
-        records.append({"image": image_name, "vessels": vessel_name, "fov": fov_name, **stats})
+        records.append({"image": names[0], "vessels": names[1], "fov": names[2], **stats})
     return records
 
 
@@ -236,7 +280,7 @@ def run_pipeline(config: VesselPipelineConfig) -> PipelineResult:
         provenance = Provenance(models, str(translator.path), translator.run.id, translator.step, config.seed,
                                 vessel.model.spec.class_names[_label_index(vessel, config.label)])
         records = write_drive_pairs(progress_bar(pairs, total=config.n, description="vessel pairs"), tmp, config.n,
-                                    provenance)
+                                    provenance, config.format)
         out_size = size * (upscaler.model.hyper.scale if upscaler else 1)
         density = float(np.mean([r["vessel_density"] for r in records]))
         if density > MAX_PLAUSIBLE_DENSITY:  # real fundus vessel trees cover ~10-15 % of the FOV (DRIVE: 12 %)
@@ -248,6 +292,7 @@ def run_pipeline(config: VesselPipelineConfig) -> PipelineResult:
             "pipeline": "vessels (seed 003: vessel VAE -> denoise -> pix2pix -> EDSR)",
             "n": config.n,
             "seed": config.seed,
+            "format": config.format,
             "image_size": out_size,
             "runs": {
                 "vessel": {"path": str(vessel.path), "model": vessel.model.name, "image_size": vsize},
@@ -260,4 +305,5 @@ def run_pipeline(config: VesselPipelineConfig) -> PipelineResult:
             "notes": notes,
             "images": records,
         })
-    return PipelineResult(Path(config.out), config.n, out_size, vsize, notes, time.perf_counter() - start)
+    return PipelineResult(Path(config.out), config.n, out_size, vsize, notes, time.perf_counter() - start,
+                          config.format)

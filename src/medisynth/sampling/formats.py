@@ -67,10 +67,15 @@ class IntensityWindow:
         return cls()
 
 
-def check_format(name: str, channels: int) -> None:
+#: the file name ending of each format
+SUFFIXES = {"png": ".png", "dicom": ".dcm", "nifti": ".nii.gz"}
+
+
+def check_format(name: str, channels: Optional[int] = None) -> None:
+    """A known format name that takes ``channels``-channel images (None: only the name is checked)."""
     if name not in FORMATS:
         raise MedisynthError(f"--format {name!r}: choose one of {', '.join(FORMATS)}")
-    if name != "png" and channels not in (1, 3):
+    if name != "png" and channels is not None and channels not in (1, 3):
         raise MedisynthError(f"--format {name}: writes grayscale or RGB images, but this run makes {channels}-channel "
                              "images; use --format png")
 
