@@ -66,3 +66,66 @@ def test_write_png_without_text_has_no_text_chunks(tmp_path):
     write_png(tmp_path / "x.png", np.zeros((4, 4), np.uint8))
     with Image.open(tmp_path / "x.png") as img:
         assert img.text == {}
+
+
+def _dicom(path, stored: np.ndarray, **elements) -> None:
+    """A tiny uncompressed grayscale DICOM file of ``stored`` (uint8 -> 8 bits, else 16 bits)."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    bits = stored.dtype.itemsize * 8
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    ds.PixelData = stored.tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("dicom 8-bit", np.arange(16, dtype=np.uint8).reshape(4, 4) * 16),
+    ("nifti 2-D", np.arange(16, dtype=np.uint8).reshape(4, 4) * 16),
+    ("nifti one slice", np.arange(16, dtype=np.uint8).reshape(4, 4) * 16),
+])
+def test_read_image_decodes_8_bit_dicom_and_nifti_images(tmp_path, case, expected):
+    import nibabel as nib
+
+    if case.startswith("dicom"):
+        path = tmp_path / "a.dcm"
+        _dicom(path, expected, RescaleSlope=1, RescaleIntercept=0)
+    else:  # stored as prepare's nifti source shows a slice: rot90 of the RAS slice
+        data = np.rot90(expected, -1)
+        path = tmp_path / "a.nii.gz"
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(data if case == "nifti 2-D" else data[:, :, None]), np.eye(4)),
+                 path)
+    image = read_image(path)
+    assert image.dtype == np.uint8 and np.array_equal(image[..., 0], expected)
+    assert read_image(path, channels=3).shape == (4, 4, 3)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("dicom in HU", r"ct\.dcm: holds -1024\.\.976, not 8-bit pixels; .*--source dicom\|nifti --window-level"),
+    ("nifti volume", r"vol\.nii\.gz: holds a volume of shape \(4, 4, 3\), not one 2-D image; .*--source nifti"),
+    ("damaged nifti", r"bad\.nii: cannot read NIfTI volume .*pass --skip-bad"),
+])
+def test_read_image_refuses_scans_that_are_not_one_8_bit_image(tmp_path, case, match):
+    import nibabel as nib
+
+    if case == "dicom in HU":
+        path = tmp_path / "ct.dcm"
+        _dicom(path, np.array([[0, 2000]] * 2, dtype=np.uint16), RescaleSlope=1, RescaleIntercept=-1024)
+    elif case == "nifti volume":
+        path = tmp_path / "vol.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.uint8), np.eye(4)), path)
+    else:
+        path = tmp_path / "bad.nii"
+        path.write_bytes(b"not a nifti file")
+    with pytest.raises(MedisynthError, match=match):
+        read_image(path)

@@ -67,3 +67,48 @@ def test_a_broken_rescale_is_one_clear_error(tmp_path):
     path = write_slice(tmp_path / "bad.dcm", STORED, RescaleSlope=None, RescaleIntercept=-1024.0)
     with pytest.raises(MedisynthError, match=r"bad\.dcm: cannot apply the DICOM modality transform.*--skip-bad"):
         DicomSlice(path)()
+
+
+def write_colour(path, rgb: np.ndarray, photometric: str = "RGB") -> str:
+    """A tiny uncompressed 8-bit colour Secondary Capture (``rgb``: H x W x 3, stored as ``photometric``)."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.pixels import convert_color_space
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.Modality = "P1", "OT"
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, photometric, 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    stored = rgb if photometric == "RGB" else convert_color_space(rgb, "RGB", photometric)
+    ds.PixelData = np.ascontiguousarray(stored, dtype=np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return str(path)
+
+
+COLOUR = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("photometric", ["RGB", "YBR_FULL"])
+def test_colour_files_are_8_bit_rgb_and_prepare_keeps_them_unwindowed(tmp_path, photometric):
+    from medisynth.data.prepare import PrepareConfig, prepare
+    from medisynth.data.sources.dicom import DicomSource
+
+    path = write_colour(tmp_path / "dcm" / "eyes" / "a.dcm", COLOUR, photometric)
+    pixels = DicomSlice(path)()
+    # YBR_FULL is lossy by at most a level of rounding per channel; RGB is exact
+    tolerance = 0 if photometric == "RGB" else 2
+    assert pixels.dtype == np.uint8 and pixels.shape == (16, 16, 3)
+    assert np.abs(pixels.astype(int) - COLOUR).max() <= tolerance
+    (record,) = DicomSource(tmp_path / "dcm").records()
+    assert record.raw_intensity is False  # a CT window must not touch colour pixels
+    result = prepare(PrepareConfig(source=tmp_path / "dcm", out=tmp_path / "out", size=16, workers=1), progress=False)
+    assert result.manifest.channels == 3
+    assert np.array_equal(np.load(tmp_path / "out" / "images-00000.npy")[0], pixels)
