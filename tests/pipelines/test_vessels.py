@@ -143,7 +143,10 @@ def test_dicom_and_nifti_pairs_hold_the_png_pixels_and_read_back(tiny_runs, imag
     else:
         photo = nib.load(out / "training" / "images" / "01_training.nii.gz")
         assert photo.header["datatype"] == 128 and b"SYNTHETIC" in photo.header["descrip"].tobytes()  # RGB24
-    # prepare --source pairs: the same ids, photographs and vessel masks as from the PNGs
+    # prepare (pairs, also when detected): the same ids, photographs and vessel masks as from the PNGs
+    from medisynth.data.sources import detect_source
+
+    assert detect_source(out).name == "pairs"
     png_ids, png_images, png_masks = prepared_arrays(tiny_runs / "png", tiny_runs / "prepared-png")
     ids, scan_images, scan_masks = prepared_arrays(out, tiny_runs / "prepared-scans")
     assert ids == png_ids == ["training/01_training", "training/02_training", "training/03_training"]
