@@ -57,6 +57,13 @@ def classic_augment(x: torch.Tensor, generator: torch.Generator, max_degrees: fl
     return y.clamp(0, 1) * 2 - 1
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA (faster cuDNN convolutions); the default layout on the CPU, where channels_last
+    corrupts the heap in the convolution backward of narrow networks (torch 2.14.1: "corrupted size vs.
+    prev_size" or a hang, reproduced with a width-4 SmallResNet at 16 px)."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     from sklearn.metrics import balanced_accuracy_score
 
@@ -105,8 +112,8 @@ def train_classifier(
     the last epoch's weights are kept. ``time_budget_s`` stops training between batches
     once exceeded (at least one batch always runs). ``model`` defaults to a fresh
     ``SmallResNet(C, num_classes, width, image_size=min(H, W))`` initialised from ``seed``.
-    Model and batches use the channels_last memory format (faster convolutions with oneDNN on
-    the CPU and cuDNN on the GPU; the same numbers up to rounding).
+    On CUDA, model and batches use the channels_last memory format (faster convolutions with cuDNN; the
+    same numbers up to rounding); see ``memory_format`` for why not on the CPU.
 
     history: {"epochs": [{"epoch", "loss", "val_balanced_accuracy", "val_accuracy", "seconds"}],
     "best_epoch", "best_val_balanced_accuracy", "stopped": "epochs"|"patience"|"time_budget",
@@ -131,7 +138,7 @@ def train_classifier(
         with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching the caller's RNG
             torch.manual_seed(seed)
             model = SmallResNet(train_images.shape[1], num_classes, width, image_size=min(train_images.shape[-2:]))
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=memory_format(dev))
     images = train_images.to(dev)
     labels = labels.to(dev)
     n = len(images)
@@ -170,7 +177,7 @@ def train_classifier(
                 x = uint8_to_float(images[idx])
                 if augment == "classic":
                     x = classic_augment(x, gen_dev)
-                x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=memory_format(dev))
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                     loss = F.cross_entropy(model(x), labels[idx], weight=loss_weight)
                 optimizer.zero_grad(set_to_none=True)
@@ -227,11 +234,11 @@ def predict_proba(model: nn.Module, images_uint8: torch.Tensor | np.ndarray, bat
     was_training = model.training
     model.eval()
     # moved OUTSIDE inference_mode: parameters created inside it could never be trained again
-    model.to(dev, memory_format=torch.channels_last)
+    model.to(dev, memory_format=memory_format(dev))
     out = []
     with torch.inference_mode():
         for i in range(0, len(images_uint8), batch_size):
-            x = uint8_to_float(images_uint8[i:i + batch_size].to(dev)).contiguous(memory_format=torch.channels_last)
+            x = uint8_to_float(images_uint8[i:i + batch_size].to(dev)).contiguous(memory_format=memory_format(dev))
             out.append(torch.softmax(model(x).float(), dim=1).cpu())
     model.train(was_training)
     if not out:
@@ -244,9 +251,9 @@ def extract_features(model: nn.Module, images_uint8: torch.Tensor, batch_size: i
                      device: str | torch.device = "auto") -> np.ndarray:
     """Penultimate features N x D of uint8 N x C x H x W images."""
     dev = resolve_device(device)
-    model.eval().to(dev, memory_format=torch.channels_last)  # outside inference_mode, see predict_proba
+    model.eval().to(dev, memory_format=memory_format(dev))  # outside inference_mode, see predict_proba
     with torch.inference_mode():
         out = [model.features(uint8_to_float(images_uint8[i:i + batch_size].to(dev))
-                              .contiguous(memory_format=torch.channels_last)).float().cpu()
+                              .contiguous(memory_format=memory_format(dev))).float().cpu()
                for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim), dtype=np.float32)
