@@ -30,6 +30,9 @@ def prepare(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad files instead of stopping."),
     workers: Optional[int] = typer.Option(None, help="Processes decoding images (default: all cores)."),
     classes: Optional[str] = typer.Option(None, help="Comma-separated class list (fixes order; others are errors)."),
+    allow_new_classes: bool = typer.Option(
+        False, "--allow-new-classes", help="Without --classes: accept labels outside the layout's classes "
+                                           "(DR grades 0-4, a balanced folder's classes) as new classes."),
     id_column: Optional[str] = typer.Option(None, help="CSV column holding the image id/file name."),
     label_column: Optional[str] = typer.Option(None, help="CSV column holding the label."),
     image_dir: Optional[str] = typer.Option(None, help="Image folder of a CSV layout (relative to SOURCE)."),
@@ -50,7 +53,7 @@ def prepare(
         source=source, out=out, source_kind=source_kind, size=size, channels=channels, preprocess=preprocess,
         graham=graham, window_level=window_level, window_width=window_width, val_fraction=val_fraction,
         test_fraction=test_fraction, seed=seed, skip_bad=skip_bad, workers=workers, overwrite=overwrite,
-        classes=class_list, limit=limit, near_duplicate_threshold=near_duplicate_threshold,
+        classes=class_list, allow_new_classes=allow_new_classes, limit=limit, near_duplicate_threshold=near_duplicate_threshold,
         source_options={"id_column": id_column, "label_column": label_column, "image_dir": image_dir,
                         "slice_step": slice_step},
     )

@@ -41,6 +41,8 @@ class Manifest:
     has_fov: bool = False
     content_hash: str = ""
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # images kept but worth a look: kind (prepare.WARNINGS) -> {"count": n, "example": the first such image}
+    warnings: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: int = 0  # images whose pixels (after preprocessing) equal an earlier image's
     duplicates_across_splits: int = 0  # duplicate groups in more than one split (only when the source fixes the split)
     near_duplicates: int = 0  # images joined to another by thumbnail similarity (prepare's --near-duplicate-threshold)

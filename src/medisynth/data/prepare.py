@@ -28,8 +28,8 @@ from medisynth.data.manifest import SPLITS, Manifest
 from medisynth.data.near_duplicates import (
     DEFAULT_THRESHOLD, SIGNATURE_SIDE, near_duplicate_components, normalise_signatures, threshold_enabled,
 )
-from medisynth.data.preprocess import PrepOptions
-from medisynth.data.worker import process_chunk, process_record
+from medisynth.data.preprocess import MAX_UPSCALE, WARN_ASPECT, PrepOptions
+from medisynth.data.worker import SOFT_LOW, SOFT_HIGH, SOFT_MASK_SHARE, process_chunk, process_record
 from medisynth.data.sources.base import Record, Source, detect_source, get_source
 from medisynth.data.split import assign_splits, check_fractions, largest_unit_shares, split_units
 from medisynth.errors import MedisynthError
@@ -41,6 +41,15 @@ SHARD_BYTES = 64 * 2**20  # images per shard are capped so one shard in memory s
 CHUNK_BYTES = 8 * 2**20  # output pixels per task sent to a worker
 SMALL_SET = 64  # below this many images one process is faster than starting a pool of spawned workers
 GIANT_UNIT_SHARE = 0.5  # a unit holding more of a class than this is reported: the class barely splits
+FEW_IMAGES = 3  # a class this small beside larger ones is reported: often a mistyped label, never split
+#: what the summary says of images kept but counted in the manifest's ``warnings`` (kinds from worker.py)
+WARNINGS = {
+    "upscaled": f"image(s) enlarged more than {MAX_UPSCALE}x (blurry): the longer side is under 1/{MAX_UPSCALE} of --size",
+    "elongated": f"image(s) longer than {WARN_ASPECT}:1, so padding to square leaves most of the output black",
+    "flat": "image(s) of one colour after preprocessing (blank)",
+    "soft_mask": f"mask(s) not binary (over {SOFT_MASK_SHARE:.0%} of their pixels between {SOFT_LOW} and "
+                 f"{SOFT_HIGH}); thresholded at 128",
+}
 
 
 @dataclass
@@ -63,6 +72,9 @@ class PrepareConfig:
     workers: Optional[int] = None  # None: all cores
     overwrite: bool = False
     classes: Optional[list[str]] = None  # fix the class list (and order); labels outside it are an error
+    # without `classes`: accept labels outside the class list the layout implies (DR grades 0-4, a balanced
+    # folder's classes) as new classes instead of refusing them
+    allow_new_classes: bool = False
     limit: Optional[int] = None  # use a seeded random subset of N images (quick looks, tests)
     source_options: dict[str, Any] = field(default_factory=dict)  # id_column, label_column, ...
     # images whose thumbnail signatures have cosine >= this stay on one side of the split; 0 or 1 switches it off
@@ -228,21 +240,30 @@ def _checked_records(source: Source, config: PrepareConfig) -> tuple[list[Record
     if labelled and len(labelled) != len(records):
         example = next(r for r in records if r.label is None)
         raise MedisynthError(f"{example.describe()}: has no label while other images have one; label every image")
-    class_names = list(config.classes) if config.classes else (source.class_names(labelled) if labelled else ["unlabelled"])
-    if len(set(class_names)) != len(class_names):
-        raise MedisynthError(f"--classes {','.join(class_names)}: a class is named twice")
-    known = set(class_names)
+    if config.classes and config.allow_new_classes:
+        raise MedisynthError("--allow-new-classes applies only without --classes (--classes fixes the class list); "
+                             "leave one of them out")
+    if config.classes:
+        class_names = list(config.classes)
+        if len(set(class_names)) != len(class_names):
+            raise MedisynthError(f"--classes {','.join(class_names)}: a class is named twice")
+        fix = "fix the label or pass the full class list with --classes"
+        known, origin = class_names, "from --classes"
+    else:
+        layout_classes = source.known_classes() if labelled and not config.allow_new_classes else None
+        if layout_classes is None:
+            return records, source.class_names(labelled) if labelled else ["unlabelled"]
+        known, origin = layout_classes
+        fix = "fix the label, pass the full class list with --classes, or pass --allow-new-classes to add it"
     kept = []
     for r in records:
         if r.label is not None and r.label not in known:
-            source.problem(
-                r.describe(),
-                f"label {r.label!r} is not one of the classes {class_names}; fix the label or pass the full class list "
-                "with --classes",
-                config.skip_bad,
-            )
+            source.problem(r.describe(), f"label {r.label!r} is not one of the classes {', '.join(known)} ({origin}); {fix}",
+                           config.skip_bad)
             continue
         kept.append(r)
+    if not config.classes:  # the classes the kept images hold, in the layout's order
+        return kept, source.class_names(r.label for r in kept)
     return kept, class_names
 
 
@@ -261,23 +282,41 @@ def _open_source(config: PrepareConfig) -> tuple[Source, dict[str, Any]]:
     return source_cls(source_path, skip_bad=config.skip_bad, **options_given), options_given
 
 
+def _mixed_channels(first: Record, first_channels: int, earlier: int, odd: Record, odd_channels: int,
+                    more: Iterator[tuple]) -> MedisynthError:
+    """The error for an image whose channel count differs from the ``earlier`` images', naming the odd one
+    out: after a single earlier image, the next readable image decides which of the two it is."""
+    if earlier == 1:
+        following = next((r for r in more if r[-1] is None), None)
+        if following is not None and following[1].shape[-1] == odd_channels:
+            first, first_channels, odd, odd_channels = odd, odd_channels, first, first_channels
+    return MedisynthError(
+        f"{odd.describe()}: has {odd_channels} channel(s) where the other images have {first_channels} "
+        f"(e.g. {first.describe()}); a grayscale or 16-bit file among colour ones (or the reverse)? "
+        "Pass --channels 1 or --channels 3 to convert all images"
+    )
+
+
 def _write_images(records: list[Record], options: PrepOptions, workers: int, folder: Path, class_names: list[str],
                   config: PrepareConfig, progress: bool
-                  ) -> tuple[_ShardWriter, list[dict[str, Any]], list[dict], np.ndarray]:
+                  ) -> tuple[_ShardWriter, list[dict[str, Any]], list[dict], np.ndarray, dict[str, dict]]:
     """Decode, preprocess and write every record into shards.
 
-    Returns (writer, index rows, skipped items, raw signatures N x 256 float32 in row order)."""
+    Returns (writer, index rows, skipped items, raw signatures N x 256 float32 in row order, warnings:
+    kind -> {"count", "example"} for the kinds of WARNINGS)."""
     from medisynth.progress import progress_bar
 
     class_index = {c: i for i, c in enumerate(class_names)}
     writer: _ShardWriter | None = None
+    first: Record | None = None
     rows: list[dict[str, Any]] = []
     skipped: list[dict] = []
     signatures: list[np.ndarray] = []
+    warnings: dict[str, dict] = {}
     # closing(): an error below stops the worker processes at once
     with closing(_results(records, options, workers)) as results:
-        for record, image, mask, fov, signature, error in progress_bar(results, total=len(records), description="prepare",
-                                                            enabled=progress):
+        for record, image, mask, fov, signature, notes, error in progress_bar(
+                results, total=len(records), description="prepare", enabled=progress):
             if error is not None:
                 if not config.skip_bad:
                     hint = "" if "--skip-bad" in error else " (or pass --skip-bad to skip and count such files)"
@@ -287,7 +326,11 @@ def _write_images(records: list[Record], options: PrepOptions, workers: int, fol
                 skipped.append({"item": where, "reason": reason})
                 continue
             if writer is None:
-                writer = _ShardWriter(folder, image.shape, mask is not None, fov is not None)
+                writer, first = _ShardWriter(folder, image.shape, mask is not None, fov is not None), record
+            elif image.shape[-1] != writer.image_shape[-1]:
+                raise _mixed_channels(first, writer.image_shape[-1], len(rows), record, image.shape[-1], results)
+            for kind, example in notes:
+                warnings.setdefault(kind, {"count": 0, "example": example})["count"] += 1
             shard, row = writer.add(record.describe(), image, mask, fov)
             signatures.append(signature)
             rows.append({
@@ -305,7 +348,7 @@ def _write_images(records: list[Record], options: PrepOptions, workers: int, fol
     if writer is None:
         raise MedisynthError(f"{config.source}: every image was skipped; nothing to prepare")
     writer.flush()
-    return writer, rows, skipped, np.stack(signatures)
+    return writer, rows, skipped, np.stack(signatures), warnings
 
 
 def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
@@ -331,7 +374,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
     workers = _choose_workers(config.workers, len(records), source.prefers_one_process)
 
     with atomic_dir(config.out, overwrite=config.overwrite, kind="prepared", inputs=(config.source,)) as tmp:
-        writer, rows, bad, raw_signatures = _write_images(records, options, workers, tmp, class_names, config,
+        writer, rows, bad, raw_signatures, warnings = _write_images(records, options, workers, tmp, class_names, config,
                                                           progress)
         index = pd.DataFrame(rows)
         # near_group: the row index of the first image of its chain of near-identical images (own index if none)
@@ -370,6 +413,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
             has_fov=writer.has_fov,
             content_hash=writer.hasher.hexdigest(),
             skipped=list(source.problems) + bad,
+            warnings=warnings,
             duplicates=duplicates,
             duplicates_across_splits=int((index.groupby("sha1")["split"].nunique() > 1).sum()),
             near_duplicates=near_duplicates,
@@ -469,6 +513,14 @@ def format_summary(manifest: Manifest) -> str:
         if empty and n >= 3 and not manifest.split.get("fixed_by_source"):
             lines.append(f"warning: class {c} has no {' or '.join(empty)} images: its {n} images form too few "
                          "units (groups, copies, near duplicates) to split")
+    totals = {c: sum(manifest.counts[s].get(c, 0) for s in SPLITS) for c in manifest.class_names}
+    few = [c for c, n in totals.items() if n < FEW_IMAGES]
+    if few and max(totals.values()) >= FEW_IMAGES:
+        lines.append(f"warning: class(es) {', '.join(f'{c} ({totals[c]})' for c in few)} have under {FEW_IMAGES} "
+                     "images: a mistyped label? Fix it, or pass --classes so labels outside the list are errors")
+    for kind, seen in manifest.warnings.items():
+        lines.append(f"warning: {seen['count']} {WARNINGS.get(kind, kind)}; e.g. {seen['example']} "
+                     "(see warnings in manifest.json)")
     if manifest.skipped:
         lines.append(f"skipped {len(manifest.skipped)} bad item(s): see skipped in manifest.json")
         for s in manifest.skipped[:5]:

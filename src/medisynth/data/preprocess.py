@@ -20,6 +20,35 @@ PREPROCESS_KINDS = ("auto", "none", "fundus", "ct")
 MIN_SIZE, MAX_SIZE = 16, 1024
 
 
+# Source image geometry. Refused (an error naming the file; skipped and counted with --skip-bad): a side
+# under MIN_SOURCE_SIDE pixels, or longer than MAX_ASPECT times the other side; either becomes a flat or
+# near-black square. Warned and counted: the picture enlarged more than MAX_UPSCALE times (blurry), or longer
+# than WARN_ASPECT times its width, so padding to square leaves most of the output black.
+MIN_SOURCE_SIDE = 4
+MAX_ASPECT = 20
+MAX_UPSCALE = 4
+WARN_ASPECT = 3
+
+
+def check_geometry(shape: tuple[int, ...], size: int) -> tuple[str, ...]:
+    """The warnings (``"upscaled"``, ``"elongated"``) an image of ``shape`` (H x W[...]) earns when
+    prepared at ``size``; MedisynthError when it is refused."""
+    h, w = int(shape[0]), int(shape[1])
+    short, long = min(h, w), max(h, w)
+    if short < MIN_SOURCE_SIDE:
+        raise MedisynthError(f"is {w}x{h} px; a side under {MIN_SOURCE_SIDE} px holds no picture: "
+                             "replace or remove the file")
+    if long > MAX_ASPECT * short:
+        raise MedisynthError(f"is {w}x{h} px, {long / short:.0f}:1; beyond {MAX_ASPECT}:1 it becomes a thin "
+                             "strip in a black square: crop it or remove the file")
+    notes = ()
+    if size > MAX_UPSCALE * long:
+        notes += ("upscaled",)
+    if long > WARN_ASPECT * short:
+        notes += ("elongated",)
+    return notes
+
+
 @dataclass
 class PrepOptions:
     size: int = 128

@@ -75,7 +75,7 @@ class PairSet:
 
 
 def _read_binary(path: Path, what: str) -> np.ndarray:
-    m = read_image(path, channels=1)[..., 0]
+    m = read_image(path, channels=1, skip_flag=None)[..., 0]  # the pipeline commands have no --skip-bad
     values = np.unique(m)
     if not set(values.tolist()) <= {0, 1, 255}:
         raise MedisynthError(
@@ -92,11 +92,11 @@ def read_pair_folder(root: Path, size: int) -> PairSet:
     from medisynth.data.preprocess import PrepOptions, preprocess
     from medisynth.data.sources.pairs import PairsSource
 
-    source = PairsSource(Path(root))
+    source = PairsSource(Path(root), skip_flag=None)
     ids, images, vessels, fovs = [], [], [], []
     options = PrepOptions(size=size, kind="fundus", channels=3)
     for record in source.records():
-        image = read_image(record.path)
+        image = read_image(record.path, skip_flag=None)
         mask = _read_binary(record.mask_path, "vessel mask")
         fov = _read_binary(record.fov_path, "field-of-view mask") if record.fov_path else None
         for name, m, path in (("vessel mask", mask, record.mask_path), ("field-of-view mask", fov, record.fov_path)):

@@ -57,7 +57,7 @@ class FileFinder:
         self._by_name: dict[str, Path] = {}
         if self.folder.is_dir():
             for entry in os.scandir(self.folder):
-                if entry.is_file():
+                if entry.is_file() or entry.is_symlink():  # a dangling link is found, then counted by the source
                     self._by_name.setdefault(entry.name.lower(), Path(entry.path))
         self._by_stem_below: dict[str, list[Path]] | None = None
 
@@ -65,7 +65,7 @@ class FileFinder:
         name = image_id.strip().lower()
         if "/" in name or "\\" in name:  # a relative path such as "images/x.png"
             for base in (self.folder, self.fallback_root):
-                if base is not None and (Path(base) / image_id).is_file():
+                if base is not None and ((Path(base) / image_id).is_file() or (Path(base) / image_id).is_symlink()):
                     return Path(base) / image_id
             return None
         if name in self._by_name:

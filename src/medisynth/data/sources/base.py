@@ -8,6 +8,7 @@ by ``Record.load()``, so that prepare streams.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
@@ -51,10 +52,12 @@ class Source:
     #: True when pixels are already decoded and tiny (MedMNIST): one process beats a pool by default
     prefers_one_process: ClassVar[bool] = False
 
-    def __init__(self, root: Path, **options: Any):
+    def __init__(self, root: Path, skip_flag: str | None = "--skip-bad", **options: Any):
         self.root = Path(root)
         self.options = options
-        self.problems: list[dict[str, str]] = []  # counted skips when skip_bad
+        #: the calling command's flag that skips bad files, advised in errors (None: the command has none)
+        self.skip_flag = skip_flag
+        self.problems: list[dict[str, str]] = []  # counted skips when skip_bad (and dangling links, always)
 
     @classmethod
     def detect(cls, root: Path) -> bool:
@@ -70,6 +73,20 @@ class Source:
         if all(_is_int(n) for n in names):
             return sorted(names, key=int)
         return names
+
+    def known_classes(self) -> tuple[list[str], str] | None:
+        """The classes the layout allows whatever the files hold, and where that list comes from
+        (e.g. the DR grades 0-4 of a grading CSV); None when any label is a class (class folders)."""
+        return None
+
+    def dangling(self, path: Path) -> bool:
+        """Whether ``path`` is a symbolic link to nothing. Such a link is counted in ``problems`` rather than
+        stopping prepare: there is no image to fix, and dropping it silently would hide a moved data set."""
+        if not (path.is_symlink() and not path.exists()):
+            return False
+        self.problems.append({"item": str(path), "reason": f"dangling symbolic link (to {os.readlink(path)}, which "
+                                                           "does not exist); fix or remove the link"})
+        return True
 
     def problem(self, where: str, message: str, skip_bad: bool) -> None:
         """Raise a clear error, or count the problem as a skip when the user asked for --skip-bad."""

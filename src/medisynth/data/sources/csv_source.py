@@ -20,6 +20,7 @@ the image folder are looked up anywhere below the root by file name.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -29,6 +30,7 @@ from medisynth.data.manifest import SPLITS
 from medisynth.data.sources._common import FileFinder, eye_group, is_image_name, normalise_label
 from medisynth.data.sources.base import Record, Source, register_source
 from medisynth.errors import MedisynthError
+from medisynth.io import read_json
 
 # (name, id column, label column, default image folders relative to the CSV's folder)
 CONVENTIONS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
@@ -39,15 +41,40 @@ CONVENTIONS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("Messidor", "Image", "Retinopathy grade", ("images",)),
 )
 FUNDUS_GRADE_COLUMNS = ("diagnosis", "level", "Retinopathy grade")
+#: the international DR severity scale that APTOS, EyePACS and IDRiD grade on (Messidor uses 0-3 of it)
+DR_GRADES = ("0", "1", "2", "3", "4")
 GROUP_COLUMNS = ("group", "patient_id", "patient")
+#: separators other than "," that spreadsheets write (";" in many locales); found from the header line
+OTHER_SEPARATORS = ";\t|"
+
+
+def separator(csv_path: Path) -> str:
+    """The CSV's column separator: "," unless the header line holds none and ``csv.Sniffer`` finds one of
+    OTHER_SEPARATORS in it."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            line = f.readline()
+    except OSError:
+        return ","
+    if "," in line:
+        return ","
+    try:
+        return csv.Sniffer().sniff(line, delimiters=OTHER_SEPARATORS).delimiter
+    except csv.Error:
+        return ","
 
 
 def _header(csv_path: Path) -> list[str]:
     try:
         with open(csv_path, newline="", encoding="utf-8-sig", errors="replace") as f:
-            return [c.strip() for c in next(csv.reader(f), [])]
+            return [c.strip() for c in next(csv.reader(f, delimiter=separator(csv_path)), [])]
     except OSError:
         return []
+
+
+def _columns(csv_path: Path) -> str:
+    """The header's columns and the separator they were split at, for error messages."""
+    return f"columns: {', '.join(_header(csv_path))}; separated by {separator(csv_path)!r}"
 
 
 def _candidate_csvs(root: Path) -> list[Path]:
@@ -57,6 +84,17 @@ def _candidate_csvs(root: Path) -> list[Path]:
     for depth in ("*/*.csv", "*/*/*.csv"):
         found += sorted(p for p in root.glob(depth) if not any(part.startswith(".") for part in p.parts))
     return found
+
+
+def _missing_columns(columns: list[str], id_column: str | None, label_column: str | None) -> str:
+    """What is missing for the user's --id-column/--label-column, each named with its flag (the other
+    column, when not given, comes from a known convention)."""
+    convention = _match_convention(columns)
+    wanted = [("--id-column", id_column or (convention[1] if convention else None)),
+              ("--label-column", label_column or (convention[2] if convention else None))]
+    missing = [f"no column {name!r} for {flag}" if name else f"no id/label column known: pass {flag}"
+               for flag, name in wanted if name not in columns]
+    return "; ".join(missing)
 
 
 def _match_convention(columns: list[str]):
@@ -88,6 +126,9 @@ class CsvSource(Source):
             folder = next((base / d for d in image_dirs if (base / d).is_dir()), self.csv_path.parent)
         self.image_dir = folder
         self.base = base
+        self.separator = separator(self.csv_path)
+        if self.separator != ",":  # read as the user meant, but never silently
+            print(f"note: {self.csv_path}: columns separated by {self.separator!r}, not ','", file=sys.stderr)
 
     @classmethod
     def detect(cls, root: Path) -> bool:
@@ -106,26 +147,36 @@ class CsvSource(Source):
                 if want_id in columns and (want_label in columns):
                     dirs = convention[3] if convention else ("images",)
                     return path, want_id, want_label, dirs
-            columns = _header(candidates[0])
-            raise MedisynthError(
-                f"{candidates[0]}: no column {id_column or label_column!r} (columns: {', '.join(columns)}); "
-                "pass the right --id-column/--label-column"
-            )
+            raise MedisynthError(f"{candidates[0]}: {_missing_columns(_header(candidates[0]), id_column, label_column)} "
+                                 f"({_columns(candidates[0])})")
         for path in candidates:
             convention = _match_convention(_header(path))
             if convention:
                 return path, convention[1], convention[2], convention[3]
-        columns = _header(candidates[0])
         raise MedisynthError(
-            f"{candidates[0]}: unknown label columns ({', '.join(columns)}); name them with "
+            f"{candidates[0]}: unknown label columns ({_columns(candidates[0])}); name them with "
             "--id-column and --label-column (and --image-dir for the image folder)"
         )
+
+    def known_classes(self) -> tuple[list[str], str] | None:
+        """DR grades for a grading column; the class list of the data set a ``medisynth balance`` folder
+        was made from; else None (any label of a generic CSV is a class)."""
+        if self.label_column in FUNDUS_GRADE_COLUMNS:
+            return list(DR_GRADES), f"the DR grades of column {self.label_column!r}"
+        balance = self.base / "balance.json"
+        if balance.is_file():
+            per_class = read_json(balance).get("per_class")
+            if not isinstance(per_class, list) or not all(isinstance(r, dict) and "class" in r for r in per_class):
+                raise MedisynthError(f"{balance}: has no per_class list of classes; the file is damaged, re-run "
+                                     "`medisynth balance`")
+            return [str(r["class"]) for r in per_class], f"the classes listed in {balance}"
+        return None
 
     def records(self) -> Iterable[Record]:
         import pandas as pd  # here, not at the top: prepare's worker processes import this module too
 
-        table = pd.read_csv(self.csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                            encoding_errors="replace")
+        table = pd.read_csv(self.csv_path, sep=self.separator, dtype=str, keep_default_na=False,
+                            encoding="utf-8-sig", encoding_errors="replace")
         table.columns = [c.strip() for c in table.columns]
         finder = FileFinder(self.image_dir, fallback_root=self.base)
         group_column = next((c for c in GROUP_COLUMNS if c in table.columns), None)
@@ -152,6 +203,8 @@ class CsvSource(Source):
             if path is None:
                 self.problem(where, f"image {image_id!r} not found (looked for {finder.looked_for(image_id)}); "
                              "add the file, fix the id, or point --image-dir at the images", self.skip_bad)
+                continue
+            if self.dangling(path):
                 continue
             if not is_image_name(path.name):
                 self.problem(where, f"{path} is not an image file (extension {path.suffix!r}); "

@@ -79,6 +79,9 @@ class DicomSource(Source):
     def records(self) -> Iterable[Record]:
         import pydicom
 
+        if self.root.is_dir():
+            for link in self.root.rglob("*.dcm"):
+                self.dangling(link)
         files = dicom_files(self.root)
         if not files:
             raise MedisynthError(f"{self.root}: no DICOM (.dcm) files found")

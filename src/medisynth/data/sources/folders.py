@@ -61,7 +61,8 @@ class FoldersSource(Source):
         classes = _subfolders(self.class_dir)
         empty = []
         for class_dir in classes:
-            files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not is_junk(p))
+            files = sorted(p for p in class_dir.rglob("*")
+                           if not is_junk(p) and not self.dangling(p) and p.is_file())
             images = [p for p in files if is_image_name(p.name)]
             if not images:
                 empty.append(class_dir)

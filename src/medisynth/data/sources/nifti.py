@@ -80,7 +80,8 @@ class NiftiSource(Source):
         return root.is_dir() and any(_is_nifti(p) for p in root.rglob("*.nii*"))
 
     def records(self) -> Iterable[Record]:
-        files = [self.root] if self.root.is_file() else sorted(p for p in self.root.rglob("*.nii*") if _is_nifti(p))
+        files = [self.root] if self.root.is_file() else sorted(
+            p for p in self.root.rglob("*.nii*") if _is_nifti(p) and not self.dangling(p))
         if not files:
             raise MedisynthError(f"{self.root}: no NIfTI (.nii/.nii.gz) volumes found")
         base = self.root if self.root.is_dir() else self.root.parent

@@ -43,10 +43,12 @@ def _stem(path: Path) -> str:
     return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
 
 
-def _images_by_key(folder: Path) -> dict[str, Path]:
+def _images_by_key(folder: Path, source: "PairsSource | None" = None) -> dict[str, Path]:
+    """Image files of ``folder`` by key; dangling links are counted by ``source`` (when given) and left out."""
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.is_file() and (is_image_name(p.name) or is_scan_name(p.name)) and not p.name.startswith("."):
+        if ((is_image_name(p.name) or is_scan_name(p.name)) and not p.name.startswith(".")
+                and not (source and source.dangling(p)) and p.is_file()):
             out.setdefault(_key(_stem(p)), p)
     return out
 
@@ -94,10 +96,10 @@ class PairsSource(Source):
             return
         missing: list[str] = []
         for origin, part in _parts(self.root):
-            images = _images_by_key(_first_dir(part, IMAGE_DIRS))
-            vessels = _images_by_key(_first_dir(part, VESSEL_DIRS))
+            images = _images_by_key(_first_dir(part, IMAGE_DIRS), self)
+            vessels = _images_by_key(_first_dir(part, VESSEL_DIRS), self)
             fov_dir = _first_dir(part, FOV_DIRS)
-            fovs = _images_by_key(fov_dir) if fov_dir else {}
+            fovs = _images_by_key(fov_dir, self) if fov_dir else {}
             for key, image in images.items():
                 if key not in vessels:
                     missing.append(f"{image} (no vessel mask in {_first_dir(part, VESSEL_DIRS)})")
@@ -122,7 +124,7 @@ class PairsSource(Source):
         missing = []
         for image in sorted(self.root.glob("*.jpg")):
             m = _CHASE_IMAGE.match(image.stem)
-            if not m:
+            if not m or self.dangling(image):
                 continue
             vessel = image.with_name(f"{image.stem}_1stHO.png")
             if not vessel.is_file():
@@ -133,9 +135,9 @@ class PairsSource(Source):
 
     def _report_missing(self, missing: list[str]) -> None:
         if missing and not self.skip_bad:
+            skip = f", or pass {self.skip_flag} to leave these images out" if self.skip_flag else ""
             raise MedisynthError(
-                f"{self.root}: {len(missing)} image(s) without annotation: {'; '.join(missing)}. "
-                "Add the masks, or pass --skip-bad to leave these images out"
+                f"{self.root}: {len(missing)} image(s) without annotation: {'; '.join(missing)}. Add the masks{skip}"
             )
         for item in missing:
             self.problems.append({"item": item.split(" (")[0], "reason": "missing annotation: " + item.split(" (", 1)[1][:-1]})
