@@ -209,3 +209,200 @@ def test_damaged_image_advises_only_flags_the_command_has(tmp_path, medisynth_cl
     assert_one_line_error(code, output, broken.name, "cannot decode")
     assert "--skip-bad" not in output
     assert not out.exists()
+
+
+# -- prepare: sizes, labels, links, masks, CSV layout -------------------------------------------
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _noise(shape, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+
+
+def _class_folders(root: Path, per_class: int = 4, side: int = 32) -> Path:
+    for k, cls in enumerate(("a", "b")):
+        for i in range(per_class):
+            _png(root / cls / f"{i}.png", _noise((side, side, 3), 10 * k + i))
+    return root
+
+
+def _label_csv(root: Path, labels: list[str], header: str = "image,label", sep: str = ",",
+               image_dir: str = "images", csv_name: str = "labels.csv") -> Path:
+    lines = [header.replace(",", sep)]
+    for i, label in enumerate(labels):
+        _png(root / image_dir / f"im{i:02d}.png", _noise((32, 32, 3), i))
+        lines.append(f"im{i:02d}{sep}{label}")
+    (root / csv_name).write_text("\n".join(lines) + "\n")
+    return root / csv_name
+
+
+def _prepare(cli, source, out, *flags):
+    return cli("prepare", source, "--out", out, "--size", "16", "--workers", "1", *flags)
+
+
+@pytest.mark.parametrize("height, width, names", [(1, 1, ["1x1 px", "under 4 px"]),
+                                                  (10, 2000, ["2000x10 px", "beyond 20:1"])])
+def test_degenerate_image_size_is_refused(tmp_path, medisynth_cli, height, width, names):
+    source = _class_folders(tmp_path / "source")
+    odd = _png(source / "a" / "odd.png", np.full((height, width, 3), 200, np.uint8))
+    out = tmp_path / "out"
+    assert_one_line_error(*_prepare(medisynth_cli, source, out), str(odd), *names, "--skip-bad")
+    assert not out.exists()
+    code, output = _prepare(medisynth_cli, source, out, "--skip-bad")
+    assert code == 0, output
+    skipped = json.loads((out / "manifest.json").read_text())["skipped"]
+    assert [s["item"] for s in skipped] == [str(odd)]
+
+
+@pytest.mark.parametrize("odd_shape, fill, size, kind, text", [
+    ((20, 64, 3), None, 16, "elongated", "longer than 3:1"),
+    ((32, 32, 3), 7, 16, "flat", "of one colour"),
+    ((32, 32, 3), None, 160, "upscaled", "enlarged more than 4x"),
+])
+def test_odd_images_are_warned_and_counted(tmp_path, medisynth_cli, odd_shape, fill, size, kind, text):
+    source = _class_folders(tmp_path / "source", side=48)
+    odd = _png(source / "b" / "odd.png", _noise(odd_shape, 99) if fill is None else np.full(odd_shape, fill, np.uint8))
+    out = tmp_path / "out"
+    code, output = medisynth_cli("prepare", source, "--out", out, "--size", size, "--workers", "1")
+    assert code == 0, output
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert warnings == {kind: {"count": 1, "example": str(odd)}}  # 160 px: 4x the 48 px images is 192, not over
+    assert f"warning: 1 image(s) {text}" in output
+
+
+def test_label_outside_given_classes_lists_them(tmp_path, medisynth_cli):
+    csv_path = _label_csv(tmp_path / "source", ["0", "1"] * 4 + ["banana"])
+    out = tmp_path / "out"
+    assert_one_line_error(*_prepare(medisynth_cli, tmp_path / "source", out, "--classes", "0,1"),
+                          f"{csv_path} row 10", "'banana'", "classes 0, 1")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("layout", ["grades", "balanced"])
+def test_label_outside_the_layouts_classes_needs_allow_new_classes(tmp_path, medisynth_cli, layout):
+    source = tmp_path / "source"
+    if layout == "grades":  # EyePACS: image,level with train/: the DR grades 0-4 are the classes
+        csv_path = _label_csv(source, ["0", "1", "2", "3", "4"] * 2 + ["7"], header="image,level",
+                              image_dir="train", csv_name="trainLabels.csv")
+        unknown, known = "'7'", "classes 0, 1, 2, 3, 4"
+    else:  # a `medisynth balance` folder: balance.json lists the real data set's classes
+        csv_path = _label_csv(source, ["cyst", "normal"] * 4 + ["banana"])
+        (source / "balance.json").write_text(json.dumps({"per_class": [{"class": "cyst"}, {"class": "normal"}]}))
+        unknown, known = "'banana'", "classes cyst, normal"
+    out = tmp_path / "out"
+    assert_one_line_error(*_prepare(medisynth_cli, source, out), str(csv_path), unknown, known,
+                          "--allow-new-classes")
+    assert not out.exists()
+    code, output = _prepare(medisynth_cli, source, out, "--allow-new-classes")
+    assert code == 0, output
+    assert unknown.strip("'") in json.loads((out / "manifest.json").read_text())["class_names"]
+
+
+def test_allow_new_classes_with_classes_is_refused(tmp_path, medisynth_cli):
+    _label_csv(tmp_path / "source", ["0", "1"] * 4)
+    out = tmp_path / "out"
+    assert_one_line_error(*_prepare(medisynth_cli, tmp_path / "source", out, "--classes", "0,1",
+                                    "--allow-new-classes"), "--allow-new-classes", "--classes")
+    assert not out.exists()
+
+
+def test_one_image_class_in_a_generic_csv_is_warned(tmp_path, medisynth_cli):
+    _label_csv(tmp_path / "source", ["0", "1"] * 4 + ["banana"])
+    code, output = _prepare(medisynth_cli, tmp_path / "source", tmp_path / "out")
+    assert code == 0, output
+    assert "warning: class(es) banana (1) have under 3 images" in output
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+@pytest.mark.parametrize("layout", ["folders", "csv"])
+def test_dangling_symlink_is_counted(tmp_path, medisynth_cli, layout):
+    source = tmp_path / "source"
+    if layout == "folders":
+        _class_folders(source)
+        link = source / "a" / "moved.png"
+    else:
+        csv_path = _label_csv(source, ["0", "1"] * 4)
+        link = source / "images" / "moved.png"
+        csv_path.write_text(csv_path.read_text() + "moved,1\n")
+    link.symlink_to(tmp_path / "elsewhere" / "moved.png")
+    out = tmp_path / "out"
+    code, output = _prepare(medisynth_cli, source, out)
+    assert code == 0, output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["num_images"] == 8
+    assert [s["item"] for s in manifest["skipped"]] == [str(link)]
+    assert "dangling symbolic link" in manifest["skipped"][0]["reason"]
+    assert f"skipped 1 bad item(s)" in output and str(link) in output
+
+
+def _hrf(root: Path, vessel_mask) -> Path:
+    """An HRF-layout folder of 6 images (2 per class); image 0's vessel mask is ``vessel_mask`` (None: absent)."""
+    for i, cls in enumerate(["h", "dr", "g"] * 2):
+        name = f"{i:02d}_{cls}"
+        _png(root / "images" / f"{name}.png", _noise((48, 64, 3), i))
+        stripes = np.zeros((48, 64), np.uint8)
+        stripes[10:20] = 255
+        mask = stripes if i else vessel_mask
+        if mask is not None:
+            _png(root / "manual1" / f"{name}.png", mask)
+        _png(root / "mask" / f"{name}_mask.png", np.full((48, 64), 255, np.uint8))
+    return root
+
+
+def test_soft_mask_is_counted(tmp_path, medisynth_cli):
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
+    source = _hrf(tmp_path / "hrf", ramp)
+    out = tmp_path / "out"
+    code, output = _prepare(medisynth_cli, source, out)
+    assert code == 0, output
+    warnings = json.loads((out / "manifest.json").read_text())["warnings"]
+    assert warnings == {"soft_mask": {"count": 1, "example": str(source / "manual1" / "00_h.png")}}
+    assert "warning: 1 mask(s) not binary" in output
+
+
+@pytest.mark.parametrize("odd_index", [0, 3])
+def test_grayscale_file_among_colour_ones_is_named(tmp_path, medisynth_cli, odd_index):
+    source = _class_folders(tmp_path / "source")
+    odd = source / "a" / f"{odd_index}.png"
+    Image.fromarray(np.full((32, 32), 5000, np.uint16)).save(odd)  # 16-bit grayscale
+    out = tmp_path / "out"
+    code, output = _prepare(medisynth_cli, source, out)
+    assert_one_line_error(code, output, "--channels")
+    assert output.strip().split("\n")[-1].startswith(f"error: {odd}: has 1 channel(s) where the other images have 3")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flags, missing", [
+    (["--label-column", "grade"], "no column 'grade' for --label-column"),
+    (["--source", "csv", "--id-column", "image", "--label-column", "grade"], "no column 'grade' for --label-column"),
+    (["--id-column", "file"], "no column 'file' for --id-column"),
+])
+def test_wrong_csv_column_names_the_csv_and_its_columns(tmp_path, medisynth_cli, flags, missing):
+    csv_path = _label_csv(tmp_path / "source", ["0", "1"] * 4)
+    out = tmp_path / "out"
+    assert_one_line_error(*_prepare(medisynth_cli, tmp_path / "source", out, *flags), str(csv_path), missing,
+                          "columns: image, label; separated by ','")
+    assert not out.exists()
+
+
+def test_semicolon_csv_is_read_and_said(tmp_path, medisynth_cli):
+    csv_path = _label_csv(tmp_path / "source", ["0", "1"] * 4, sep=";")
+    out = tmp_path / "out"
+    code, output = _prepare(medisynth_cli, tmp_path / "source", out)
+    assert code == 0, output
+    assert f"note: {csv_path}: columns separated by ';'" in output
+    assert json.loads((out / "manifest.json").read_text())["class_names"] == ["0", "1"]
+    shutil.rmtree(out)
+    assert_one_line_error(*_prepare(medisynth_cli, tmp_path / "source", out, "--label-column", "grade"),
+                          str(csv_path), "separated by ';'")
+    assert not out.exists()
+
+
+def test_vessels_eval_advises_no_skip_bad(tmp_path, medisynth_cli):
+    source = _hrf(tmp_path / "hrf", None)
+    code, output = medisynth_cli("pipeline", "vessels-eval", source, "--synthetic", source, "--size", "32")
+    assert_one_line_error(code, output, str(source), "without annotation")
+    assert "--skip-bad" not in output
