@@ -2,6 +2,8 @@
 folder, or a training run sampled on the fly into a scratch folder)."""
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -9,10 +11,58 @@ import numpy as np
 import torch
 
 from medisynth.data.dataset import PreparedDataset
-from medisynth.data.image_folder import ImageSet
+from medisynth.data.image_folder import ImageSet, load_image_folder
+from medisynth.data.manifest import Manifest
 from medisynth.errors import MedisynthError
 from medisynth.evaluation.config import EvaluateConfig
 from medisynth.runs import Run, is_run
+
+
+@dataclass
+class EvaluationInputs:
+    """Everything ``evaluate`` compares, loaded once."""
+
+    real_root: Path
+    manifest: Manifest
+    train: ImageSet  # the real train split (memorization, the domain space)
+    val: ImageSet
+    heldout: ImageSet  # real val + test, never trained on
+    reference: ImageSet  # the real images the synthetic set is compared with (--real-split, capped)
+    fake: ImageSet
+    fake_path: Path
+    fake_kind: str  # "run" (sampled on the fly) or "folder"
+    resized: bool  # the synthetic images were resized to the real size
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.manifest.class_names
+
+    @property
+    def run(self) -> Optional[Path]:
+        return self.fake_path if self.fake_kind == "run" else None
+
+
+def load_inputs(config: EvaluateConfig) -> EvaluationInputs:
+    """The real splits and the synthetic set (a run is sampled into a scratch folder first)."""
+    real_root = Path(config.real)
+    manifest = Manifest.load(real_root)
+    train, val = real_set(real_root, "train"), real_set(real_root, "val")
+    heldout = ImageSet.concat(val, real_set(real_root, "test"))
+    reference = train if config.real_split == "train" else real_set(real_root, None if config.real_split == "all" else config.real_split)
+    if len(train.images) == 0:
+        raise MedisynthError(f"{real_root}: the train split is empty; memorization and the domain space need training images")
+    reference = subset(reference, config.max_images, config.seed)
+
+    fake_path = Path(config.fake)
+    if not fake_path.exists():
+        raise MedisynthError(f"--synthetic {fake_path}: not found; pass an image folder (images/ + labels.csv) or a run folder")
+    with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
+        fake_kind = "run" if is_run_folder(fake_path) else "folder"
+        folder = sample_run(Run.open(fake_path), manifest.class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
+        fake, resized = load_image_folder(folder, manifest.class_names, manifest.image_size, manifest.channels, resize=True)
+    fake = subset(fake, config.max_images, config.seed + 1)
+    return EvaluationInputs(real_root, manifest, train, val, heldout, reference, fake, fake_path, fake_kind, resized)
+
 
 def real_set(root: Path, split: Optional[str]) -> ImageSet:
     ds = PreparedDataset(root, split)

@@ -1,25 +1,29 @@
 """``evaluate(EvaluateConfig) -> dict``: feature spaces, distribution metrics, CAS, pixel figures,
-diversity and memorization, then metrics.json + report.html (inputs: ``inputs``; figures: ``figures``)."""
+diversity and memorization, then metrics.json + report.html.
+
+``evaluate`` reads as its steps: inputs (``inputs.load_inputs``) -> features and distribution
+metrics (``_feature_metrics``) -> CAS -> pixel figures, diversity and memorization (``_copies``,
+``_pixel_metrics``, ``_memorization``) -> per-class figures and verdict (``_judge``) -> figures
+and report (``figures``, ``_write_report``)."""
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import torch
 
-from medisynth.data.manifest import Manifest
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.evaluation.config import SCHEMA, EvaluateConfig
 from medisynth.evaluation.figures import FigureInputs
 from medisynth.evaluation.figures import figures as draw_figures
-from medisynth.data.image_folder import ImageSet, load_image_folder
-from medisynth.evaluation.inputs import is_run_folder, real_set, sample_run, subset
+from medisynth.data.image_folder import ImageSet
+from medisynth.evaluation.inputs import EvaluationInputs, load_inputs
 from medisynth.evaluation.small_classes import add_small_class_intervals
 from medisynth.evaluation.verdict import choose_primary_space, decide, verdict_lines
 from medisynth.evaluation.yardstick import pixel_yardstick, real_vs_real, within_class_diversity
@@ -32,10 +36,48 @@ from medisynth.metrics.diversity import mean_pairwise_ms_ssim
 from medisynth.metrics.memorization import copy_memorization, feature_memorization
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
 from medisynth.report.format import format_number
-from medisynth.runs import Run
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_FLAGGED_LISTED = 50
 LABEL_FREE_SPACE = "ssl"  # the self-supervised space used when the domain classifier is at chance
+
+
+class _Laps:
+    """Seconds each step took, for metrics.json's ``timings_s``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._clock, 3)
+        self._clock = now
+
+
+@dataclass
+class FeatureResults:
+    """Per feature space: its status, distribution metrics and the features themselves."""
+
+    spaces: dict[str, dict] = field(default_factory=dict)  # space -> status, dim, extractor info
+    distribution: dict[str, dict] = field(default_factory=dict)  # space -> FID, KID, PRDC, IS, yardstick
+    per_class: dict[str, dict[str, Optional[dict]]] = field(default_factory=dict)  # class -> space -> metrics
+    features: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # space -> {"real", "fake", "train", "heldout"}
+    domain_logits: dict[str, np.ndarray] = field(default_factory=dict)  # {"fake", "heldout"} of the domain classifier
+    domain_chance: Optional[dict] = None  # the domain classifier's held-out accuracy against chance
+
+
+@dataclass
+class CopyResults:
+    """Copy detection of the synthetic set against the training split, and the pixel figures drawn from it."""
+
+    mem_px: dict  # copy_memorization's output
+    near_copies: pd.DataFrame  # near_copies.csv
+    ssim: np.ndarray  # SSIM of each synthetic image with its nearest training image
+    psnr: np.ndarray
+    flagged: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # near-copy indices, most similar first
 
 
 def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict:
@@ -46,71 +88,80 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     (e.g. a feature space that was skipped). Raises MedisynthError on bad input, before any work
     when ``config.out`` exists without ``overwrite``."""
     config.validate()
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
-    real_root = Path(config.real)
+    lap = _Laps()
     check_output(Path(config.out), config.overwrite, "evaluation", (config.real, config.fake))  # before minutes of work
-    manifest = Manifest.load(real_root)
     device = resolve_device(config.device)
-    class_names = manifest.class_names
-    warnings_out: list[str] = []
-
-    train = real_set(real_root, "train")
-    val = real_set(real_root, "val")
-    heldout = ImageSet.concat(val, real_set(real_root, "test"))
-    reference = train if config.real_split == "train" else real_set(real_root, None if config.real_split == "all" else config.real_split)
-    if len(train.images) == 0:
-        raise MedisynthError(f"{real_root}: the train split is empty; memorization and the domain space need training images")
-    reference = subset(reference, config.max_images, config.seed)
-
-    fake_path = Path(config.fake)
-    if not fake_path.exists():
-        raise MedisynthError(f"--synthetic {fake_path}: not found; pass an image folder (images/ + labels.csv) or a run folder")
-    with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
-        fake_kind = "run" if is_run_folder(fake_path) else "folder"
-        folder = sample_run(Run.open(fake_path), class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
-        fake, resized = load_image_folder(folder, class_names, manifest.image_size, manifest.channels, resize=True)
-    fake = subset(fake, config.max_images, config.seed + 1)
-    if resized:
-        warnings_out.append(f"synthetic images were resized to the real data's {manifest.image_size} px")
+    inputs = load_inputs(config)
+    warnings_out = [f"synthetic images were resized to the real data's {inputs.manifest.image_size} px"] if inputs.resized else []
     lap("load")
 
-    metrics: dict = {
+    metrics = _header(config, inputs)
+    found = _feature_metrics(config, inputs, device, log, lap)
+    metrics["feature_spaces"] = found.spaces
+    metrics["distribution"] = found.distribution
+    metrics["cas"] = _cas_section(inputs, found)
+
+    copies = _copies(config, inputs)
+    hist_real, hist_fake = intensity_histograms(inputs.reference.images), intensity_histograms(inputs.fake.images)
+    real_mean, fake_mean = mean_image(inputs.reference.images), mean_image(inputs.fake.images)
+    metrics["pixel"] = _pixel_metrics(config, inputs, copies)
+    metrics["diversity"] = _diversity(config, inputs)
+    lap("pixel")
+
+    metrics["memorization"] = _memorization(inputs, found, copies)
+    if metrics["memorization"]["pixel"]["heldout_fraction_flagged"]:
+        warnings_out.append(
+            f"{metrics['memorization']['pixel']['heldout_fraction_flagged']:.1%} of held-out REAL images are near-copies of training images "
+            "(duplicates or neighbouring slices): read the synthetic flag rate against that baseline"
+        )
+    lap("memorization")
+
+    _judge(metrics, config, inputs, found, copies)
+    for space, d in found.distribution.items():
+        warnings_out += [f"{space}: {w}" for w in d.get("warnings", [])]
+    metrics["warnings"] = list(dict.fromkeys(warnings_out))
+
+    figures = draw_figures(
+        FigureInputs(reference=inputs.reference, fake=inputs.fake, train=inputs.train, features=found.features,
+                     mem_px=copies.mem_px, flagged=copies.flagged, hist_real=hist_real, hist_fake=hist_fake,
+                     real_mean=real_mean, fake_mean=fake_mean, run=inputs.run),
+        seed=config.seed, near_copy_threshold=copies.mem_px["summary"]["threshold"],
+    )
+    lap("plots")
+    metrics["timings_s"] = lap.timings
+    _write_report(config, metrics, figures, copies.near_copies)
+    return metrics
+
+
+def _header(config: EvaluateConfig, inputs: EvaluationInputs) -> dict:
+    """metrics.json's opening: schema, provenance, what was compared and the request."""
+    manifest, reference, fake, class_names = inputs.manifest, inputs.reference, inputs.fake, inputs.class_names
+    return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "medisynth_version": _version(),
         "inputs": {
-            "real": str(real_root), "real_content_hash": manifest.content_hash, "real_split": config.real_split,
-            "n_real": len(reference.images), "n_train": len(train.images), "n_heldout": len(heldout.images),
-            "fake": str(fake_path), "fake_kind": fake_kind, "n_fake": len(fake.images), "fake_labelled": fake.labels is not None,
+            "real": str(inputs.real_root), "real_content_hash": manifest.content_hash, "real_split": config.real_split,
+            "n_real": len(reference.images), "n_train": len(inputs.train.images), "n_heldout": len(inputs.heldout.images),
+            "fake": str(inputs.fake_path), "fake_kind": inputs.fake_kind, "n_fake": len(fake.images), "fake_labelled": fake.labels is not None,
             "class_names": class_names, "image_size": manifest.image_size, "channels": manifest.channels,
             "real_class_counts": _class_counts(reference.labels, class_names),
             "fake_class_counts": _class_counts(fake.labels, class_names) if fake.labels is not None else None,
-            "fake_resized": resized,
+            "fake_resized": inputs.resized,
         },
         "config": {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
                    for k, v in dataclasses.asdict(config).items()},
     }
 
-    # -- feature spaces and distribution metrics -------------------------------------------------
+
+def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, log: Callable[[str], None],
+                     lap: _Laps) -> FeatureResults:
+    """Each feature space in turn; the label-free space joins when the domain classifier is at chance."""
     context = ExtractorContext(
-        real_root=real_root, weights=config.weights, device=device, cache_dir=config.cache_dir, seed=config.seed,
+        real_root=inputs.real_root, weights=config.weights, device=device, cache_dir=config.cache_dir, seed=config.seed,
         batch_size=config.batch_size, options={"domain_epochs": config.domain_epochs, "ssl_steps": config.ssl_steps, "progress": config.progress},
     )
-    spaces: dict[str, dict] = {}
-    distribution: dict[str, dict] = {}
-    per_class_dist: dict[str, dict[str, Optional[dict]]] = {name: {} for name in class_names}
-    features: dict[str, dict[str, np.ndarray]] = {}
-    domain_logits: dict[str, np.ndarray] = {}
-    metric_options = dict(kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k, seed=config.seed)
-    domain_chance: Optional[dict] = None
+    found = FeatureResults(per_class={name: {} for name in inputs.class_names})
     queue = list(config.feature_spaces)
     while queue:
         name = queue.pop(0)
@@ -118,129 +169,143 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
             extractor = build_extractor(name, context)
         except FeatureSpaceUnavailable as e:
             log(str(e))
-            spaces[name] = {"status": "skipped", "reason": str(e)}
+            found.spaces[name] = {"status": "skipped", "reason": str(e)}
             continue
-        feats_ref = extractor.extract(reference.images)  # the real set first: the pixels space fits its PCA on it
-        feats_fake = extractor.extract(fake.images)
-        feats_train = feats_ref if reference is train else extractor.extract(train.images)
-        feats_held = extractor.extract(heldout.images) if len(heldout.images) else None
-        features[name] = {"real": feats_ref.features, "fake": feats_fake.features, "train": feats_train.features,
-                          "heldout": None if feats_held is None else feats_held.features}
-        if name == "domain":
-            domain_logits = {"fake": feats_fake.logits, "heldout": None if feats_held is None else feats_held.logits}
-            domain_chance = _domain_chance(domain_logits["heldout"], heldout.labels, len(val.images))
-            if not domain_chance["better_than_chance"] and LABEL_FREE_SPACE in FEATURE_SPACES and LABEL_FREE_SPACE not in config.feature_spaces:
-                log(f"domain classifier no better than chance (accuracy {format_number(domain_chance['value'], kind='fraction')}, "
-                    f"chance {format_number(domain_chance['chance'], kind='fraction')}, p={format_number(domain_chance['p_value'])}): "
-                    f"adding the label-free {LABEL_FREE_SPACE} space")
-                queue.append(LABEL_FREE_SPACE)
-        spaces[name] = {"status": "ok", "dim": int(feats_ref.features.shape[1]), **extractor.info()}
-        wanted = ("fid", "kid", "prdc", "is") if extractor.has_logits else ("fid", "kid", "prdc")
-        distribution[name] = calculate_metrics(feats_ref.features, feats_fake.features, wanted, fake_logits=feats_fake.logits, **metric_options)
-        # held-out real images are the fair partner only when the reference is the training split they are disjoint from
-        partner = feats_held if feats_held is not None and config.real_split == "train" else None
-        distribution[name]["yardstick"] = real_vs_real(
-            feats_ref.features, reference.labels, feats_fake.features, fake.labels,
-            heldout=None if partner is None else partner.features, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
-            seed=config.seed, kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k,
-            logits={"real": feats_ref.logits, "fake": feats_fake.logits, "heldout": None if partner is None else partner.logits}
-            if extractor.has_logits else None)
-        if fake.labels is not None:
-            for c, cname in enumerate(class_names):
-                r_sel, f_sel = reference.labels == c, fake.labels == c
-                if min(r_sel.sum(), f_sel.sum()) < config.min_class_samples:
-                    per_class_dist[cname][name] = None
-                    continue
-                per_class_dist[cname][name] = calculate_metrics(
-                    feats_ref.features[r_sel], feats_fake.features[f_sel], ("fid", "kid", "prdc"), **metric_options
-                )
+        _measure_space(name, extractor, config, inputs, found)
+        chance = found.domain_chance
+        if name == "domain" and not chance["better_than_chance"] and LABEL_FREE_SPACE in FEATURE_SPACES \
+                and LABEL_FREE_SPACE not in config.feature_spaces:
+            log(f"domain classifier no better than chance (accuracy {format_number(chance['value'], kind='fraction')}, "
+                f"chance {format_number(chance['chance'], kind='fraction')}, p={format_number(chance['p_value'])}): "
+                f"adding the label-free {LABEL_FREE_SPACE} space")
+            queue.append(LABEL_FREE_SPACE)
         lap(f"features:{name}")
-    metrics["feature_spaces"] = spaces
-    metrics["distribution"] = distribution
+    return found
 
-    # -- classification accuracy score ----------------------------------------------------------
-    metrics["cas"] = _cas(fake, heldout, domain_logits, class_names)
-    if metrics["cas"].get("available"):
-        metrics["cas"]["chance"] = accuracy_vs_chance(fake.labels, domain_logits["fake"].argmax(axis=1))
-    if domain_chance is not None:
-        metrics["cas"]["domain_chance"] = domain_chance
-        if "domain" in spaces:
-            spaces["domain"]["chance"] = domain_chance
-            spaces["domain"]["informative"] = domain_chance["better_than_chance"]
 
-    # -- pixel figures and diversity --------------------------------------------------------------
+def _measure_space(name: str, extractor, config: EvaluateConfig, inputs: EvaluationInputs, found: FeatureResults) -> None:
+    """One feature space: features of every set, distribution metrics with their yardstick, per class."""
+    reference, fake, train, heldout = inputs.reference, inputs.fake, inputs.train, inputs.heldout
+    feats_ref = extractor.extract(reference.images)  # the real set first: the pixels space fits its PCA on it
+    feats_fake = extractor.extract(fake.images)
+    feats_train = feats_ref if reference is train else extractor.extract(train.images)
+    feats_held = extractor.extract(heldout.images) if len(heldout.images) else None
+    found.features[name] = {"real": feats_ref.features, "fake": feats_fake.features, "train": feats_train.features,
+                            "heldout": None if feats_held is None else feats_held.features}
+    if name == "domain":
+        found.domain_logits = {"fake": feats_fake.logits, "heldout": None if feats_held is None else feats_held.logits}
+        found.domain_chance = _domain_chance(found.domain_logits["heldout"], heldout.labels, len(inputs.val.images))
+    found.spaces[name] = {"status": "ok", "dim": int(feats_ref.features.shape[1]), **extractor.info()}
+    options = dict(kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k, seed=config.seed)
+    wanted = ("fid", "kid", "prdc", "is") if extractor.has_logits else ("fid", "kid", "prdc")
+    found.distribution[name] = calculate_metrics(feats_ref.features, feats_fake.features, wanted, fake_logits=feats_fake.logits, **options)
+    # held-out real images are the fair partner only when the reference is the training split they are disjoint from
+    partner = feats_held if feats_held is not None and config.real_split == "train" else None
+    found.distribution[name]["yardstick"] = real_vs_real(
+        feats_ref.features, reference.labels, feats_fake.features, fake.labels,
+        heldout=None if partner is None else partner.features, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
+        logits={"real": feats_ref.logits, "fake": feats_fake.logits, "heldout": None if partner is None else partner.logits}
+        if extractor.has_logits else None, **options)
+    if fake.labels is None:
+        return
+    for c, cname in enumerate(inputs.class_names):
+        r_sel, f_sel = reference.labels == c, fake.labels == c
+        if min(r_sel.sum(), f_sel.sum()) < config.min_class_samples:
+            found.per_class[cname][name] = None
+            continue
+        found.per_class[cname][name] = calculate_metrics(
+            feats_ref.features[r_sel], feats_fake.features[f_sel], ("fid", "kid", "prdc"), **options)
+
+
+def _cas_section(inputs: EvaluationInputs, found: FeatureResults) -> dict:
+    """The classification accuracy score, with the domain classifier's own chance test beside it."""
+    cas = _cas(inputs.fake, inputs.heldout, found.domain_logits, inputs.class_names)
+    if cas.get("available"):
+        cas["chance"] = accuracy_vs_chance(inputs.fake.labels, found.domain_logits["fake"].argmax(axis=1))
+    if found.domain_chance is not None:
+        cas["domain_chance"] = found.domain_chance
+        if "domain" in found.spaces:
+            found.spaces["domain"]["chance"] = found.domain_chance
+            found.spaces["domain"]["informative"] = found.domain_chance["better_than_chance"]
+    return cas
+
+
+def _copies(config: EvaluateConfig, inputs: EvaluationInputs) -> CopyResults:
+    """Near-copies of training images, and SSIM/PSNR of each synthetic image with its nearest one."""
     from medisynth.metrics.copy_detection import copy_detector, near_copies_table
 
-    detector = copy_detector(real_root, config.near_copy_threshold, cache_dir=config.cache_dir, seed=config.seed, steps=config.ssl_steps,
-                             progress=config.progress, reference=train.images)
+    train, fake, heldout = inputs.train, inputs.fake, inputs.heldout
+    detector = copy_detector(inputs.real_root, config.near_copy_threshold, cache_dir=config.cache_dir, seed=config.seed,
+                             steps=config.ssl_steps, progress=config.progress, reference=train.images)
     mem_px = copy_memorization(detector, fake.images, heldout.images if len(heldout.images) else None)
     near_copies = near_copies_table(mem_px["matches"], fake.ids, train.ids, detector.units)
-    nearest = torch.from_numpy(mem_px["fake_nearest"])
-    ssim, psnr = paired_ssim_psnr(fake.images, train.images[nearest])
-    hist_real, hist_fake = intensity_histograms(reference.images), intensity_histograms(fake.images)
-    real_mean, fake_mean = mean_image(reference.images), mean_image(fake.images)
-    metrics["pixel"] = {
+    ssim, psnr = paired_ssim_psnr(fake.images, train.images[torch.from_numpy(mem_px["fake_nearest"])])
+    flagged = np.nonzero(mem_px["matches"].flagged)[0]
+    flagged = flagged[np.argsort(-mem_px["fake_similarity"][flagged])]
+    return CopyResults(mem_px, near_copies, ssim, psnr, flagged)
+
+
+def _pixel_metrics(config: EvaluateConfig, inputs: EvaluationInputs, copies: CopyResults) -> dict:
+    reference, fake, heldout = inputs.reference, inputs.fake, inputs.heldout
+    return {
         "nearest_by": "aligned correlation with the training split (copy detection, near_copies.csv)",
-        "ssim_nearest_mean": float(ssim.mean()), "ssim_nearest_std": float(ssim.std()),
-        "psnr_nearest_mean": float(psnr.mean()), "psnr_nearest_std": float(psnr.std()),
+        "ssim_nearest_mean": float(copies.ssim.mean()), "ssim_nearest_std": float(copies.ssim.std()),
+        "psnr_nearest_mean": float(copies.psnr.mean()), "psnr_nearest_std": float(copies.psnr.std()),
         "mean_image_mse": mean_image_mse(reference.images, fake.images),
         "histogram": histogram_distance(reference.images, fake.images),
         "yardstick": pixel_yardstick(reference.images, reference.labels, fake.images, fake.labels,
                                      heldout.images if config.real_split == "train" and len(heldout.images) else None, heldout.labels,
-                                     config.yardstick_repeats, config.seed),
+                                     repeats=config.yardstick_repeats, seed=config.seed),
     }
-    metrics["diversity"] = {
+
+
+def _diversity(config: EvaluateConfig, inputs: EvaluationInputs) -> dict:
+    reference, fake = inputs.reference, inputs.fake
+    return {
         "metric": "mean pairwise MS-SSIM over random pairs (lower = more diverse)",
         "fake": mean_pairwise_ms_ssim(fake.images, config.diversity_pairs, config.seed),
         "real": mean_pairwise_ms_ssim(reference.images, config.diversity_pairs, config.seed),
-        "within_class": within_class_diversity(reference.images, reference.labels, fake.images, fake.labels, class_names,
-                                               config.diversity_pairs, config.seed),
+        "within_class": within_class_diversity(reference.images, reference.labels, fake.images, fake.labels, inputs.class_names,
+                                               pairs=config.diversity_pairs, seed=config.seed),
     }
-    lap("pixel")
 
-    # -- memorization ------------------------------------------------------------------------------
-    flagged = np.nonzero(mem_px["matches"].flagged)[0]
-    flagged = flagged[np.argsort(-mem_px["fake_similarity"][flagged])]
+
+def _memorization(inputs: EvaluationInputs, found: FeatureResults, copies: CopyResults) -> dict:
+    """Pixel-level copies (listed, most similar first) and the nearest-neighbour figures in a feature space."""
+    mem_px = copies.mem_px
     memorization = {
         "pixel": mem_px["summary"],
         "feature": None,
         "flagged": [
-            {"fake": fake.ids[i], "train": train.ids[int(mem_px["fake_nearest"][i])], "similarity": float(mem_px["fake_similarity"][i]),
-             "transform": mem_px["matches"].transform[i]}
-            for i in flagged[:MAX_FLAGGED_LISTED]
+            {"fake": inputs.fake.ids[i], "train": inputs.train.ids[int(mem_px["fake_nearest"][i])],
+             "similarity": float(mem_px["fake_similarity"][i]), "transform": mem_px["matches"].transform[i]}
+            for i in copies.flagged[:MAX_FLAGGED_LISTED]
         ],
     }
-    feature_space = next((s for s in ("domain", "inception", "radiomics", "pixels") if s in features), None)
+    feature_space = next((s for s in ("domain", "inception", "radiomics", "pixels") if s in found.features), None)
     if feature_space:
-        f = features[feature_space]
+        f = found.features[feature_space]
         memorization["feature"] = {"space": feature_space, **feature_memorization(f["train"], f["fake"], f["heldout"])["summary"]}
-    if memorization["pixel"]["heldout_fraction_flagged"]:
-        warnings_out.append(
-            f"{memorization['pixel']['heldout_fraction_flagged']:.1%} of held-out REAL images are near-copies of training images "
-            "(duplicates or neighbouring slices): read the synthetic flag rate against that baseline"
-        )
-    metrics["memorization"] = memorization
-    lap("memorization")
+    return memorization
 
-    # -- per class, training, plots, report ----------------------------------------------------------
-    primary, primary_reason = choose_primary_space(list(features), None if domain_chance is None else domain_chance["better_than_chance"])
-    metrics["per_class"] = _per_class(reference, fake, class_names, per_class_dist, ssim, config) if fake.labels is not None else None
+
+def _judge(metrics: dict, config: EvaluateConfig, inputs: EvaluationInputs, found: FeatureResults, copies: CopyResults) -> None:
+    """Adds per-class figures, the verdict and the training summary to ``metrics``."""
+    reference, fake, class_names = inputs.reference, inputs.fake, inputs.class_names
+    primary, primary_reason = choose_primary_space(
+        list(found.features), None if found.domain_chance is None else found.domain_chance["better_than_chance"])
+    metrics["per_class"] = _per_class(reference, fake, class_names, found.per_class, copies.ssim, config.min_class_samples) \
+        if fake.labels is not None else None
     if metrics["per_class"] is not None and primary is not None:
-        add_small_class_intervals(metrics["per_class"], features[primary]["real"], reference.labels, features[primary]["fake"],
-                                  fake.labels, class_names, primary, config.prdc_k, config.bootstrap, config.seed)
+        space = found.features[primary]
+        add_small_class_intervals(metrics["per_class"], space["real"], reference.labels, space["fake"], fake.labels, class_names,
+                                  primary, k=config.prdc_k, n_boot=config.bootstrap, seed=config.seed)
     metrics["verdict"] = decide(metrics, primary, primary_reason, read_utility(config.utility))
-    metrics["training"] = _training_summary(fake_path) if fake_kind == "run" else None
-    for space, d in distribution.items():
-        warnings_out += [f"{space}: {w}" for w in d.get("warnings", [])]
-    metrics["warnings"] = list(dict.fromkeys(warnings_out))
+    metrics["training"] = _training_summary(inputs.fake_path) if inputs.run is not None else None
 
-    figures = draw_figures(
-        FigureInputs(reference, fake, train, features, mem_px, flagged, hist_real, hist_fake, real_mean, fake_mean,
-                     run=fake_path if fake_kind == "run" else None),
-        seed=config.seed, near_copy_threshold=mem_px["summary"]["threshold"],
-    )
-    lap("plots")
-    metrics["timings_s"] = timings
+
+def _write_report(config: EvaluateConfig, metrics: dict, figures: dict[str, Optional[bytes]], near_copies: pd.DataFrame) -> None:
+    """The report folder, all at once: plots/, metrics.json, near_copies.csv, report.html."""
     from medisynth.report import render_report
 
     with atomic_dir(Path(config.out), config.overwrite, "evaluation", (config.real, config.fake)) as tmp_out:
@@ -251,7 +316,6 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
         write_json(tmp_out / "metrics.json", metrics)
         atomic_write_text(tmp_out / "near_copies.csv", near_copies.to_csv(index=False))
         atomic_write_text(tmp_out / "report.html", render_report(metrics, figures))
-    return metrics
 
 
 def _version() -> str:
@@ -314,7 +378,8 @@ def read_utility(folder: Optional[Path]) -> Optional[dict]:
     return read_json(path)
 
 
-def _per_class(reference: ImageSet, fake: ImageSet, class_names, per_class_dist, ssim, config) -> dict:
+def _per_class(reference: ImageSet, fake: ImageSet, class_names: list[str], per_class_dist: dict, ssim: np.ndarray,
+               min_class_samples: int) -> dict:
     out = {}
     for c, name in enumerate(class_names):
         n_real, n_fake = int(np.sum(reference.labels == c)), int(np.sum(fake.labels == c))
@@ -326,7 +391,7 @@ def _per_class(reference: ImageSet, fake: ImageSet, class_names, per_class_dist,
             "distribution": dist or None,
             "ssim_nearest_mean": float(ssim[sel].mean()) if sel.any() else None,
             "skipped_reason": None if any(v is not None for v in dist.values())
-            else f"fewer than {config.min_class_samples} images in one of the sets ({n_real} real, {n_fake} synthetic)",
+            else f"fewer than {min_class_samples} images in one of the sets ({n_real} real, {n_fake} synthetic)",
         }
     return out
 
