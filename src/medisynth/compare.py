@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional
 
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_write_text, read_json
+from medisynth.report.format import format_number
 from medisynth.runs import Run, read_metrics
 from medisynth.training.checkpoint import STATE_JSON
 
@@ -117,29 +118,21 @@ def _latest_evaluation(run: Run, reports: Iterable[Path | str]) -> Optional[dict
 
 
 # -- rendering -------------------------------------------------------------------------------------
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def table_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     """(row label, one cell per run): the same rows for the terminal and the HTML page."""
     rows: list[tuple[str, list[str]]] = [
         ("model", [s.model for s in summaries]),
         ("classes", [f"{len(s.classes)}: {', '.join(s.classes)}" for s in summaries]),
-        ("image size", [_fmt(s.image_size) for s in summaries]),
+        ("image size", [format_number(s.image_size) for s in summaries]),
         ("budget", [s.budget for s in summaries]),
-        ("trained", [f"step {_fmt(s.step)}, epoch {_fmt(s.epoch)}, {_fmt(s.minutes)} min" for s in summaries]),
+        ("trained", [f"step {format_number(s.step)}, epoch {format_number(s.epoch)}, {format_number(s.minutes)} min" for s in summaries]),
     ]
     keys = sorted({k for s in summaries for k in s.final})
-    rows += [(f"final {k}", [_fmt(s.final.get(k)) for s in summaries]) for k in keys]
+    rows += [(f"final {k}", [format_number(s.final.get(k)) for s in summaries]) for k in keys]
     rows.append(("evaluation", [f"{e['report']} ({e['created']}, {e['space']})" if e else "none found"
                                 for e in (s.evaluation for s in summaries)]))
     for label, _ in EVALUATION_FIGURES:
-        rows.append((label, [_fmt((s.evaluation or {}).get(label)) for s in summaries]))
+        rows.append((label, [format_number((s.evaluation or {}).get(label)) for s in summaries]))
     return rows
 
 

@@ -16,5 +16,13 @@ def test_format_number(value, kind, text):
     assert format_number(value, kind=kind) == text
 
 
+@pytest.mark.parametrize("value,kind,text", [
+    (0.042, "fraction", "+0.042"), (-0.042, "fraction", "-0.042"), (0.0, "fraction", "+0.000"),
+    (12.345, "number", "+12.3"), (-7.606e-07, "number", "-7.61e-07"), (None, "fraction", MISSING),
+])
+def test_signed(value, kind, text):
+    assert format_number(value, kind=kind, signed=True) == text
+
+
 def test_interval():
     assert format_interval(0.1, 0.25, kind="fraction") == "[0.100, 0.250]"

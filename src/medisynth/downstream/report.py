@@ -9,26 +9,24 @@ from pathlib import Path
 
 from medisynth.io import atomic_dir, atomic_write_text, write_json
 from medisynth.downstream.metrics import SCALAR_METRICS
+from medisynth.report.format import MISSING, format_number
 
 LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "macro_f1": "macro-F1",
           "qwk": "QWK", "auroc_ovr": "AUROC (OvR)"}
 
 
-def _fmt(entry: dict) -> str:
+def _mean_std(entry: dict) -> str:
+    """A metric over seeds: ``mean ± std`` (scores in [0, 1], so three decimals)."""
     if entry["mean"] is None:
-        return "n/a"
-    std = f" ± {entry['std']:.3f}" if entry["std"] is not None else ""
-    return f"{entry['mean']:.3f}{std}"
-
-
-def _p(value) -> str:
-    return "n/a" if value is None else f"{value:.3g}"
+        return MISSING
+    std = f" ± {format_number(entry['std'], kind='fraction')}" if entry["std"] is not None else ""
+    return format_number(entry["mean"], kind="fraction") + std
 
 
 def _above_chance(results: dict, protocol: str) -> str:
     c = results.get("verdict", {}).get("chance", {}).get(protocol)
     if not c:
-        return "n/a"
+        return MISSING
     return f"{c['seeds_above_chance']}/{c['seeds']} seeds" + ("" if c["above_chance"] else " (at chance)")
 
 
@@ -37,7 +35,7 @@ def metrics_table(results: dict) -> list[list[str]]:
     metrics = [m for m in SCALAR_METRICS if any(summary[p][m]["mean"] is not None for p in summary)]
     rows = [["protocol", *[LABELS[m] for m in metrics], "above chance"]]
     for protocol, entry in summary.items():
-        rows.append([protocol, *[_fmt(entry[m]) for m in metrics], _above_chance(results, protocol)])
+        rows.append([protocol, *[_mean_std(entry[m]) for m in metrics], _above_chance(results, protocol)])
     return rows
 
 
@@ -60,7 +58,7 @@ def terminal_summary(results: dict, report_path) -> None:
     for column in ("protocol", "balanced acc.", "accuracy", "above chance"):
         table.add_column(column, justify="left" if column == "protocol" else "right")
     for protocol, entry in results["summary"].items():
-        table.add_row(protocol, _fmt(entry["balanced_accuracy"]), _fmt(entry["accuracy"]),
+        table.add_row(protocol, _mean_std(entry["balanced_accuracy"]), _mean_std(entry["accuracy"]),
                       _above_chance(results, protocol))
     console = Console()
     console.print(table)
@@ -73,7 +71,7 @@ def recall_table(results: dict) -> list[list[str]]:
     names = results["data"]["class_names"]
     rows = [["protocol", *[f"recall {c}" for c in names]]]
     for protocol, entry in results["summary"].items():
-        rows.append([protocol, *["n/a" if v is None else f"{v:.3f}" for v in entry["per_class_recall_mean"]]])
+        rows.append([protocol, *[format_number(v, kind="fraction") for v in entry["per_class_recall_mean"]]])
     return rows
 
 
@@ -84,8 +82,8 @@ def comparison_table(results: dict) -> list[list[str]]:
             c = comparison[metric]
             if c["mean_difference"] is None:
                 continue
-            rows.append([name, LABELS[metric], f"{c['mean_difference']:+.3f}", _p(c["t_test_p"]),
-                         _p(c["wilcoxon_p"]), str(c["n_pairs"])])
+            rows.append([name, LABELS[metric], format_number(c["mean_difference"], kind="fraction", signed=True),
+                         format_number(c["t_test_p"]), format_number(c["wilcoxon_p"]), str(c["n_pairs"])])
     return rows
 
 
@@ -94,12 +92,13 @@ def extra_lines(results: dict) -> list[str]:
     for name, comparison in results["comparisons"].items():
         m = comparison["seed0_mcnemar"]
         lines.append(f"{name}, seed 0, McNemar exact test on per-image correctness: only real right "
-                     f"{m['only_a_correct']}, only {name.split(' vs ')[0]} right {m['only_b_correct']}, p = {_p(m['p'])}")
+                     f"{m['only_a_correct']}, only {name.split(' vs ')[0]} right {m['only_b_correct']}, p = {format_number(m['p'])}")
         b = comparison.get("seed0_bootstrap_balanced_accuracy")
         if b:
-            lines.append(f"{name}, seed 0, balanced-accuracy difference {b['difference']:+.3f}, "
+            lines.append(f"{name}, seed 0, balanced-accuracy difference {format_number(b['difference'], kind='fraction', signed=True)}, "
                          f"{int(b['level'] * 100)}% paired bootstrap CI over test images "
-                         f"[{b['ci_low']:+.3f}, {b['ci_high']:+.3f}] ({b['n_boot']} resamples)")
+                         f"[{format_number(b['ci_low'], kind='fraction', signed=True)}, "
+                         f"{format_number(b['ci_high'], kind='fraction', signed=True)}] ({b['n_boot']} resamples)")
     return lines
 
 

@@ -29,6 +29,7 @@ from medisynth.downstream.data import (
     recorded_top_up,
 )
 from medisynth.downstream.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
+from medisynth.report.format import format_number
 
 
 @dataclass
@@ -241,9 +242,10 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
         "stopped": history["stopped"], "seconds": history["seconds"],
         "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
     }
-    say(f"    test balanced accuracy {metrics['balanced_accuracy']:.3f} (accuracy {chance['value']:.3f}, "
-        f"{'above' if chance['better_than_chance'] else 'NOT above'} chance {chance['chance']:.3f}, "
-        f"p = {chance['p_value']:.3g}), stopped by {history['stopped']} after {len(history['epochs'])} "
+    say(f"    test balanced accuracy {format_number(metrics['balanced_accuracy'], kind='fraction')} "
+        f"(accuracy {format_number(chance['value'], kind='fraction')}, "
+        f"{'above' if chance['better_than_chance'] else 'NOT above'} chance {format_number(chance['chance'], kind='fraction')}, "
+        f"p = {format_number(chance['p_value'])}), stopped by {history['stopped']} after {len(history['epochs'])} "
         f"epoch(s), {history['seconds']:.0f}s")
     return record, proba
 

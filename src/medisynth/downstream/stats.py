@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
+from medisynth.report.format import format_number
+
 WILCOXON_MIN_PAIRS = 6
 
 
@@ -50,7 +52,7 @@ def paired_over_seeds(a, b) -> dict:
     else:
         out["notes"].append(
             f"Wilcoxon signed-rank skipped: with {len(diff)} pairs its smallest possible two-sided p is "
-            f"{2 / 2 ** len(diff):.3f}; use --seeds {WILCOXON_MIN_PAIRS} or more")
+            f"{format_number(2 / 2 ** len(diff))}; use --seeds {WILCOXON_MIN_PAIRS} or more")
     if len(diff) < 5:
         out["notes"].append(f"only {len(diff)} seeds: low statistical power; a non-significant result is not evidence of no effect")
     return out

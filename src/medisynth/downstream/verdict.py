@@ -78,7 +78,7 @@ def utility_verdict(runs: list[dict], protocols: list[str]) -> dict:
     if not chance[SYNTHETIC_PROTOCOL]["above_chance"] and not chance[best]["above_chance"]:
         return answer("cannot tell", f"both {SYNTHETIC_PROTOCOL} and the best baseline ({best}) are at chance")
     figure = (f"{SYNTHETIC_PROTOCOL} minus {best} (the best baseline without synthetic images): balanced accuracy "
-              f"{mean:+.3f}, {int(LEVEL * 100)}% CI {format_interval(low, high, kind='fraction')} over {len(diff)} paired seeds")
+              f"{format_number(mean, kind='fraction', signed=True)}, {int(LEVEL * 100)}% CI {format_interval(low, high, kind='fraction')} over {len(diff)} paired seeds")
     if low > 0:
         return answer("good", f"synthetic images help: {figure}")
     if high < 0:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from medisynth.evaluation.inputs import ImageSet
+from medisynth.report.format import format_number
 
 
 @dataclass
@@ -49,13 +50,13 @@ def figures(inputs: FigureInputs, seed: int, near_copy_threshold: float) -> dict
     near = mem_px["fake_nearest"]
     figs["nn_pairs"] = plots.pairs_png(
         display(fake.images[pairs]), display(train.images[near[pairs]]),
-        [f"sim {mem_px['fake_similarity'][i]:.3f}" for i in pairs],
+        [f"sim {format_number(mem_px['fake_similarity'][i], kind='fraction')}" for i in pairs],
     )
     if len(flagged):
         top = flagged[:8]
         figs["flagged_pairs"] = plots.pairs_png(
             display(fake.images[top]), display(train.images[near[top]]),
-            [f"{fake.ids[i]}\nsim {mem_px['fake_similarity'][i]:.3f}\n{mem_px['matches'].transform[i]}" for i in top],
+            [f"{fake.ids[i]}\nsim {format_number(mem_px['fake_similarity'][i], kind='fraction')}\n{mem_px['matches'].transform[i]}" for i in top],
         )
     figs["similarity_hist"] = plots.similarity_histogram(mem_px["fake_similarity"], mem_px["heldout_similarity"], near_copy_threshold)
     figs["edges"] = plots.edge_maps(reference.images[pick(len(reference.images), 6)].numpy(), fake.images[pick(len(fake.images), 6)].numpy())

@@ -130,7 +130,7 @@ def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answ
         POOR: "The synthetic images are far from the real distribution: much further than other real images are.",
     }[level]
     return Answer("faithful", "Faithful", level, ratio, label, "ratio", y["real_vs_real"]["fid"],
-                  f"real-vs-real FID {_fmt(y['real_vs_real']['fid'])} vs synthetic {_fmt(y['synthetic']['fid'])}, {n} images a set",
+                  f"real-vs-real FID {format_number(y['real_vs_real']['fid'])} vs synthetic {format_number(y['synthetic']['fid'])}, {n} images a set",
                   sentence)
 
 
@@ -142,12 +142,12 @@ def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answe
         r = y["ratio"]["coverage"]
         checks.append((level_of("coverage_ratio", r), r, f"coverage ratio to real vs real ({space} space)",
                        y["real_vs_real"]["coverage"],
-                       f"real-vs-real coverage {_fmt(y['real_vs_real']['coverage'], 'fraction')} vs synthetic "
-                       f"{_fmt(y['synthetic']['coverage'], 'fraction')}, {y['n_per_set']} images a set"))
+                       f"real-vs-real coverage {format_number(y['real_vs_real']['coverage'], kind='fraction')} vs synthetic "
+                       f"{format_number(y['synthetic']['coverage'], kind='fraction')}, {y['n_per_set']} images a set"))
     if within.get("available") and within.get("ratio") is not None:
         r = within["ratio"]
         checks.append((level_of("diversity_ratio", r), r, "within-class diversity ratio (1 - MS-SSIM, synthetic / real)",
-                       within["mean_real"], f"real within-class MS-SSIM {_fmt(within['mean_real'])} vs synthetic {_fmt(within['mean_fake'])}"))
+                       within["mean_real"], f"real within-class MS-SSIM {format_number(within['mean_real'])} vs synthetic {format_number(within['mean_fake'])}"))
     if not checks:
         reason = why or "coverage could not be computed"
         if not within.get("available"):
@@ -170,7 +170,7 @@ def _private(metrics: dict) -> Answer:
                       "held-out real images flagged", "", "no held-out (val/test) real images to set the baseline")
     excess = px["fraction_flagged"] - px["heldout_fraction_flagged"]
     checks = [(level_of("near_copy_excess", excess), px["fraction_flagged"], label, px["heldout_fraction_flagged"],
-               f"held-out real images flagged: {_fmt(px['heldout_fraction_flagged'], 'fraction')}", "fraction")]
+               f"held-out real images flagged: {format_number(px['heldout_fraction_flagged'], kind='fraction')}", "fraction")]
     if px.get("dcr_ratio") is not None:
         dcr_level = level_of("dcr_ratio", px["dcr_ratio"])
         checks.append((DOUBTFUL if dcr_level == POOR else dcr_level, px["dcr_ratio"],
@@ -216,7 +216,7 @@ def _class_true(metrics: dict, utility: Optional[dict]) -> Answer:
                 POOR: "A classifier trained on real images mostly does not see the intended class in the synthetic images.",
             }.get(level, "")
             answer = Answer("class-true", "Class-true & useful", level or CANNOT_TELL, ratio, label, "ratio", real_acc,
-                            f"{yard_label}: {_fmt(real_acc, 'fraction')}; CAS {_fmt(cas['overall'], 'fraction')}", sentence,
+                            f"{yard_label}: {format_number(real_acc, kind='fraction')}; CAS {format_number(cas['overall'], kind='fraction')}", sentence,
                             None if level else _chance_reason("CAS", cas_chance, "synthetic"))
     u = (utility or {}).get("verdict") if utility else None
     if u and u.get("level") in SEVERITY:
@@ -232,14 +232,10 @@ def _chance_reason(what: str, chance: dict, images: str = "held-out test") -> st
         return f"{what} could not be tested against chance (no {images} images)"
     if chance["chance"] ** chance["n"] >= chance["alpha"]:  # even all-correct could not reach significance
         return (f"too few {images} images ({chance['n']}) to show that {what} beats chance "
-                f"(accuracy {_fmt(chance['value'], 'fraction')} vs chance {_fmt(chance['chance'], 'fraction')})")
+                f"(accuracy {format_number(chance['value'], kind='fraction')} vs chance {format_number(chance['chance'], kind='fraction')})")
     return (f"{what} is no better than chance on {chance['n']} {images} images "
-            f"(accuracy {_fmt(chance['value'], 'fraction')} vs chance {_fmt(chance['chance'], 'fraction')}, "
-            f"p = {_fmt(chance['p_value'])}): its figures are uninformative")
-
-
-def _fmt(x, kind: str = "number") -> str:
-    return format_number(x, kind=kind)
+            f"(accuracy {format_number(chance['value'], kind='fraction')} vs chance {format_number(chance['chance'], kind='fraction')}, "
+            f"p = {format_number(chance['p_value'])}): its figures are uninformative")
 
 
 def verdict_lines(verdict: dict) -> list[str]:

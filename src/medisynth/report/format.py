@@ -4,6 +4,7 @@
 (``1.00``, ``12.3``, ``0.0123``) and scientific outside it (``7.61e-07``); ``kind="fraction"``
 (accuracies, precision, recall, coverage: values in [0, 1] read side by side) always gives three
 decimals (``0.000``, ``0.167``, ``1.000``); ``kind="ratio"`` adds a multiplication sign (``1.20x``).
+``signed=True`` writes a plus sign on positive values, for differences read beside each other (``+0.042``).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 MISSING = "\u2013"  # en dash: a figure that could not be computed (the reason is given next to it)
 
 
-def format_number(value: Any, digits: int = 3, kind: str = "number") -> str:
+def format_number(value: Any, digits: int = 3, kind: str = "number", signed: bool = False) -> str:
     if value is None:
         return MISSING
     if isinstance(value, bool):
@@ -23,15 +24,16 @@ def format_number(value: Any, digits: int = 3, kind: str = "number") -> str:
     x = float(value)
     if not math.isfinite(x):
         return MISSING
+    sign = "+" if signed else "-"
     if kind == "fraction":
-        return f"{x:.3f}"
+        return f"{x:{sign}.3f}"
     if x == 0:
         text = "0"
     elif 1e-3 <= abs(x) < 1e5:
         decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
-        text = f"{x:.{decimals}f}"
+        text = f"{x:{sign}.{decimals}f}"
     else:
-        text = f"{x:.{digits - 1}e}"
+        text = f"{x:{sign}.{digits - 1}e}"
     return text + "\u00d7" if kind == "ratio" else text
 
 
