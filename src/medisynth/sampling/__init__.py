@@ -13,7 +13,17 @@ Modules: ``config`` (SampleConfig, SampleResult), ``plan`` (which class, how man
 ``sampler`` (the loop).
 """
 from medisynth.sampling.config import SampleConfig, SampleResult
-from medisynth.sampling.plan import UNLABELLED, parse_per_class, resolve_class
+from medisynth.sampling.plan import parse_per_class, resolve_class
 from medisynth.sampling.sampler import sample
+
+
+def __getattr__(name: str):
+    # UNLABELLED lives in data.image_folder, which imports pandas: looked up on use so that sampling a
+    # conditional GAN starts without pandas
+    if name == "UNLABELLED":
+        from medisynth.data.image_folder import UNLABELLED
+
+        return UNLABELLED
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["UNLABELLED", "SampleConfig", "SampleResult", "parse_per_class", "resolve_class", "sample"]

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 
-from medisynth.data.image_folder import UNLABELLED
 from medisynth.errors import MedisynthError
 from medisynth.runs import LoadedRun, Run
 from medisynth.sampling.config import SampleConfig
@@ -102,6 +101,9 @@ def plan_jobs(config: SampleConfig, device: torch.device) -> tuple[list[Job], Ru
     own = info.get("class_index")
     if own is None and len(class_names) == 1:
         own = 0
+    # imported here: image_folder brings pandas, which sampling a conditional GAN never needs (start-up)
+    from medisynth.data.image_folder import UNLABELLED
+
     if config.per_class is not None:
         if own is None:
             raise MedisynthError(
