@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 import torch
 
+from medisynth import __version__
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.evaluation.config import SCHEMA, EvaluateConfig
@@ -139,7 +140,7 @@ def _header(config: EvaluateConfig, inputs: EvaluationInputs) -> dict:
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "medisynth_version": _version(),
+        "medisynth_version": __version__,
         "inputs": {
             "real": str(inputs.real_root), "real_content_hash": manifest.content_hash, "real_split": config.real_split,
             "n_real": len(reference.images), "n_train": len(inputs.train.images), "n_heldout": len(inputs.heldout.images),
@@ -316,15 +317,6 @@ def _write_report(config: EvaluateConfig, metrics: dict, figures: dict[str, Opti
         write_json(tmp_out / "metrics.json", metrics)
         atomic_write_text(tmp_out / "near_copies.csv", near_copies.to_csv(index=False))
         atomic_write_text(tmp_out / "report.html", render_report(metrics, figures))
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("medisynth")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        return "unknown"
 
 
 def _class_counts(labels: Optional[np.ndarray], class_names: list[str]) -> dict[str, int]:
