@@ -87,15 +87,11 @@ def run_utility(config: UtilityConfig) -> dict:
     """Train and score every protocol x seed; write the report; return the results dict."""
     from medisynth.device import resolve_device
     from medisynth.downstream.report import write_report
-    from medisynth.downstream.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
     from medisynth.downstream.verdict import utility_verdict
-    from medisynth.progress import make_progress
 
     protocols = _check(config)
     device = resolve_device(config.device)
     real = load_real(Path(config.real))
-    k = len(real.class_names)
-    ordinal = is_ordinal(real.class_names)
     synthetic, top_up = None, None
     if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
         synthetic = load_synthetic(Path(config.synthetic), real.class_names, real.image_size, real.channels)
@@ -103,32 +99,62 @@ def run_utility(config: UtilityConfig) -> dict:
 
     results: dict = {
         "config": {**asdict(config), "protocols": protocols, "device": str(device)},
-        "data": {
-            "class_names": real.class_names, "ordinal": ordinal,
-            "real": {s: np.bincount(getattr(real, s).labels, minlength=k).tolist() for s in ("train", "val", "test")},
-            "synthetic": np.bincount(synthetic.labels, minlength=k).tolist() if synthetic is not None else None,
-            "top_up": "as recorded in balance.json" if top_up is not None else "to the majority class",
-            "synthetic_exact_copies_of_real_val_test": (
-                exact_copies(synthetic, real.val) + exact_copies(synthetic, real.test) if synthetic is not None else None),
-            "synthetic_exact_copies_of_real_train": exact_copies(synthetic, real.train) if synthetic is not None else None,
-        },
+        "data": _data_record(real, synthetic, top_up),
         "runs": [],
-        "notes": [],
     }
+    results["notes"] = _input_notes(config, results["data"]["synthetic_exact_copies_of_real_val_test"])
+    start = time.monotonic()
+    predictions = _train_all(protocols, real, synthetic, config, device, top_up, results["runs"])
+    if any(r["shortfall_per_class"] and any(r["shortfall_per_class"]) for r in results["runs"]):
+        results["notes"].append("the synthetic folder had too few images of some class to top it up to the majority "
+                                "count; see shortfall_per_class")
+    results["summary"] = summarise(results["runs"], protocols, len(real.class_names))
+    results["comparisons"] = _comparisons(results["runs"], protocols, predictions, real.test.labels, config.bootstrap)
+    results["notes"] += _result_notes(config, protocols, real, synthetic, bool(results["comparisons"]))
+    results["verdict"] = utility_verdict(results["runs"], protocols)
+    results["seconds"] = round(time.monotonic() - start, 1)
+    write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))
+    return results
+
+
+def _data_record(real: RealData, synthetic: Optional[ImageSet], top_up) -> dict:
+    """What the study was run on: class counts per split, the synthetic set, exact copies of real images."""
+    k = len(real.class_names)
+    return {
+        "class_names": real.class_names, "ordinal": is_ordinal(real.class_names),
+        "real": {s: np.bincount(getattr(real, s).labels, minlength=k).tolist() for s in ("train", "val", "test")},
+        "synthetic": np.bincount(synthetic.labels, minlength=k).tolist() if synthetic is not None else None,
+        "top_up": "as recorded in balance.json" if top_up is not None else "to the majority class",
+        "synthetic_exact_copies_of_real_val_test": (
+            exact_copies(synthetic, real.val) + exact_copies(synthetic, real.test) if synthetic is not None else None),
+        "synthetic_exact_copies_of_real_train": exact_copies(synthetic, real.train) if synthetic is not None else None,
+    }
+
+
+def _input_notes(config: UtilityConfig, copies_of_val_test: Optional[int]) -> list[str]:
+    """The report's notes on what was given, before any training."""
+    notes = []
     if config.model == "resnet18" and config.weights is None:  # said in the report, not only in the config
-        results["notes"].append("the resnet18 classifiers start from random weights (no --weights given): the "
-                                "figures are those of an untrained resnet18, not of an ImageNet-pretrained one")
+        notes.append("the resnet18 classifiers start from random weights (no --weights given): the "
+                     "figures are those of an untrained resnet18, not of an ImageNet-pretrained one")
         _log("note: resnet18 without --weights trains from random weights", config.progress)
-    if results["data"]["synthetic_exact_copies_of_real_val_test"]:
-        results["notes"].append(
-            f"{results['data']['synthetic_exact_copies_of_real_val_test']} synthetic image(s) are exact copies of real "
-            "VAL/TEST images: the generator saw the evaluation images, so real+synthetic results are optimistic")
+    if copies_of_val_test:
+        notes.append(f"{copies_of_val_test} synthetic image(s) are exact copies of real "
+                     "VAL/TEST images: the generator saw the evaluation images, so real+synthetic results are optimistic")
     if config.synthetic is None and config.protocols is None:
-        results["notes"].append("no --synthetic folder: only the protocols without synthetic images were run, and "
-                                "the verdict cannot compare real + synthetic with them")
+        notes.append("no --synthetic folder: only the protocols without synthetic images were run, and "
+                     "the verdict cannot compare real + synthetic with them")
+    return notes
+
+
+def _train_all(protocols: list[str], real: RealData, synthetic: Optional[ImageSet], config: UtilityConfig, device,
+               top_up, runs: list[dict]) -> dict[tuple[str, int], np.ndarray]:
+    """Every protocol x seed under one progress bar; appends each run's record to ``runs`` and
+    returns the test-set probabilities by (protocol, seed)."""
+    from medisynth.progress import make_progress
+
     predictions: dict[tuple[str, int], np.ndarray] = {}
     total = len(protocols) * config.seeds
-    start = time.monotonic()
     bar = make_progress()
     bar.disable = bar.disable or not config.progress
     say = (lambda message: bar.console.print(message, markup=False, highlight=False)) if not bar.disable \
@@ -151,45 +177,51 @@ def run_utility(config: UtilityConfig) -> dict:
                                              on_epoch=on_epoch)
                 bar.update(study, completed=run_no * config.epochs)
                 predictions[(protocol, seed)] = proba
-                results["runs"].append(record)
-    if any(r["shortfall_per_class"] and any(r["shortfall_per_class"]) for r in results["runs"]):
-        results["notes"].append("the synthetic folder had too few images of some class to top it up to the majority "
-                                "count; see shortfall_per_class")
-    results["summary"] = summarise(results["runs"], protocols, k)
-    results["comparisons"] = {}
-    y_test = real.test.labels
+                runs.append(record)
+    return predictions
+
+
+def _comparisons(runs: list[dict], protocols: list[str], predictions: dict, y_test: np.ndarray, bootstrap: int) -> dict:
+    """Each protocol against ``real``: paired tests over seeds, and seed 0's McNemar test and bootstrap CI."""
+    from medisynth.downstream.stats import mcnemar_exact, paired_bootstrap_ci, paired_over_seeds
+
+    comparisons = {}
     for protocol in protocols:
         if protocol == "real" or "real" not in protocols:
             continue
         comparison = {
-            metric: paired_over_seeds(_values(results["runs"], "real", metric), _values(results["runs"], protocol, metric))
+            metric: paired_over_seeds(_values(runs, "real", metric), _values(runs, protocol, metric))
             for metric in SCALAR_METRICS
         }
         pred_a, pred_b = predictions[("real", 0)].argmax(1), predictions[(protocol, 0)].argmax(1)
         comparison["seed0_mcnemar"] = mcnemar_exact(y_test, pred_a, pred_b)
-        if config.bootstrap:
+        if bootstrap:
             from sklearn.metrics import balanced_accuracy_score
 
             comparison["seed0_bootstrap_balanced_accuracy"] = paired_bootstrap_ci(
-                y_test, pred_a, pred_b, balanced_accuracy_score, n_boot=config.bootstrap, seed=0)
-        results["comparisons"][f"{protocol} vs real"] = comparison
-    if results["comparisons"]:
-        results["notes"].append(
+                y_test, pred_a, pred_b, balanced_accuracy_score, n_boot=bootstrap, seed=0)
+        comparisons[f"{protocol} vs real"] = comparison
+    return comparisons
+
+
+def _result_notes(config: UtilityConfig, protocols: list[str], real: RealData, synthetic: Optional[ImageSet],
+                  compared: bool) -> list[str]:
+    """The report's notes on how far the results can be trusted."""
+    notes = []
+    if compared:
+        notes.append(
             "the McNemar test and the bootstrap CI use seed 0's predictions only: they measure test-set sampling "
             "noise, not seed-to-seed training noise, so they are far more confident than the paired tests over seeds")
     if synthetic is not None and "synthetic" in protocols:
-        missing = [real.class_names[c] for c in range(k) if not (synthetic.labels == c).any()]
+        missing = [name for c, name in enumerate(real.class_names) if not (synthetic.labels == c).any()]
         if missing:
-            results["notes"].append(f"the synthetic set has no images of class(es) {', '.join(missing)}: the "
-                                    "synthetic-only classifier cannot predict them")
+            notes.append(f"the synthetic set has no images of class(es) {', '.join(missing)}: the "
+                         "synthetic-only classifier cannot predict them")
     if config.seeds < 5:
-        results["notes"].append(
+        notes.append(
             f"{config.seeds} seeds per protocol give low statistical power: differences of a few points of balanced "
             "accuracy are within seed-to-seed noise; treat p-values as indicative and use --seeds 6 or more to decide")
-    results["verdict"] = utility_verdict(results["runs"], protocols)
-    results["seconds"] = round(time.monotonic() - start, 1)
-    write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))
-    return results
+    return notes
 
 
 def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[ImageSet], config: UtilityConfig,
