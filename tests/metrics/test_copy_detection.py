@@ -1,5 +1,8 @@
 """Copy detection: every planted edit of a training image is flagged and traced to it, distinct images are not,
-units count once, bad layouts raise a clear error."""
+units count once, bad layouts raise a clear error, only what is used is built, and the cache is reused."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from medisynth.errors import MedisynthError
 from medisynth.features.ssl import SSLRecipe, train_ssl_encoder
+from medisynth.metrics import copy_detection
 from medisynth.metrics.copy_detection import CopyDetector, describe_transform, near_copies_table
 from medisynth.phantom import render_fundus
 
@@ -25,7 +29,8 @@ def reference():
 
 @pytest.fixture(scope="module")
 def detector(reference):
-    encoder, _ = train_ssl_encoder(reference, SSLRecipe(steps=5, batch_size=12))
+    # 20 steps: at 5 the descriptors barely tell the 12 images apart and a source can miss the 8 candidates
+    encoder, _ = train_ssl_encoder(reference, SSLRecipe(steps=20, batch_size=12))
     return CopyDetector(reference, encoder)  # threshold calibrated on the reference's units
 
 
@@ -59,6 +64,7 @@ def test_each_planted_edit_is_flagged_and_traced_to_its_source(detector, referen
     m = detector.match(copies)
     assert m.flagged.all(), (edit, m.similarity, detector.threshold)
     assert list(m.nearest) == sources
+    assert not detector.keep(copies).any()  # the sampler's fast path (descriptor floor) misses none of them
 
 
 def test_the_transform_found_is_reported(detector, reference):
@@ -111,3 +117,59 @@ def test_near_copies_table_lists_every_query_with_its_unit(detector, reference):
     assert list(table.columns) == ["image", "nearest_train", "train_unit", "unit_size", "similarity",
                                    "descriptor_similarity", "transform", "flagged"]
     assert table["flagged"].tolist()[:2] == [True, True] and table["nearest_train"].tolist()[:2] == ["train0", "train1"]
+
+
+def test_blur_without_torchvision_matches_torchvision():
+    x = torch.rand(3, 3, 20, 24)
+    assert torch.allclose(copy_detection._smoothed(x), TF.gaussian_blur(x, [5, 5], [1.0, 1.0]), atol=1e-5)
+
+
+def test_the_sampler_path_does_not_import_torchvision():
+    # torchvision's import takes seconds: more than sample --max-similarity may add to a GAN's sampling
+    code = ("import sys, medisynth.sampling.sampler, medisynth.sampling.filters, medisynth.metrics.copy_detection; "
+            "print(sorted(m for m in ('torchvision', 'torch_fidelity') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def _refuse(what):
+    def refuse(*_, **__):
+        raise AssertionError(f"{what} was built")
+    return refuse
+
+
+def test_a_given_threshold_builds_no_calibration_and_match_no_floor(detector, reference, monkeypatch):
+    monkeypatch.setattr(CopyDetector, "_calibrate", _refuse("the calibration"))
+    monkeypatch.setattr(CopyDetector, "_measure_floor", _refuse("the descriptor floor"))
+    fixed = CopyDetector(reference, detector.extractor, threshold=0.9)
+    m = fixed.match(reference[:2].flip(-1))
+    assert m.flagged.all() and fixed.threshold == 0.9 and fixed.calibration == {"method": "given", "threshold": 0.9}
+    with pytest.raises(AssertionError, match="floor was built"):
+        fixed.keep(reference[:2])  # keep needs the floor (and only the floor)
+
+
+def test_descriptors_floor_and_calibration_are_cached_by_pixels(detector, reference, tmp_path, monkeypatch):
+    first = CopyDetector(reference, detector.extractor, cache_dir=tmp_path)
+    floor, threshold = first.descriptor_floor, first.threshold
+    assert len(list((tmp_path / "copy_detection").iterdir())) == 3  # descriptors, floor, calibration
+    monkeypatch.setattr(CopyDetector, "_calibrate", _refuse("the calibration"))
+    monkeypatch.setattr(CopyDetector, "_measure_floor", _refuse("the descriptor floor"))
+    monkeypatch.setattr(first.extractor, "descriptors", _refuse("the reference descriptors"))
+    again = CopyDetector(reference, first.extractor, cache_dir=tmp_path)
+    assert (again.descriptor_floor, again.threshold) == (floor, threshold)
+    assert torch.equal(again._ref_desc, first._ref_desc)
+    monkeypatch.undo()
+    # other pixels (one changed image) or other units: not the cached figures
+    changed = reference.clone()
+    changed[0, 0, 0, 0] ^= 1
+    monkeypatch.setattr(CopyDetector, "_measure_floor", _refuse("the descriptor floor"))
+    with pytest.raises(AssertionError, match="floor was built"):
+        CopyDetector(changed, detector.extractor, cache_dir=tmp_path, threshold=0.9).descriptor_floor
+    monkeypatch.undo()
+    regrouped = CopyDetector(reference, detector.extractor, units=np.arange(12) // 2, cache_dir=tmp_path)
+    assert regrouped.calibration["units"] == 6
+    # a damaged cache file is rebuilt, never trusted
+    for path in (tmp_path / "copy_detection").glob("*.safetensors"):
+        path.write_bytes(b"damaged")
+    rebuilt = CopyDetector(reference, detector.extractor, cache_dir=tmp_path)
+    assert torch.allclose(rebuilt._ref_desc, first._ref_desc)

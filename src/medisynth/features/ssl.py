@@ -111,18 +111,38 @@ class SSLEncoder(nn.Module):
 
 
 # --------------------------------------------------------------------------- views
-def copy_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+@dataclass(frozen=True)
+class EditRange:
+    """How far ``copy_augment`` edits an image: each parameter is drawn uniformly within these bounds."""
+
+    max_angle: float = 8.0  # degrees either way
+    zoom: tuple[float, float] = (0.85, 1.2)  # > 1: a crop resized back; < 1: a shrink
+    max_shift: float = 4.0  # px either way, at the image's own size
+    vflip: float = 0.1  # probability of a vertical flip (the horizontal one is always p 0.5)
+    intensity: float = 0.2  # brightness and contrast gains in 1 +- this
+    colour: float = 0.1  # per-channel gains in 1 +- this (RGB)
+    max_noise: float = 8 / 255  # Gaussian noise sigma (on half the images)
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
+    jpeg_quality: tuple[int, int] = (50, 95)
+
+
+#: the encoder's training views: stronger than the edits copy detection is asked to see through
+TRAINING_VIEWS = EditRange()
+
+
+def copy_augment(x: torch.Tensor, generator: torch.Generator, edits: EditRange = TRAINING_VIEWS) -> torch.Tensor:
     """A random "edited copy" of each image of float N x C x H x W in [-1, 1], parameters drawn per image.
 
-    Geometry (one affine warp): horizontal flip (p 0.5), vertical flip (p 0.1), rotation up to
-    8 degrees, zoom 0.85-1.2 (a crop resized back, or a shrink), shift up to 4 px. Intensity:
-    brightness and contrast 0.8-1.2, a per-channel colour cast 0.9-1.1 (RGB), Gaussian noise up to
-    8/255 (p 0.5), then, on random halves of the batch, Gaussian blur (sigma 0.3-1.5) and JPEG
-    re-compression (quality 50-95) through torchvision.transforms.v2. The output is in [-1, 1].
+    Geometry (one affine warp): horizontal flip (p 0.5), vertical flip, rotation, zoom (a crop resized
+    back, or a shrink), shift. Intensity: brightness and contrast, a per-channel colour cast (RGB),
+    Gaussian noise (p 0.5), then, on random halves of the batch, Gaussian blur and JPEG re-compression
+    through torchvision.transforms.v2; ``edits`` bounds each (default: the training views, up to 8
+    degrees, zoom 0.85-1.2, 4 px, JPEG 50). The output is in [-1, 1].
     """
     from torchvision.transforms.v2 import functional as TF
 
     n, c, h, w = x.shape
+    e = edits
 
     def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
         return torch.rand(n, *shape, generator=generator) * (hi - lo) + lo
@@ -130,32 +150,33 @@ def copy_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     def coin(p: float) -> torch.Tensor:
         return torch.rand(n, generator=generator) < p
 
-    angle = uniform(-8, 8) * (math.pi / 180)
-    zoom = uniform(0.85, 1.2)
+    # the draws come in a fixed order whatever the range, so the training views (and cached encoders) do not change
+    angle = uniform(-e.max_angle, e.max_angle) * (math.pi / 180)
+    zoom = uniform(*e.zoom)
     sx = torch.where(coin(0.5), -1.0, 1.0) / zoom
-    sy = torch.where(coin(0.1), -1.0, 1.0) / zoom
-    tx, ty = uniform(-4, 4) * 2 / w, uniform(-4, 4) * 2 / h  # pixels -> normalised coordinates
+    sy = torch.where(coin(e.vflip), -1.0, 1.0) / zoom
+    tx, ty = uniform(-e.max_shift, e.max_shift) * 2 / w, uniform(-e.max_shift, e.max_shift) * 2 / h  # px -> normalised
     cos, sin = angle.cos(), angle.sin()
     theta = torch.stack([torch.stack([cos * sx, -sin * sy, tx], 1), torch.stack([sin * sx, cos * sy, ty], 1)], 1)
     grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
     # sampled in [0, 2] so that outside the image is 0 = black, like a CT or fundus background
     y = F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) / 2
 
-    y = y * uniform(0.8, 1.2, 1, 1, 1)
+    y = y * uniform(1 - e.intensity, 1 + e.intensity, 1, 1, 1)
     mean = y.mean(dim=(1, 2, 3), keepdim=True)
-    y = (y - mean) * uniform(0.8, 1.2, 1, 1, 1) + mean
+    y = (y - mean) * uniform(1 - e.intensity, 1 + e.intensity, 1, 1, 1) + mean
     if c == 3:
-        y = y * uniform(0.9, 1.1, 3, 1, 1)
-    y = y + torch.randn(y.shape, generator=generator) * uniform(0, 8 / 255, 1, 1, 1) * coin(0.5)[:, None, None, None]
+        y = y * uniform(1 - e.colour, 1 + e.colour, 3, 1, 1)
+    y = y + torch.randn(y.shape, generator=generator) * uniform(0, e.max_noise, 1, 1, 1) * coin(0.5)[:, None, None, None]
     y = y.clamp(0, 1)
 
     blur = torch.nonzero(coin(0.5)).flatten()
     if len(blur):
-        sigma = float(uniform(0.3, 1.5)[0])
+        sigma = float(uniform(*e.blur_sigma)[0])
         y[blur] = TF.gaussian_blur(y[blur], [5, 5], [sigma, sigma])
     jpeg = torch.nonzero(coin(0.5)).flatten()
     if len(jpeg):
-        quality = int(torch.randint(50, 96, (1,), generator=generator))
+        quality = int(torch.randint(e.jpeg_quality[0], e.jpeg_quality[1] + 1, (1,), generator=generator))
         y[jpeg] = TF.jpeg(y[jpeg].mul(255).round().to(torch.uint8), quality).float().div(255)
     return y * 2 - 1
 

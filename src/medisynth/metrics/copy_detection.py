@@ -5,8 +5,9 @@ Two stages, as in image copy detection practice (SSCD, Pizzi et al. CVPR 2022):
 1. **Candidates by descriptor.** The self-supervised encoder of the data set
    (``medisynth.features.ssl``), trained to map a training image and its edited copies (flips,
    shifts, crops, small rotations, intensity changes, noise, blur, JPEG) close together, gives
-   each image an L2-normalised descriptor. A query is described as it is and mirrored
-   (test-time flip); its ``top_k`` most similar training images are the candidates.
+   each image an L2-normalised descriptor. A query is compared with every training image as it is
+   and mirrored (the mirror images' descriptors are computed once, not each query's); its ``top_k``
+   most similar training images are the candidates.
 2. **Confirmation by direct comparison.** Each candidate is warped by every transform of a small
    grid (mirror or not, zoom 0.9 / 1 / 1.11, rotation -5 / 0 / +5 degrees) and the query's centre
    is slid over it (shifts up to ``MAX_SHIFT`` px); the similarity is the normalised
@@ -23,14 +24,22 @@ a training image than any training image came to another unit's. A data set of n
 and one of distinct photographs each get their own. A synthetic image matching a slice of a series is
 reported with that slice's unit, so the series counts once.
 
+**The sampler's fast path** (``keep``): an image whose descriptor is farther from every training image
+than any edit the confirmation aligns came to its source (``descriptor_floor``) is kept without the
+alignment search, and only candidates above that floor are aligned. The training images' descriptors,
+the floor and the calibration are cached on disk (``cache_dir``), keyed by a checksum of the training
+pixels, the encoder's weights (and the units), so a second ``sample --max-similarity`` builds none of them.
+
 ``CopyDetector`` is the one implementation behind ``sample --max-similarity``, ``balance`` and
 ``evaluate`` (``near_copies.csv``). Inputs are checked (uint8, N x C x H x W, channel count):
 channels-last arrays raise a ``MedisynthError`` instead of giving silently wrong similarities.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -40,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from medisynth.errors import MedisynthError
-from medisynth.features.ssl import SSLEncoder, SSLExtractor, check_images
+from medisynth.features.ssl import EditRange, SSLEncoder, SSLExtractor, check_images
 
 COARSE_SIDE = 32  # the transform search runs at this size: cheap, and tolerant of the grid's coarse steps
 COMPARE_SIDE = 64  # the best few alignments are re-scored at this size (or the images' own, if smaller)
@@ -53,6 +62,15 @@ ANGLES = (0.0, -5.0, 5.0)
 TOP_K = 8  # neighbouring CT slices crowd the candidate list; 5 missed ~10% of shifted slices
 CALIBRATION_MARGIN = 0.01
 CALIBRATION_MAX_QUERIES = 400
+FLOOR_MARGIN = 0.05  # below the lowest descriptor similarity of an aligned edit to its source
+FLOOR_VIEWS = 2  # edits per training image (up to CALIBRATION_MAX_QUERIES images): the floor is a minimum, so more is safer
+#: the edits the sampler's fast path must not miss: the grid's mirror, zoom and rotation, shifts of up to 3 px at 64 px
+#: (the benchmark's 1-3 px; the search itself reaches MAX_SHIFT px at 32 px, but a descriptor floor low enough for
+#: 6 px combined with zoom and rotation lets every GAN sample through) and the photometric changes the correlation
+#: ignores. The descriptor floor is measured on these, not on the encoder's much stronger training views.
+ALIGNED_EDITS = EditRange(max_angle=5.0, zoom=(0.9, 1 / 0.9), max_shift=3.0, vflip=0.0, intensity=0.1, colour=0.1,
+                          max_noise=5 / 255, blur_sigma=(0.3, 1.0), jpeg_quality=(70, 95))
+CACHE_VERSION = 1  # bump when what is cached (descriptors, floor, calibration) is computed differently
 
 
 @dataclass
@@ -76,15 +94,25 @@ def describe_transform(flip: bool, zoom: float, angle: float, dx: float, dy: flo
     return ", ".join(parts) or "identity"
 
 
+def _smoothed(x: torch.Tensor, sigma: float = SMOOTH_SIGMA) -> torch.Tensor:
+    """A 5 x 5 Gaussian blur with reflected borders, as torchvision's ``gaussian_blur``, without importing
+    torchvision: its import costs seconds, more than ``sample --max-similarity`` may add."""
+    half = 2
+    k = torch.exp(-0.5 * (torch.arange(-half, half + 1, dtype=x.dtype) / sigma) ** 2)
+    k = k / k.sum()
+    n, c, h, w = x.shape
+    y = F.pad(x.reshape(n * c, 1, h, w), (half, half, half, half), mode="reflect")
+    y = F.conv2d(F.conv2d(y, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    return y.view(n, c, h, w)
+
+
 def _resized(images: torch.Tensor, side: int) -> torch.Tensor:
     """uint8 N x C x H x W -> float N x C x side x side in [0, 1], area-resized, then smoothed (SMOOTH_SIGMA)."""
-    from torchvision.transforms.v2 import functional as TF
-
     x = images.float().div(255.0)
     if tuple(x.shape[-2:]) != (side, side):
         x = F.interpolate(x, size=(side, side), mode="area") if min(x.shape[-2:]) >= side \
             else F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-    return TF.gaussian_blur(x, [5, 5], [SMOOTH_SIGMA, SMOOTH_SIGMA])
+    return _smoothed(x)
 
 
 def _theta(flip: bool, zoom: float, angle: float) -> list[list[float]]:
@@ -160,17 +188,20 @@ def _best_alignment(queries: torch.Tensor, candidates: torch.Tensor, max_shift: 
 class CopyDetector:
     """Flag images that are (edited) copies of any reference (training) image.
 
-    ``CopyDetector(reference, encoder, units=None, threshold=None)``: ``reference`` is uint8
-    N x C x H x W; ``encoder`` an ``SSLEncoder`` (``medisynth.features.ssl.ssl_encoder(data)``);
+    ``CopyDetector(reference, encoder, units=None, threshold=None, cache_dir=None)``: ``reference`` is
+    uint8 N x C x H x W; ``encoder`` an ``SSLEncoder`` (``medisynth.features.ssl.ssl_encoder(data)``);
     ``units`` one id per reference image (images of one patient / series share it; default: each
     image its own unit); ``threshold`` the flag similarity, or None to calibrate it on the
-    reference (``calibration`` then says how).
+    reference (``calibration`` then says how); ``cache_dir`` keeps the reference's descriptors, the
+    descriptor floor and the calibration on disk for the next detector on the same pixels (None: not kept).
+
+    Only what is asked for is built: a given threshold builds no calibration, ``match`` no descriptor floor.
 
     ``match(images)`` -> ``CopyMatches``; ``similarity(images)``; ``keep(images)`` (not flagged).
     """
 
     def __init__(self, reference, encoder: SSLEncoder | SSLExtractor, units=None, threshold: Optional[float] = None,
-                 top_k: int = TOP_K, batch_size: int = 256):
+                 top_k: int = TOP_K, batch_size: int = 256, cache_dir: str | Path | None = None):
         ref = check_images(reference, "reference images")
         if len(ref) == 0:
             raise MedisynthError("reference images: none given; copy detection needs at least one training image")
@@ -181,24 +212,99 @@ class CopyDetector:
         self.units = np.arange(len(ref)) if units is None else np.asarray(units)
         if len(self.units) != len(ref):
             raise MedisynthError(f"units: {len(self.units)} ids for {len(ref)} reference images")
+        if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
+            raise MedisynthError(f"copy threshold {threshold}: a correlation in [-1, 1]")
+        if threshold is None and len(np.unique(self.units)) < 2:
+            raise MedisynthError("copy threshold: all reference images are one unit, nothing to calibrate on; "
+                                 "pass a threshold (e.g. --max-similarity 0.95)")
         self.top_k = max(1, min(top_k, len(ref)))
         self.batch_size = batch_size
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self._grid = _grid()
-        self._ref_desc = self.extractor.descriptors(ref)
-        self._ref_coarse = _resized(ref, COARSE_SIDE)
-        self._ref_fine = _resized(ref, min(COMPARE_SIDE, *self.size))
         # the coarse search leaves rotation out (at 32 px, smoothed, 5 degrees barely move the ranking); the fine
         # stage tries every angle for each of its picks: a third of the work for the same catches
         self._coarse = _grid(angles=(0.0,))
         self._coarse_grids = _sampling_grid(self._coarse, COARSE_SIDE)
-        self._fine_grids = _sampling_grid(self._grid, self._ref_fine.shape[-1])
-        self.descriptor_floor = self._descriptor_floor()
-        self.calibration: dict = {"method": "given", "threshold": threshold}
-        if threshold is None:
-            threshold = self._calibrate()
-        if not -1.0 <= float(threshold) <= 1.0:
-            raise MedisynthError(f"copy threshold {threshold}: a correlation in [-1, 1]")
-        self.threshold = float(threshold)
+        self._fine_grids = _sampling_grid(self._grid, min(COMPARE_SIDE, *self.size))
+        self._ref_desc, self._ref_desc_mirrored = self._reference_descriptors()
+        self._given_threshold = None if threshold is None else float(threshold)
+
+    # -- what is built once, on first use, and cached on disk ---------------------------------------
+    @cached_property
+    def _key(self) -> str:
+        """Checksum of the reference pixels and the encoder's weights: what every cached figure depends on."""
+        h = hashlib.blake2b(digest_size=12)
+        h.update(f"v{CACHE_VERSION}-{tuple(self.reference.shape)}".encode())
+        h.update(self.reference.contiguous().numpy().tobytes())
+        for name, value in self.extractor.model.state_dict().items():
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def _cache_path(self, suffix: str) -> Optional[Path]:
+        return None if self.cache_dir is None else self.cache_dir / "copy_detection" / f"{self._key}{suffix}"
+
+    def _reference_descriptors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference's descriptors as it is and mirrored (each query is then described once, not twice)."""
+        from safetensors.torch import load_file, save
+
+        from medisynth.io import atomic_write_bytes
+
+        path = self._cache_path(".safetensors")
+        if path is not None and path.is_file():
+            try:
+                cached = load_file(str(path))
+                if cached["descriptors"].shape == (len(self.reference), cached["descriptors"].shape[1]):
+                    return cached["descriptors"], cached["mirrored"]
+            except Exception:  # noqa: BLE001 - a damaged or half-written cache is rebuilt, never trusted
+                pass
+        desc, mirrored = self.extractor.descriptors(self.reference), self.extractor.descriptors(self.reference, flip=True)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, save({"descriptors": desc.contiguous(), "mirrored": mirrored.contiguous()}))
+        return desc, mirrored
+
+    def _cached_json(self, suffix: str, build) -> dict:
+        """``build()`` (a JSON-able dict), or what a previous detector on the same pixels and encoder stored."""
+        from medisynth.io import read_json, write_json
+
+        path = self._cache_path(suffix)
+        if path is not None and path.is_file():
+            try:
+                return read_json(path)
+            except Exception:  # noqa: BLE001 - unreadable: rebuilt
+                pass
+        value = build()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, value)
+        return value
+
+    @cached_property
+    def _ref_coarse(self) -> torch.Tensor:
+        return _resized(self.reference, COARSE_SIDE)
+
+    @cached_property
+    def _ref_fine(self) -> torch.Tensor:
+        return _resized(self.reference, min(COMPARE_SIDE, *self.size))
+
+    @cached_property
+    def descriptor_floor(self) -> float:
+        """The lowest descriptor similarity between an aligned edit (``ALIGNED_EDITS``: the transforms the
+        confirmation searches, the photometric changes its correlation ignores) of a training image and that
+        image, minus ``FLOOR_MARGIN``. Built on the first ``keep``, never by ``match``."""
+        return float(self._cached_json("-floor.json", self._measure_floor)["descriptor_floor"])
+
+    @cached_property
+    def calibration(self) -> dict:
+        """How the threshold was set: given, or calibrated between units (built on first use, cached)."""
+        if self._given_threshold is not None:
+            return {"method": "given", "threshold": self._given_threshold}
+        return self._cached_json(f"-calibration-{_units_key(self.units)}.json", self._calibrate)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.calibration["threshold"])
 
     # -- checks --------------------------------------------------------------------------------
     def _check(self, images, what: str) -> torch.Tensor:
@@ -210,23 +316,32 @@ class CopyDetector:
 
     # -- matching ------------------------------------------------------------------------------
     def _descriptor_scores(self, queries: torch.Tensor, exclude_units=None) -> torch.Tensor:
-        d0 = self.extractor.descriptors(queries)
-        d1 = self.extractor.descriptors(queries, flip=True)
-        scores = torch.maximum(d0 @ self._ref_desc.T, d1 @ self._ref_desc.T)
+        d = self.extractor.descriptors(queries)
+        scores = torch.maximum(d @ self._ref_desc.T, d @ self._ref_desc_mirrored.T)
         if exclude_units is not None:  # calibration: only OTHER units count
             same = torch.from_numpy(exclude_units[:, None] == self.units[None, :])
             scores = scores.masked_fill(same, -2.0)
         return scores
 
-    def _confirm(self, q: torch.Tensor, top, ex) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-        """Align each query with its candidates: (nearest index, similarity, descriptor similarity, transform)."""
+    def _confirm(self, q: torch.Tensor, top, ex, floor: Optional[float] = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Align each query with its candidates: (nearest index, similarity, descriptor similarity, transform).
+
+        ``ex``: each query's own unit, whose candidates never confirm (calibration); ``floor``: candidates with a
+        descriptor similarity below it are not aligned (the sampler's fast path)."""
         coarse_grid, k = self._coarse, top.indices.shape[1]
+        blocked = torch.zeros(top.indices.shape, dtype=torch.bool)
+        if floor is not None:  # candidates come sorted: align only as many as the query with most above the floor
+            k = max(1, int((top.values >= floor).sum(dim=1).max()))
+            top = type(top)((top.values[:, :k], top.indices[:, :k]))
+            blocked = top.values < floor
+        if ex is not None:  # a candidate of the query's own unit never confirms
+            blocked = blocked[:, :k] | torch.from_numpy(self.units[top.indices.numpy()] == ex[:, None])
         # coarse: every candidate mirrored or not and zoomed (no rotation), at COARSE_SIDE
         warped = _warp(self._ref_coarse[top.indices.flatten()], self._coarse_grids)
         coarse, _, _ = _best_alignment(_resized(q, COARSE_SIDE), warped.view(len(q), k * len(coarse_grid), *warped.shape[2:]), MAX_SHIFT)
-        if ex is not None:  # a candidate of the query's own unit never confirms (masked scores can still be picked)
-            own = torch.from_numpy(self.units[top.indices.numpy()] == ex[:, None])
-            coarse = coarse.masked_fill(own.repeat_interleave(len(coarse_grid), dim=1), -1.0)
+        # blocked scores can still be picked below, when a query has fewer unblocked alignments than REFINE
+        coarse = coarse.masked_fill(blocked.repeat_interleave(len(coarse_grid), dim=1), -1.0)
         # fine: the best REFINE (candidate, mirror, zoom) at full resolution, each at every angle
         picks = coarse.topk(min(REFINE, coarse.shape[1]), dim=1).indices  # Q x R
         rows = torch.arange(len(q))
@@ -239,8 +354,7 @@ class CopyDetector:
         side = self._ref_fine.shape[-1]
         score, dy, dx = _best_alignment(_resized(q, side), fine.view(len(q), ref_idx.shape[1], *fine.shape[1:]),
                                         MAX_SHIFT * side // COARSE_SIDE)
-        if ex is not None:
-            score = score.masked_fill(coarse.gather(1, picks).repeat_interleave(na, dim=1) <= -1.0, -1.0)
+        score = score.masked_fill(coarse.gather(1, picks).repeat_interleave(na, dim=1) <= -1.0, -1.0)
         value, r = score.max(dim=1)
         best_cand = cand.repeat_interleave(na, dim=1)[rows, r]
         scale = self.size[1] / side  # report shifts in the images' own pixels
@@ -248,34 +362,35 @@ class CopyDetector:
                                          -float(dy[i, r[i]]) * scale) for i in range(len(q))]
         return ref_idx[rows, r], value, top.values[rows, best_cand], transforms
 
-    def _match(self, queries: torch.Tensor, exclude_units=None, skip_unlikely: bool = False) -> CopyMatches:
+    def _match(self, queries: torch.Tensor, exclude_units=None, skip_unlikely: bool = False,
+               threshold: Optional[float] = None) -> CopyMatches:
         n = len(queries)
         nearest = np.zeros(n, np.int64)
         sim = np.full(n, np.nan)
         dsim = np.zeros(n)
         transforms = ["not aligned: descriptor below the copy floor"] * n
+        threshold = self.threshold if threshold is None else threshold
+        # the fast path presumes an image under the floor is below the threshold: true for any threshold a copy
+        # check means (> 0), not for one that asks to reject (nearly) everything
+        floor = self.descriptor_floor if skip_unlikely and threshold > 0 else None
         for lo in range(0, n, self.batch_size):
             q = queries[lo:lo + self.batch_size]
             ex = None if exclude_units is None else exclude_units[lo:lo + self.batch_size]
             top = self._descriptor_scores(q, ex).topk(self.top_k, dim=1)
             nearest[lo:lo + len(q)] = top.indices[:, 0].numpy()
             dsim[lo:lo + len(q)] = top.values[:, 0].double().numpy()
-            todo = np.arange(len(q))
-            # the fast path presumes an image under the floor is below the threshold: true for any threshold a
-            # copy check means (> 0), not for one that asks to reject (nearly) everything
-            if skip_unlikely and self.descriptor_floor is not None and self.threshold > 0:
-                todo = np.nonzero(top.values[:, 0].numpy() >= self.descriptor_floor)[0]
+            todo = np.arange(len(q)) if floor is None else np.nonzero(top.values[:, 0].numpy() >= floor)[0]
             if len(todo) == 0:
                 continue
             sel = torch.from_numpy(todo)
             sub_top = type(top)((top.values[sel], top.indices[sel]))
-            idx, value, d, found = self._confirm(q[sel], sub_top, None if ex is None else ex[todo])
+            idx, value, d, found = self._confirm(q[sel], sub_top, None if ex is None else ex[todo], floor)
             nearest[lo + todo] = idx.numpy()
             sim[lo + todo] = value.double().numpy()
             dsim[lo + todo] = d.double().numpy()
             for j, t in zip(todo, found):
                 transforms[lo + j] = t
-        flagged = np.nan_to_num(sim, nan=-1.0) >= getattr(self, "threshold", np.inf)
+        flagged = np.nan_to_num(sim, nan=-1.0) >= threshold
         return CopyMatches(nearest, sim, dsim, transforms, flagged)
 
     def match(self, images) -> CopyMatches:
@@ -287,45 +402,51 @@ class CopyDetector:
 
     def keep(self, images) -> np.ndarray:
         """True for images that are not copies. The fast path of ``sample --max-similarity``: images whose
-        descriptor is below ``descriptor_floor`` (farther from every training image than any edited copy
-        of a training image came to its source) are kept without the alignment search."""
+        descriptor is below ``descriptor_floor`` (farther from every training image than any aligned edit
+        of a training image came to its source) are kept without the alignment search, and candidates
+        below it are not aligned."""
         return ~self._match(self._check(images, "query images"), skip_unlikely=True).flagged
 
-    def _descriptor_floor(self) -> float:
-        """The lowest descriptor similarity between an edited copy (``copy_augment``, the encoder's training views,
-        which are stronger than the edits the detector is for) of a training image and that image, minus 0.05."""
+    def _measure_floor(self) -> dict:
         from medisynth.data.dataset import float_to_uint8
         from medisynth.features.ssl import copy_augment
 
-        pick = np.arange(len(self.reference))[:CALIBRATION_MAX_QUERIES]
-        src = self.reference[pick]
-        views = float_to_uint8(copy_augment(src.float().div(127.5).sub(1.0), torch.Generator().manual_seed(0)))
-        d = torch.maximum(self.extractor.descriptors(views), self.extractor.descriptors(views, flip=True))
-        own = (d * self._ref_desc[pick]).sum(dim=1)
-        return float(own.min()) - 0.05
+        from dataclasses import replace
+
+        pick = np.tile(np.arange(len(self.reference))[:CALIBRATION_MAX_QUERIES], FLOOR_VIEWS)
+        edits = replace(ALIGNED_EDITS, max_shift=ALIGNED_EDITS.max_shift * min(self.size) / 64)  # 3 px at 64 px
+        views = float_to_uint8(copy_augment(self.reference[pick].float().div(127.5).sub(1.0),
+                                            torch.Generator().manual_seed(0), edits))
+        d = self.extractor.descriptors(views)
+        # a view may be mirrored: its source is then the mirrored training image
+        own = torch.maximum((d * self._ref_desc[pick]).sum(dim=1), (d * self._ref_desc_mirrored[pick]).sum(dim=1))
+        return {"descriptor_floor": float(own.min()) - FLOOR_MARGIN, "views": int(len(pick)),
+                "lowest_view_similarity": float(own.min()), "median_view_similarity": float(own.median())}
 
     # -- calibration ---------------------------------------------------------------------------
-    def _calibrate(self) -> float:
+    def _calibrate(self) -> dict:
         """The highest similarity a reference image reaches with an image of another unit, + CALIBRATION_MARGIN."""
         n = len(self.reference)
         distinct = len(np.unique(self.units))
-        if distinct < 2:
-            raise MedisynthError("copy threshold: all reference images are one unit, nothing to calibrate on; "
-                                 "pass a threshold (e.g. --max-similarity 0.95)")
         pick = np.arange(n)
         if n > CALIBRATION_MAX_QUERIES:
             pick = np.sort(np.random.default_rng(0).choice(n, CALIBRATION_MAX_QUERIES, replace=False))
-        between = self._match(self.reference[pick], exclude_units=self.units[pick]).similarity
+        between = self._match(self.reference[pick], exclude_units=self.units[pick], threshold=np.inf).similarity
         # the largest: a synthetic image closer to a training image than any training image came to another
         # unit's is flagged; the margin keeps distinct images at the edge of that range from being flagged
         threshold = float(np.clip(between.max() + CALIBRATION_MARGIN, 0.5, 0.999))
         rule = f"maximum over {len(pick)} training images"
-        self.calibration = {
+        return {
             "method": f"{rule} of each one's best aligned similarity to a training image of another unit, + {CALIBRATION_MARGIN}",
             "threshold": threshold, "queries": int(len(pick)), "units": int(distinct),
             "between_units_median": float(np.median(between)), "between_units_max": float(between.max()),
         }
-        return threshold
+
+
+def _units_key(units: np.ndarray) -> str:
+    """Checksum of the unit ids (the calibration depends on them, not only on the pixels)."""
+    codes = np.unique(units, return_inverse=True)[1].astype(np.int64)
+    return hashlib.blake2b(codes.tobytes(), digest_size=8).hexdigest()
 
 
 def units_of(prepared_root: str | Path, split: str = "train") -> np.ndarray:
@@ -343,7 +464,8 @@ def units_of(prepared_root: str | Path, split: str = "train") -> np.ndarray:
 
 def copy_detector(prepared_root: str | Path, threshold: Optional[float] = None, cache_dir=None, seed: int = 0,
                   progress: bool = True, reference=None, steps: Optional[int] = None) -> CopyDetector:
-    """The data set's detector: its train split as reference and units, its (cached) ssl encoder.
+    """The data set's detector: its train split as reference and units, its (cached) ssl encoder; the detector's
+    descriptors, floor and calibration are cached beside the encoder (``cache_dir``, default ``$MEDISYNTH_CACHE``).
 
     ``reference`` (uint8 N x C x H x W) replaces the train images, e.g. the masks of a run that learns
     masks; it must list the train split's images in order. Where its channels differ from the data
@@ -362,7 +484,10 @@ def copy_detector(prepared_root: str | Path, threshold: Optional[float] = None, 
     encoder = ssl.ssl_encoder(root, cache_dir=cache_dir, recipe=recipe, progress=progress)
     if encoder.config["in_channels"] != reference.shape[1]:
         encoder, _ = ssl.train_ssl_encoder(reference, recipe, progress=progress)
-    return CopyDetector(reference, encoder, units=units_of(root), threshold=threshold)
+    from medisynth.classifier import default_cache_dir
+
+    return CopyDetector(reference, encoder, units=units_of(root), threshold=threshold,
+                        cache_dir=Path(cache_dir or default_cache_dir()))
 
 
 def near_copies_table(matches: CopyMatches, fake_ids: list[str], train_ids: list[str], train_units) -> pd.DataFrame:
