@@ -13,11 +13,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from medisynth.metrics._common import SmallSampleWarning
-from medisynth.metrics.fid import fid_from_features
-from medisynth.metrics.inception_score import inception_score
-from medisynth.metrics.kid import kid_from_features
-from medisynth.metrics.prdc import prdc
 from medisynth.registry import Registry
+
+# the torch-fidelity metrics are imported on use: torch-fidelity imports torchvision (seconds), which a
+# submodule such as copy_detection (``sample --max-similarity``) does not need
 
 
 class DistributionMetric(NamedTuple):
@@ -36,21 +35,29 @@ class DistributionMetric(NamedTuple):
 
 
 def _fid(real, fake, **_) -> dict:
+    from medisynth.metrics.fid import fid_from_features
+
     return {"fid": fid_from_features(real, fake)}
 
 
 def _kid(real, fake, *, kid_subsets, kid_subset_size, seed, **_) -> dict:
+    from medisynth.metrics.kid import kid_from_features
+
     mean, std = kid_from_features(real, fake, kid_subsets, kid_subset_size, seed)
     return {"kid_mean": mean, "kid_std": std}
 
 
 def _prdc(real, fake, *, prdc_k, **_) -> dict:
+    from medisynth.metrics.prdc import prdc
+
     return prdc(real, fake, k=prdc_k)
 
 
 def _inception_score(real, fake, *, fake_logits, **_) -> dict:
     if fake_logits is None:
         raise ValueError("needs classifier logits of the synthetic images; this feature space has none")
+    from medisynth.metrics.inception_score import inception_score
+
     mean, std = inception_score(fake_logits)
     return {"is_mean": mean, "is_std": std}
 
