@@ -173,3 +173,11 @@ def test_descriptors_floor_and_calibration_are_cached_by_pixels(detector, refere
         path.write_bytes(b"damaged")
     rebuilt = CopyDetector(reference, detector.extractor, cache_dir=tmp_path)
     assert torch.allclose(rebuilt._ref_desc, first._ref_desc)
+
+
+def test_candidates_resized_on_the_spot_equal_the_whole_set_resized(detector, reference):
+    fresh = CopyDetector(reference, detector.extractor, threshold=0.9)
+    few = torch.tensor([3, 1])
+    assert torch.equal(fresh._reference_at(32, few), copy_detection._resized(reference, 32)[few])
+    assert fresh._resized_reference == {}  # two candidates: the whole set was not resized
+    assert torch.equal(fresh._reference_at(32, torch.arange(12)), copy_detection._resized(reference, 32))

@@ -225,9 +225,10 @@ class CopyDetector:
         # stage tries every angle for each of its picks: a third of the work for the same catches
         self._coarse = _grid(angles=(0.0,))
         self._coarse_grids = _sampling_grid(self._coarse, COARSE_SIDE)
-        self._fine_grids = _sampling_grid(self._grid, min(COMPARE_SIDE, *self.size))
+        self._fine_grids = _sampling_grid(self._grid, self._fine_side)
         self._ref_desc, self._ref_desc_mirrored = self._reference_descriptors()
         self._given_threshold = None if threshold is None else float(threshold)
+        self._resized_reference: dict[int, torch.Tensor] = {}  # side -> every reference image, once many are aligned
 
     # -- what is built once, on first use, and cached on disk ---------------------------------------
     @cached_property
@@ -280,13 +281,20 @@ class CopyDetector:
             write_json(path, value)
         return value
 
-    @cached_property
-    def _ref_coarse(self) -> torch.Tensor:
-        return _resized(self.reference, COARSE_SIDE)
+    @property
+    def _fine_side(self) -> int:
+        return min(COMPARE_SIDE, *self.size)
 
-    @cached_property
-    def _ref_fine(self) -> torch.Tensor:
-        return _resized(self.reference, min(COMPARE_SIDE, *self.size))
+    def _reference_at(self, side: int, indices: torch.Tensor) -> torch.Tensor:
+        """Reference images ``indices`` resized for comparison at ``side`` px. All of them are resized once when
+        many are asked for (``match``, calibration); the sampler's fast path aligns a few candidates per batch,
+        which are resized on the spot (the same pixels: each image is resized on its own)."""
+        resized = self._resized_reference
+        if side not in resized and len(indices) < len(self.reference) // 4:
+            return _resized(self.reference[indices], side)
+        if side not in resized:
+            resized[side] = _resized(self.reference, side)
+        return resized[side][indices]
 
     @cached_property
     def descriptor_floor(self) -> float:
@@ -338,7 +346,7 @@ class CopyDetector:
         if ex is not None:  # a candidate of the query's own unit never confirms
             blocked = blocked[:, :k] | torch.from_numpy(self.units[top.indices.numpy()] == ex[:, None])
         # coarse: every candidate mirrored or not and zoomed (no rotation), at COARSE_SIDE
-        warped = _warp(self._ref_coarse[top.indices.flatten()], self._coarse_grids)
+        warped = _warp(self._reference_at(COARSE_SIDE, top.indices.flatten()), self._coarse_grids)
         coarse, _, _ = _best_alignment(_resized(q, COARSE_SIDE), warped.view(len(q), k * len(coarse_grid), *warped.shape[2:]), MAX_SHIFT)
         # blocked scores can still be picked below, when a query has fewer unblocked alignments than REFINE
         coarse = coarse.masked_fill(blocked.repeat_interleave(len(coarse_grid), dim=1), -1.0)
@@ -350,8 +358,8 @@ class CopyDetector:
         # self._grid lists (mirror, zoom, angle) with the angle varying fastest, the coarse grid (mirror, zoom)
         fine_t = ((picks % len(coarse_grid))[:, :, None] * na + torch.arange(na)).flatten(1)  # Q x (R * angles)
         ref_idx = top.indices[rows[:, None], cand].repeat_interleave(na, dim=1)  # Q x (R * angles)
-        fine = _warp_each(self._ref_fine[ref_idx.flatten()], self._fine_grids[fine_t.flatten()])
-        side = self._ref_fine.shape[-1]
+        side = self._fine_side
+        fine = _warp_each(self._reference_at(side, ref_idx.flatten()), self._fine_grids[fine_t.flatten()])
         score, dy, dx = _best_alignment(_resized(q, side), fine.view(len(q), ref_idx.shape[1], *fine.shape[1:]),
                                         MAX_SHIFT * side // COARSE_SIDE)
         score = score.masked_fill(coarse.gather(1, picks).repeat_interleave(na, dim=1) <= -1.0, -1.0)
