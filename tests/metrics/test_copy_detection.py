@@ -171,8 +171,10 @@ def test_descriptors_floor_and_calibration_are_cached_by_pixels(detector, refere
     # a damaged cache file is rebuilt, never trusted
     for path in (tmp_path / "copy_detection").glob("*.safetensors"):
         path.write_bytes(b"damaged")
+    for path in (tmp_path / "copy_detection").glob("*-floor.json"):
+        path.write_text("{}")
     rebuilt = CopyDetector(reference, detector.extractor, cache_dir=tmp_path)
-    assert torch.allclose(rebuilt._ref_desc, first._ref_desc)
+    assert torch.allclose(rebuilt._ref_desc, first._ref_desc) and rebuilt.descriptor_floor == floor
 
 
 def test_candidates_resized_on_the_spot_equal_the_whole_set_resized(detector, reference):

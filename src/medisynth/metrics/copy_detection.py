@@ -255,8 +255,9 @@ class CopyDetector:
         if path is not None and path.is_file():
             try:
                 cached = load_file(str(path))
-                if cached["descriptors"].shape == (len(self.reference), cached["descriptors"].shape[1]):
-                    return cached["descriptors"], cached["mirrored"]
+                desc, mirrored = cached["descriptors"], cached["mirrored"]
+                if len(desc) == len(self.reference) and desc.shape == mirrored.shape:
+                    return desc, mirrored
             except Exception:  # noqa: BLE001 - a damaged or half-written cache is rebuilt, never trusted
                 pass
         desc, mirrored = self.extractor.descriptors(self.reference), self.extractor.descriptors(self.reference, flip=True)
@@ -265,14 +266,16 @@ class CopyDetector:
             atomic_write_bytes(path, save({"descriptors": desc.contiguous(), "mirrored": mirrored.contiguous()}))
         return desc, mirrored
 
-    def _cached_json(self, suffix: str, build) -> dict:
-        """``build()`` (a JSON-able dict), or what a previous detector on the same pixels and encoder stored."""
+    def _cached_json(self, suffix: str, build, key: str) -> dict:
+        """``build()`` (a JSON-able dict with ``key``), or what a previous detector on the same pixels and encoder stored."""
         from medisynth.io import read_json, write_json
 
         path = self._cache_path(suffix)
         if path is not None and path.is_file():
             try:
-                return read_json(path)
+                value = read_json(path)
+                if isinstance(value, dict) and isinstance(value.get(key), (int, float)):
+                    return value
             except Exception:  # noqa: BLE001 - unreadable: rebuilt
                 pass
         value = build()
@@ -301,14 +304,14 @@ class CopyDetector:
         """The lowest descriptor similarity between an aligned edit (``ALIGNED_EDITS``: the transforms the
         confirmation searches, the photometric changes its correlation ignores) of a training image and that
         image, minus ``FLOOR_MARGIN``. Built on the first ``keep``, never by ``match``."""
-        return float(self._cached_json("-floor.json", self._measure_floor)["descriptor_floor"])
+        return float(self._cached_json("-floor.json", self._measure_floor, "descriptor_floor")["descriptor_floor"])
 
     @cached_property
     def calibration(self) -> dict:
         """How the threshold was set: given, or calibrated between units (built on first use, cached)."""
         if self._given_threshold is not None:
             return {"method": "given", "threshold": self._given_threshold}
-        return self._cached_json(f"-calibration-{_units_key(self.units)}.json", self._calibrate)
+        return self._cached_json(f"-calibration-{_units_key(self.units)}.json", self._calibrate, "threshold")
 
     @property
     def threshold(self) -> float:
