@@ -94,9 +94,6 @@ def test_two_ranks_take_the_same_step_as_one_process_on_the_global_batch(tmp_pat
     assert not torch.equal(one["0.weight"], torch.nn.Linear(6, 5).weight)
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, open: since the divergence/interval merge a 2-rank resume "
-                   "differs in ADA's p (0.0008 vs 0 after 4 steps); the run itself, its single checkpoint and "
-                   "metrics are right")
 def test_two_ranks_train_dcgan_write_once_and_resume_exactly_with_two_or_one(data32, tmp_path):
     straight = tmp_path / "straight"
     result = torchrun(tmp_path, 2, CLI, *train_args(data32, straight))

@@ -98,21 +98,25 @@ class AdaptiveAugment(nn.Module):
 
     @torch.no_grad()
     def observe(self, d_real: torch.Tensor, d_fake: Optional[torch.Tensor] = None) -> None:
-        """Accumulate sign(D(real)) (relative to mean D(fake) when given) and adjust p every ``interval`` calls."""
+        """Accumulate sign(D(real)) (relative to mean D(fake) when given) and adjust p every ``interval`` calls.
+
+        Under data-parallel training each rank sees its slice of the global batch; every call sums
+        the figures over the ranks, so the accumulators are the global batch's on every rank. They
+        must be: rank 0 alone writes them into checkpoints, and a resume (with any number of ranks)
+        continues from them, so a rank holding only its own share would lose the other ranks'."""
         if not self.adaptive:
             return
         scores = d_real.detach().float().reshape(-1)
         if d_fake is not None:
-            scores = scores - d_fake.detach().float().mean()
-        self.sign_sum += torch.sign(scores).sum().double()
-        self.images += scores.numel()
+            fake = d_fake.detach().double().reshape(-1)
+            fake_sum, fake_count = _sum_over_ranks(torch.stack([fake.sum(), fake.new_tensor(fake.numel())]))
+            scores = scores - (fake_sum / fake_count).float()
+        sign_sum, count = _sum_over_ranks(
+            torch.stack([torch.sign(scores).sum().double(), scores.new_tensor(scores.numel(), dtype=torch.float64)]))
+        self.sign_sum += sign_sum
+        self.images += count.to(torch.int64)
         self.steps += 1
         if int(self.steps) % self.interval == 0:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                # data-parallel ranks (medisynth.training.distributed): every rank takes the same step from
-                # the whole global batch's statistic, as one process would, so p stays identical everywhere
-                torch.distributed.all_reduce(self.sign_sum)
-                torch.distributed.all_reduce(self.images)
             r_t = self.sign_sum / self.images.clamp(min=1)
             delta = torch.sign(r_t - self.target) * self.images.double() / (self.speed_kimg * 1000.0)
             self.p.copy_((self.p + delta).clamp(0.0, 1.0))
@@ -122,3 +126,13 @@ class AdaptiveAugment(nn.Module):
     def extra_repr(self) -> str:
         target = "off" if self.target is None else f"{self.target:g}"
         return f"policy={','.join(self.policy)!r}, ada_target={target}, speed_kimg={self.speed_kimg:g}"
+
+
+def _sum_over_ranks(figures: torch.Tensor) -> torch.Tensor:
+    """``figures`` summed over the data-parallel ranks (unchanged on one process).
+
+    torch.distributed directly rather than medisynth.training.distributed: models sit below the
+    training stage and must not import it."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(figures)
+    return figures
