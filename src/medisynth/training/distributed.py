@@ -15,13 +15,16 @@ How the trainer uses it (data parallel, the scheme of StyleGAN2-ADA's training l
   runs the discriminator several times (real, fake, generator pass) before one backward, which
   DDP's autograd hooks do not support without ``static_graph``; it also keeps the checkpoint's
   parameter names unchanged, so any checkpoint resumes with any number of ranks;
-- each rank draws its own latents/noise: rank 0 continues the run's RNG (saved in checkpoints),
-  rank r > 0 reseeds from (seed, rank, step) at the start and after every checkpoint, so a resume
-  with the same number of ranks is exact;
+- every rank holds the same RNG state (the run's, saved in checkpoints) and a training step's
+  per-sample draws are taken for the global batch, each rank keeping its rows
+  (:class:`GlobalBatchDraws`): image i gets the same latent/noise whatever the number of ranks,
+  so a run resumes exactly with any number of ranks and matches one process on the global batch
+  (up to the order of the gradient sum; BatchNorm on Gloo: see ``sync_batchnorm``);
 - rank 0 alone writes the run folder (config, checkpoints, metrics, grids).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.overrides import TorchFunctionMode
 
 from medisynth.errors import MedisynthError
 
@@ -118,13 +122,98 @@ def broadcast_module(module: torch.nn.Module) -> None:
 
 
 def sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """On several CUDA ranks, BatchNorm layers normalise with the global batch's statistics (SyncBatchNorm).
+    """On several ranks, BatchNorm layers normalise with the global batch's statistics, as one process would.
 
-    The parameters stay the same objects (optimisers built before still hold them) and the state-dict
-    names do not change. Gloo on the CPU has no SyncBatchNorm: there BatchNorm uses each rank's slice."""
-    if not active() or device.type != "cuda":
+    CUDA: torch's SyncBatchNorm. Gloo on the CPU, which torch's SyncBatchNorm refuses:
+    :class:`GlooSyncBatchNorm`, the same computation with Gloo all-reduces. The parameters and
+    buffers stay the same objects (optimisers built before still hold them) and the state-dict
+    names do not change, so checkpoints move freely between any numbers of ranks."""
+    if not active() or world_size() == 1:
         return model
-    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return GlooSyncBatchNorm.convert(model)
+
+
+class _GlobalBatchNorm(torch.autograd.Function):
+    """Batch normalisation over the union of every rank's slice; the backward sums the cross-rank terms.
+
+    Forward: mean, then the centred sum of squares (two passes, as precise as one process's
+    kernel), each all-reduced. Backward: dx needs the global sums of dy and dy * x_hat; the
+    weight and bias gradients stay local, and the optimiser hook averages them like the rest."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        figures = torch.cat([x.sum(dims, dtype=torch.float64), x.new_tensor([x.numel() // x.shape[1]], dtype=torch.float64)])
+        dist.all_reduce(figures)
+        count = figures[-1].clone()
+        mean = (figures[:-1] / count).to(x.dtype)
+        centred = x - mean.view(shape)
+        squares = (centred * centred).sum(dims, dtype=torch.float64)
+        dist.all_reduce(squares)
+        var = (squares / count).to(x.dtype)
+        invstd = torch.rsqrt(var + eps)
+        x_hat = centred * invstd.view(shape)
+        out = x_hat if weight is None else x_hat * weight.view(shape) + bias.view(shape)
+        ctx.save_for_backward(x_hat, invstd, weight)
+        ctx.count, ctx.dims, ctx.shape = float(count), dims, shape
+        ctx.mark_non_differentiable(mean, var, count)
+        return out, mean, var, count
+
+    @staticmethod
+    def backward(ctx, grad_out, *_):
+        x_hat, invstd, weight = ctx.saved_tensors
+        dims, shape = ctx.dims, ctx.shape
+        sum_dy = grad_out.sum(dims)
+        sum_dy_x_hat = (grad_out * x_hat).sum(dims)
+        sums = torch.cat([sum_dy, sum_dy_x_hat])
+        dist.all_reduce(sums)
+        global_dy, global_dy_x_hat = (sums / ctx.count).chunk(2)
+        scale = invstd if weight is None else invstd * weight
+        grad_x = scale.view(shape) * (grad_out - global_dy.view(shape) - x_hat * global_dy_x_hat.view(shape))
+        grad_weight = sum_dy_x_hat if weight is not None and ctx.needs_input_grad[1] else None
+        grad_bias = sum_dy if weight is not None and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias, None
+
+
+class GlooSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm over the global batch on Gloo (CPU) ranks; in eval mode plain BatchNorm on the running statistics."""
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        if not (self.training and active()):
+            return super().forward(input)
+        out, mean, var, count = _GlobalBatchNorm.apply(input, self.weight, self.bias, self.eps)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = (1.0 / float(self.num_batches_tracked)) if self.momentum is None else self.momentum
+                unbiased = var * (count / (count - 1).clamp(min=1)).to(var.dtype)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(unbiased, momentum)
+        return out
+
+    @classmethod
+    def convert(cls, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` with every BatchNorm layer replaced by one sharing its parameters and buffers."""
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(
+                module, (cls, torch.nn.SyncBatchNorm)):
+            converted = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+            for name in ("weight", "bias"):
+                setattr(converted, name, getattr(module, name))
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(converted, name, getattr(module, name))
+            converted.train(module.training)
+            return converted
+        for name, child in list(module.named_children()):
+            module._modules[name] = cls.convert(child)
+        return module
 
 
 def average_gradients_before_step(optimizers) -> list:
@@ -158,10 +247,88 @@ def _all_reduce_gradients(optimizer, args, kwargs) -> None:
     communication_seconds += time.perf_counter() - started
 
 
-def reseed_rank(seed: int, step: int) -> None:
-    """Ranks > 0 draw their own noise from (seed, rank, step); rank 0 keeps the run's saved RNG."""
-    if rank() > 0:
-        torch.manual_seed((seed * 1_000_003 + rank()) * 1_000_003 + step)
+class GlobalBatchDraws(TorchFunctionMode):
+    """Inside a training step: a random draw for the rank's slice of the batch is the slice of the global batch's draw.
+
+    Every rank holds the same RNG state (seeded alike, resumed from the same checkpoint). A draw
+    whose first dimension is this rank's batch (``torch.randn(b, ...)``, ``rand``, ``randint``,
+    their ``*_like`` forms, dropout's mask) is drawn for the whole global batch instead, and the
+    rank keeps rows ``rank * b ... (rank + 1) * b``: the rows its images hold in the global batch.
+    So image i gets the same latent, noise level or augmentation whatever the number of ranks, the
+    RNG moves the same way on every rank and as on one process, and a run resumes exactly with any
+    number of ranks. Any other draw (a scalar, a 0-dim tensor) is left alone: with the same RNG
+    state it gives every rank the value one process would get. The price is drawing ``world``
+    times the per-sample random numbers, small next to a network's forward pass.
+
+    A draw that is not per-sample must not have the rank's batch as its first dimension (use a
+    0-dim tensor: ``torch.randint(4, ())``), or it would be sliced."""
+
+    def __init__(self, local_batch: int):
+        super().__init__()
+        self.local_batch, self.world, self.rank = local_batch, world_size(), rank()
+        self.handlers = {
+            torch.randn: self._factory, torch.rand: self._factory, torch.randint: self._randint,
+            torch.randn_like: self._like, torch.rand_like: self._like, torch.randint_like: self._like,
+            torch.nn.functional.dropout: self._dropout,
+        }
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        handler = self.handlers.get(func)
+        return handler(func, args, kwargs) if handler is not None else func(*args, **kwargs)
+
+    def _per_sample(self, size) -> bool:
+        return len(size) > 0 and int(size[0]) == self.local_batch
+
+    def _rows(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor[self.rank * self.local_batch : (self.rank + 1) * self.local_batch]
+
+    def _global(self, size) -> tuple:
+        return (self.local_batch * self.world, *size[1:])
+
+    def _factory(self, func, args, kwargs):
+        if "size" in kwargs:
+            size = tuple(kwargs.pop("size"))
+        else:
+            size = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else tuple(args)
+        if not self._per_sample(size):
+            return func(size, **kwargs)
+        return self._rows(func(self._global(size), **kwargs))
+
+    def _randint(self, func, args, kwargs):
+        if "size" in kwargs:
+            size, bounds = tuple(kwargs.pop("size")), args
+        else:
+            size, bounds = tuple(args[-1]), args[:-1]
+        if not self._per_sample(size):
+            return func(*bounds, size, **kwargs)
+        return self._rows(func(*bounds, self._global(size), **kwargs))
+
+    def _like(self, func, args, kwargs):
+        like, rest = args[0], args[1:]
+        if not self._per_sample(like.shape):
+            return func(like, *rest, **kwargs)
+        template = like.new_empty(self._global(like.shape))
+        return self._rows(func(template, *rest, **kwargs))
+
+    def _dropout(self, func, args, kwargs):
+        names = ("input", "p", "training", "inplace")
+        options = {**dict(zip(names, args)), **kwargs}
+        x, p = options["input"], float(options.get("p", 0.5))
+        if not options.get("training", True) or p == 0.0 or not self._per_sample(x.shape):
+            return func(**options)
+        if p == 1.0:
+            return x.mul_(0.0) if options.get("inplace", False) else x * 0.0
+        # the mask as torch's CPU dropout draws it (bernoulli over the input's shape), for the global batch
+        mask = self._rows(x.new_empty(self._global(x.shape)).bernoulli_(1.0 - p))
+        if options.get("inplace", False):
+            return x.mul_(mask).mul_(1.0 / (1.0 - p))
+        return x.mul(mask).mul_(1.0 / (1.0 - p))
+
+
+def global_batch_draws(local_batch: int):
+    """The context a training step runs in: :class:`GlobalBatchDraws` on several ranks, nothing on one."""
+    return GlobalBatchDraws(local_batch) if active() and world_size() > 1 else contextlib.nullcontext()
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:

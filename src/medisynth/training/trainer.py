@@ -245,12 +245,11 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
             )
     model = distributed.sync_batchnorm(model, device)  # several GPUs: BatchNorm over the global batch
     distributed.broadcast_module(model)  # every rank starts from rank 0's weights
-    distributed.reseed_rank(config.seed, start_step)
     distributed.barrier()  # the run folder exists before any rank goes on
 
     n = len(data.images)
     batch_size = min(config.batch_size, n)  # global: split over the ranks
-    distributed.local_batch_size(batch_size)  # checks it divides
+    local_batch = distributed.local_batch_size(batch_size)  # checks it divides
     batches = n // batch_size  # drop the ragged last batch: every step sees batch_size images
     total_steps = _step_budget(config, batches)
     deadline = config.minutes * 60.0 if config.minutes is not None else math.inf
@@ -290,7 +289,6 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
             save_checkpoint(run, step, model, optimizers,
                             {"epoch": step / batches, "elapsed": elapsed(), "metrics": last_metrics})
             plot_losses(run, model_cls.log_keys)
-        distributed.reseed_rank(config.seed, step)  # so a resume from this checkpoint is exact on every rank
         last_checkpoint = step
 
     from medisynth.progress import make_progress
@@ -314,7 +312,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 if data.masks is not None:
                     batch["mask"] = data.masks[index].float().div_(255.0)
                 t1 = time.perf_counter()
-                with autocast:
+                with autocast, distributed.global_batch_draws(local_batch):
                     figures = model.training_step(batch, optimizers, step)
                 # the weights go into a checkpoint after this step: check them first
                 # under torchrun every rank must take the same decisions (they are followed by collectives):
