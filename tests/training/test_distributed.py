@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -55,6 +56,12 @@ def failure(result: subprocess.CompletedProcess) -> str:
     return "\n".join(line for line in text.splitlines() if "error:" in line.lower())[:2000] + "\n...\n" + text[-2000:]
 
 
+# N ranks against one process on the same global batch, float32 (docs/distributed.md): the gradients,
+# BatchNorm statistics and losses are sums taken in another order, nothing more; measured differences
+# after 3 steps are below 1e-6 for every model
+TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+
+
 def weights(run) -> dict[str, torch.Tensor]:
     return load_file(str(latest_checkpoint(run) / "model.safetensors"))
 
@@ -70,7 +77,7 @@ GRADIENT_SCRIPT = textwrap.dedent("""
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1))
     x, y = torch.randn(8, 6), torch.randn(8, 1)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
-    distributed.average_gradients_before_step([optimizer])
+    distributed.average_gradients([optimizer])
     for _ in range(3):
         index = distributed.shard(torch.arange(8))
         optimizer.zero_grad()
@@ -108,6 +115,8 @@ def test_two_ranks_train_dcgan_write_once_and_resume_exactly_with_two_or_one(dat
     half = tmp_path / "half"  # stopped after 2 steps, resumed with 2 processes to step 4
     result = torchrun(tmp_path, 2, CLI, *train_args(data32, half, "--steps", "2"))
     assert result.returncode == 0, failure(result)
+    alone = tmp_path / "alone"
+    shutil.copytree(half, alone)
     result = torchrun(tmp_path, 2, CLI, "train", "--resume", str(half), "--steps", "4", "--no-progress")
     assert result.returncode == 0, failure(result)
     a, b = weights(straight), weights(half)
@@ -115,9 +124,15 @@ def test_two_ranks_train_dcgan_write_once_and_resume_exactly_with_two_or_one(dat
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
-    result = torchrun(tmp_path, 1, CLI, "train", "--resume", str(half), "--steps", "6", "--no-progress")
+
+    # the same 2-step checkpoint resumed by ONE process on the whole global batch: the same run, up to the
+    # order of floating-point sums (every rank drew the global batch's randomness from the same RNG)
+    result = torchrun(tmp_path, 1, CLI, "train", "--resume", str(alone), "--steps", "4", "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert latest_checkpoint(half).name == "step-000006"
+    c = weights(alone)
+    assert latest_checkpoint(alone).name == "step-000004"
+    for k in a:
+        torch.testing.assert_close(c[k], a[k], **TOLERANCE, msg=k)
 
 
 def test_batch_size_that_does_not_divide_over_the_ranks_is_an_error(data32, tmp_path):
@@ -196,3 +211,134 @@ def test_ada_probability_moves_as_on_one_process(tmp_path):
         ps[nproc] = float(next(line for line in result.stdout.splitlines() if line.startswith("P "))[2:])
     assert ps[1] > 0.0  # p really moved
     assert ps[2] == ps[1]
+
+
+DRAWS_SCRIPT = textwrap.dedent("""
+    # every kind of draw a training step makes, inside global_batch_draws: rank 0 gathers all ranks' rows
+    import sys, torch
+    from safetensors.torch import save_file
+    from medisynth.training import distributed
+    distributed.setup(torch.device("cpu"))
+    b = distributed.local_batch_size(6)
+    torch.manual_seed(1)
+    template = torch.zeros(b, 2, 3)
+    with distributed.global_batch_draws(b):
+        draws = {"randn": torch.randn(b, 4), "rand": torch.rand(size=(b, 1, 1)), "randint": torch.randint(2, 9, (b,)),
+                 "randn_like": torch.randn_like(template), "rand_gen": torch.rand(b, generator=torch.Generator().manual_seed(3)),
+                 "dropout": torch.nn.functional.dropout(torch.ones(b, 5), 0.4), "scalar": torch.randint(4, ()).reshape(1).expand(b),
+                 "after": torch.randn(b)}  # the RNG moved on as on one process
+    rows = distributed.gather_to_main(draws)
+    if distributed.is_main():
+        save_file({k: torch.cat([r[k] for r in rows]).contiguous() for k in draws}, sys.argv[1])
+    distributed.teardown()
+""")
+
+
+def test_each_rank_draws_its_rows_of_the_global_batch(tmp_path):
+    for nproc in (1, 2):
+        result = torchrun(tmp_path, nproc, DRAWS_SCRIPT, str(tmp_path / f"d{nproc}.safetensors"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = load_file(str(tmp_path / "d1.safetensors")), load_file(str(tmp_path / "d2.safetensors"))
+    for k in one:
+        assert torch.equal(two[k], one[k]), k
+    assert len(set(one["randn"][:, 0].tolist())) == 6  # the rows differ: no rank repeats another's draw
+    assert 0 < int((one["dropout"] == 0).sum()) < 30
+
+
+BATCHNORM_SCRIPT = textwrap.dedent("""
+    # a BatchNorm network on each rank's half of the batch: statistics, gradients and running
+    # statistics must be those of one process on the whole batch
+    import sys, torch
+    from safetensors.torch import save_file
+    from medisynth.training import distributed
+    distributed.setup(torch.device("cpu"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 1, 3, bias=False), torch.nn.BatchNorm2d(1, affine=False, momentum=None))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    model = distributed.sync_batchnorm(model, torch.device("cpu"))
+    distributed.average_gradients([optimizer])
+    x, y = torch.randn(8, 2, 6, 6), torch.randn(8, 1, 2, 2)
+    for _ in range(3):
+        index = distributed.shard(torch.arange(8))
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x[index]), y[index]).backward()
+        optimizer.step()
+    if distributed.is_main():
+        save_file({k: v.float().contiguous() for k, v in model.state_dict().items()}, sys.argv[1])
+    distributed.teardown()
+""")
+
+
+def test_batchnorm_normalises_over_the_global_batch_on_gloo(tmp_path):
+    for nproc in (1, 2):
+        result = torchrun(tmp_path, nproc, BATCHNORM_SCRIPT, str(tmp_path / f"bn{nproc}.safetensors"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = load_file(str(tmp_path / "bn1.safetensors")), load_file(str(tmp_path / "bn2.safetensors"))
+    assert one.keys() == two.keys()  # the same state-dict names: checkpoints move between any numbers of ranks
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=k)
+    assert float(one["1.running_var"].sub(1).abs().max()) > 1e-3  # the running statistics really moved
+
+
+# every trainable model at its smallest size (the flags of tests/test_cli_models.py)
+TINY_GAN = ["--hp", "width=8", "--latent-dim", "8"]
+TINY_VAE = ["--hp", "width=8", "--hp", "max_channels=16", "--latent-dim", "4"]
+TINY_LKGAN = ["--hp", "width=4", "--hp", "max_channels=16", "--latent-dim", "8", "--hp", "n_critic=1"]
+TINY_UNET = ["--hp", "num_channels=[8,8]", "--hp", "num_head_channels=8"]
+MODELS = {
+    "dcgan": ("dcgan", 32, TINY_GAN),
+    "cgan": ("cgan", 32, [*TINY_GAN, "--hp", "embed_dim=4"]),
+    "fastgan": ("fastgan", 32, ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4"]),
+    "wgan-gp": ("wgan-gp", 32, [*TINY_GAN, "--hp", "n_critic=2"]),
+    **{name: (name, size, TINY_LKGAN) for name, size in (("lkgan-small", 64), ("lkgan-v1", 128), ("lkgan-v2", 128))},
+    "vae": ("vae", 32, ["--hp", "hidden=16", "--latent-dim", "4"]),
+    "conv-vae": ("conv-vae", 32, TINY_VAE),
+    "conv-cvae": ("conv-cvae", 32, TINY_VAE),
+    "resvae": ("resvae", 32, [*TINY_VAE, "--hp", "blocks=1"]),
+    "autoencoder-kl": ("autoencoder-kl", 32, ["--hp", "num_channels=[8,8]"]),
+    "diffusion-ddpm": ("diffusion", 32, TINY_UNET),
+    "diffusion-edm": ("diffusion", 32, [*TINY_UNET, "--hp", "recipe=edm"]),
+    "pix2pix": ("pix2pix", 32, ["--hp", "ngf=4", "--hp", "ndf=4"]),
+    "edsr": ("edsr", 32, ["--hp", "n_resblocks=1", "--hp", "n_feats=8", "--hp", "patch_size=16"]),
+}
+
+
+@pytest.fixture(scope="module")
+def grey_data(tmp_path_factory):
+    """18 grey train images with vessel masks (pix2pix), at 32 px and at the lkgans' sizes."""
+    return {size: toy.write_toy_dataset(tmp_path_factory.mktemp(f"grey{size}") / "data", size=size, channels=1,
+                                        with_masks=True) for size in (32, 64, 128)}
+
+
+def test_every_trainable_model_has_a_two_rank_case():
+    from medisynth.models import MODEL_REGISTRY
+
+    assert {name for name in MODEL_REGISTRY if not name.startswith("toy-")} == {m for m, _, _ in MODELS.values()}
+
+
+@pytest.mark.parametrize("case", MODELS)
+def test_two_ranks_train_every_model_as_one_process_on_the_global_batch(grey_data, tmp_path, case):
+    """Weights, BatchNorm statistics, ADA/EMA state and every logged loss of 3 steps: 2 Gloo ranks vs one process."""
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    model, size, flags = MODELS[case]
+    args = ["train", str(grey_data[size]), "--model", model, "--batch-size", "4", "--steps", "3", "--log-every", "1",
+            "--sample-every", "0", "--device", "cpu", "--no-progress", *flags]
+    result = torchrun(tmp_path, 2, CLI, *args, "--out", str(tmp_path / "two"))
+    assert result.returncode == 0, failure(result)
+    alone = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert alone.exit_code == 0, alone.output
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert latest_checkpoint(tmp_path / "two").name == "step-000003"
+    assert one.keys() == two.keys()
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=k)
+    logged = {n: [json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+              for n in ("one", "two")}
+    assert [line["step"] for line in logged["two"]] == [1, 2, 3]
+    for a, b in zip(logged["one"], logged["two"]):
+        for key in a.keys() - {"seconds", "images_per_second"}:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)

@@ -19,6 +19,7 @@ from medisynth.data.images import uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
 from medisynth.progress import make_progress
+from medisynth.training import distributed
 
 AUGMENTATIONS = ("none", "classic")
 
@@ -121,6 +122,13 @@ def train_classifier(
 
     ``class_weighted`` weights the cross-entropy by n / (K * n_c) per class (sklearn's "balanced");
     ``on_epoch(record)`` is called after each epoch (a caller's own progress display).
+
+    In a torch.distributed process group (``medisynth.training.distributed``, torchrun) the
+    training is data-parallel: ``batch_size`` is the global batch, every rank takes its slice of
+    each batch of the shared (seed, epoch) order, the gradients are averaged, BatchNorm is synced,
+    and the augmentation is drawn for the global batch, so N ranks train what one process trains
+    (up to the order of floating-point sums). Validation and early stopping run on every rank
+    alike; the time budget stops every rank at the same batch. Every rank returns the same model.
     """
     if augment not in AUGMENTATIONS:
         raise MedisynthError(f"augment={augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
@@ -138,11 +146,15 @@ def train_classifier(
         with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching the caller's RNG
             torch.manual_seed(seed)
             model = SmallResNet(train_images.shape[1], num_classes, width, image_size=min(train_images.shape[-2:]))
+    dev = distributed.setup(dev) if distributed.active() else dev  # this rank's GPU under torchrun
     model = model.to(dev, memory_format=memory_format(dev))
     images = train_images.to(dev)
     labels = labels.to(dev)
     n = len(images)
     batch_size = max(1, min(batch_size, n))
+    local_batch = distributed.local_batch_size(batch_size)  # the global batch must divide over the ranks
+    distributed.broadcast_module(model)
+    model = distributed.sync_batchnorm(model, dev)
     steps_per_epoch = max(1, n // batch_size)  # the ragged last batch is dropped; the order is reshuffled each epoch
     gen_cpu = torch.Generator().manual_seed(seed)
     gen_dev = torch.Generator(device=dev).manual_seed(seed)
@@ -155,13 +167,14 @@ def train_classifier(
         counts = torch.bincount(labels.cpu(), minlength=num_classes).float()
         loss_weight = (n / (num_classes * counts.clamp(min=1))).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    distributed.average_gradients([optimizer])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * steps_per_epoch))
     history: dict = {"epochs": [], "best_epoch": None, "best_val_balanced_accuracy": None, "stopped": "epochs", "steps": 0}
     best_state, best_score, since_best = None, -1.0, 0
     amp = dev.type == "cuda"
 
     bar = make_progress(transient=True)
-    bar.disable = bar.disable or not progress
+    bar.disable = bar.disable or not progress or not distributed.is_main()
     with bar:
         task = bar.add_task(description, total=epochs * steps_per_epoch, status="")
         for epoch in range(epochs):
@@ -173,13 +186,15 @@ def train_classifier(
             order = order.to(dev)
             loss_sum, batches = torch.zeros((), device=dev), 0
             for step in range(steps_per_epoch):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                x = uint8_to_float(images[idx])
-                if augment == "classic":
-                    x = classic_augment(x, gen_dev)
+                batch_idx = order[step * batch_size:(step + 1) * batch_size]
+                idx = distributed.shard(batch_idx)
+                with distributed.global_batch_draws(local_batch):
+                    x = uint8_to_float(images[idx])
+                    if augment == "classic":
+                        x = classic_augment(x, gen_dev)
                 x = x.contiguous(memory_format=memory_format(dev))
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    loss = F.cross_entropy(model(x), labels[idx], weight=loss_weight)
+                    loss = _cross_entropy(model(x), labels, idx, batch_idx, loss_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -188,10 +203,12 @@ def train_classifier(
                 batches += 1
                 history["steps"] += 1
                 bar.advance(task)
-                if time_budget_s is not None and time.monotonic() - start > time_budget_s:
+                over_budget = time_budget_s is not None and time.monotonic() - start > time_budget_s
+                if distributed.any_rank(over_budget, dev):  # every rank stops at the same batch
                     history["stopped"] = "time_budget"
                     break
-            record = {"epoch": epoch + 1, "loss": float(loss_sum) / max(batches, 1), "seconds": round(time.monotonic() - start, 2)}
+            mean_loss = distributed.mean_over_ranks({"loss": float(loss_sum) / max(batches, 1)})["loss"]
+            record = {"epoch": epoch + 1, "loss": mean_loss, "seconds": round(time.monotonic() - start, 2)}
             if val is not None:
                 probs = predict_proba(model, val[0], batch_size=max(batch_size, 128), device=dev)
                 y_val = np.asarray(val[1])
@@ -221,6 +238,18 @@ def train_classifier(
         history["best_epoch"] = len(history["epochs"])
     history["seconds"] = round(time.monotonic() - start, 2)
     return model.eval(), history
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, batch_idx: torch.Tensor,
+                   weight: torch.Tensor | None) -> torch.Tensor:
+    """The cross-entropy of this rank's slice ``idx`` of the batch ``batch_idx``, scaled so that the mean
+    over the ranks is the whole batch's loss. Weighted: divided by the whole batch's weight sum (each
+    rank knows it), not the slice's, so the ranks' average equals one process's weighted mean."""
+    if weight is None or len(idx) == len(batch_idx):
+        return F.cross_entropy(logits, labels[idx], weight=weight)
+    total = weight[labels[batch_idx]].sum()
+    share = len(batch_idx) / len(idx)  # the ranks' gradients are averaged: undo the 1 / world
+    return F.cross_entropy(logits, labels[idx], weight=weight, reduction="sum") * share / total
 
 
 def predict_proba(model: nn.Module, images_uint8: torch.Tensor | np.ndarray, batch_size: int = 256,

@@ -9,12 +9,12 @@ How the trainer uses it (data parallel, the scheme of StyleGAN2-ADA's training l
 - every rank builds the same model from the same seed; rank 0's weights are broadcast once;
 - ``--batch-size`` is the GLOBAL batch: each rank takes its contiguous slice of the step's
   indices (the epoch permutation is a function of (seed, epoch), identical on every rank);
-- before every optimiser step the gradients of that optimiser's parameters are averaged over
-  the ranks (one all-reduce of a flat buffer per optimiser). This is what DDP's reducer does,
-  done at the optimiser instead of with a ``DistributedDataParallel`` wrapper because a GAN step
-  runs the discriminator several times (real, fake, generator pass) before one backward, which
-  DDP's autograd hooks do not support without ``static_graph``; it also keeps the checkpoint's
-  parameter names unchanged, so any checkpoint resumes with any number of ranks;
+- at the end of every backward pass the gradients it made are averaged over the ranks (one
+  all-reduce of a flat buffer, :func:`average_gradients`). This is what DDP's reducer does, done
+  with autograd hooks on the optimisers' parameters instead of a ``DistributedDataParallel``
+  wrapper because a GAN step runs the discriminator several times (real, fake, generator pass)
+  before one backward, which DDP does not support without ``static_graph``; it also keeps the
+  checkpoint's parameter names unchanged, so any checkpoint resumes with any number of ranks;
 - every rank holds the same RNG state (the run's, saved in checkpoints) and a training step's
   per-sample draws are taken for the global batch, each rank keeping its rows
   (:class:`GlobalBatchDraws`): image i gets the same latent/noise whatever the number of ranks,
@@ -216,35 +216,47 @@ class GlooSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         return module
 
 
-def average_gradients_before_step(optimizers) -> list:
-    """Average each optimiser's gradients over the ranks just before it steps; returns the hook handles."""
-    if not active():
+def average_gradients(optimizers) -> list:
+    """Average the gradients of the optimisers' parameters over the ranks as each backward pass makes them.
+
+    As DDP: every parameter that receives a gradient in a ``backward()`` is noted, and when the
+    backward pass ends one all-reduce of a flat buffer averages all of them. So whatever runs
+    between backward and the optimiser step (gradient clipping, a gradient-norm check) sees the
+    global batch's gradients, as one process would. Gradients accumulated over several backward
+    passes stay right: each pass's share is averaged once (averaging is linear). Returns the
+    hook handles."""
+    if not active() or world_size() == 1:
         return []
     optimizer_list = optimizers.values() if isinstance(optimizers, dict) else (
         optimizers if isinstance(optimizers, (list, tuple)) else [optimizers])
-    handles = []
-    for optimizer in optimizer_list:
-        handles.append(optimizer.register_step_pre_hook(_all_reduce_gradients))
-    return handles
+    pending: dict[int, torch.nn.Parameter] = {}  # in the order backward made them, the same on every rank
+
+    def flush() -> None:
+        global communication_seconds
+        started = time.perf_counter()
+        params = [p for p in pending.values() if p.grad is not None]
+        pending.clear()
+        if not params:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= world_size()
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset : offset + p.grad.numel()].view_as(p.grad))
+            offset += p.grad.numel()
+        communication_seconds += time.perf_counter() - started
+
+    def noted(param: torch.nn.Parameter) -> None:
+        if not pending:  # the first gradient of this backward pass: average them all when it ends
+            torch.autograd.Variable._execution_engine.queue_callback(flush)
+        pending[id(param)] = param
+
+    params = {id(p): p for optimizer in optimizer_list for group in optimizer.param_groups for p in group["params"]}
+    return [p.register_post_accumulate_grad_hook(noted) for p in params.values()]
 
 
 communication_seconds = 0.0  # time spent averaging gradients in this process (for benchmarks)
-
-
-def _all_reduce_gradients(optimizer, args, kwargs) -> None:
-    global communication_seconds
-    started = time.perf_counter()
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-    communication_seconds += time.perf_counter() - started
 
 
 class GlobalBatchDraws(TorchFunctionMode):

@@ -218,7 +218,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     use_ema = config.ema_decay > 0 and bool(model.ema_networks)
     model.use_ema = use_ema
     optimizers = model.configure_optimizers()
-    distributed.average_gradients_before_step(optimizers)  # no-op on one process
+    distributed.average_gradients(optimizers)  # no-op on one process
 
     start_step, elapsed_before = 0, 0.0
     if resuming:
