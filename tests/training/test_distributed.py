@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,9 +58,11 @@ def failure(result: subprocess.CompletedProcess) -> str:
 
 
 # N ranks against one process on the same global batch, float32 (docs/distributed.md): the gradients,
-# BatchNorm statistics and losses are sums taken in another order, nothing more; measured differences
-# after 3 steps are below 1e-6 for every model
-TOLERANCE = {"atol": 1e-5, "rtol": 1e-4}
+# BatchNorm statistics and losses are sums taken in another order, nothing more. Adam divides each
+# gradient element by its own size, so an element near the rounding floor can move by up to a learning
+# rate (2e-4 for the GANs) either way: weights get half of that, logged losses a relative 1e-4
+# (measured: below 2e-5 on weights, 1e-7 relative on losses, after 3 steps of every model)
+TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
 
 
 def weights(run) -> dict[str, torch.Tensor]:
@@ -225,7 +228,11 @@ DRAWS_SCRIPT = textwrap.dedent("""
     with distributed.global_batch_draws(b):
         draws = {"randn": torch.randn(b, 4), "rand": torch.rand(size=(b, 1, 1)), "randint": torch.randint(2, 9, (b,)),
                  "randn_like": torch.randn_like(template), "rand_gen": torch.rand(b, generator=torch.Generator().manual_seed(3)),
-                 "dropout": torch.nn.functional.dropout(torch.ones(b, 5), 0.4), "scalar": torch.randint(4, ()).reshape(1).expand(b),
+                 "dropout": torch.nn.functional.dropout(torch.ones(b, 5), 0.4),
+                 # channels_last: the generator fills memory in order, so the layout must match one process's
+                 "randn_like_nhwc": torch.randn_like(torch.zeros(b, 3, 4, 4).contiguous(memory_format=torch.channels_last)),
+                 "dropout_nhwc": torch.nn.functional.dropout(torch.ones(b, 3, 4, 4).contiguous(memory_format=torch.channels_last), 0.5),
+                 "scalar": torch.randint(4, ()).reshape(1).expand(b),
                  "after": torch.randn(b)}  # the RNG moved on as on one process
     rows = distributed.gather_to_main(draws)
     if distributed.is_main():
@@ -277,7 +284,7 @@ def test_batchnorm_normalises_over_the_global_batch_on_gloo(tmp_path):
     one, two = load_file(str(tmp_path / "bn1.safetensors")), load_file(str(tmp_path / "bn2.safetensors"))
     assert one.keys() == two.keys()  # the same state-dict names: checkpoints move between any numbers of ranks
     for k in one:
-        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=k)
+        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=lambda m, k=k: f"{k}: {m}")
     assert float(one["1.running_var"].sub(1).abs().max()) > 1e-3  # the running statistics really moved
 
 
@@ -295,7 +302,9 @@ MODELS = {
     "vae": ("vae", 32, ["--hp", "hidden=16", "--latent-dim", "4"]),
     "conv-vae": ("conv-vae", 32, TINY_VAE),
     "conv-cvae": ("conv-cvae", 32, TINY_VAE),
-    "resvae": ("resvae", 32, [*TINY_VAE, "--hp", "blocks=1"]),
+    # at width 8 each GroupNorm group is one channel, which removes the bias of every conv feeding it: those
+    # biases have a zero gradient up to rounding, which Adam turns into +-lr steps (the losses are compared)
+    "resvae": ("resvae", 32, [*TINY_VAE, "--hp", "blocks=1"], r"\.bias$"),
     "autoencoder-kl": ("autoencoder-kl", 32, ["--hp", "num_channels=[8,8]"]),
     "diffusion-ddpm": ("diffusion", 32, TINY_UNET),
     "diffusion-edm": ("diffusion", 32, [*TINY_UNET, "--hp", "recipe=edm"]),
@@ -314,7 +323,7 @@ def grey_data(tmp_path_factory):
 def test_every_trainable_model_has_a_two_rank_case():
     from medisynth.models import MODEL_REGISTRY
 
-    assert {name for name in MODEL_REGISTRY if not name.startswith("toy-")} == {m for m, _, _ in MODELS.values()}
+    assert {name for name in MODEL_REGISTRY if not name.startswith("toy-")} == {case[0] for case in MODELS.values()}
 
 
 @pytest.mark.parametrize("case", MODELS)
@@ -324,7 +333,7 @@ def test_two_ranks_train_every_model_as_one_process_on_the_global_batch(grey_dat
 
     from medisynth.cli import app
 
-    model, size, flags = MODELS[case]
+    model, size, flags, *unidentifiable = MODELS[case]
     args = ["train", str(grey_data[size]), "--model", model, "--batch-size", "4", "--steps", "3", "--log-every", "1",
             "--sample-every", "0", "--device", "cpu", "--no-progress", *flags]
     result = torchrun(tmp_path, 2, CLI, *args, "--out", str(tmp_path / "two"))
@@ -334,11 +343,17 @@ def test_two_ranks_train_every_model_as_one_process_on_the_global_batch(grey_dat
     one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert latest_checkpoint(tmp_path / "two").name == "step-000003"
     assert one.keys() == two.keys()
-    for k in one:
-        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=k)
+    compared = [k for k in one if not (unidentifiable and re.search(unidentifiable[0], k))]
+    assert len(compared) >= len(one) // 2  # the exception stays an exception
+    for k in compared:
+        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=lambda m, k=k: f"{k}: {m}")
     logged = {n: [json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
               for n in ("one", "two")}
     assert [line["step"] for line in logged["two"]] == [1, 2, 3]
     for a, b in zip(logged["one"], logged["two"]):
+        assert a.keys() == b.keys()
         for key in a.keys() - {"seconds", "images_per_second"}:
-            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
+            if isinstance(a[key], float):
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
+            else:
+                assert b[key] == a[key], (a["step"], key)

@@ -298,6 +298,14 @@ class GlobalBatchDraws(TorchFunctionMode):
     def _global(self, size) -> tuple:
         return (self.local_batch * self.world, *size[1:])
 
+    def _global_like(self, like: torch.Tensor) -> torch.Tensor:
+        """An empty global-batch tensor laid out like ``like`` (channels_last stays channels_last): the
+        generators fill memory in order, so the layout decides which number lands in which element."""
+        order = sorted(range(like.dim()), key=lambda d: -like.stride(d))  # outermost dimension first
+        shape = self._global(like.shape)
+        inverse = sorted(range(like.dim()), key=order.__getitem__)
+        return like.new_empty([shape[d] for d in order]).permute(inverse)
+
     def _factory(self, func, args, kwargs):
         if "size" in kwargs:
             size = tuple(kwargs.pop("size"))
@@ -320,8 +328,7 @@ class GlobalBatchDraws(TorchFunctionMode):
         like, rest = args[0], args[1:]
         if not self._per_sample(like.shape):
             return func(like, *rest, **kwargs)
-        template = like.new_empty(self._global(like.shape))
-        return self._rows(func(template, *rest, **kwargs))
+        return self._rows(func(self._global_like(like), *rest, **kwargs))
 
     def _dropout(self, func, args, kwargs):
         names = ("input", "p", "training", "inplace")
@@ -332,7 +339,7 @@ class GlobalBatchDraws(TorchFunctionMode):
         if p == 1.0:
             return x.mul_(0.0) if options.get("inplace", False) else x * 0.0
         # the mask as torch's CPU dropout draws it (bernoulli over the input's shape), for the global batch
-        mask = self._rows(x.new_empty(self._global(x.shape)).bernoulli_(1.0 - p))
+        mask = self._rows(self._global_like(x).bernoulli_(1.0 - p))
         if options.get("inplace", False):
             return x.mul_(mask).mul_(1.0 / (1.0 - p))
         return x.mul(mask).mul_(1.0 / (1.0 - p))
@@ -362,6 +369,21 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     tensor = torch.tensor([1.0 if flag else 0.0], device=device if dist.get_backend() == "nccl" else None)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item())
+
+
+def agree_on_step(seconds: float, flag: bool, device: torch.device) -> tuple[float, bool]:
+    """Rank 0's ``seconds`` and whether ``flag`` is true on any rank, on every rank: one small all-reduce.
+
+    The trainer calls it once per step: the interval clocks and the ``--minutes`` budget read rank 0's
+    clock and a divergence on any rank is one on all, so every rank takes the same decisions (which
+    are followed by collectives) at the same step."""
+    if not active():
+        return seconds, flag
+    figures = torch.tensor([seconds if is_main() else 0.0, 1.0 if flag else 0.0], dtype=torch.float64,
+                           device=device if dist.get_backend() == "nccl" else None)
+    dist.all_reduce(figures, op=dist.ReduceOp.MAX)  # seconds >= 0: the maximum is rank 0's
+    main_seconds, any_flag = figures.tolist()
+    return main_seconds, any_flag > 0
 
 
 def gather_to_main(obj) -> list:

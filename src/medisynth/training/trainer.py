@@ -302,7 +302,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         with progress:
             task = progress.add_task(_describe(step, batches, epochs_total), total=None if not math.isfinite(total_steps) else total_steps,
                                      completed=start_step, status="")
-            while step < total_steps and not (math.isfinite(deadline) and distributed.any_rank(elapsed() >= deadline, device)):
+            session_seconds = 0.0  # rank 0's clock at the end of the last step, the same on every rank
+            while step < total_steps and elapsed_before + session_seconds < deadline:
                 t0 = time.perf_counter()
                 e, b = divmod(step, batches)
                 if e != epoch:
@@ -316,11 +317,13 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     figures = model.training_step(batch, optimizers, step)
                 # the weights go into a checkpoint after this step: check them first
                 # under torchrun every rank must take the same decisions (they are followed by collectives):
-                # the clocks read rank 0's seconds, and a divergence on any rank is one on all
-                session_seconds = distributed.broadcast_from_main(time.perf_counter() - t_start)
-                due = clocks["checkpoint"].pending(step + 1, session_seconds)
+                # the clocks and the budget read rank 0's seconds, and a divergence on any rank is one on all.
+                # Rank 0, which writes checkpoints, checks the weights whenever its own clock makes one due.
+                seconds = time.perf_counter() - t_start
+                due = clocks["checkpoint"].pending(step + 1, seconds)
                 problem = guard.problem(figures) or (guard.weights_problem() if due else None)
-                if distributed.any_rank(problem is not None, device) and problem is None:
+                session_seconds, anywhere = distributed.agree_on_step(seconds, problem is not None, device)
+                if anywhere and problem is None:
                     problem = "a non-finite value on another rank"
                 if problem is not None:  # diverged: roll back to the last good state, or stop (raises)
                     step = guard.recover(step + 1, problem, has_checkpoint=last_checkpoint >= 0)
