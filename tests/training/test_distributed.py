@@ -357,3 +357,34 @@ def test_two_ranks_train_every_model_as_one_process_on_the_global_batch(grey_dat
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
             else:
                 assert b[key] == a[key], (a["step"], key)
+
+
+CLASSIFIER_SCRIPT = textwrap.dedent("""
+    # the utility classifier (train_classifier) in a process group: augmented, class-weighted, validated
+    import sys, torch
+    from safetensors.torch import save_file
+    from medisynth.classifier import train_classifier
+    from medisynth.training import distributed
+    distributed.setup(torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (14, 3, 16, 16), dtype=torch.uint8, generator=g)
+    labels = [0] * 10 + [1] * 4
+    model, history = train_classifier(images, labels, 2, val=(images[:6], labels[:6]), epochs=2, batch_size=4,
+                                      augment="classic", class_weighted=True, width=8, progress=False, device="cpu")
+    if distributed.is_main():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, sys.argv[1])
+        print("LOSSES", [round(e["loss"], 6) for e in history["epochs"]], "STEPS", history["steps"])
+    distributed.teardown()
+""")
+
+
+def test_utility_classifier_trains_on_two_ranks_as_on_one(tmp_path):
+    losses = {}
+    for nproc in (1, 2):
+        result = torchrun(tmp_path, nproc, CLASSIFIER_SCRIPT, str(tmp_path / f"c{nproc}.safetensors"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        losses[nproc] = next(line for line in result.stdout.splitlines() if line.startswith("LOSSES"))
+    one, two = load_file(str(tmp_path / "c1.safetensors")), load_file(str(tmp_path / "c2.safetensors"))
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=lambda m, k=k: f"{k}: {m}")
+    assert losses[2] == losses[1] and "STEPS 6" in losses[1]  # 3 global batches of 4 a epoch, 2 epochs
