@@ -386,6 +386,17 @@ def agree_on_step(seconds: float, flag: bool, device: torch.device) -> tuple[flo
     return main_seconds, any_flag > 0
 
 
+def share_cuda_rng(device: torch.device) -> None:
+    """Give every rank's GPU rank 0's CUDA RNG state (after a checkpoint's RNG was restored).
+
+    A checkpoint holds rank 0's process's view of every GPU's generator, of which only its own
+    GPU's moved; rank r draws on its own GPU, so it takes the state of rank 0's instead."""
+    if not active() or device.type != "cuda":
+        return
+    state = broadcast_from_main(torch.cuda.get_rng_state(device))
+    torch.cuda.set_rng_state(state.cpu(), device)
+
+
 def gather_to_main(obj) -> list:
     """Every rank's ``obj`` on rank 0, in rank order (``[obj]`` on one process; ``[]`` on other ranks)."""
     if not active():

@@ -225,6 +225,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         remove_interrupted_writes(Run(run).checkpoints)  # left by a run killed inside a checkpoint write
         checkpoint = Run(run).latest_checkpoint()
         state = load_checkpoint(checkpoint, model, optimizers, rng=True)
+        distributed.share_cuda_rng(device)  # several GPUs: every rank draws from rank 0's restored state
         start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
         if distributed.is_main():
             truncate_metrics(run, start_step)
@@ -268,8 +269,12 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     clocks = {name: IntervalClock(interval) for name, interval in config.intervals().items()}
 
     log = MetricsLog(run) if distributed.is_main() else None
-    guard = DivergenceGuard(config.on_nan, model, optimizers, run=run, restore_checkpoint=lambda: int(
-        load_checkpoint(Run(run).latest_checkpoint(), model, optimizers, rng=True)["step"]))
+    def restore_checkpoint() -> int:
+        step = int(load_checkpoint(Run(run).latest_checkpoint(), model, optimizers, rng=True)["step"])
+        distributed.share_cuda_rng(device)
+        return step
+
+    guard = DivergenceGuard(config.on_nan, model, optimizers, run=run, restore_checkpoint=restore_checkpoint)
     if not resuming:
         guard.remember_initial_state()
     sums: dict[str, float] = {}
