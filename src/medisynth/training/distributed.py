@@ -18,8 +18,9 @@ How the trainer uses it (data parallel, the scheme of StyleGAN2-ADA's training l
 - every rank holds the same RNG state (the run's, saved in checkpoints) and a training step's
   per-sample draws are taken for the global batch, each rank keeping its rows
   (:class:`GlobalBatchDraws`): image i gets the same latent/noise whatever the number of ranks,
-  so a run resumes exactly with any number of ranks and matches one process on the global batch
-  (up to the order of the gradient sum; BatchNorm on Gloo: see ``sync_batchnorm``);
+  so a run resumes exactly with the same number of ranks, and with another number or against one
+  process on the global batch matches up to the order of floating-point sums;
+- BatchNorm normalises over the global batch (:func:`sync_batchnorm`, on Gloo too);
 - rank 0 alone writes the run folder (config, checkpoints, metrics, grids).
 """
 from __future__ import annotations
