@@ -29,7 +29,6 @@ import contextlib
 import datetime
 import os
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
