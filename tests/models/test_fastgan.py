@@ -118,3 +118,24 @@ def test_mode_seeking_term_changes_the_generator_update():
         assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
         after.append(snapshot(model.generator))
     assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
+
+
+@pytest.mark.parametrize("d_norm, norms", [("batch", True), ("none", False)])
+def test_discriminator_normalisation_is_a_choice(d_norm, norms):
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "d_norm": d_norm})
+    blocks = model.discriminator.blocks
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in blocks.modules()) is norms
+    opts = model.configure_optimizers()
+    logs = model.training_step(tiny_batch(DataSpec(32, 3, CLASSES)), opts, 0)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+
+
+def test_unknown_discriminator_normalisation_is_refused():
+    with pytest.raises(MedisynthError, match="d_norm"):
+        build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "d_norm": "layer"})
+
+
+def test_discriminator_learns_faster_than_the_generator_by_default():
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
+    opts = model.configure_optimizers()
+    assert opts["discriminator"].param_groups[0]["lr"] == 4 * opts["generator"].param_groups[0]["lr"]
