@@ -92,12 +92,17 @@ GRADIENT_SCRIPT = textwrap.dedent("""
 """)
 
 
+def weights_from_one_and_two_ranks(tmp_path, script: str, stem: str) -> tuple[dict, dict]:
+    """Run ``script`` (which saves tensors to its first argument) on 1 and on 2 ranks; (1-rank, 2-rank) tensors."""
+    for nproc in (1, 2):
+        result = torchrun(tmp_path, nproc, script, str(tmp_path / f"{stem}{nproc}.safetensors"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    return load_file(str(tmp_path / f"{stem}1.safetensors")), load_file(str(tmp_path / f"{stem}2.safetensors"))
+
+
 def test_two_ranks_take_the_same_step_as_one_process_on_the_global_batch(tmp_path):
     """No BatchNorm: equal up to the order of the gradient sum (float32, atol 1e-6)."""
-    for nproc in (1, 2):
-        result = torchrun(tmp_path, nproc, GRADIENT_SCRIPT, str(tmp_path / f"w{nproc}.safetensors"))
-        assert result.returncode == 0, result.stderr[-3000:]
-    one, two = load_file(str(tmp_path / "w1.safetensors")), load_file(str(tmp_path / "w2.safetensors"))
+    one, two = weights_from_one_and_two_ranks(tmp_path, GRADIENT_SCRIPT, "w")
     for k in one:
         torch.testing.assert_close(two[k], one[k], atol=1e-6, rtol=1e-5)
     torch.manual_seed(0)  # the script's reference really moved: a test that could not fail would pass here too
@@ -242,10 +247,7 @@ DRAWS_SCRIPT = textwrap.dedent("""
 
 
 def test_each_rank_draws_its_rows_of_the_global_batch(tmp_path):
-    for nproc in (1, 2):
-        result = torchrun(tmp_path, nproc, DRAWS_SCRIPT, str(tmp_path / f"d{nproc}.safetensors"))
-        assert result.returncode == 0, result.stderr[-3000:]
-    one, two = load_file(str(tmp_path / "d1.safetensors")), load_file(str(tmp_path / "d2.safetensors"))
+    one, two = weights_from_one_and_two_ranks(tmp_path, DRAWS_SCRIPT, "d")
     for k in one:
         assert torch.equal(two[k], one[k]), k
     assert len(set(one["randn"][:, 0].tolist())) == 6  # the rows differ: no rank repeats another's draw
@@ -278,10 +280,7 @@ BATCHNORM_SCRIPT = textwrap.dedent("""
 
 
 def test_batchnorm_normalises_over_the_global_batch_on_gloo(tmp_path):
-    for nproc in (1, 2):
-        result = torchrun(tmp_path, nproc, BATCHNORM_SCRIPT, str(tmp_path / f"bn{nproc}.safetensors"))
-        assert result.returncode == 0, result.stderr[-3000:]
-    one, two = load_file(str(tmp_path / "bn1.safetensors")), load_file(str(tmp_path / "bn2.safetensors"))
+    one, two = weights_from_one_and_two_ranks(tmp_path, BATCHNORM_SCRIPT, "bn")
     assert one.keys() == two.keys()  # the same state-dict names: checkpoints move between any numbers of ranks
     for k in one:
         torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=lambda m, k=k: f"{k}: {m}")
