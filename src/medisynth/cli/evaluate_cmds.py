@@ -52,7 +52,14 @@ def evaluate(
         yardstick_repeats=yardstick_repeats, bootstrap=bootstrap, utility=utility, domain_epochs=domain_epochs, ssl_steps=ssl_steps,
         cache_dir=cache_dir, device=device, seed=seed, overwrite=overwrite, progress=progress,
     )
-    metrics = run_evaluate(config)
+    from medisynth.training import distributed
+
+    try:
+        metrics = run_evaluate(config)
+    finally:
+        distributed.teardown()  # under torchrun: leave the process group (no-op otherwise)
+    if not distributed.is_main():
+        return
     for line in summary_lines(metrics):
         typer.echo(line)
     typer.echo(f"report: {out / 'report.html'}")

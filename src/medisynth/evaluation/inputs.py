@@ -16,6 +16,7 @@ from medisynth.data.manifest import Manifest
 from medisynth.errors import MedisynthError
 from medisynth.evaluation.config import EvaluateConfig
 from medisynth.runs import Run, is_run
+from medisynth.training import distributed
 
 
 @dataclass
@@ -59,7 +60,12 @@ def load_inputs(config: EvaluateConfig) -> EvaluationInputs:
     with tempfile.TemporaryDirectory(prefix="medisynth-eval-") as tmp:
         fake_kind = "run" if is_run_folder(fake_path) else "folder"
         folder = sample_run(Run.open(fake_path), manifest.class_names, config, Path(tmp)) if fake_kind == "run" else fake_path
-        fake, resized = load_image_folder(folder, manifest.class_names, manifest.image_size, manifest.channels, resize=True)
+        if fake_kind == "run" and not distributed.is_main():
+            fake, resized = None, False  # under torchrun the ranks sampled together into rank 0's scratch folder
+        else:
+            fake, resized = load_image_folder(folder, manifest.class_names, manifest.image_size, manifest.channels, resize=True)
+        if fake_kind == "run":
+            fake, resized = distributed.broadcast_from_main((fake, resized))
     fake = subset(fake, config.max_images, config.seed + 1)
     return EvaluationInputs(real_root, manifest, train, val, heldout, reference, fake, fake_path, fake_kind, resized)
 

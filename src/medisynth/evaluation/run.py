@@ -28,7 +28,7 @@ from medisynth.evaluation.inputs import EvaluationInputs, load_inputs
 from medisynth.evaluation.small_classes import add_small_class_intervals
 from medisynth.evaluation.verdict import choose_primary_space, decide, verdict_lines
 from medisynth.evaluation.yardstick import pixel_yardstick, real_vs_real, within_class_diversity
-from medisynth.features import FEATURE_SPACES, ExtractorContext, FeatureSpaceUnavailable, build_extractor
+from medisynth.features import FEATURE_SPACES, ExtractorContext, Features, FeatureSpaceUnavailable, build_extractor
 from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, write_json
 from medisynth.outputs import check_output
 from medisynth.metrics import calculate_metrics
@@ -37,6 +37,7 @@ from medisynth.metrics.diversity import mean_pairwise_ms_ssim
 from medisynth.metrics.memorization import copy_memorization, feature_memorization
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
 from medisynth.report.format import format_number
+from medisynth.training import distributed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,6 +67,7 @@ class FeatureResults:
     distribution: dict[str, dict] = field(default_factory=dict)  # space -> FID, KID, PRDC, IS, yardstick
     per_class: dict[str, dict[str, Optional[dict]]] = field(default_factory=dict)  # class -> space -> metrics
     features: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # space -> {"real", "fake", "train", "heldout"}
+    logits: dict[str, Optional[dict]] = field(default_factory=dict)  # space -> {"real", "fake", "heldout"}, spaces with a classifier head
     domain_logits: dict[str, np.ndarray] = field(default_factory=dict)  # {"fake", "heldout"} of the domain classifier
     domain_chance: Optional[dict] = None  # the domain classifier's held-out accuracy against chance
 
@@ -87,17 +89,25 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     ``config.fake`` is an image folder (images/ + labels.csv) or a training run, which is sampled
     (``num_per_class`` per class) into a scratch folder first. ``log`` receives one-line notes
     (e.g. a feature space that was skipped). Raises MedisynthError on bad input, before any work
-    when ``config.out`` exists without ``overwrite``."""
+    when ``config.out`` exists without ``overwrite``.
+
+    Under torchrun (``medisynth.training.distributed``) every rank extracts its contiguous share of
+    each image set's features and gathers the rest; rank 0 alone then computes the metrics, writes
+    ``config.out`` and returns the dict. The other ranks return ``{}`` after the last gather, so none
+    waits at a collective while rank 0 works (that wait would hit the collective timeout)."""
     config.validate()
     lap = _Laps()
     check_output(Path(config.out), config.overwrite, "evaluation", (config.real, config.fake))  # before minutes of work
-    device = resolve_device(config.device)
+    device = distributed.setup(resolve_device(config.device))
+    log = log if distributed.is_main() else (lambda message: None)  # one copy of every note: rank 0's
     inputs = load_inputs(config)
     warnings_out = [f"synthetic images were resized to the real data's {inputs.manifest.image_size} px"] if inputs.resized else []
     lap("load")
 
-    metrics = _header(config, inputs)
     found = _feature_metrics(config, inputs, device, log, lap)
+    if not distributed.is_main():
+        return {}
+    metrics = _header(config, inputs)
     metrics["feature_spaces"] = found.spaces
     metrics["distribution"] = found.distribution
     metrics["cas"] = _cas_section(inputs, found)
@@ -157,6 +167,22 @@ def _header(config: EvaluateConfig, inputs: EvaluationInputs) -> dict:
 
 def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, log: Callable[[str], None],
                      lap: _Laps) -> FeatureResults:
+    """Every feature space's features (all ranks), then its distribution metrics (rank 0 alone).
+
+    The two phases are apart so that under torchrun the other ranks are done with their last
+    collective before rank 0 spends minutes on metrics: a rank left waiting at a collective that
+    long would hit the collective timeout (``MEDISYNTH_DIST_TIMEOUT``)."""
+    found = _extract_spaces(config, inputs, device, log, lap)
+    if not distributed.is_main():
+        return found
+    for name in found.features:
+        _measure_space(name, config, inputs, found)
+        lap(f"distribution:{name}")
+    return found
+
+
+def _extract_spaces(config: EvaluateConfig, inputs: EvaluationInputs, device, log: Callable[[str], None],
+                    lap: _Laps) -> FeatureResults:
     """Each feature space in turn; the label-free space joins when the domain classifier is at chance."""
     context = ExtractorContext(
         real_root=inputs.real_root, weights=config.weights, device=device, cache_dir=config.cache_dir, seed=config.seed,
@@ -172,8 +198,8 @@ def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, l
             log(str(e))
             found.spaces[name] = {"status": "skipped", "reason": str(e)}
             continue
-        _measure_space(name, extractor, config, inputs, found)
-        chance = found.domain_chance
+        _extract_space(name, extractor, inputs, found)
+        chance = found.domain_chance  # from the gathered logits: every rank takes the same decision
         if name == "domain" and not chance["better_than_chance"] and LABEL_FREE_SPACE in FEATURE_SPACES \
                 and LABEL_FREE_SPACE not in config.feature_spaces:
             log(f"domain classifier no better than chance (accuracy {format_number(chance['value'], kind='fraction')}, "
@@ -184,29 +210,53 @@ def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, l
     return found
 
 
-def _measure_space(name: str, extractor, config: EvaluateConfig, inputs: EvaluationInputs, found: FeatureResults) -> None:
-    """One feature space: features of every set, distribution metrics with their yardstick, per class."""
+def _extract_space(name: str, extractor, inputs: EvaluationInputs, found: FeatureResults) -> None:
+    """One feature space's features of every set (and the domain classifier's logits and chance test)."""
     reference, fake, train, heldout = inputs.reference, inputs.fake, inputs.train, inputs.heldout
-    feats_ref = extractor.extract(reference.images)  # the real set first: the pixels space fits its PCA on it
-    feats_fake = extractor.extract(fake.images)
-    feats_train = feats_ref if reference is train else extractor.extract(train.images)
-    feats_held = extractor.extract(heldout.images) if len(heldout.images) else None
+    if distributed.world_size() > 1 and hasattr(extractor, "fit"):
+        # a space fitted on the first set it sees (pixels' PCA) must see the whole real set, not a shard
+        extractor.fit(reference.images)
+    feats_ref = extract_sharded(extractor, reference.images)  # the real set first: the pixels space fits its PCA on it
+    feats_fake = extract_sharded(extractor, fake.images)
+    feats_train = feats_ref if reference is train else extract_sharded(extractor, train.images)
+    feats_held = extract_sharded(extractor, heldout.images) if len(heldout.images) else None
     found.features[name] = {"real": feats_ref.features, "fake": feats_fake.features, "train": feats_train.features,
                             "heldout": None if feats_held is None else feats_held.features}
+    found.logits[name] = {"real": feats_ref.logits, "fake": feats_fake.logits,
+                          "heldout": None if feats_held is None else feats_held.logits} if extractor.has_logits else None
     if name == "domain":
         found.domain_logits = {"fake": feats_fake.logits, "heldout": None if feats_held is None else feats_held.logits}
         found.domain_chance = _domain_chance(found.domain_logits["heldout"], heldout.labels, len(inputs.val.images))
     found.spaces[name] = {"status": "ok", "dim": int(feats_ref.features.shape[1]), **extractor.info()}
+
+
+def extract_sharded(extractor, images: torch.Tensor) -> Features:
+    """``extractor.extract(images)``; under torchrun each rank extracts its contiguous share and every
+    rank gets all rows back in the original order (one process's result, up to batch composition)."""
+    if distributed.world_size() == 1:
+        return extractor.extract(images)
+    start, stop = distributed.shard_bounds(len(images))
+    part = extractor.extract(images[start:stop]) if stop > start else None
+    features = distributed.gather_rows(None if part is None else part.features)
+    logits = distributed.gather_rows(None if part is None else part.logits)
+    return Features(features, logits)
+
+
+def _measure_space(name: str, config: EvaluateConfig, inputs: EvaluationInputs, found: FeatureResults) -> None:
+    """One feature space: distribution metrics with their yardstick, per class."""
+    reference, fake, heldout = inputs.reference, inputs.fake, inputs.heldout
+    feats, logits = found.features[name], found.logits[name]
     options = dict(kid_subsets=config.kid_subsets, kid_subset_size=config.kid_subset_size, prdc_k=config.prdc_k, seed=config.seed)
-    wanted = ("fid", "kid", "prdc", "is") if extractor.has_logits else ("fid", "kid", "prdc")
-    found.distribution[name] = calculate_metrics(feats_ref.features, feats_fake.features, wanted, fake_logits=feats_fake.logits, **options)
+    wanted = ("fid", "kid", "prdc", "is") if logits is not None else ("fid", "kid", "prdc")
+    found.distribution[name] = calculate_metrics(feats["real"], feats["fake"], wanted,
+                                                 fake_logits=None if logits is None else logits["fake"], **options)
     # held-out real images are the fair partner only when the reference is the training split they are disjoint from
-    partner = feats_held if feats_held is not None and config.real_split == "train" else None
+    partner = feats["heldout"] is not None and config.real_split == "train"
     found.distribution[name]["yardstick"] = real_vs_real(
-        feats_ref.features, reference.labels, feats_fake.features, fake.labels,
-        heldout=None if partner is None else partner.features, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
-        logits={"real": feats_ref.logits, "fake": feats_fake.logits, "heldout": None if partner is None else partner.logits}
-        if extractor.has_logits else None, **options)
+        feats["real"], reference.labels, feats["fake"], fake.labels,
+        heldout=feats["heldout"] if partner else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
+        logits={"real": logits["real"], "fake": logits["fake"], "heldout": logits["heldout"] if partner else None}
+        if logits is not None else None, **options)
     if fake.labels is None:
         return
     for c, cname in enumerate(inputs.class_names):
@@ -215,7 +265,7 @@ def _measure_space(name: str, extractor, config: EvaluateConfig, inputs: Evaluat
             found.per_class[cname][name] = None
             continue
         found.per_class[cname][name] = calculate_metrics(
-            feats_ref.features[r_sel], feats_fake.features[f_sel], ("fid", "kid", "prdc"), **options)
+            feats["real"][r_sel], feats["fake"][f_sel], ("fid", "kid", "prdc"), **options)
 
 
 def _cas_section(inputs: EvaluationInputs, found: FeatureResults) -> dict:

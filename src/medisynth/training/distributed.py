@@ -112,6 +112,30 @@ def shard(indices: torch.Tensor) -> torch.Tensor:
     return indices[rank() * size : (rank() + 1) * size]
 
 
+def shard_bounds(count: int) -> tuple[int, int]:
+    """This rank's contiguous share ``[start, stop)`` of ``count`` items; shares differ by one item at most.
+
+    Unlike :func:`shard` (a training step's equal slices of the global batch) any count is split:
+    feature extraction takes whole sets, whatever their size."""
+    world, here = world_size(), rank()
+    return count * here // world, count * (here + 1) // world
+
+
+def gather_rows(rows):
+    """Every rank's ``rows`` (numpy arrays or None), concatenated in rank order on every rank.
+
+    The inverse of :func:`shard_bounds`: rank r's share lands where it was cut from. ``None`` (a
+    rank whose share was empty) contributes nothing; all None gives None."""
+    import numpy as np
+
+    if not active():
+        return rows
+    parts = [None] * world_size()
+    dist.all_gather_object(parts, rows)
+    parts = [p for p in parts if p is not None]
+    return np.concatenate(parts) if parts else None
+
+
 def broadcast_module(module: torch.nn.Module) -> None:
     """Make every rank hold rank 0's parameters and buffers."""
     if not active():

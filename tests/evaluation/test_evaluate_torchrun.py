@@ -1,0 +1,70 @@
+"""``medisynth evaluate`` under torchrun (2 Gloo processes): sharded feature extraction, one report from rank 0."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from medisynth.downstream.toy import toy_images, write_image_folder, write_prepared
+
+# the one torchrun launcher of the distributed tests (tests are not a package: load it by path)
+_spec = importlib.util.spec_from_file_location(
+    "distributed_launch", Path(__file__).resolve().parents[1] / "training" / "test_distributed.py")
+launch = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(launch)
+
+CLASSES = ["healthy", "sick"]
+# metrics.json parts that differ between any two runs by design: the clock, the output path
+UNCOMPARED = {"created", "timings_s", "out"}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """33 train images (odd: the two ranks' shares differ by one), 7 held-out, 25 synthetic."""
+    root = tmp_path_factory.mktemp("evaluate-torchrun")
+    labels = [0] * 17 + [1] * 16 + [0, 1, 0, 1, 0, 1, 0]
+    splits = ["train"] * 33 + ["val"] * 4 + ["test"] * 3
+    write_prepared(root / "real", toy_images(labels, size=32, channels=3, seed=0), labels, splits, CLASSES)
+    fake_labels = [0] * 13 + [1] * 12
+    write_image_folder(root / "fake", toy_images(fake_labels, size=32, channels=3, seed=1), [CLASSES[k] for k in fake_labels])
+    return root
+
+
+def _flags(toy, out) -> list[str]:
+    return [str(toy / "real"), "--synthetic", str(toy / "fake"), "--out", str(out), "--features", "domain,pixels",
+            "--domain-epochs", "1", "--ssl-steps", "4", "--cache-dir", str(toy / "cache"), "--min-class-samples", "10", "--kid-subsets", "5",
+            "--kid-subset-size", "10", "--diversity-pairs", "10", "--bootstrap", "20", "--device", "cpu", "--no-progress"]
+
+
+def _assert_same(two, one, where="metrics"):
+    """Numbers within float tolerance (features of other batch compositions), everything else equal."""
+    if isinstance(one, dict):
+        assert two.keys() == one.keys(), where
+        for key in one.keys() - UNCOMPARED:
+            _assert_same(two[key], one[key], f"{where}.{key}")
+    elif isinstance(one, list):
+        assert len(two) == len(one), where
+        for i, (b, a) in enumerate(zip(two, one)):
+            _assert_same(b, a, f"{where}[{i}]")
+    elif isinstance(one, float) and not isinstance(one, bool):
+        assert (math.isnan(two) and math.isnan(one)) or two == pytest.approx(one, rel=1e-4, abs=1e-5), where
+    else:
+        assert two == one, where
+
+
+def test_two_ranks_write_one_report_with_the_metrics_of_one_process(toy, tmp_path):
+    """The domain classifier is at chance on this toy set, so the ssl space joins: three spaces, one with logits."""
+    outs = {nproc: tmp_path / str(nproc) / "report" for nproc in (1, 2)}
+    for nproc in (1, 2):  # 1 first: it trains and caches the encoders both runs then measure with
+        result = launch.torchrun(tmp_path, nproc, launch.CLI, "evaluate", *_flags(toy, outs[nproc]))
+        assert result.returncode == 0, launch.failure(result)
+        assert result.stdout.count("report: ") == 1  # rank 0 alone prints (and writes)
+        assert [p.name for p in outs[nproc].parent.iterdir()] == ["report"]  # one copy, no scratch folder left
+    assert sorted(p.name for p in outs[2].iterdir()) == sorted(p.name for p in outs[1].iterdir())
+    one, two = (json.loads((outs[n] / "metrics.json").read_text()) for n in (1, 2))
+    assert {s: v["status"] for s, v in two["feature_spaces"].items()} == {"domain": "ok", "pixels": "ok", "ssl": "ok"}
+    assert two["distribution"]["domain"]["is_mean"] is not None  # the gathered logits made it
+    _assert_same(two, one)
