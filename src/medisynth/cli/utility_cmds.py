@@ -62,11 +62,17 @@ def utility(
     from medisynth.downstream import UtilityConfig, run_utility
     from medisynth.downstream.report import terminal_summary
 
-    results = run_utility(UtilityConfig(
-        real=data, synthetic=synthetic, out=out,
-        protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols is not None else None,
-        seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-        time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,
-        device=device, overwrite=overwrite, progress=progress,
-    ))
-    terminal_summary(results, out / "utility.html")
+    from medisynth.training import distributed
+
+    try:
+        results = run_utility(UtilityConfig(
+            real=data, synthetic=synthetic, out=out,
+            protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols is not None else None,
+            seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+            time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,
+            device=device, overwrite=overwrite, progress=progress,
+        ))
+    finally:
+        distributed.teardown()  # under torchrun: leave the process group (no-op otherwise)
+    if distributed.is_main():
+        terminal_summary(results, out / "utility.html")

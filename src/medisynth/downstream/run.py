@@ -30,6 +30,7 @@ from medisynth.downstream.data import (
 )
 from medisynth.downstream.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
 from medisynth.report.format import format_number
+from medisynth.training import distributed
 
 
 @dataclass
@@ -79,18 +80,22 @@ def _check(config: UtilityConfig) -> list[str]:
 
 
 def _log(message: str, enabled: bool) -> None:
-    if enabled:
+    if enabled and distributed.is_main():  # under torchrun one copy of each line: rank 0's
         print(message, file=sys.stderr, flush=True)
 
 
 def run_utility(config: UtilityConfig) -> dict:
-    """Train and score every protocol x seed; write the report; return the results dict."""
+    """Train and score every protocol x seed; write the report; return the results dict.
+
+    Under torchrun (``medisynth.training.distributed``) each classifier trains data-parallel over
+    the ranks (``--batch-size`` is the global batch and must divide by their number); every rank
+    holds the same models and results, and rank 0 alone prints progress and writes the report."""
     from medisynth.device import resolve_device
     from medisynth.downstream.report import write_report
     from medisynth.downstream.verdict import utility_verdict
 
     protocols = _check(config)
-    device = resolve_device(config.device)
+    device = distributed.setup(resolve_device(config.device))
     real = load_real(Path(config.real))
     synthetic, top_up = None, None
     if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
@@ -113,7 +118,8 @@ def run_utility(config: UtilityConfig) -> dict:
     results["notes"] += _result_notes(config, protocols, real, synthetic, bool(results["comparisons"]))
     results["verdict"] = utility_verdict(results["runs"], protocols)
     results["seconds"] = round(time.monotonic() - start, 1)
-    write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))
+    if distributed.is_main():
+        write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))
     return results
 
 
@@ -156,7 +162,7 @@ def _train_all(protocols: list[str], real: RealData, synthetic: Optional[ImageSe
     predictions: dict[tuple[str, int], np.ndarray] = {}
     total = len(protocols) * config.seeds
     bar = make_progress()
-    bar.disable = bar.disable or not config.progress
+    bar.disable = bar.disable or not config.progress or not distributed.is_main()  # one bar: rank 0's
     say = (lambda message: bar.console.print(message, markup=False, highlight=False)) if not bar.disable \
         else (lambda message: _log(message, config.progress))
     with bar:
