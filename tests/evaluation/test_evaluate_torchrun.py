@@ -33,8 +33,20 @@ def toy(tmp_path_factory):
     return root
 
 
-def _flags(toy, out) -> list[str]:
-    return [str(toy / "real"), "--synthetic", str(toy / "fake"), "--out", str(out), "--features", "domain,pixels",
+@pytest.fixture(scope="module")
+def cgan_run(toy):
+    """A trained run as --synthetic: evaluate samples it (on every rank, sharded) before measuring."""
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    out = toy / "cgan"
+    train(TrainConfig(data=toy / "real", model="cgan", out=out, steps=2, batch_size=4, sample_every=0, device="cpu",
+                      progress=False, hyper={"width": 8, "latent_dim": 8, "embed_dim": 4}))
+    return out
+
+
+def _flags(toy, synthetic, out) -> list[str]:
+    return [str(toy / "real"), "--synthetic", str(synthetic), "--out", str(out), "--per-class", "12", "--features", "domain,pixels",
             "--domain-epochs", "1", "--ssl-steps", "4", "--cache-dir", str(toy / "cache"), "--min-class-samples", "10", "--kid-subsets", "5",
             "--kid-subset-size", "10", "--diversity-pairs", "10", "--bootstrap", "20", "--device", "cpu", "--no-progress"]
 
@@ -55,11 +67,13 @@ def _assert_same(two, one, where="metrics"):
         assert two == one, where
 
 
-def test_two_ranks_write_one_report_with_the_metrics_of_one_process(toy, tmp_path):
+@pytest.mark.parametrize("synthetic", ["folder", "run"])
+def test_two_ranks_write_one_report_with_the_metrics_of_one_process(toy, tmp_path, request, synthetic):
     """The domain classifier is at chance on this toy set, so the ssl space joins: three spaces, one with logits."""
+    source = toy / "fake" if synthetic == "folder" else request.getfixturevalue("cgan_run")
     outs = {nproc: tmp_path / str(nproc) / "report" for nproc in (1, 2)}
     for nproc in (1, 2):  # 1 first: it trains and caches the encoders both runs then measure with
-        result = launch.torchrun(tmp_path, nproc, launch.CLI, "evaluate", *_flags(toy, outs[nproc]))
+        result = launch.torchrun(tmp_path, nproc, launch.CLI, "evaluate", *_flags(toy, source, outs[nproc]))
         assert result.returncode == 0, launch.failure(result)
         assert result.stdout.count("report: ") == 1  # rank 0 alone prints (and writes)
         assert [p.name for p in outs[nproc].parent.iterdir()] == ["report"]  # one copy, no scratch folder left
