@@ -213,6 +213,11 @@ def _extract_spaces(config: EvaluateConfig, inputs: EvaluationInputs, device, lo
 def _extract_space(name: str, extractor, inputs: EvaluationInputs, found: FeatureResults) -> None:
     """One feature space's features of every set (and the domain classifier's logits and chance test)."""
     reference, fake, train, heldout = inputs.reference, inputs.fake, inputs.train, inputs.heldout
+    network = getattr(extractor, "model", None)
+    if distributed.world_size() > 1 and isinstance(network, torch.nn.Module):
+        # an encoder trained on every rank (ssl, when not cached) can differ in the last bits between
+        # ranks on GPUs (kernels are not deterministic): every rank's share is measured with rank 0's
+        network.load_state_dict(distributed.broadcast_from_main({k: v.cpu() for k, v in network.state_dict().items()}))
     if distributed.world_size() > 1 and hasattr(extractor, "fit"):
         # a space fitted on the first set it sees (pixels' PCA) must see the whole real set, not a shard
         extractor.fit(reference.images)
