@@ -82,3 +82,14 @@ def test_two_ranks_write_one_report_with_the_metrics_of_one_process(toy, tmp_pat
     assert {s: v["status"] for s, v in two["feature_spaces"].items()} == {"domain": "ok", "pixels": "ok", "ssl": "ok"}
     assert two["distribution"]["domain"]["is_mean"] is not None  # the gathered logits made it
     _assert_same(two, one)
+
+
+def test_a_network_that_cannot_train_on_the_ranks_says_how_to_cache_it(toy, tmp_path):
+    """33 train images: the uncached domain classifier's batch (the whole split) does not divide over 2 ranks."""
+    flags = _flags(toy, toy / "fake", tmp_path / "report")
+    flags[flags.index("--cache-dir") + 1] = str(tmp_path / "empty-cache")
+    result = launch.torchrun(tmp_path, 2, launch.CLI, "evaluate", *flags)
+    assert result.returncode != 0 and "exitcode  : 2" in result.stderr, launch.failure(result)  # the ranks' bad-input status
+    assert "domain space: training its network on 2 ranks failed: --batch-size 33" in result.stderr
+    assert "as one process" in result.stderr
+    assert not (tmp_path / "report").exists()

@@ -198,6 +198,13 @@ def _extract_spaces(config: EvaluateConfig, inputs: EvaluationInputs, device, lo
             log(str(e))
             found.spaces[name] = {"status": "skipped", "reason": str(e)}
             continue
+        except MedisynthError as e:
+            if distributed.world_size() == 1:
+                raise
+            # not cached yet, its network trains here data-parallel over the ranks, with the limits of that
+            raise MedisynthError(
+                f"{name} space: training its network on {distributed.world_size()} ranks failed: {e}; or train it "
+                f"once as one process (`medisynth evaluate` without torchrun caches it) before the torchrun job") from None
         _extract_space(name, extractor, inputs, found)
         chance = found.domain_chance  # from the gathered logits: every rank takes the same decision
         if name == "domain" and not chance["better_than_chance"] and LABEL_FREE_SPACE in FEATURE_SPACES \
