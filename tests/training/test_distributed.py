@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,27 @@ def torchrun(tmp_path: Path, nproc: int, script: str, *args: str, timeout: float
            "OMP_NUM_THREADS": "1", "MEDISYNTH_DIST_TIMEOUT": "60"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                *target, *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0 and died_by_signal(result.stderr):
+        # torch 2.14.1's CPU kernels now and then abort a process with heap corruption (see classifier/training.py's
+        # memory_format); one rank killed by a signal says nothing about medisynth, so the launch is repeated once,
+        # loudly. An error exit or a wrong number still fails the test.
+        warnings.warn(f"a rank died by a signal; launching again once:\n{result.stderr[-800:]}")
+        if "--out" in args:
+            shutil.rmtree(args[args.index("--out") + 1], ignore_errors=True)  # the test's own tmp_path
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    return result
+
+
+def died_by_signal(stderr: str) -> bool:
+    """torchrun's report of a rank ended by SIGABRT, SIGBUS or SIGSEGV."""
+    return any(f"(exitcode: -{signal})" in stderr for signal in (6, 7, 11))
+
+
+def test_only_a_rank_killed_by_a_signal_counts_as_a_crash():
+    assert died_by_signal("failed (exitcode: -6) local_rank: 1 (pid: 7) of binary: python")
+    assert not died_by_signal("failed (exitcode: 2) local_rank: 0 (pid: 7) of binary: python")
+    assert not died_by_signal("failed (exitcode: 1) local_rank: 1 (pid: 7) of binary: python")
 
 
 def train_args(data, out, *extra: str) -> list[str]:
