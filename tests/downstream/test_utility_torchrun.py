@@ -30,21 +30,6 @@ def folders(tmp_path_factory):
     return root
 
 
-def _assert_same(two, one, where="utility"):
-    if isinstance(one, dict):
-        assert two.keys() == one.keys(), where
-        for key in one.keys() - UNCOMPARED:
-            _assert_same(two[key], one[key], f"{where}.{key}")
-    elif isinstance(one, list):
-        assert len(two) == len(one), where
-        for i, (b, a) in enumerate(zip(two, one)):
-            _assert_same(b, a, f"{where}[{i}]")
-    elif isinstance(one, float):
-        assert two == pytest.approx(one, nan_ok=True, **TOLERANCE), where
-    else:
-        assert two == one, where
-
-
 @pytest.mark.parametrize("protocols", ["real,real+synthetic", "real-balanced,synthetic"])
 def test_two_ranks_write_one_report_equal_to_one_process(folders, tmp_path, protocols):
     """Augmented and class-balanced protocols too; seeds pair up as on one process."""
@@ -60,4 +45,4 @@ def test_two_ranks_write_one_report_equal_to_one_process(folders, tmp_path, prot
     assert sorted(p.name for p in outs[2].iterdir()) == sorted(p.name for p in outs[1].iterdir())
     one, two = (json.loads((outs[n] / "utility.json").read_text()) for n in (1, 2))
     assert len(two["runs"]) == 4 and all(r["epochs_run"] == 2 for r in two["runs"])
-    _assert_same(two, one)
+    launch.assert_json_close(two, one, UNCOMPARED, **TOLERANCE, where="utility")

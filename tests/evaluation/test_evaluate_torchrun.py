@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -51,22 +50,6 @@ def _flags(toy, synthetic, out) -> list[str]:
             "--kid-subset-size", "10", "--diversity-pairs", "10", "--bootstrap", "20", "--device", "cpu", "--no-progress"]
 
 
-def _assert_same(two, one, where="metrics"):
-    """Numbers within float tolerance (features of other batch compositions), everything else equal."""
-    if isinstance(one, dict):
-        assert two.keys() == one.keys(), where
-        for key in one.keys() - UNCOMPARED:
-            _assert_same(two[key], one[key], f"{where}.{key}")
-    elif isinstance(one, list):
-        assert len(two) == len(one), where
-        for i, (b, a) in enumerate(zip(two, one)):
-            _assert_same(b, a, f"{where}[{i}]")
-    elif isinstance(one, float) and not isinstance(one, bool):
-        assert (math.isnan(two) and math.isnan(one)) or two == pytest.approx(one, rel=1e-4, abs=1e-5), where
-    else:
-        assert two == one, where
-
-
 @pytest.mark.parametrize("synthetic", ["folder", "run"])
 def test_two_ranks_write_one_report_with_the_metrics_of_one_process(toy, tmp_path, request, synthetic):
     """The domain classifier is at chance on this toy set, so the ssl space joins: three spaces, one with logits."""
@@ -81,7 +64,7 @@ def test_two_ranks_write_one_report_with_the_metrics_of_one_process(toy, tmp_pat
     one, two = (json.loads((outs[n] / "metrics.json").read_text()) for n in (1, 2))
     assert {s: v["status"] for s, v in two["feature_spaces"].items()} == {"domain": "ok", "pixels": "ok", "ssl": "ok"}
     assert two["distribution"]["domain"]["is_mean"] is not None  # the gathered logits made it
-    _assert_same(two, one)
+    launch.assert_json_close(two, one, UNCOMPARED, rel=1e-4, abs=1e-5, where="metrics")
 
 
 def test_a_network_that_cannot_train_on_the_ranks_says_how_to_cache_it(toy, tmp_path):

@@ -66,6 +66,22 @@ def test_only_a_rank_killed_by_a_signal_counts_as_a_crash():
     assert not died_by_signal("failed (exitcode: 1) local_rank: 1 (pid: 7) of binary: python")
 
 
+def assert_json_close(two, one, uncompared: set, rel: float, abs: float, where: str = "json") -> None:
+    """Two JSON results equal, numbers within (rel, abs) (NaN equals NaN), keys in ``uncompared`` skipped."""
+    if isinstance(one, dict):
+        assert two.keys() == one.keys(), where
+        for key in one.keys() - uncompared:
+            assert_json_close(two[key], one[key], uncompared, rel, abs, f"{where}.{key}")
+    elif isinstance(one, list):
+        assert len(two) == len(one), where
+        for i, (b, a) in enumerate(zip(two, one)):
+            assert_json_close(b, a, uncompared, rel, abs, f"{where}[{i}]")
+    elif isinstance(one, float):
+        assert two == pytest.approx(one, nan_ok=True, rel=rel, abs=abs), where
+    else:
+        assert two == one, where
+
+
 def train_args(data, out, *extra: str) -> list[str]:
     return ["train", str(data), "--model", "dcgan", "--out", str(out), "--batch-size", "4", "--steps", "4",
             "--log-every", "1", "--sample-every", "0", "--checkpoint-every", "2", "--device", "cpu",
