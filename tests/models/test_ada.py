@@ -90,3 +90,13 @@ def test_every_gan_logs_ada_p_and_keeps_it_in_its_state(name):
 def test_bad_ada_settings_are_clear_errors(values):
     with pytest.raises(MedisynthError, match="ada_"):
         build_model("dcgan", DataSpec(32, 3, CLASSES), {"width": 4, "latent_dim": 8, **values})
+
+
+def test_ada_target_null_from_the_command_line_is_plain_diffaugment():
+    from medisynth.training.config import parse_hp
+
+    overrides = parse_hp(["ada_target=null", "width=4", "latent_dim=8"])  # what --hp ada_target=null gives
+    model = build_model("dcgan", DataSpec(32, 3, CLASSES), overrides)
+    assert model.hyper.ada_target is None and model.augment.probability() == 1.0
+    with pytest.raises(MedisynthError, match="expected a number or null"):
+        build_model("dcgan", DataSpec(32, 3, CLASSES), parse_hp(["ada_target=none"]))

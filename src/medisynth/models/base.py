@@ -89,10 +89,15 @@ class GenerativeModel(nn.Module):
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                     for f in dataclasses.fields(cls.Hyper)
                     if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+        # fields annotated Optional[...] take null (YAML's null / ~) as a value of their own
+        optional = {f.name for f in dataclasses.fields(cls.Hyper) if "Optional[" in str(f.type) or "None" in str(f.type)}
         for key, value in overrides.items():
+            if value is None and key in optional:
+                continue  # e.g. ada_target=null: the field's documented "off"
             problem = _hyper_value_problem(key, value, defaults.get(key))
             if problem:
-                raise MedisynthError(f"hyper-parameter {key}={value!r} of model {cls.name!r}: {problem} "
+                also = " or null" if key in optional else ""
+                raise MedisynthError(f"hyper-parameter {key}={value!r} of model {cls.name!r}: {problem}{also} "
                                      f"(default {defaults.get(key)!r}); fix --hp {key}=... (or the --config file)")
         return cls.Hyper(**overrides)
 
