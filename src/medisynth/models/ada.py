@@ -36,6 +36,7 @@ from torch import nn
 
 from medisynth.errors import MedisynthError
 from medisynth.models.augment import AUGMENTATIONS, parse_policy
+from medisynth.models.layers import sum_over_ranks
 
 
 @dataclass
@@ -109,9 +110,9 @@ class AdaptiveAugment(nn.Module):
         scores = d_real.detach().float().reshape(-1)
         if d_fake is not None:
             fake = d_fake.detach().double().reshape(-1)
-            fake_sum, fake_count = _sum_over_ranks(torch.stack([fake.sum(), fake.new_tensor(fake.numel())]))
+            fake_sum, fake_count = sum_over_ranks(torch.stack([fake.sum(), fake.new_tensor(fake.numel())]))
             scores = scores - (fake_sum / fake_count).float()
-        sign_sum, count = _sum_over_ranks(
+        sign_sum, count = sum_over_ranks(
             torch.stack([torch.sign(scores).sum().double(), scores.new_tensor(scores.numel(), dtype=torch.float64)]))
         self.sign_sum += sign_sum
         self.images += count.to(torch.int64)
@@ -127,12 +128,3 @@ class AdaptiveAugment(nn.Module):
         target = "off" if self.target is None else f"{self.target:g}"
         return f"policy={','.join(self.policy)!r}, ada_target={target}, speed_kimg={self.speed_kimg:g}"
 
-
-def _sum_over_ranks(figures: torch.Tensor) -> torch.Tensor:
-    """``figures`` summed over the data-parallel ranks (unchanged on one process).
-
-    torch.distributed directly rather than medisynth.training.distributed: models sit below the
-    training stage and must not import it."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(figures)
-    return figures

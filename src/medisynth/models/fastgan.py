@@ -39,7 +39,7 @@ from medisynth.errors import MedisynthError
 from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
-from medisynth.models.layers import check_positive, check_size, log2_int, set_requires_grad
+from medisynth.models.layers import check_positive, check_size, global_mean, log2_int, set_requires_grad
 
 SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
 #: channels at each resolution, as multiples of ``width`` (the paper's table, with its ngf = 64 -> width)
@@ -59,7 +59,9 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     lr_d: float = 8e-4
     betas: tuple[float, float] = (0.5, 0.999)
     recon_weight: float = 1.0  # weight of the discriminator's reconstruction (self-supervision) loss
-    mode_seeking: float = 0.0  # weight of the mode-seeking term (Mao et al. 2019); 0 = off
+    # weight of the mode-seeking term (Mao et al. 2019; 0 = off): without it the minority grades of the phantom
+    # collapsed to one image each within ~1,000 steps; 1.0 drowned the hinge loss and drew noise
+    mode_seeking: float = 0.05
     d_norm: str = "batch"  # the discriminator's normalisation: "batch" (the paper) or "none" (spectral norm alone)
 
 
@@ -278,11 +280,13 @@ class FastGAN(GANModel):
     def training_step(self, batch, optimizers, step):
         real, labels = batch["image"], batch["label"]
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
-        half = real.shape[0] // 2
+        pairs = 2 * (real.shape[0] // 2) if self.hyper.mode_seeking > 0 else 0
         fake_labels = labels
-        if self.hyper.mode_seeking > 0 and half:
-            # mode seeking pairs: the second half of the fakes repeats the first half's classes
-            fake_labels = torch.cat([labels[:half], labels[:half], labels[2 * half :]])
+        if pairs:
+            # mode seeking pairs neighbours (0, 1), (2, 3)...: each odd fake repeats its even neighbour's class.
+            # Neighbours, not halves, so that the ranks' even slices of a global batch hold the same pairs.
+            fake_labels = labels.clone()
+            fake_labels[1:pairs:2] = labels[0:pairs:2]
         z = self.sample_z(real.shape[0], real.device)
         fake = self.generator(z, fake_labels)
 
@@ -301,11 +305,11 @@ class FastGAN(GANModel):
         set_requires_grad(self.discriminator, False)
         opt_g.zero_grad(set_to_none=True)
         loss_g = -self.discriminator(self.augment(fake), fake_labels).float().mean()
-        if self.hyper.mode_seeking > 0 and half:
+        if pairs:
             # Mao et al. (MSGAN): for one class, images should differ as much as their latents do
-            image_gap = (fake[:half] - fake[half : 2 * half]).abs().float().mean(dim=(1, 2, 3))
-            latent_gap = (z[:half] - z[half : 2 * half]).abs().mean(dim=1)
-            loss_g = loss_g + self.hyper.mode_seeking / ((image_gap / latent_gap).mean() + 1e-5)
+            image_gap = global_mean((fake[0:pairs:2] - fake[1:pairs:2]).abs().float())
+            latent_gap = global_mean((z[0:pairs:2] - z[1:pairs:2]).abs().float())
+            loss_g = loss_g + self.hyper.mode_seeking / (image_gap / latent_gap + 1e-5)
         loss_g.backward()
         opt_g.step()
         set_requires_grad(self.discriminator, True)

@@ -158,3 +158,39 @@ def check_labels(model: str, labels: torch.Tensor, num_classes: int) -> None:
             f"model {model!r} was trained on {num_classes} classes (indices 0..{num_classes - 1}); "
             f"got class indices {int(labels.min())}..{int(labels.max())}"
         )
+
+
+# -- data-parallel figures (torch.distributed directly: models sit below the training stage and must not import it)
+def _ranks_active() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def sum_over_ranks(figures: torch.Tensor) -> torch.Tensor:
+    """``figures`` summed over the data-parallel ranks (unchanged on one process); no gradient."""
+    if _ranks_active():
+        torch.distributed.all_reduce(figures)
+    return figures
+
+
+class _GlobalMean(torch.autograd.Function):
+    """The mean of ``x`` over every rank's elements. Every rank gets the same value, so the loss built
+    on it is the same on every rank; the trainer then AVERAGES the ranks' gradients, which divides
+    this term's share by the world size: the backward multiplies it back."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        totals = sum_over_ranks(torch.stack([x.detach().sum(dtype=torch.float64),
+                                             torch.tensor(float(x.numel()), dtype=torch.float64, device=x.device)]))
+        ctx.shape, ctx.count = x.shape, float(totals[1])
+        return (totals[0] / totals[1]).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        world = torch.distributed.get_world_size()
+        return (grad * (world / ctx.count)).expand(ctx.shape)
+
+
+def global_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean()`` over the global batch: for a loss that is not a mean of per-sample terms (so that
+    averaging the ranks' gradients would not reproduce one process's), e.g. 1 / mean(...)."""
+    return _GlobalMean.apply(x) if _ranks_active() else x.mean()
