@@ -45,6 +45,13 @@ def test_run_utility_writes_report(folders):
     assert "| real+synthetic |" in (report / "utility.md").read_text()
 
 
+def test_every_protocol_trains_the_same_steps_whatever_its_set_size(folders):
+    # 14 real training images, 24 in real + synthetic, 16 synthetic: each epoch draws 14 (3 batches of 4)
+    results = run_utility(_config(folders, protocols=("real", "real-balanced", "real+synthetic", "synthetic")))
+    assert {r["train_images"] for r in results["runs"]} == {14, 24, 16}
+    assert {r["steps"] for r in results["runs"]} == {2 * 3}
+
+
 def test_config_errors(folders):
     with pytest.raises(MedisynthError, match="unknown"):
         run_utility(_config(folders, protocols=("real", "gan-only")))

@@ -105,6 +105,7 @@ def train_classifier(
     description: str = "classifier",
     class_weighted: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
+    epoch_size: int | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train a classifier on uint8 N x C x H x W images; returns (model in eval mode, history).
 
@@ -122,6 +123,9 @@ def train_classifier(
 
     ``class_weighted`` weights the cross-entropy by n / (K * n_c) per class (sklearn's "balanced");
     ``on_epoch(record)`` is called after each epoch (a caller's own progress display).
+    ``epoch_size`` is the number of images an epoch draws (default: all of them, each once); fewer
+    draws a different random subset each epoch, so runs on sets of different sizes can train for
+    the same number of steps.
 
     In a torch.distributed process group (``medisynth.training.distributed``, torchrun) the
     training is data-parallel: ``batch_size`` is the global batch, every rank takes its slice of
@@ -151,11 +155,15 @@ def train_classifier(
     images = train_images.to(dev)
     labels = labels.to(dev)
     n = len(images)
-    batch_size = max(1, min(batch_size, n))
+    if epoch_size is not None and epoch_size < 1:
+        raise MedisynthError(f"epoch_size={epoch_size}: an epoch draws at least one image")
+    # without replacement an epoch holds each image at most once; balanced draws (with replacement) may hold more
+    draws = n if epoch_size is None else (min(epoch_size, n) if not class_balanced else epoch_size)
+    batch_size = max(1, min(batch_size, draws))
     local_batch = distributed.local_batch_size(batch_size)  # the global batch must divide over the ranks
     distributed.broadcast_module(model)
     model = distributed.sync_batchnorm(model, dev)
-    steps_per_epoch = max(1, n // batch_size)  # the ragged last batch is dropped; the order is reshuffled each epoch
+    steps_per_epoch = max(1, draws // batch_size)  # the ragged last batch is dropped; the order is reshuffled each epoch
     gen_cpu = torch.Generator().manual_seed(seed)
     gen_dev = torch.Generator(device=dev).manual_seed(seed)
     if class_balanced:
@@ -180,9 +188,9 @@ def train_classifier(
         for epoch in range(epochs):
             model.train()
             if class_balanced:
-                order = torch.multinomial(weights, n, replacement=True, generator=gen_cpu)
+                order = torch.multinomial(weights, draws, replacement=True, generator=gen_cpu)
             else:
-                order = torch.randperm(n, generator=gen_cpu)
+                order = torch.randperm(n, generator=gen_cpu)[:draws]
             order = order.to(dev)
             loss_sum, batches = torch.zeros((), device=dev), 0
             for step in range(steps_per_epoch):

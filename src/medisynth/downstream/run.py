@@ -268,6 +268,9 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
         augment=data.augment, class_balanced=data.class_balanced, class_weighted=data.class_weighted,
         patience=config.patience, time_budget_s=config.time_budget_per_run_s, model=model,
         progress=config.progress and on_epoch is None, description=f"{protocol} s{seed}", on_epoch=on_epoch,
+        # every protocol trains the same steps: an epoch draws as many images as the real training split holds,
+        # so real + synthetic is not credited for what a longer training of the oversampled baseline would give
+        epoch_size=len(real.train),
     )
     proba = predict_proba(model, data.test.images, device=device)
     metrics = classification_metrics(data.test.labels, proba, k, ordinal=is_ordinal(real.class_names))
@@ -276,7 +279,7 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
         "protocol": protocol, "seed": seed, "metrics": metrics, "chance": chance,
         "train_images": len(data.train), "train_synthetic": int(data.train.synthetic.sum()),
         "added_per_class": data.added_per_class, "shortfall_per_class": data.shortfall_per_class,
-        "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]),
+        "best_epoch": history["best_epoch"], "epochs_run": len(history["epochs"]), "steps": history["steps"],
         "stopped": history["stopped"], "seconds": history["seconds"],
         "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
     }
