@@ -19,8 +19,8 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
     assert json.loads((out / "report" / "metrics.json").read_text())["schema"] == "medisynth.metrics/2"
     assert sorted(summary["minority_classes"]) == ["3", "4"]  # the two rarest EyePACS grades were sampled
-    assert summary["verdict"].startswith(("real + synthetic beat oversampling: YES",
-                                          "real + synthetic beat oversampling: NO"))
+    assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer}"
+                                               for answer in ("YES", "NO", "CANNOT TELL")))
     assert json.loads((out / "run" / "model.json").read_text())["model"] == "fastgan"
     # the run points at the prepared data where it now lives, so it can be sampled again after the demo
     require_run(out / "run")
@@ -50,3 +50,12 @@ def test_the_verdict_line_says_whether_synthetic_beat_oversampling(pairs, answer
     line = utility_verdict(_utility(pairs))
     assert f"oversampling: {answer}" in line and f"better in {wins} seeds" in line
     assert "\n" not in line
+
+
+def test_the_verdict_line_cannot_tell_when_every_classifier_is_at_chance():
+    utility = _utility([(0.28, 0.20), (0.29, 0.15), (0.28, 0.25)])
+    utility["verdict"] = {"chance": {"real-balanced": {"above_chance": False}, "real+synthetic": {"above_chance": False}}}
+    line = utility_verdict(utility)
+    assert line.startswith("real + synthetic beat oversampling: CANNOT TELL") and "0.200 vs 0.283" in line
+    utility["verdict"]["chance"]["real-balanced"]["above_chance"] = True
+    assert utility_verdict(utility).startswith("real + synthetic beat oversampling: NO")

@@ -11,8 +11,8 @@ from medisynth.demo import DemoConfig
 @app.command(cls=with_aliases({"--n-images": "--n", "--no-overwrite": DEFAULT}))
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for every stage's output"),
-    n_images: int = typer.Option(1500, "--n", help="Phantom fundus images to generate"),
-    size: int = typer.Option(64, help="Image size used for training (px)"),
+    n_images: int = typer.Option(DemoConfig.n_images, "--n", help="Phantom fundus images to generate"),
+    size: int = typer.Option(DemoConfig.size, help="Image size used for training (px)"),
     train_minutes: float = typer.Option(DemoConfig.train_minutes, help="Training budget for the class-conditional GAN (fastgan)"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
