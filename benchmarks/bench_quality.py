@@ -550,6 +550,12 @@ def _mean_std(values: list[float], digits: int) -> str:
     return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
 
 
+def _seeds_above_chance(rows: list[dict], protocol: str) -> Optional[int]:
+    """How many of the records' ``protocol`` classifiers beat chance on the test split (None: not recorded)."""
+    flags = [((r.get("utility") or {}).get(protocol) or {}).get("chance", {}).get("better_than_chance") for r in rows]
+    return None if any(f is None for f in flags) else sum(bool(f) for f in flags)
+
+
 def make_table(results: dict, models: list[str], notes: dict[str, str], data_names: Optional[list[str]] = None) -> str:
     """Markdown: per (data set, budget, device kind) one table, model x measure, mean ± std over seeds."""
     from medisynth.downstream.stats import paired_over_seeds
@@ -586,13 +592,14 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                 lines.append(f"**Warning:** these records were judged in {len(spaces)} different feature spaces "
                              f"({', '.join(sorted(spaces))}); KID and precision/recall compare only within one.")
             lines.append("")
-            header = ["model", "seeds", "steps"] + [c[0] for c in COLUMNS] + ["Δ bal. acc. (95% CI)", "grid"]
+            header = (["model", "seeds", "steps"] + [c[0] for c in COLUMNS]
+                      + ["utility above chance (oversampled · real+synthetic)", "Δ bal. acc. (95% CI)", "grid"])
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "---|" * len(header))
             if ref:
                 m = ref["measures"]
                 cells = [REAL_ROW, "-", "-"] + [
-                    _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-", "-"]
+                    _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-", "-", "-"]
                 lines.append("| " + " | ".join(cells) + " |")
             for model in models:
                 rows = sorted((r for r in chosen if r["model"] == model), key=lambda r: r["seed"])
@@ -603,12 +610,16 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                 seeds = [r["seed"] for r in rows]
                 cells = [model, str(len(rows)), _mean_std([r["train"]["steps"] for r in rows], 0)]
                 cells += [_mean_std([r["measures"][key] for r in rows], digits) for _, key, digits in COLUMNS]
+                above = [_seeds_above_chance(rows, protocol) for protocol in ("oversampled", "real_synthetic")]
+                cells.append(" · ".join("-" if a is None else f"{a}/{len(rows)}" for a in above))
                 paired = paired_over_seeds([r["measures"]["oversampled_balanced_accuracy"] for r in rows],
                                            [r["measures"]["real_synthetic_balanced_accuracy"] for r in rows])
                 if paired["ci95_low"] is None:
                     cells.append(f"{paired['mean_difference']:+.3f} (1 seed: no interval)")
                 else:
                     cells.append(f"{paired['mean_difference']:+.3f} [{paired['ci95_low']:+.3f}, {paired['ci95_high']:+.3f}]")
+                if above == [0, 0]:  # the utility study's rule: no classifier beat chance, so nothing is compared
+                    cells[-1] += " cannot tell: both at chance"
                 cells.append(f"[seed {seeds[0]}]({rows[0]['grid']})")
                 lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -619,7 +630,9 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
         f"'{REAL_ROW}' row, its accuracy on the real test split. Near-copy share: synthetic images "
         "the copy detector flags against the training split. Balanced accuracies: the utility study's classifier on "
         "the real test split, trained with oversampling or with synthetic top-up; Δ = real+synthetic - "
-        "oversampled, mean over paired seeds with its 95% paired-t interval. ± is the standard deviation over seeds.",
+        "oversampled, mean over paired seeds with its 95% paired-t interval. Utility above chance: seeds whose "
+        "classifier's test accuracy beats always answering the largest class (one-sided binomial test, as in "
+        "`medisynth utility`). ± is the standard deviation over seeds.",
     ]
     return "\n".join(lines) + "\n"
 
