@@ -45,8 +45,9 @@ def verdict_lines(results: dict) -> list[str]:
     if not v:
         return []
     return [f"Verdict: {v['answer']}. {v['sentence'][0].upper()}{v['sentence'][1:]}.",
-            "Above chance: seeds whose test accuracy beats the largest class share in an exact one-sided binomial "
-            "test (p < 0.05); a protocol at chance in most seeds learned nothing, and its figures mean nothing."]
+            "Above chance: seeds whose test balanced accuracy beats 1/K (the score of any classifier that ignores the "
+            "image) in a one-sided permutation test (p < 0.05); a protocol at chance in most seeds learned nothing, and "
+            "its figures mean nothing."]
 
 
 def terminal_summary(results: dict, report_path) -> None:

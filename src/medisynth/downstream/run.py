@@ -242,7 +242,7 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
     Also used by ``benchmarks/bench_quality.py``, so the benchmark's utility figure is this study's.
     ``say`` prints a line (default: stderr when ``config.progress``); with ``on_epoch`` (the study's
     own progress bar) the classifier shows no bar of its own. The record's ``chance`` is the test
-    accuracy against chance (``medisynth.metrics.chance``).
+    balanced accuracy against chance, 1/K (``medisynth.metrics.chance``, permutation test).
     """
     import torch
 
@@ -274,7 +274,7 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
     )
     proba = predict_proba(model, data.test.images, device=device)
     metrics = classification_metrics(data.test.labels, proba, k, ordinal=is_ordinal(real.class_names))
-    chance = accuracy_vs_chance(data.test.labels, proba.argmax(1))
+    chance = accuracy_vs_chance(data.test.labels, proba.argmax(1), metric="balanced", seed=seed)
     record = {
         "protocol": protocol, "seed": seed, "metrics": metrics, "chance": chance,
         "train_images": len(data.train), "train_synthetic": int(data.train.synthetic.sum()),
@@ -284,9 +284,8 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
         "best_val_balanced_accuracy": history["best_val_balanced_accuracy"],
     }
     say(f"    test balanced accuracy {format_number(metrics['balanced_accuracy'], kind='fraction')} "
-        f"(accuracy {format_number(chance['value'], kind='fraction')}, "
-        f"{'above' if chance['better_than_chance'] else 'NOT above'} chance {format_number(chance['chance'], kind='fraction')}, "
-        f"p = {format_number(chance['p_value'])}), stopped by {history['stopped']} after {len(history['epochs'])} "
+        f"({'above' if chance['better_than_chance'] else 'NOT above'} chance {format_number(chance['chance'], kind='fraction')}, "
+        f"p = {format_number(chance['p_value'])}; accuracy {format_number(metrics['accuracy'], kind='fraction')}), stopped by {history['stopped']} after {len(history['epochs'])} "
         f"epoch(s), {history['seconds']:.0f}s")
     return record, proba
 

@@ -2,9 +2,12 @@
 
 Two questions, in this order:
 
-1. Did any classifier learn anything? Each run's test accuracy is tested against chance
-   (``medisynth.metrics.chance.accuracy_vs_chance``: exact one-sided binomial test against the
-   largest class share). A protocol counts as above chance when more than half of its seeds are.
+1. Did any classifier learn anything? Each run's test balanced accuracy (the figure compared
+   below) is tested against chance, 1/K (``medisynth.metrics.chance.accuracy_vs_chance`` with
+   ``metric="balanced"``: a one-sided permutation test). Plain accuracy against the largest class
+   share would call an oversampled classifier "at chance" for trading majority-class accuracy for
+   minority recall, which is what it is for. A protocol counts as above chance when more than half
+   of its seeds are.
    When no protocol is, every comparison is between noise figures: the verdict is "cannot tell".
 2. Does real + synthetic beat the BEST non-generative baseline (real, real-aug, real-balanced,
    real-weighted: whichever has the highest mean balanced accuracy), not just plain real? The
@@ -56,8 +59,8 @@ def utility_verdict(runs: list[dict], protocols: list[str]) -> dict:
 
     if not any(c["above_chance"] for c in chance.values()):
         share = next(iter(chance.values()))["chance"] if chance else None
-        return answer("cannot tell", "every protocol's test accuracy is at chance (binomial test, p >= 0.05, against "
-                      f"the largest class share {format_number(share, kind='fraction')}): no classifier learned from "
+        return answer("cannot tell", "every protocol's test balanced accuracy is at chance (permutation test, "
+                      f"p >= 0.05, against {format_number(share, kind='fraction')}): no classifier learned from "
                       "these images, so the comparison between protocols is uninformative")
     baselines = [p for p in protocols if not PROTOCOLS[p][1]]
     if SYNTHETIC_PROTOCOL not in protocols or not baselines:
