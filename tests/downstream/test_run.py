@@ -50,6 +50,8 @@ def test_every_protocol_trains_the_same_steps_whatever_its_set_size(folders):
     results = run_utility(_config(folders, protocols=("real", "real-balanced", "real+synthetic", "synthetic")))
     assert {r["train_images"] for r in results["runs"]} == {14, 24, 16}
     assert {r["steps"] for r in results["runs"]} == {2 * 3}
+    # chance is judged on the figure the verdict compares: balanced accuracy against 1/K (3 classes, 2 in test)
+    assert {(r["chance"]["metric"], r["chance"]["chance"]) for r in results["runs"]} == {("balanced", 0.5)}
 
 
 def test_config_errors(folders):
