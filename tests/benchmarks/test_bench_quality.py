@@ -90,8 +90,8 @@ def test_table_pairs_seeds_and_gives_the_t_interval(bench):
 def test_table_counts_classifiers_above_chance_and_cannot_tell_when_none_is(bench):
     records = [_record("cgan", s, 0.25, 0.24) for s in range(2)]
     for r, (over, topped) in zip(records, [(False, False), (False, False)]):
-        r["utility"] = {"oversampled": {"chance": {"better_than_chance": over}},
-                        "real_synthetic": {"chance": {"better_than_chance": topped}}}
+        r["utility"] = {"oversampled": {"chance": {"metric": "balanced", "better_than_chance": over}},
+                        "real_synthetic": {"chance": {"metric": "balanced", "better_than_chance": topped}}}
     row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
            if line.startswith("| cgan |")][0]
     assert "| 0/2 · 0/2 |" in row and "cannot tell: both at chance" in row
@@ -99,6 +99,10 @@ def test_table_counts_classifiers_above_chance_and_cannot_tell_when_none_is(benc
     row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
            if line.startswith("| cgan |")][0]
     assert "| 1/2 · 0/2 |" in row and "cannot tell" not in row
+    records[0]["utility"]["oversampled"]["chance"]["metric"] = "accuracy"  # a record of the earlier test: not counted
+    row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
+           if line.startswith("| cgan |")][0]
+    assert "| - · 0/2 |" in row
 
 
 def test_bad_flags_are_one_line_errors(bench, tmp_path, capsys):
