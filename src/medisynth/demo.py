@@ -75,9 +75,9 @@ def utility_verdict(utility: dict, metric: str = "balanced_accuracy") -> str:
                f"better in {wins} of {len(seeds)} seeds")
     chance = (utility.get("verdict") or {}).get("chance") or {}
     if chance and not any(chance.get(p, {}).get("above_chance") for p in per_seed):
-        # the study's own rule: when no classifier beats always answering the largest class, nothing is compared
-        return (f"real + synthetic beat oversampling: CANNOT TELL (neither classifier's test accuracy is above "
-                f"chance, so the difference is noise; {figures})")
+        # the study's own rule: when no classifier beats chance, nothing is compared
+        return (f"real + synthetic beat oversampling: CANNOT TELL (neither classifier's test balanced accuracy is "
+                f"above chance, so the difference is noise; {figures})")
     answer = "YES" if synth > over else "NO"
     return f"real + synthetic beat oversampling: {answer} ({figures})"
 
