@@ -263,11 +263,11 @@ def _measure_space(name: str, config: EvaluateConfig, inputs: EvaluationInputs, 
     found.distribution[name] = calculate_metrics(feats["real"], feats["fake"], wanted,
                                                  fake_logits=None if logits is None else logits["fake"], **options)
     # held-out real images are the fair partner only when the reference is the training split they are disjoint from
-    partner = feats["heldout"] is not None and config.real_split == "train"
+    use_heldout = feats["heldout"] is not None and config.real_split == "train"
     found.distribution[name]["yardstick"] = real_vs_real(
         feats["real"], reference.labels, feats["fake"], fake.labels,
-        heldout=feats["heldout"] if partner else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
-        logits={"real": logits["real"], "fake": logits["fake"], "heldout": logits["heldout"] if partner else None}
+        heldout=feats["heldout"] if use_heldout else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
+        logits={"real": logits["real"], "fake": logits["fake"], "heldout": logits["heldout"] if use_heldout else None}
         if logits is not None else None, **options)
     if fake.labels is None:
         return
