@@ -123,6 +123,36 @@ def test_kid_matches_the_former_implementation(n_real, n_fake, subset_size, seed
     assert mean == pytest.approx(ref_mean, rel=1e-9) and std == pytest.approx(ref_std, rel=1e-9)
 
 
+@pytest.mark.parametrize("n_real,n_fake,subset_size,subsets,seed", [(300, 120, 100, 7, 0), (90, 90, 90, 3, 5), (50, 400, 1000, 4, 2)])
+def test_kid_with_kernels_computed_once_matches_torch_fidelity(n_real, n_fake, subset_size, subsets, seed):
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    from medisynth.metrics.kid import KID_KERNEL
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(n_real, 16)), rng.normal(size=(n_fake, 16)) * 1.2 + 0.1
+    m = min(subset_size, n_real, n_fake)
+    ref = kid_features_to_metric(torch.from_numpy(a), torch.from_numpy(b), kid_subsets=subsets, kid_subset_size=m,
+                                 rng_seed=seed, verbose=False, **KID_KERNEL)
+    mean, std = kid_from_features(a, b, subsets=subsets, subset_size=subset_size, seed=seed)
+    assert mean == pytest.approx(ref[KEY_METRIC_KID_MEAN], rel=1e-9, abs=1e-12)
+    assert std == pytest.approx(ref[KEY_METRIC_KID_STD], rel=1e-7, abs=1e-12)
+
+
+def test_kid_of_sets_above_the_kernel_once_size_goes_through_torch_fidelity(monkeypatch):
+    import medisynth.metrics.kid as kid
+
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(60, 4)), rng.normal(size=(50, 4))
+    once = kid.kid_from_features(a, b, subsets=3, subset_size=40, seed=1)
+    calls = []
+    library = kid.kid_features_to_metric
+    monkeypatch.setattr(kid, "kid_features_to_metric", lambda *args, **kw: calls.append(1) or library(*args, **kw))
+    monkeypatch.setattr(kid, "KERNEL_ONCE_MAX", 55)
+    assert kid.kid_from_features(a, b, subsets=3, subset_size=40, seed=1) == pytest.approx(once, rel=1e-9)
+    assert calls == [1]
+
+
 def test_kid_shrinks_the_subset_to_a_small_set_and_warns():
     rng = np.random.default_rng(8)
     with pytest.warns(SmallSampleWarning, match="subsets of only 20"):
