@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from medisynth.report.format import MISSING, format_interval, format_number
+from medisynth.report.format import MISSING, format_chance, format_interval, format_number
 
 
 @pytest.mark.parametrize("value,kind,text", [
@@ -26,3 +26,12 @@ def test_signed(value, kind, text):
 
 def test_interval():
     assert format_interval(0.1, 0.25, kind="fraction") == "[0.100, 0.250]"
+
+
+@pytest.mark.parametrize("chance,text", [
+    ({"metric": "balanced", "value": 0.2057, "chance": 0.2}, "balanced accuracy 0.206 vs chance 0.200"),
+    ({"metric": "accuracy", "value": 0.8, "chance": 0.74}, "accuracy 0.800 vs chance 0.740"),
+    ({"metric": "balanced", "value": None, "chance": None}, f"balanced accuracy {MISSING} vs chance {MISSING}"),
+])
+def test_format_chance(chance, text):
+    assert format_chance(chance) == text

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET
-from medisynth.report.format import format_number
+from medisynth.report.format import format_chance, format_number
 
 GOOD, DOUBTFUL, POOR, CANNOT_TELL = "good", "doubtful", "poor", "cannot tell"
 SEVERITY = {GOOD: 0, DOUBTFUL: 1, POOR: 2}
@@ -230,12 +230,11 @@ def _class_true(metrics: dict, utility: Optional[dict]) -> Answer:
 def _chance_reason(what: str, chance: dict, images: str = "held-out test") -> str:
     if not chance or chance.get("value") is None:
         return f"{what} could not be tested against chance (no {images} images)"
-    if chance["chance"] ** chance["n"] >= chance["alpha"]:  # even all-correct could not reach significance
-        return (f"too few {images} images ({chance['n']}) to show that {what} beats chance "
-                f"(accuracy {format_number(chance['value'], kind='fraction')} vs chance {format_number(chance['chance'], kind='fraction')})")
+    # even all-correct could not reach significance in the binomial test (a permutation test has no such floor)
+    if chance.get("metric", "accuracy") == "accuracy" and chance["chance"] ** chance["n"] >= chance["alpha"]:
+        return f"too few {images} images ({chance['n']}) to show that {what} beats chance ({format_chance(chance)})"
     return (f"{what} is no better than chance on {chance['n']} {images} images "
-            f"(accuracy {format_number(chance['value'], kind='fraction')} vs chance {format_number(chance['chance'], kind='fraction')}, "
-            f"p = {format_number(chance['p_value'])}): its figures are uninformative")
+            f"({format_chance(chance)}, p = {format_number(chance['p_value'])}): its figures are uninformative")
 
 
 def verdict_lines(verdict: dict) -> list[str]:

@@ -37,6 +37,13 @@ def format_number(value: Any, digits: int = 3, kind: str = "number", signed: boo
     return text + "\u00d7" if kind == "ratio" else text
 
 
+def format_chance(chance: dict) -> str:
+    """"balanced accuracy 0.206 vs chance 0.200": the figure a ``metrics.chance`` test judged, against its chance level."""
+    figure = "balanced accuracy" if chance.get("metric") == "balanced" else "accuracy"
+    return (f"{figure} {format_number(chance.get('value'), kind='fraction')} "
+            f"vs chance {format_number(chance.get('chance'), kind='fraction')}")
+
+
 def format_interval(low: Any, high: Any, digits: int = 3, kind: str = "number") -> str:
     """``[low, high]`` with both ends in the same format."""
     return f"[{format_number(low, digits, kind)}, {format_number(high, digits, kind)}]"

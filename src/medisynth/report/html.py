@@ -12,7 +12,7 @@ import base64
 import html
 from typing import Any
 
-from medisynth.report.format import format_interval, format_number
+from medisynth.report.format import format_chance, format_interval, format_number
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -124,7 +124,7 @@ def _yardstick_tables(m: dict) -> str:
         if uninformative:
             ch = space.get("chance") or {}
             head += (f'<p class="bad">Uninformative: the domain classifier is no better than chance on {ch.get("n")} held-out '
-                     f"{html.escape(str(ch.get('split')))} images (accuracy {fmt(ch.get('value'), 'fraction')}, chance {fmt(ch.get('chance'), 'fraction')}, p = {fmt(ch.get('p_value'))}). "
+                     f"{html.escape(str(ch.get('split')))} images ({html.escape(format_chance(ch))}, p = {fmt(ch.get('p_value'))}). "
                      "Its features do not encode the images' content; do not read these figures as good or bad.</p>")
         if not y.get("available"):
             parts.append(head + f'<p class="warn">No real-vs-real yardstick: {html.escape(y.get("reason", "not computed"))}</p>')
@@ -198,8 +198,8 @@ def _per_class(m: dict) -> str:
         cas_text += '<p class="bad">CAS is no better than chance: the classifier does not see the intended classes in the synthetic images.</p>'
     if dc and not dc.get("better_than_chance"):
         cas_text += (f'<p class="bad">The domain classifier is no better than chance on {dc["n"]} held-out {html.escape(str(dc.get("split")))} '
-                     f"images (accuracy {fmt(dc.get('value'), 'fraction')}, chance {fmt(dc.get('chance'), 'fraction')}, "
-                     f"p = {fmt(dc.get('p_value'))}): CAS and the domain space are uninformative here.</p>")
+                     f"images ({html.escape(format_chance(dc))}, p = {fmt(dc.get('p_value'))}): "
+                     "CAS and the domain space are uninformative here.</p>")
     return (
         '<section id="per-class"><h2>Per class</h2>' + cas_text + table(rows, header)
         + (f'<p class="note">Distribution metrics skipped for:</p><ul class="note">{skipped}</ul>' if skipped else "") + "</section>"
