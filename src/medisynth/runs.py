@@ -22,7 +22,6 @@ Import direction: this module sits just above ``models.base`` and the checkpoint
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -191,21 +190,11 @@ class Run:
             raise MedisynthError(f"{self.model_json} is damaged ({e}); retrain the run") from None
         if not ema and (self.path / EXPORT_JSON).is_file() and read_json(self.path / EXPORT_JSON).get("ema"):
             raise MedisynthError(f"{self.path} is a generator-only export holding the EMA networks; drop --no-ema")
-        model = build_model(self.info["model"], spec, _restore_tuples(cls, self.info.get("hyper", {})))
+        model = build_model(self.info["model"], spec, cls.saved_hyper(self.info.get("hyper", {})))
         state = load_checkpoint(self.latest_checkpoint(), model)
         model.to(resolve_device(device)).eval()
         model.use_ema = ema and bool(self.info.get("ema", True))
         return LoadedRun(self, model, int(state.get("step", 0)))
-
-
-def _restore_tuples(cls, values: dict[str, Any]) -> dict[str, Any]:
-    """JSON made tuples into lists; give tuple-typed defaults their tuples back."""
-    out = dict(values)
-    for f in dataclasses.fields(cls.Hyper):
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if isinstance(default, tuple) and isinstance(out.get(f.name), list):
-            out[f.name] = tuple(out[f.name])
-    return out
 
 
 @dataclass

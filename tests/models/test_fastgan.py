@@ -139,3 +139,28 @@ def test_discriminator_learns_faster_than_the_generator_by_default():
     model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
     opts = model.configure_optimizers()
     assert opts["discriminator"].param_groups[0]["lr"] == 4 * opts["generator"].param_groups[0]["lr"]
+
+
+def test_auxiliary_classifier_is_built_only_when_asked_for():
+    spec = DataSpec(32, 3, CLASSES)
+    assert build_model("fastgan", spec, TINY).discriminator.classifier is not None  # on by default
+    plain = build_model("fastgan", spec, {**TINY, "class_loss": 0.0})
+    assert plain.discriminator.classifier is None  # checkpoints of runs without it load as before
+    assert not any(name.startswith("classifier") for name in plain.discriminator.state_dict())
+    with pytest.raises(MedisynthError, match="class_loss"):
+        build_model("fastgan", spec, {**TINY, "class_loss": -1.0})
+
+
+def test_auxiliary_classifier_learns_the_real_classes_and_steers_the_generator():
+    spec = DataSpec(32, 3, CLASSES)
+    after = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("fastgan", spec, {**TINY, "class_loss": weight})
+        opts = model.configure_optimizers()
+        logs = model.training_step(tiny_batch(spec, n=6), opts, 0)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+        after.append(snapshot(model.generator))
+    head = model.discriminator.classifier
+    assert head.weight.shape[0] == len(CLASSES) and head.parametrizations.weight.original.grad is not None
+    assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])

@@ -241,3 +241,21 @@ def test_a_budget_given_on_resume_replaces_the_runs_budget(tmp_path, capsys):
     again = train(TrainConfig(resume=tmp_path / "run", epochs=2, progress=False))
     assert again.steps == result.steps
     assert "already reached its budget" in capsys.readouterr().err
+
+
+def test_a_run_saved_before_a_hyper_parameter_existed_resumes_and_loads_as_it_was_trained(toy_data_32, tmp_path, make_config):
+    # fastgan's class_loss came with a default of 1 (an auxiliary classifier head in D); a run saved before it
+    # has no such field and no such head: it must go on training, and load, without one
+    from medisynth.io import read_json, write_json
+    from medisynth.runs import Run
+
+    small = {"width": 4, "latent_dim": 8, "class_loss": 0.0}
+    train(make_config(toy_data_32, tmp_path / "straight", model="fastgan", steps=6, hyper=small))
+    train(make_config(toy_data_32, tmp_path / "old", model="fastgan", steps=3, hyper=small))
+    for name in ("model.json", "config.json"):
+        record = read_json(tmp_path / "old" / name)
+        assert record["hyper"].pop("class_loss") == 0.0
+        write_json(tmp_path / "old" / name, record)
+    train(TrainConfig(resume=tmp_path / "old", steps=6, progress=False))
+    assert_same_tensors(weights(tmp_path / "straight"), weights(tmp_path / "old"))
+    assert Run(tmp_path / "old").load().model.discriminator.classifier is None

@@ -102,6 +102,23 @@ class GenerativeModel(nn.Module):
         return cls.Hyper(**overrides)
 
     @classmethod
+    def saved_hyper(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The hyper-parameters a saved run (its model.json) trained with, as overrides for ``make_hyper``.
+
+        JSON made tuples into lists: tuple-typed fields get their tuples back. A field the run's record
+        lacks was added after the run was made: it gets ``metadata["before"]``, the behaviour the model
+        had before the field existed, where the field declares one (a new default must not change, or
+        fail to load, a run trained without it); otherwise today's default."""
+        out = dict(values)
+        for f in dataclasses.fields(cls.Hyper):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            if isinstance(default, tuple) and isinstance(out.get(f.name), list):
+                out[f.name] = tuple(out[f.name])
+            if f.name not in out and "before" in f.metadata:
+                out[f.name] = f.metadata["before"]
+        return out
+
+    @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
         """Raise MedisynthError if this architecture cannot make images of this size/channels."""
 

@@ -214,7 +214,9 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     run = Path(config.out)
 
     seed_everything(config.seed)
-    model = build_model(config.model, data.spec, config.hyper_overrides()).to(device)
+    # a resumed run continues the model its model.json records, whatever today's defaults are
+    hyper = model_cls.saved_hyper(Run(run).info.get("hyper", {})) if resuming else config.hyper_overrides()
+    model = build_model(config.model, data.spec, hyper).to(device)
     use_ema = config.ema_decay > 0 and bool(model.ema_networks)
     model.use_ema = use_ema
     optimizers = model.configure_optimizers()
