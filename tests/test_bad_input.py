@@ -406,3 +406,16 @@ def test_vessels_eval_advises_no_skip_bad(tmp_path, medisynth_cli):
     code, output = medisynth_cli("pipeline", "vessels-eval", source, "--synthetic", source, "--size", "32")
     assert_one_line_error(code, output, str(source), "without annotation")
     assert "--skip-bad" not in output
+
+
+@pytest.mark.parametrize("flag,value", [("--domain-augment", "heavy"), ("--domain-width", "0")])
+def test_a_domain_classifier_recipe_it_cannot_train_is_one_line(tmp_path, medisynth_cli, flag, value):
+    from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
+
+    write_toy_prepared(tmp_path / "data", {"train": [4, 4], "val": [2, 2], "test": [2, 2]})
+    fake = write_image_folder(tmp_path / "fake", toy_images([0, 1, 0, 1], 16, 3, seed=1), ["0", "1", "0", "1"])
+    out = tmp_path / "out"
+    code, output = medisynth_cli("evaluate", tmp_path / "data", "--synthetic", fake, "--out", out, "--features",
+                                 "domain", "--cache-dir", tmp_path / "cache", flag, value)
+    assert_one_line_error(code, output, flag, value)
+    assert not out.exists()

@@ -213,3 +213,12 @@ def test_fake_given_as_a_run_is_sampled_and_its_curves_shown(tmp_path):
     assert metrics["training"]["run"] == str(run) and metrics["training"]["logged_keys"]
     assert (out / "plots" / "loss_curves.png").is_file()
     assert "Logged training curves" in (out / "report.html").read_text()
+
+
+def test_the_domain_classifier_recipe_is_the_users_and_recorded(toy, tmp_path):
+    metrics = evaluate(_config(toy, tmp_path / "r", feature_spaces=("domain", "pixels"), domain_width=8,
+                               domain_augment="none", cache_dir=tmp_path / "cache"))
+    space = metrics["feature_spaces"]["domain"]
+    assert (space["classifier_epochs"], space["classifier_width"], space["classifier_augment"]) == (1, 8, "none")
+    assert [p.name for p in (tmp_path / "cache" / "classifiers").glob("*.json")][0].endswith("-e1-w8-b64-none.json")
+    assert metrics["cas"]["domain_chance"]["metric"] == "balanced"

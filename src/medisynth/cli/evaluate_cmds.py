@@ -31,6 +31,8 @@ def evaluate(
     bootstrap: int = typer.Option(200, help="Bootstrap resamples of the per-class KID/coverage intervals."),
     utility: Optional[Path] = typer.Option(None, help="A `medisynth utility` report folder; its verdict joins 'class-true & useful'."),
     domain_epochs: Optional[int] = typer.Option(None, help="Epochs of the domain classifier (default: its standard recipe; cached)."),
+    domain_width: Optional[int] = typer.Option(None, help="SmallResNet width of the domain classifier (default 32)."),
+    domain_augment: Optional[str] = typer.Option(None, help="Augmentation of the domain classifier: classic or none (default classic)."),
     ssl_steps: Optional[int] = typer.Option(None, help="Training steps of the label-free ssl encoder (default: its standard recipe; cached)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder for the domain classifier (default ~/.cache/medisynth)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
@@ -50,6 +52,7 @@ def evaluate(
         near_copy_threshold=near_copy_threshold, min_class_samples=min_class_samples, kid_subset_size=kid_subset_size,
         kid_subsets=kid_subsets, prdc_k=prdc_k, diversity_pairs=diversity_pairs,
         yardstick_repeats=yardstick_repeats, bootstrap=bootstrap, utility=utility, domain_epochs=domain_epochs, ssl_steps=ssl_steps,
+        domain_width=domain_width, domain_augment=domain_augment,
         cache_dir=cache_dir, device=device, seed=seed, overwrite=overwrite, progress=progress,
     )
     from medisynth.training import distributed

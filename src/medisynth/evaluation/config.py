@@ -33,6 +33,8 @@ class EvaluateConfig:
     bootstrap: int = 200  # resamples of the per-class KID/coverage intervals
     utility: Optional[Path] = None  # a `medisynth utility` report folder whose verdict joins "class-true & useful"
     domain_epochs: Optional[int] = None  # None: the classifier's default recipe
+    domain_width: Optional[int] = None  # SmallResNet width of the domain classifier; None: its default recipe (32)
+    domain_augment: Optional[str] = None  # "classic" or "none"; None: its default recipe (classic)
     ssl_steps: Optional[int] = None  # None: the ssl encoder's default recipe (cached like the domain classifier)
     cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
     batch_size: int = 64  # images per feature-extraction batch

@@ -186,7 +186,8 @@ def _extract_spaces(config: EvaluateConfig, inputs: EvaluationInputs, device, lo
     """Each feature space in turn; the label-free space joins when the domain classifier is at chance."""
     context = ExtractorContext(
         real_root=inputs.real_root, weights=config.weights, device=device, cache_dir=config.cache_dir, seed=config.seed,
-        batch_size=config.batch_size, options={"domain_epochs": config.domain_epochs, "ssl_steps": config.ssl_steps, "progress": config.progress},
+        batch_size=config.batch_size, options={"domain_epochs": config.domain_epochs, "domain_width": config.domain_width,
+                 "domain_augment": config.domain_augment, "ssl_steps": config.ssl_steps, "progress": config.progress},
     )
     found = FeatureResults(per_class={name: {} for name in inputs.class_names})
     queue = list(config.feature_spaces)

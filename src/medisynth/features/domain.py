@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medisynth.classifier import domain_classifier
+from medisynth.classifier import AUGMENTATIONS, domain_classifier
+from medisynth.errors import MedisynthError
 from medisynth.features.base import ExtractorContext, FeatureExtractor, FeatureSpaceUnavailable, Features, register_feature_space
 
 
@@ -50,10 +51,16 @@ class DomainExtractor(FeatureExtractor):
 def build(context: ExtractorContext) -> DomainExtractor:
     if context.real_root is None:
         raise FeatureSpaceUnavailable("domain skipped: it needs a prepared real data set (DATA)")
-    kwargs = {}
-    if context.options.get("domain_epochs"):
-        kwargs["epochs"] = int(context.options["domain_epochs"])
+    kwargs = {}  # what the user set; the rest is domain_classifier's default recipe
+    for option, name, kind in (("domain_epochs", "epochs", int), ("domain_width", "width", int), ("domain_augment", "augment", str)):
+        if context.options.get(option) is not None:
+            kwargs[name] = kind(context.options[option])
+    if kwargs.get("augment", "classic") not in AUGMENTATIONS:
+        raise MedisynthError(f"--domain-augment {kwargs['augment']!r}: choose one of {', '.join(AUGMENTATIONS)}")
+    for name in ("epochs", "width"):
+        if kwargs.get(name, 1) < 1:
+            raise MedisynthError(f"--domain-{name} {kwargs[name]}: must be at least 1")
     model = domain_classifier(context.real_root, cache_dir=context.cache_dir, device=context.device, seed=context.seed,
                               progress=context.options.get("progress", True), **kwargs)
-    meta = {"classifier_seed": context.seed, **({"classifier_epochs": kwargs["epochs"]} if kwargs else {})}
+    meta = {"classifier_seed": context.seed, **{f"classifier_{name}": value for name, value in kwargs.items()}}
     return DomainExtractor(model, context.device, batch_size=context.batch_size, meta=meta)  # 64 at 128 px: ~0.6 GB of activations
