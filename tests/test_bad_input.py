@@ -408,7 +408,7 @@ def test_vessels_eval_advises_no_skip_bad(tmp_path, medisynth_cli):
     assert "--skip-bad" not in output
 
 
-@pytest.mark.parametrize("flag,value", [("--domain-augment", "heavy"), ("--domain-width", "0")])
+@pytest.mark.parametrize("flag,value", [("--domain-augment", "heavy"), ("--domain-width", "0"), ("--domain-epochs", "0")])
 def test_a_domain_classifier_recipe_it_cannot_train_is_one_line(tmp_path, medisynth_cli, flag, value):
     from medisynth.downstream.toy import toy_images, write_image_folder, write_toy_prepared
 

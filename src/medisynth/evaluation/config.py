@@ -53,6 +53,13 @@ class EvaluateConfig:
         for name in self.feature_spaces:
             if name not in FEATURE_SPACES:
                 raise MedisynthError(f"--features {name!r}: unknown feature space; choose from {', '.join(FEATURE_SPACES)}")
+        from medisynth.classifier import AUGMENTATIONS
+
+        if self.domain_augment is not None and self.domain_augment not in AUGMENTATIONS:
+            raise MedisynthError(f"--domain-augment {self.domain_augment!r}: choose one of {', '.join(AUGMENTATIONS)}")
+        for flag, value in (("--domain-epochs", self.domain_epochs), ("--domain-width", self.domain_width)):
+            if value is not None and value < 1:
+                raise MedisynthError(f"{flag} {value}: must be at least 1")
         if self.yardstick_repeats < 1:
             raise MedisynthError(f"--yardstick-repeats {self.yardstick_repeats}: use at least 1")
         if self.bootstrap < 10:

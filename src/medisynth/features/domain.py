@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from medisynth.classifier import AUGMENTATIONS, domain_classifier
-from medisynth.errors import MedisynthError
+from medisynth.classifier import domain_classifier
 from medisynth.features.base import ExtractorContext, FeatureExtractor, FeatureSpaceUnavailable, Features, register_feature_space
 
 
@@ -55,11 +54,6 @@ def build(context: ExtractorContext) -> DomainExtractor:
     for option, name, kind in (("domain_epochs", "epochs", int), ("domain_width", "width", int), ("domain_augment", "augment", str)):
         if context.options.get(option) is not None:
             kwargs[name] = kind(context.options[option])
-    if kwargs.get("augment", "classic") not in AUGMENTATIONS:
-        raise MedisynthError(f"--domain-augment {kwargs['augment']!r}: choose one of {', '.join(AUGMENTATIONS)}")
-    for name in ("epochs", "width"):
-        if kwargs.get(name, 1) < 1:
-            raise MedisynthError(f"--domain-{name} {kwargs[name]}: must be at least 1")
     model = domain_classifier(context.real_root, cache_dir=context.cache_dir, device=context.device, seed=context.seed,
                               progress=context.options.get("progress", True), **kwargs)
     meta = {"classifier_seed": context.seed, **{f"classifier_{name}": value for name, value in kwargs.items()}}
