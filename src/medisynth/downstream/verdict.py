@@ -58,9 +58,9 @@ def utility_verdict(runs: list[dict], protocols: list[str]) -> dict:
         return {**out, "answer": kind, "sentence": sentence}
 
     if not any(c["above_chance"] for c in chance.values()):
-        share = next(iter(chance.values()))["chance"] if chance else None
+        level = next(iter(chance.values()))["chance"] if chance else None
         return answer("cannot tell", "every protocol's test balanced accuracy is at chance (permutation test, "
-                      f"p >= 0.05, against {format_number(share, kind='fraction')}): no classifier learned from "
+                      f"p >= 0.05, against {format_number(level, kind='fraction')}): no classifier learned from "
                       "these images, so the comparison between protocols is uninformative")
     baselines = [p for p in protocols if not PROTOCOLS[p][1]]
     if SYNTHETIC_PROTOCOL not in protocols or not baselines:
