@@ -16,7 +16,7 @@ from medisynth.errors import MedisynthError
 from medisynth.evaluation import SCHEMA, EvaluateConfig, evaluate
 from medisynth.downstream.toy import toy_images, write_image_folder, write_prepared
 
-SECTIONS = ("verdict", "overview", "distribution", "per-class", "pixel", "memorization", "plots", "training")
+SECTIONS = ("verdict", "overview", "distribution", "detectability", "per-class", "pixel", "memorization", "plots", "training")
 CLASSES = ["healthy", "sick"]
 
 
@@ -67,7 +67,7 @@ def test_metrics_json_follows_the_schema(report):
     out, metrics, _ = report
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["schema"] == SCHEMA == "medisynth.metrics/2"
-    for key in ("inputs", "config", "feature_spaces", "distribution", "per_class", "cas", "pixel", "diversity",
+    for key in ("inputs", "config", "feature_spaces", "distribution", "per_class", "cas", "detectability", "pixel", "diversity",
                 "memorization", "training", "verdict", "warnings", "timings_s"):
         assert key in on_disk, key
     assert on_disk["inputs"]["n_fake"] == 48 and on_disk["inputs"]["n_train"] == 60 and on_disk["inputs"]["n_heldout"] == 12
@@ -94,6 +94,44 @@ def test_distribution_per_class_and_cas(report):
     cas = metrics["cas"]
     assert cas["available"] and 0 <= cas["overall"] <= 1 and set(cas["per_class"]) == set(CLASSES)
     assert cas["real_heldout_accuracy"] is not None
+
+
+def test_detectability_per_space_with_the_heldout_yardstick(report):
+    _, metrics, _ = report
+    found = metrics["detectability"]
+    assert set(found) == set(metrics["distribution"]) >= {"domain", "pixels"}  # ssl joins when domain is at chance
+    for space, d in found.items():
+        synthetic, heldout = d["synthetic"], d["heldout"]
+        assert synthetic["available"] and heldout["available"], space
+        assert synthetic["n_per_set"] == 48 and heldout["n_per_set"] == 12  # the smaller set's size: 48 synthetic, 12 held-out
+        for r in (synthetic, heldout):
+            assert 0 <= r["detectability"] <= 1 and r["chance"]["chance"] == 0.5 and r["chance"]["n"] == 2 * r["n_per_set"]
+    assert "detectability" in metrics["timings_s"]
+
+
+def test_heldout_images_unlike_the_training_ones_are_warned_about(report, tmp_path):
+    _, metrics, _ = report
+    assert not any("held-out REAL images from the training images" in w for w in metrics["warnings"])
+    # the same toy set, but its val and test images come from elsewhere (inverted intensities: another "scanner")
+    labels = [0] * 30 + [1] * 30 + [0, 1] * 6
+    splits = ["train"] * 60 + ["val"] * 6 + ["test"] * 6
+    images = toy_images(labels, size=32, channels=3, seed=0)
+    images[60:] = 255 - images[60:]
+    write_prepared(tmp_path / "real", images, labels, splits, CLASSES)
+    shifted = evaluate(_config(tmp_path, tmp_path / "r", real=tmp_path / "real", fake=report[0].parent / "fake",
+                               feature_spaces=("pixels",)), log=lambda _: None)
+    heldout = shifted["detectability"]["pixels"]["heldout"]
+    assert heldout["detectability"] >= 0.9 and heldout["chance"]["better_than_chance"]
+    assert sum("pixels: a classifier tells the held-out REAL images from the training images" in w
+               for w in shifted["warnings"]) == 1
+
+
+def test_detectability_is_unavailable_with_a_reason_when_a_set_is_tiny(toy, tmp_path):
+    metrics = evaluate(_config(toy, tmp_path / "r", feature_spaces=("pixels",), real_split="test"),
+                       log=lambda _: None)
+    found = metrics["detectability"]["pixels"]
+    assert found["synthetic"] == {"available": False, "reason": found["synthetic"]["reason"]}
+    assert "at least 10 vectors" in found["synthetic"]["reason"] and "heldout" not in found  # the test split is the reference
 
 
 def test_pixel_diversity_and_memorization(report):
@@ -192,6 +230,8 @@ def test_cli_evaluate(toy, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "Verdict (feature space: pixels):" in result.output and "Faithful" in result.output
     assert "inception skipped" in result.output and "pixels: synthetic vs real-vs-real at 12 images: fid" in result.output
+    assert re.search(r"real or synthetic\? pixels: told apart [0-9.]+ of the time \(0\.5 = indistinguishable, p=[^)]+\); "
+                     r"held-out real vs training: [0-9.]+", result.output)
     assert json.loads((out / "metrics.json").read_text())["feature_spaces"]["inception"]["status"] == "skipped"
 
 

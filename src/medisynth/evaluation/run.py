@@ -33,6 +33,7 @@ from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, writ
 from medisynth.outputs import check_output
 from medisynth.metrics import calculate_metrics
 from medisynth.metrics.chance import accuracy_vs_chance
+from medisynth.metrics.detectability import DETECTABILITY_KEY, detectability
 from medisynth.metrics.diversity import mean_pairwise_ms_ssim
 from medisynth.metrics.memorization import copy_memorization, feature_memorization
 from medisynth.metrics.pixel import histogram_distance, intensity_histograms, mean_image, mean_image_mse, paired_ssim_psnr
@@ -111,6 +112,16 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     metrics["feature_spaces"] = found.spaces
     metrics["distribution"] = found.distribution
     metrics["cas"] = _cas_section(inputs, found)
+    metrics["detectability"] = _detectability(config, inputs, found)
+    for space, d in metrics["detectability"].items():
+        heldout = d.get("heldout") or {}
+        if heldout.get("available") and heldout["chance"]["better_than_chance"]:
+            warnings_out.append(
+                f"{space}: a classifier tells the held-out REAL images from the training images "
+                f"{format_number(heldout[DETECTABILITY_KEY], kind='fraction')} of the time (p = "
+                f"{format_number(heldout['chance']['p_value'])}): they differ (other series, scanners or patients), "
+                "so every comparison with them measures that difference too")
+    lap("detectability")
 
     copies = _copies(config, inputs)
     hist_real, hist_fake = intensity_histograms(inputs.reference.images), intensity_histograms(inputs.fake.images)
@@ -291,6 +302,24 @@ def _cas_section(inputs: EvaluationInputs, found: FeatureResults) -> dict:
             found.spaces["domain"]["chance"] = found.domain_chance
             found.spaces["domain"]["informative"] = found.domain_chance["better_than_chance"]
     return cas
+
+
+def _detectability(config: EvaluateConfig, inputs: EvaluationInputs, found: FeatureResults) -> dict:
+    """Per feature space: can a classifier tell the synthetic images from the reference ones, and, as the
+    yardstick, the held-out real images from the reference ones (``metrics.detectability``)?"""
+    out = {}
+    for name, feats in found.features.items():
+        pairs = {"synthetic": feats["fake"]}
+        # held-out images are the fair partner only when the reference is the training split they are disjoint from
+        if feats["heldout"] is not None and config.real_split == "train":
+            pairs["heldout"] = feats["heldout"]
+        out[name] = {}
+        for which, other in pairs.items():
+            try:
+                out[name][which] = {"available": True, **detectability(feats["real"], other, seed=config.seed)}
+            except ValueError as e:
+                out[name][which] = {"available": False, "reason": str(e)}
+    return out
 
 
 def _copies(config: EvaluateConfig, inputs: EvaluationInputs) -> CopyResults:
@@ -496,8 +525,24 @@ def summary_lines(metrics: dict) -> list[str]:
     if dc and not dc.get("better_than_chance"):
         lines.append(f"  domain classifier: {format_chance(dc)} on {dc['n']} held-out {dc.get('split')} images, "
                      f"p={num(dc.get('p_value'))}: no better than chance, its figures are uninformative")
+    lines += detectability_lines(metrics.get("detectability") or {})
     px = metrics["memorization"]["pixel"]
     lines.append(f"  copies of training images: {px['num_flagged']} ({num(px['fraction_flagged'], kind='fraction')}) at correlation "
                  f">= {num(px['threshold'])} (near_copies.csv); held-out real baseline "
                  f"{num(px['heldout_fraction_flagged'], kind='fraction')}; DCR ratio {num(px['dcr_ratio'])}")
+    return lines
+
+
+def detectability_lines(found: dict) -> list[str]:
+    """One line per feature space: how well synthetic (and held-out real) images are told from the reference ones."""
+    lines = []
+    for space, d in found.items():
+        synthetic, heldout = d.get("synthetic") or {}, d.get("heldout") or {}
+        if not synthetic.get("available"):
+            continue
+        line = (f"  real or synthetic? {space}: told apart {format_number(synthetic[DETECTABILITY_KEY], kind='fraction')} "
+                f"of the time (0.5 = indistinguishable, p={format_number(synthetic['chance']['p_value'])})")
+        if heldout.get("available"):
+            line += f"; held-out real vs training: {format_number(heldout[DETECTABILITY_KEY], kind='fraction')}"
+        lines.append(line)
     return lines
