@@ -22,6 +22,10 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer}"
                                                for answer in ("YES", "NO", "CANNOT TELL")))
     assert json.loads((out / "run" / "model.json").read_text())["model"] == "fastgan"
+    # beside the verdict: how easily the synthetic images are told from real ones, in the verdict's feature space
+    spotted = summary["detectability"]
+    assert spotted["space"] == json.loads((out / "report" / "metrics.json").read_text())["verdict"]["primary_space"]
+    assert 0 <= spotted["synthetic"]["detectability"] <= 1 and spotted["synthetic"]["chance"]["chance"] == 0.5
     # the run points at the prepared data where it now lives, so it can be sampled again after the demo
     require_run(out / "run")
     assert json.loads((out / "run" / "config.json").read_text())["data"] == str(out / "prepared")

@@ -91,6 +91,7 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.balancing import BalanceConfig, balance
     from medisynth.data.prepare import PrepareConfig, format_summary, prepare
     from medisynth.evaluation import EvaluateConfig, evaluate
+    from medisynth.evaluation.run import detectability_lines
     from medisynth.phantom.fundus import generate_fundus_dataset
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig
@@ -145,14 +146,19 @@ def run_demo(config: DemoConfig) -> dict:
     timings["utility"] = time.perf_counter() - t
 
     verdict = utility_verdict(utility)
+    # why the answer may be NO: synthetic images a classifier can spot let "looks synthetic" stand in for a rare grade
+    space = (metrics.get("verdict") or {}).get("primary_space")
+    spotted = (metrics.get("detectability") or {}).get(space)
     summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
                "utility_report": str(out / "utility" / "utility.html"), "minority_classes": minority,
-               "verdict": verdict}
+               "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None}
     write_json(out / "demo.json", summary)
     console.rule("[bold green]done")
     console.print(f"evaluation report: {out / 'report' / 'report.html'}")
     console.print(f"utility report:    {out / 'utility' / 'utility.html'}")
     console.print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     console.print(f"[bold]{verdict}")
+    for line in detectability_lines({space: spotted} if spotted else {}):
+        console.print(line.strip())
     return {"summary": summary, "metrics": metrics, "utility": utility, "sampled": sampled, "balanced": balanced,
             "run": run}
