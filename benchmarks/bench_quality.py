@@ -22,6 +22,9 @@ Protocol (README, "Benchmark: which generator?"):
   asked for), beside its accuracy on the real test split;
   near-copy share, the fraction of synthetic images the copy detector (``medisynth sample
   --max-similarity``) flags against the training split, beside the same share for real test images;
+  detectability, how often a logistic regression on those features tells the evaluation set from
+  the real training split (``medisynth.metrics.detectability``; 0.5 = indistinguishable), beside the
+  same figure for the real test split;
   utility, the utility study's classifier (``medisynth.downstream.run.fit_protocol``) trained on the
   real training split with class-balanced oversampling (``real-balanced``) against the same
   classifier, same seed, trained on the real training split topped up with synthetic images to the
@@ -38,6 +41,7 @@ labelled sample grid per model (one row per class) lies in ``grids/`` beside it.
     python benchmarks/bench_quality.py --models cgan,dcgan --data ct --minutes 2 --seeds 2
     python benchmarks/bench_quality.py --device cuda --minutes 1                # every model, both sets
     python benchmarks/bench_quality.py --table                                  # the table only
+    python benchmarks/bench_quality.py --rescore --data ct --minutes 10         # re-judge saved samples, no training
     python benchmarks/bench_quality.py --smoke --work /tmp/bq                   # ~1 min end to end
 """
 from __future__ import annotations
@@ -66,6 +70,9 @@ CT_FOLDER = "CT_Kidney_Normal_Cyst_Tumor_Stone"
 CT_CUT = {"Stone": 30, "Tumor": 30}  # training images kept of these classes: the imbalance of real data
 DATA_SETS = ("ct", "phantom")
 REAL_ROW = "real test split"
+#: the measures a record's utility classifiers give (``run_record``); --rescore keeps them, the judge's are recomputed
+UTILITY_MEASURES = ("oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference",
+                    "oversampled_accuracy", "real_synthetic_accuracy")
 KID_SUBSETS, KID_SUBSET_SIZE, PRDC_K = 100, 1000, 5  # evaluate's defaults
 
 
@@ -286,6 +293,7 @@ def score_images(judge: Judge, images, labels, device, seed: int, eval_mask: Opt
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
     from medisynth.classifier import extract_features, predict_proba
+    from medisynth.metrics.detectability import DETECTABILITY_KEY, detectability
     from medisynth.metrics.kid import kid_from_features
     from medisynth.metrics.prdc import prdc
 
@@ -296,6 +304,11 @@ def score_images(judge: Judge, images, labels, device, seed: int, eval_mask: Opt
                                           subset_size=KID_SUBSET_SIZE, seed=seed)
     pr = prdc(judge.train_features, features[eval_mask], k=PRDC_K)
     flagged = ~judge.copy_filter.keep(images)
+    try:
+        told_apart = detectability(judge.train_features, features[eval_mask], seed=seed)[DETECTABILITY_KEY]
+    except ValueError as e:  # fewer than 10 images: reported, not guessed
+        log(f"detectability not computed: {e}")
+        told_apart = None
     return {
         "n_images": int(len(images)), "n_eval": int(eval_mask.sum()),
         "kid": kid_mean, "kid_std_over_subsets": kid_std,
@@ -304,6 +317,7 @@ def score_images(judge: Judge, images, labels, device, seed: int, eval_mask: Opt
         "cas_balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
         "near_copy_share": float(flagged.mean()),
         "near_copy_threshold": float(judge.copy_filter.threshold),
+        "detectability": told_apart,
     }
 
 
@@ -333,6 +347,46 @@ def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) ->
     record, _ = fit_protocol("real-balanced", seed, judge.real, None, config, device)
     write_json(path, record)
     return record
+
+
+def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int], settings: Settings, work: Path,
+            device) -> None:
+    """Judge the saved samples of existing records again (``--rescore``): the judge's measures are replaced, the
+    utility figures kept. A record whose samples are gone is named and left as it was."""
+    from medisynth.downstream.data import load_synthetic
+
+    records = [r for r in load_results(results_path)["records"]
+               if r["data"] == judge.name and r["model"] in models and r["seed"] in seeds
+               and float(r["budget_minutes"]) == float(settings.minutes) and r["device_kind"] == device.type]
+    if not records:
+        log(f"{judge.name}: no records of {', '.join(models)} at {settings.minutes:g} min in {results_path} to rescore")
+    real = judge.real
+    for record in records:
+        tag = f"{judge.name}/{record['model']}/{settings.minutes:g}min-{device.type}-s{record['seed']}"
+        if record["data_hash"] != judge.content_hash or record["feature_space_id"] != judge.feature_space_id:
+            log(f"{tag}: made with other data or another judge; not rescored")
+            continue
+        sample_dir = work / "samples" / tag
+        if not (sample_dir / "labels.csv").is_file():
+            log(f"{tag}: its samples are not in {sample_dir}; not rescored")
+            continue
+        synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
+        eval_mask = evaluation_mask(judge, synthetic.labels)
+        kept = {k: record["measures"][k] for k in UTILITY_MEASURES if k in record["measures"]}
+        record["measures"] = {**score_images(judge, synthetic.images, synthetic.labels, device, record["seed"], eval_mask),
+                              **kept}
+        record["rescored"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        save_record(results_path, record)
+        log(f"{tag}: rescored")
+
+
+def evaluation_mask(judge: Judge, labels: np.ndarray) -> np.ndarray:
+    """The evaluation set among the sampled images: the first of each class, as many as the class has real training images."""
+    _, eval_counts = sample_counts(judge)
+    mask = np.zeros(len(labels), dtype=bool)
+    for c, name in enumerate(judge.real.class_names):
+        mask[np.nonzero(labels == c)[0][:eval_counts[name]]] = True
+    return mask
 
 
 def sample_counts(judge: Judge) -> tuple[dict[str, int], dict[str, int]]:
@@ -368,7 +422,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         overwrite=True,  # the benchmark's own scratch run of a record not in the results file
     ))
     train_wall = time.perf_counter() - clock
-    per_class_counts, eval_counts = sample_counts(judge)
+    per_class_counts, _ = sample_counts(judge)
     options = {"steps": settings.sampling_steps} if settings.sampling_steps and bench.model == "diffusion" else {}
     clock = time.perf_counter()
     ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=per_class_counts, seed=seed, device=str(device),
@@ -376,9 +430,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     sample_seconds = time.perf_counter() - clock
     real = judge.real
     synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
-    eval_mask = np.zeros(len(synthetic), dtype=bool)
-    for c, name in enumerate(real.class_names):  # the first images of each class, in the real proportions
-        eval_mask[np.nonzero(synthetic.labels == c)[0][:eval_counts[name]]] = True
+    eval_mask = evaluation_mask(judge, synthetic.labels)
     log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; sampled {len(synthetic)} images in "
         f"{sample_seconds:.0f} s; scoring")
     measures = score_images(judge, synthetic.images, synthetic.labels, device, seed, eval_mask)
@@ -535,6 +587,7 @@ COLUMNS = (  # (header, measure key, digits)
     ("CAS acc.", "cas_accuracy", 2),
     ("CAS bal. acc.", "cas_balanced_accuracy", 2),
     ("near-copy share", "near_copy_share", 3),
+    ("detectability", "detectability", 2),
     ("bal. acc. oversampled", "oversampled_balanced_accuracy", 3),
     ("bal. acc. real+synthetic", "real_synthetic_balanced_accuracy", 3),
 )
@@ -612,7 +665,8 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                     continue
                 seeds = [r["seed"] for r in rows]
                 cells = [model, str(len(rows)), _mean_std([r["train"]["steps"] for r in rows], 0)]
-                cells += [_mean_std([r["measures"][key] for r in rows], digits) for _, key, digits in COLUMNS]
+                # .get: a measure added later is "-" for records made before it (--rescore fills it in)
+                cells += [_mean_std([r["measures"].get(key) for r in rows], digits) for _, key, digits in COLUMNS]
                 above = [_seeds_above_chance(rows, protocol) for protocol in ("oversampled", "real_synthetic")]
                 cells.append(" · ".join("-" if a is None else f"{a}/{len(rows)}" for a in above))
                 paired = paired_over_seeds([r["measures"]["oversampled_balanced_accuracy"] for r in rows],
@@ -631,7 +685,9 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
         "training images) against the real training split, in the domain classifier's penultimate features. "
         "CAS: that classifier's accuracy on all synthetic images (label = the class asked for); in the "
         f"'{REAL_ROW}' row, its accuracy on the real test split. Near-copy share: synthetic images "
-        "the copy detector flags against the training split. Balanced accuracies: the utility study's classifier on "
+        "the copy detector flags against the training split. Detectability: cross-validated accuracy of a logistic "
+        "regression on the same features telling the evaluation set from the real training split (0.5 = "
+        f"indistinguishable; in the '{REAL_ROW}' row the real test split's). Balanced accuracies: the utility study's classifier on "
         "the real test split, trained with oversampling or with synthetic top-up; Δ = real+synthetic - "
         "oversampled, mean over paired seeds with its 95% paired-t interval. Utility above chance: seeds whose "
         "classifier's test balanced accuracy beats 1/K (one-sided permutation test, as in "
@@ -686,6 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "--smoke: WORK/results.json); the table goes beside it as .md, grids in grids/")
     parser.add_argument("--table", action="store_true", help="only print and write the table from --results")
     parser.add_argument("--rerun", action="store_true", help="run records already in the results file again (replacing them)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no training: judge the saved samples (under --work) of the records already in the results file "
+                             "for --models/--data/--minutes/--seeds again, e.g. after a measure was added; utility figures are kept")
     parser.add_argument("--ct-source", type=Path, default=None,
                         help=f"the {CT_FOLDER} folder (default $MEDISYNTH_SHARED_DATA or ../shared/data beside the repo)")
     parser.add_argument("--phantom-n", type=int, default=1000, help="phantom fundus images (EyePACS proportions)")
@@ -747,6 +806,9 @@ def run(args) -> int:
         root = prepare_data(data_name, args.work, settings, args.ct_source)
         judge = build_judge(data_name, root, args.work, settings, device)
         save_reference(results_path, judge)
+        if args.rescore:
+            rescore(judge, results_path, runnable, seeds, settings, args.work, device)
+            continue
         for key in runnable:
             for seed in seeds:
                 if (key, data_name, float(settings.minutes), seed, device.type) in done and not args.rerun:

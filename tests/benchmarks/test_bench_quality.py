@@ -12,7 +12,7 @@ import pytest
 from medisynth.errors import MedisynthError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quality.py"
-MEASURES = ("kid", "precision", "recall", "cas_accuracy", "cas_balanced_accuracy", "near_copy_share",
+MEASURES = ("kid", "precision", "recall", "cas_accuracy", "cas_balanced_accuracy", "near_copy_share", "detectability",
             "oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference")
 
 
@@ -41,7 +41,9 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
         assert r["train"]["steps"] >= 1 and (tmp_path / r["grid"]).is_file()
     assert {r["per_class"] for r in records if r["model"] == "dcgan"} == {True}
     reference = results["references"]["phantom-smoke"]["measures"]
-    assert all(math.isfinite(reference[k]) for k in ("kid", "precision", "recall", "cas_accuracy", "near_copy_share"))
+    assert all(math.isfinite(reference[k]) for k in ("kid", "precision", "recall", "cas_accuracy", "near_copy_share",
+                                                     "detectability"))
+    assert all(0 <= r["measures"]["detectability"] <= 1 for r in records)
 
     table = (tmp_path / "results.md").read_text()
     assert table in capsys.readouterr().out
@@ -61,6 +63,29 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
     for key in bench.MODELS:
         assert f"| {key} |" in table
     assert "| fastgan | 0 |" in table and "not run:" in table.split("| fastgan |")[1].splitlines()[0]
+
+    # --rescore judges the saved samples again without training: a measure made before it existed is filled in,
+    # a changed one restored, the utility figures kept as they were
+    path = tmp_path / "results.json"
+    before = json.loads(path.read_text())
+    tampered = json.loads(path.read_text())
+    target = next(r for r in tampered["records"] if (r["model"], r["seed"]) == ("cgan", 0))
+    del target["measures"]["detectability"]
+    target["measures"]["kid"] = 999.0
+    target["measures"]["oversampled_balanced_accuracy"] = 0.123  # a utility figure: must survive untouched
+    path.write_text(json.dumps(tampered))
+    assert "| cgan | 2 |" in bench.make_table(tampered, ["cgan"], {})  # an old record without the measure still tabulates
+    assert bench.main(["--smoke", "--rescore", "--work", str(tmp_path)]) == 0
+    after = {(r["model"], r["seed"]): r for r in json.loads(path.read_text())["records"]}
+    original = {(r["model"], r["seed"]): r for r in before["records"]}
+    assert set(after) == set(original)
+    for key, r in after.items():
+        assert "rescored" in r and r["train"] == original[key]["train"]  # not trained again
+        for measure in ("kid", "precision", "recall", "cas_accuracy", "near_copy_share", "detectability"):
+            assert r["measures"][measure] == pytest.approx(original[key]["measures"][measure], abs=1e-9), (key, measure)
+    assert after[("cgan", 0)]["measures"]["oversampled_balanced_accuracy"] == 0.123
+    assert after[("dcgan", 1)]["measures"]["real_synthetic_balanced_accuracy"] == \
+        original[("dcgan", 1)]["measures"]["real_synthetic_balanced_accuracy"]
 
 
 def _record(model: str, seed: int, base: float, topped: float) -> dict:
