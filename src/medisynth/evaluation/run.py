@@ -113,14 +113,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     metrics["distribution"] = found.distribution
     metrics["cas"] = _cas_section(inputs, found)
     metrics["detectability"] = _detectability(config, inputs, found)
-    for space, d in metrics["detectability"].items():
-        heldout = d.get("heldout") or {}
-        if heldout.get("available") and heldout["chance"]["better_than_chance"]:
-            warnings_out.append(
-                f"{space}: a classifier tells the held-out REAL images from the training images "
-                f"{format_number(heldout[DETECTABILITY_KEY], kind='fraction')} of the time (p = "
-                f"{format_number(heldout['chance']['p_value'])}): they differ (other series, scanners or patients), "
-                "so every comparison with them measures that difference too")
+    warnings_out += _heldout_unlike_training(metrics["detectability"])
     lap("detectability")
 
     copies = _copies(config, inputs)
@@ -273,8 +266,7 @@ def _measure_space(name: str, config: EvaluateConfig, inputs: EvaluationInputs, 
     wanted = ("fid", "kid", "prdc", "is") if logits is not None else ("fid", "kid", "prdc")
     found.distribution[name] = calculate_metrics(feats["real"], feats["fake"], wanted,
                                                  fake_logits=None if logits is None else logits["fake"], **options)
-    # held-out real images are the fair partner only when the reference is the training split they are disjoint from
-    use_heldout = feats["heldout"] is not None and config.real_split == "train"
+    use_heldout = feats["heldout"] is not None and _heldout_is_partner(config)
     found.distribution[name]["yardstick"] = real_vs_real(
         feats["real"], reference.labels, feats["fake"], fake.labels,
         heldout=feats["heldout"] if use_heldout else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
@@ -310,8 +302,7 @@ def _detectability(config: EvaluateConfig, inputs: EvaluationInputs, found: Feat
     out = {}
     for name, feats in found.features.items():
         pairs = {"synthetic": feats["fake"]}
-        # held-out images are the fair partner only when the reference is the training split they are disjoint from
-        if feats["heldout"] is not None and config.real_split == "train":
+        if feats["heldout"] is not None and _heldout_is_partner(config):
             pairs["heldout"] = feats["heldout"]
         out[name] = {}
         for which, other in pairs.items():
@@ -320,6 +311,26 @@ def _detectability(config: EvaluateConfig, inputs: EvaluationInputs, found: Feat
             except ValueError as e:
                 out[name][which] = {"available": False, "reason": str(e)}
     return out
+
+
+def _heldout_unlike_training(found: dict) -> list[str]:
+    """A warning per feature space where a classifier tells the held-out real images from the training ones."""
+    warnings = []
+    for space, d in found.items():
+        heldout = d.get("heldout") or {}
+        if heldout.get("available") and heldout["chance"]["better_than_chance"]:
+            warnings.append(
+                f"{space}: a classifier tells the held-out REAL images from the training images "
+                f"{format_number(heldout[DETECTABILITY_KEY], kind='fraction')} of the time (p = "
+                f"{format_number(heldout['chance']['p_value'])}): they differ (other series, scanners or patients), "
+                "so every comparison with them measures that difference too")
+    return warnings
+
+
+def _heldout_is_partner(config: EvaluateConfig) -> bool:
+    """Held-out real images are the fair partner of the reference images only when the reference is the training
+    split they are disjoint from (the yardsticks and the detectability test)."""
+    return config.real_split == "train"
 
 
 def _copies(config: EvaluateConfig, inputs: EvaluationInputs) -> CopyResults:
@@ -346,7 +357,7 @@ def _pixel_metrics(config: EvaluateConfig, inputs: EvaluationInputs, copies: Cop
         "mean_image_mse": mean_image_mse(reference.images, fake.images),
         "histogram": histogram_distance(reference.images, fake.images),
         "yardstick": pixel_yardstick(reference.images, reference.labels, fake.images, fake.labels,
-                                     heldout.images if config.real_split == "train" and len(heldout.images) else None, heldout.labels,
+                                     heldout.images if _heldout_is_partner(config) and len(heldout.images) else None, heldout.labels,
                                      repeats=config.yardstick_repeats, seed=config.seed),
     }
 
