@@ -124,6 +124,11 @@ def test_heldout_images_unlike_the_training_ones_are_warned_about(report, tmp_pa
     assert heldout["detectability"] >= 0.9 and heldout["chance"]["better_than_chance"]
     assert sum("pixels: a classifier tells the held-out REAL images from the training images" in w
                for w in shifted["warnings"]) == 1
+    # images from elsewhere would make a large yardstick that flatters the synthetic figures: halves instead
+    assert shifted["distribution"]["pixels"]["yardstick"]["method"] == "halves"
+    assert shifted["pixel"]["yardstick"]["method"] == "halves"
+    assert metrics["distribution"]["pixels"]["yardstick"]["method"] == "heldout"  # the toy set's own held-out images
+    assert metrics["pixel"]["yardstick"]["method"] == "heldout"
 
 
 def test_detectability_is_unavailable_with_a_reason_when_a_set_is_tiny(toy, tmp_path):

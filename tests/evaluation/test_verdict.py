@@ -231,3 +231,20 @@ def test_class_true_reads_cas_against_chance(cas, cas_significant, domain_signif
     assert answer["level"] == level
     if level == CANNOT_TELL:
         assert "chance" in answer["reason"]
+
+
+@pytest.mark.parametrize("heldout_told_apart", [False, True])
+def test_class_true_cannot_read_cas_against_heldout_images_from_elsewhere(heldout_told_apart):
+    # CT-like data: the held-out series differ, the classifier scores 0.36 on them and 0.72 on synthetic images
+    chance = {"better_than_chance": True}
+    told = {"available": True, "detectability": 0.99 if heldout_told_apart else 0.5,
+            "chance": {"better_than_chance": heldout_told_apart}}
+    metrics = {"distribution": {}, "diversity": {}, "memorization": {"pixel": {"fraction_flagged": 0.0, "heldout_fraction_flagged": None}},
+               "cas": {"available": True, "overall": 0.72, "real_heldout_accuracy": 0.36, "chance": chance, "domain_chance": chance},
+               "detectability": {"domain": {"synthetic": {"available": True}, "heldout": told}}}
+    answer = {a["question"]: a for a in decide(metrics, None, "none")["answers"]}["class-true"]
+    if heldout_told_apart:
+        assert answer["level"] == CANNOT_TELL and "differ from the training images" in answer["reason"]
+        assert "domain space" in answer["reason"] and "0.360" in answer["reason"]
+    else:
+        assert answer["level"] == GOOD and answer["number"] == pytest.approx(2.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medisynth.evaluation.yardstick import matched_subset, real_vs_real, stratified_halves
+from medisynth.evaluation.yardstick import heldout_told_apart, matched_subset, real_vs_real, stratified_halves
 
 
 def test_halves_are_disjoint_equal_and_stratified():
@@ -31,6 +31,20 @@ def test_same_distribution_gives_ratio_near_one_and_a_shift_does_not(use_heldout
     assert like["n_per_set"] == (20 if use_heldout else 30)
     assert 0.5 < like["ratio"]["fid"] < 1.5 and shifted["ratio"]["fid"] > 5
     assert shifted["ratio"]["coverage"] < 0.3
+
+
+def test_heldout_told_apart_lists_the_spaces_where_a_classifier_beats_chance():
+    def row(significant):
+        return {"available": True, "detectability": 0.9 if significant else 0.5, "chance": {"better_than_chance": significant}}
+
+    found = {
+        "domain": {"synthetic": row(True), "heldout": row(False)},
+        "pixels": {"synthetic": row(True), "heldout": row(True)},
+        "ssl": {"synthetic": row(True), "heldout": {"available": False, "reason": "too few"}},
+        "inception": {"synthetic": row(True)},  # the reference is not the training split: no held-out row
+    }
+    assert heldout_told_apart(found) == ["pixels"]
+    assert heldout_told_apart({}) == []
 
 
 def test_too_few_real_images_is_unavailable():

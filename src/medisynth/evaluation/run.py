@@ -27,7 +27,7 @@ from medisynth.data.image_folder import ImageSet
 from medisynth.evaluation.inputs import EvaluationInputs, load_inputs
 from medisynth.evaluation.small_classes import add_small_class_intervals
 from medisynth.evaluation.verdict import choose_primary_space, decide, verdict_lines
-from medisynth.evaluation.yardstick import pixel_yardstick, real_vs_real, within_class_diversity
+from medisynth.evaluation.yardstick import heldout_told_apart, pixel_yardstick, real_vs_real, within_class_diversity
 from medisynth.features import FEATURE_SPACES, ExtractorContext, Features, FeatureSpaceUnavailable, build_extractor
 from medisynth.io import atomic_dir, atomic_write_bytes, atomic_write_text, write_json
 from medisynth.outputs import check_output
@@ -71,6 +71,8 @@ class FeatureResults:
     logits: dict[str, Optional[dict]] = field(default_factory=dict)  # space -> {"real", "fake", "heldout"}, spaces with a classifier head
     domain_logits: dict[str, np.ndarray] = field(default_factory=dict)  # {"fake", "heldout"} of the domain classifier
     domain_chance: Optional[dict] = None  # the domain classifier's held-out accuracy against chance
+    detectability: dict[str, dict] = field(default_factory=dict)  # space -> {"synthetic", "heldout"} two-sample tests
+    heldout_partner: bool = False  # the yardsticks compare the training images with the held-out ones (else halves)
 
 
 @dataclass
@@ -112,14 +114,13 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     metrics["feature_spaces"] = found.spaces
     metrics["distribution"] = found.distribution
     metrics["cas"] = _cas_section(inputs, found)
-    metrics["detectability"] = _detectability(config, inputs, found)
-    warnings_out += _heldout_unlike_training(metrics["detectability"])
-    lap("detectability")
+    metrics["detectability"] = found.detectability
+    warnings_out += _heldout_unlike_training(found.detectability)
 
     copies = _copies(config, inputs)
     hist_real, hist_fake = intensity_histograms(inputs.reference.images), intensity_histograms(inputs.fake.images)
     real_mean, fake_mean = mean_image(inputs.reference.images), mean_image(inputs.fake.images)
-    metrics["pixel"] = _pixel_metrics(config, inputs, copies)
+    metrics["pixel"] = _pixel_metrics(config, inputs, copies, found.heldout_partner)
     metrics["diversity"] = _diversity(config, inputs)
     lap("pixel")
 
@@ -171,7 +172,8 @@ def _header(config: EvaluateConfig, inputs: EvaluationInputs) -> dict:
 
 def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, log: Callable[[str], None],
                      lap: _Laps) -> FeatureResults:
-    """Every feature space's features (all ranks), then its distribution metrics (rank 0 alone).
+    """Every feature space's features (all ranks), then (rank 0 alone) the detectability tests, which decide
+    whether the held-out images can be the yardsticks' partner, then each space's distribution metrics.
 
     The two phases are apart so that under torchrun the other ranks are done with their last
     collective before rank 0 spends minutes on metrics: a rank left waiting at a collective that
@@ -179,6 +181,9 @@ def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, l
     found = _extract_spaces(config, inputs, device, log, lap)
     if not distributed.is_main():
         return found
+    found.detectability = _detectability(config, found)
+    found.heldout_partner = _heldout_is_partner(config) and not heldout_told_apart(found.detectability)
+    lap("detectability")
     for name in found.features:
         _measure_space(name, config, inputs, found)
         lap(f"distribution:{name}")
@@ -266,7 +271,7 @@ def _measure_space(name: str, config: EvaluateConfig, inputs: EvaluationInputs, 
     wanted = ("fid", "kid", "prdc", "is") if logits is not None else ("fid", "kid", "prdc")
     found.distribution[name] = calculate_metrics(feats["real"], feats["fake"], wanted,
                                                  fake_logits=None if logits is None else logits["fake"], **options)
-    use_heldout = feats["heldout"] is not None and _heldout_is_partner(config)
+    use_heldout = feats["heldout"] is not None and found.heldout_partner
     found.distribution[name]["yardstick"] = real_vs_real(
         feats["real"], reference.labels, feats["fake"], fake.labels,
         heldout=feats["heldout"] if use_heldout else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
@@ -296,7 +301,7 @@ def _cas_section(inputs: EvaluationInputs, found: FeatureResults) -> dict:
     return cas
 
 
-def _detectability(config: EvaluateConfig, inputs: EvaluationInputs, found: FeatureResults) -> dict:
+def _detectability(config: EvaluateConfig, found: FeatureResults) -> dict:
     """Per feature space: can a classifier tell the synthetic images from the reference ones, and, as the
     yardstick, the held-out real images from the reference ones (``metrics.detectability``)?"""
     out = {}
@@ -316,20 +321,21 @@ def _detectability(config: EvaluateConfig, inputs: EvaluationInputs, found: Feat
 def _heldout_unlike_training(found: dict) -> list[str]:
     """A warning per feature space where a classifier tells the held-out real images from the training ones."""
     warnings = []
-    for space, d in found.items():
-        heldout = d.get("heldout") or {}
-        if heldout.get("available") and heldout["chance"]["better_than_chance"]:
-            warnings.append(
-                f"{space}: a classifier tells the held-out REAL images from the training images "
-                f"{format_number(heldout[DETECTABILITY_KEY], kind='fraction')} of the time (p = "
-                f"{format_number(heldout['chance']['p_value'])}): they differ (other series, scanners or patients), "
-                "so every comparison with them measures that difference too")
+    for space in heldout_told_apart(found):
+        heldout = found[space]["heldout"]
+        warnings.append(
+            f"{space}: a classifier tells the held-out REAL images from the training images "
+            f"{format_number(heldout[DETECTABILITY_KEY], kind='fraction')} of the time (p = "
+            f"{format_number(heldout['chance']['p_value'])}): they differ (other series, scanners or patients), so "
+            "the yardsticks compare halves of the training images instead and CAS is not read against the "
+            "classifier's held-out accuracy")
     return warnings
 
 
 def _heldout_is_partner(config: EvaluateConfig) -> bool:
-    """Held-out real images are the fair partner of the reference images only when the reference is the training
-    split they are disjoint from (the yardsticks and the detectability test)."""
+    """Held-out real images can be the reference images' partner only when the reference is the training split
+    they are disjoint from: the detectability test's held-out row needs it, and the held-out yardsticks need it
+    and images a classifier cannot tell from the training ones (``heldout_told_apart``)."""
     return config.real_split == "train"
 
 
@@ -348,7 +354,7 @@ def _copies(config: EvaluateConfig, inputs: EvaluationInputs) -> CopyResults:
     return CopyResults(mem_px, near_copies, ssim, psnr, flagged)
 
 
-def _pixel_metrics(config: EvaluateConfig, inputs: EvaluationInputs, copies: CopyResults) -> dict:
+def _pixel_metrics(config: EvaluateConfig, inputs: EvaluationInputs, copies: CopyResults, heldout_partner: bool) -> dict:
     reference, fake, heldout = inputs.reference, inputs.fake, inputs.heldout
     return {
         "nearest_by": "aligned correlation with the training split (copy detection, near_copies.csv)",
@@ -357,7 +363,7 @@ def _pixel_metrics(config: EvaluateConfig, inputs: EvaluationInputs, copies: Cop
         "mean_image_mse": mean_image_mse(reference.images, fake.images),
         "histogram": histogram_distance(reference.images, fake.images),
         "yardstick": pixel_yardstick(reference.images, reference.labels, fake.images, fake.labels,
-                                     heldout.images if _heldout_is_partner(config) and len(heldout.images) else None, heldout.labels,
+                                     heldout.images if heldout_partner and len(heldout.images) else None, heldout.labels,
                                      repeats=config.yardstick_repeats, seed=config.seed),
     }
 

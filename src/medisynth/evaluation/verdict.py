@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET
+from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET, heldout_told_apart
 from medisynth.report.format import format_chance, format_number
 
 GOOD, DOUBTFUL, POOR, CANNOT_TELL = "good", "doubtful", "poor", "cannot tell"
@@ -198,8 +198,15 @@ def _class_true(metrics: dict, utility: Optional[dict]) -> Answer:
     else:
         chance = cas.get("domain_chance") or {}
         real_acc = cas.get("real_heldout_accuracy")
+        told_apart = heldout_told_apart(metrics.get("detectability") or {})
         if not chance.get("better_than_chance"):
             answer = cannot(_chance_reason("the domain classifier", chance), yard=real_acc)
+        elif told_apart:
+            # images from elsewhere lower the classifier's held-out accuracy, so CAS / it would flatter
+            answer = cannot(f"the held-out real images differ from the training images (a classifier tells them "
+                            f"apart in the {', '.join(told_apart)} space): the classifier's accuracy on them "
+                            f"({format_number(real_acc, kind='fraction')}) is no ceiling for CAS "
+                            f"({format_number(cas['overall'], kind='fraction')})", yard=real_acc)
         elif not real_acc:
             answer = cannot("no held-out real accuracy to compare CAS with")
         else:

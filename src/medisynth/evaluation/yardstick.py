@@ -10,8 +10,9 @@ same sample size, and the synthetic figure is read as a ratio to that yardstick:
     class counts when both are labelled), averaged over ``repeats`` draws of S. H and S are both
     images the feature extractor never saw (the domain classifier, the ssl encoder and the pixel
     PCA are fitted on the training images), so neither side is favoured.
-  halves (fallback, fewer than ``min_partner`` held-out images or a reference that is not the
-    training split): R is split into disjoint halves A and B (stratified by class);
+  halves (fallback: fewer than ``min_partner`` held-out images, a reference that is not the
+    training split, or held-out images that a classifier tells from the training ones, see
+    ``heldout_told_apart``): R is split into disjoint halves A and B (stratified by class);
     yardstick = metric(A, B), synthetic = metric(A, S) with |S| = |B|, averaged over ``repeats``
     random splits. B was seen by the extractor and S was not, so this yardstick is strict.
 
@@ -36,6 +37,15 @@ METHODS = {
     "heldout": "reference images vs the held-out real images, and vs as many synthetic images (same class counts)",
     "halves": "disjoint halves of the reference images (stratified by class) vs each other, and one half vs as many synthetic images",
 }
+
+
+def heldout_told_apart(detectability: dict) -> list[str]:
+    """The feature spaces in which a classifier tells the held-out real images from the training ones
+    (``metrics.detectability``, above chance). Held-out images from elsewhere (other series, scanners,
+    sites) are far from the training images whatever a generator does: a yardstick drawn from them is
+    large and flatters every synthetic figure read against it, so the yardsticks use halves instead."""
+    return [space for space, d in detectability.items()
+            if (d.get("heldout") or {}).get("available") and d["heldout"]["chance"]["better_than_chance"]]
 
 
 def stratified_halves(labels: Optional[np.ndarray], n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -213,4 +223,4 @@ def within_class_diversity(real_images, real_labels: Optional[np.ndarray], fake_
     }
 
 
-__all__ = ["MIN_IMAGES_PER_SET", "YARDSTICK_METRICS", "LOWER_IS_BETTER", "PIXEL_KEYS", "compare_with_yardstick", "pixel_yardstick", "real_vs_real", "stratified_halves", "matched_subset", "within_class_diversity"]
+__all__ = ["MIN_IMAGES_PER_SET", "YARDSTICK_METRICS", "LOWER_IS_BETTER", "PIXEL_KEYS", "compare_with_yardstick", "heldout_told_apart", "pixel_yardstick", "real_vs_real", "stratified_halves", "matched_subset", "within_class_diversity"]
