@@ -6,7 +6,8 @@
   class-true/useful  CAS against the classifier's accuracy on held-out real images (+ a utility study)
 
 Each answer is ``good``, ``doubtful``, ``poor`` or ``cannot tell`` (with its reason: too few
-images, a feature space or classifier no better than chance, a missing input), with the one
+images, a feature space or classifier no better than chance, held-out images a classifier tells
+from the training ones, a missing input), with the one
 number behind it, its yardstick and one sentence. ``decide(metrics, ...)`` builds them from the
 ``metrics.json`` dictionary; every threshold is in ``THRESHOLDS`` below.
 """
