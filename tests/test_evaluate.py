@@ -129,6 +129,11 @@ def test_heldout_images_unlike_the_training_ones_are_warned_about(report, tmp_pa
     assert shifted["pixel"]["yardstick"]["method"] == "halves"
     assert metrics["distribution"]["pixels"]["yardstick"]["method"] == "heldout"  # the toy set's own held-out images
     assert metrics["pixel"]["yardstick"]["method"] == "heldout"
+    from medisynth.evaluation import summary_lines
+
+    terminal = summary_lines(shifted)  # what the CLI prints
+    assert any(line.startswith("  pixels: synthetic vs real-vs-real (halves of the reference images) at ") for line in terminal)
+    assert sum(line.startswith("warning: pixels: a classifier tells the held-out REAL images") for line in terminal) == 1
 
 
 def test_detectability_is_unavailable_with_a_reason_when_a_set_is_tiny(toy, tmp_path):
@@ -234,7 +239,7 @@ def test_cli_evaluate(toy, tmp_path, monkeypatch):
                                       "--features", "inception,pixels", "--kid-subsets", "3", "--min-class-samples", "10"])
     assert result.exit_code == 0, result.output
     assert "Verdict (feature space: pixels):" in result.output and "Faithful" in result.output
-    assert "inception skipped" in result.output and "pixels: synthetic vs real-vs-real at 12 images: fid" in result.output
+    assert "inception skipped" in result.output and "pixels: synthetic vs real-vs-real (held-out images) at 12 images: fid" in result.output
     assert re.search(r"real or synthetic\? pixels: told apart [0-9.]+ of the time \(0\.5 = indistinguishable, p=[^)]+\); "
                      r"held-out real vs training: [0-9.]+", result.output)
     assert json.loads((out / "metrics.json").read_text())["feature_spaces"]["inception"]["status"] == "skipped"

@@ -512,7 +512,8 @@ def _kind(key: str) -> str:
 
 
 def summary_lines(metrics: dict) -> list[str]:
-    """The terminal summary: the verdict first, then the headline numbers beside their yardsticks."""
+    """The terminal summary: the verdict first, then the headline numbers beside their yardsticks, then the
+    warnings (metrics.json's and the report's)."""
     num = format_number
 
     inp = metrics["inputs"]
@@ -523,7 +524,8 @@ def summary_lines(metrics: dict) -> list[str]:
         if y.get("available"):  # the same-size figures, so synthetic and real-vs-real are comparable
             parts = [f"{k} {num(y['synthetic'][k], kind=_kind(k))} vs {num(y['real_vs_real'][k], kind=_kind(k))} ({num(y['ratio'][k], kind='ratio')})"
                      for k in ("fid", "kid_mean", "precision", "recall", "coverage") if y["synthetic"].get(k) is not None]
-            parts.insert(0, f"synthetic vs real-vs-real at {y['n_per_set']} images:")
+            partner = "held-out images" if y["method"] == "heldout" else "halves of the reference images"
+            parts.insert(0, f"synthetic vs real-vs-real ({partner}) at {y['n_per_set']} images:")
         else:
             parts = [f"{k}={num(d[k], kind=_kind(k))}" for k in ("fid", "kid_mean", "precision", "recall", "coverage") if d.get(k) is not None]
         note = "" if metrics["feature_spaces"].get(space, {}).get("informative", True) else "  [UNINFORMATIVE: classifier at chance]"
@@ -547,6 +549,7 @@ def summary_lines(metrics: dict) -> list[str]:
     lines.append(f"  copies of training images: {px['num_flagged']} ({num(px['fraction_flagged'], kind='fraction')}) at correlation "
                  f">= {num(px['threshold'])} (near_copies.csv); held-out real baseline "
                  f"{num(px['heldout_fraction_flagged'], kind='fraction')}; DCR ratio {num(px['dcr_ratio'])}")
+    lines += [f"warning: {w}" for w in metrics.get("warnings") or []]
     return lines
 
 
