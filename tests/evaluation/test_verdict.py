@@ -238,7 +238,7 @@ def test_class_true_cannot_read_cas_against_heldout_images_from_elsewhere(heldou
     # CT-like data: the held-out series differ, the classifier scores 0.36 on them and 0.72 on synthetic images
     chance = {"better_than_chance": True}
     told = {"available": True, "detectability": 0.99 if heldout_told_apart else 0.5,
-            "chance": {"better_than_chance": heldout_told_apart}}
+            "chance": {"better_than_chance": heldout_told_apart, "p_value": 1e-9 if heldout_told_apart else 0.5, "alpha": 0.05}}
     metrics = {"distribution": {}, "diversity": {}, "memorization": {"pixel": {"fraction_flagged": 0.0, "heldout_fraction_flagged": None}},
                "cas": {"available": True, "overall": 0.72, "real_heldout_accuracy": 0.36, "chance": chance, "domain_chance": chance},
                "detectability": {"domain": {"synthetic": {"available": True}, "heldout": told}}}

@@ -33,17 +33,21 @@ def test_same_distribution_gives_ratio_near_one_and_a_shift_does_not(use_heldout
     assert shifted["ratio"]["coverage"] < 0.3
 
 
-def test_heldout_told_apart_lists_the_spaces_where_a_classifier_beats_chance():
-    def row(significant):
-        return {"available": True, "detectability": 0.9 if significant else 0.5, "chance": {"better_than_chance": significant}}
+def test_heldout_told_apart_lists_the_spaces_where_a_classifier_beats_chance_over_all_spaces_tested():
+    def row(p_value):
+        return {"available": True, "detectability": 0.6, "chance": {"p_value": p_value, "alpha": 0.05}}
 
     found = {
-        "domain": {"synthetic": row(True), "heldout": row(False)},
-        "pixels": {"synthetic": row(True), "heldout": row(True)},
-        "ssl": {"synthetic": row(True), "heldout": {"available": False, "reason": "too few"}},
-        "inception": {"synthetic": row(True)},  # the reference is not the training split: no held-out row
+        "domain": {"synthetic": row(1e-9), "heldout": row(0.5)},
+        "pixels": {"synthetic": row(1e-9), "heldout": row(1e-6)},
+        "ssl": {"synthetic": row(1e-9), "heldout": {"available": False, "reason": "too few"}},
+        "inception": {"synthetic": row(1e-9)},  # the reference is not the training split: no held-out row
     }
     assert heldout_told_apart(found) == ["pixels"]
+    # p = 0.03 beats 0.05 alone, not 0.05 / 2 when two spaces were tested (one such "difference" in ten at random)
+    found["pixels"]["heldout"] = row(0.03)
+    assert heldout_told_apart(found) == []
+    assert heldout_told_apart({"pixels": found["pixels"]}) == ["pixels"]
     assert heldout_told_apart({}) == []
 
 
