@@ -127,6 +127,10 @@ def test_heldout_images_unlike_the_training_ones_are_warned_about(report, tmp_pa
     # images from elsewhere would make a large yardstick that flatters the synthetic figures: halves instead
     assert shifted["distribution"]["pixels"]["yardstick"]["method"] == "halves"
     assert shifted["pixel"]["yardstick"]["method"] == "halves"
+    for yardstick in (shifted["distribution"]["pixels"]["yardstick"], shifted["pixel"]["yardstick"]):
+        assert yardstick["description"].endswith("not the held-out images: a classifier tells them from the training "
+                                                 "images in the pixels space (see warnings)")
+    assert "not the held-out images" in (tmp_path / "r" / "report.html").read_text()  # the report's yardstick note
     assert metrics["distribution"]["pixels"]["yardstick"]["method"] == "heldout"  # the toy set's own held-out images
     assert metrics["pixel"]["yardstick"]["method"] == "heldout"
     from medisynth.evaluation import summary_lines

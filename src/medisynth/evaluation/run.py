@@ -121,6 +121,7 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     hist_real, hist_fake = intensity_histograms(inputs.reference.images), intensity_histograms(inputs.fake.images)
     real_mean, fake_mean = mean_image(inputs.reference.images), mean_image(inputs.fake.images)
     metrics["pixel"] = _pixel_metrics(config, inputs, copies, found.heldout_partner)
+    _say_why_not_heldout(metrics["pixel"]["yardstick"], config, found)
     metrics["diversity"] = _diversity(config, inputs)
     lap("pixel")
 
@@ -277,6 +278,7 @@ def _measure_space(name: str, config: EvaluateConfig, inputs: EvaluationInputs, 
         heldout=feats["heldout"] if use_heldout else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
         logits={"real": logits["real"], "fake": logits["fake"], "heldout": logits["heldout"] if use_heldout else None}
         if logits is not None else None, **options)
+    _say_why_not_heldout(found.distribution[name]["yardstick"], config, found)
     if fake.labels is None:
         return
     for c, cname in enumerate(inputs.class_names):
@@ -330,6 +332,14 @@ def _heldout_unlike_training(found: dict) -> list[str]:
             "the yardsticks compare halves of the training images instead and CAS is not read against the "
             "classifier's held-out accuracy")
     return warnings
+
+
+def _say_why_not_heldout(yardstick: dict, config: EvaluateConfig, found: FeatureResults) -> None:
+    """A yardstick that could have used the held-out images but did not says why (the report shows the description)."""
+    if yardstick.get("available") and yardstick["method"] == "halves" and _heldout_is_partner(config) \
+            and heldout_told_apart(found.detectability):
+        yardstick["description"] += (f"; not the held-out images: a classifier tells them from the training images in "
+                                     f"the {', '.join(heldout_told_apart(found.detectability))} space (see warnings)")
 
 
 def _heldout_is_partner(config: EvaluateConfig) -> bool:
