@@ -73,6 +73,7 @@ class FeatureResults:
     domain_chance: Optional[dict] = None  # the domain classifier's held-out accuracy against chance
     detectability: dict[str, dict] = field(default_factory=dict)  # space -> {"synthetic", "heldout"} two-sample tests
     heldout_partner: bool = False  # the yardsticks compare the training images with the held-out ones (else halves)
+    heldout_told_apart: list[str] = field(default_factory=list)  # spaces telling held-out from training images
 
 
 @dataclass
@@ -115,13 +116,13 @@ def evaluate(config: EvaluateConfig, log: Callable[[str], None] = print) -> dict
     metrics["distribution"] = found.distribution
     metrics["cas"] = _cas_section(inputs, found)
     metrics["detectability"] = found.detectability
-    warnings_out += _heldout_unlike_training(found.detectability)
+    warnings_out += _heldout_unlike_training(found)
 
     copies = _copies(config, inputs)
     hist_real, hist_fake = intensity_histograms(inputs.reference.images), intensity_histograms(inputs.fake.images)
     real_mean, fake_mean = mean_image(inputs.reference.images), mean_image(inputs.fake.images)
     metrics["pixel"] = _pixel_metrics(config, inputs, copies, found.heldout_partner)
-    _say_why_not_heldout(metrics["pixel"]["yardstick"], config, found)
+    _say_why_not_heldout(metrics["pixel"]["yardstick"], found)
     metrics["diversity"] = _diversity(config, inputs)
     lap("pixel")
 
@@ -183,7 +184,8 @@ def _feature_metrics(config: EvaluateConfig, inputs: EvaluationInputs, device, l
     if not distributed.is_main():
         return found
     found.detectability = _detectability(config, found)
-    found.heldout_partner = _heldout_is_partner(config) and not heldout_told_apart(found.detectability)
+    found.heldout_told_apart = heldout_told_apart(found.detectability)
+    found.heldout_partner = _heldout_is_partner(config) and not found.heldout_told_apart
     lap("detectability")
     for name in found.features:
         _measure_space(name, config, inputs, found)
@@ -278,7 +280,7 @@ def _measure_space(name: str, config: EvaluateConfig, inputs: EvaluationInputs, 
         heldout=feats["heldout"] if use_heldout else None, heldout_labels=heldout.labels, repeats=config.yardstick_repeats,
         logits={"real": logits["real"], "fake": logits["fake"], "heldout": logits["heldout"] if use_heldout else None}
         if logits is not None else None, **options)
-    _say_why_not_heldout(found.distribution[name]["yardstick"], config, found)
+    _say_why_not_heldout(found.distribution[name]["yardstick"], found)
     if fake.labels is None:
         return
     for c, cname in enumerate(inputs.class_names):
@@ -320,11 +322,11 @@ def _detectability(config: EvaluateConfig, found: FeatureResults) -> dict:
     return out
 
 
-def _heldout_unlike_training(found: dict) -> list[str]:
+def _heldout_unlike_training(found: FeatureResults) -> list[str]:
     """A warning per feature space where a classifier tells the held-out real images from the training ones."""
     warnings = []
-    for space in heldout_told_apart(found):
-        heldout = found[space]["heldout"]
+    for space in found.heldout_told_apart:
+        heldout = found.detectability[space]["heldout"]
         warnings.append(
             f"{space}: a classifier tells the held-out REAL images from the training images "
             f"{format_number(heldout[DETECTABILITY_KEY], kind='fraction')} of the time (p = "
@@ -334,12 +336,12 @@ def _heldout_unlike_training(found: dict) -> list[str]:
     return warnings
 
 
-def _say_why_not_heldout(yardstick: dict, config: EvaluateConfig, found: FeatureResults) -> None:
-    """A yardstick that could have used the held-out images but did not says why (the report shows the description)."""
-    if yardstick.get("available") and yardstick["method"] == "halves" and _heldout_is_partner(config) \
-            and heldout_told_apart(found.detectability):
+def _say_why_not_heldout(yardstick: dict, found: FeatureResults) -> None:
+    """A yardstick that passed over the held-out images because they were told apart says so (the report shows the
+    description). Only a training-split reference has held-out rows to tell apart (``_detectability``)."""
+    if yardstick.get("available") and yardstick["method"] == "halves" and found.heldout_told_apart:
         yardstick["description"] += (f"; not the held-out images: a classifier tells them from the training images in "
-                                     f"the {', '.join(heldout_told_apart(found.detectability))} space (see warnings)")
+                                     f"the {', '.join(found.heldout_told_apart)} space (see warnings)")
 
 
 def _heldout_is_partner(config: EvaluateConfig) -> bool:
