@@ -131,6 +131,8 @@ def test_heldout_images_unlike_the_training_ones_are_warned_about(report, tmp_pa
         assert yardstick["description"].endswith("not the held-out images: a classifier tells them from the training "
                                                  "images in the pixels space (see warnings)")
     assert "not the held-out images" in (tmp_path / "r" / "report.html").read_text()  # the report's yardstick note
+    faithful = {a["question"]: a for a in shifted["verdict"]["answers"]}["faithful"]
+    assert faithful["yardstick_label"].endswith("images a set, real halves")  # on the verdict card, the first screen
     assert metrics["distribution"]["pixels"]["yardstick"]["method"] == "heldout"  # the toy set's own held-out images
     assert metrics["pixel"]["yardstick"]["method"] == "heldout"
     from medisynth.evaluation import summary_lines

@@ -57,6 +57,7 @@ def test_other_real_images_are_faithful_and_diverse(real_report):
     y = metrics["distribution"]["pixels"]["yardstick"]
     assert y["method"] == "heldout" and y["n_per_set"] == len(VAL) + len(TEST)
     assert answers["faithful"]["number"] == pytest.approx(y["ratio"]["fid"])
+    assert answers["faithful"]["yardstick_label"].endswith(f"{y['n_per_set']} images a set, held-out real")
 
 
 def test_noise_is_poor(toy, tmp_path):

@@ -118,12 +118,17 @@ def _yardstick(metrics: dict, space: Optional[str], no_space_reason: str) -> tup
     return y, None
 
 
+def _sets(y: dict) -> str:
+    """How many images a set the yardstick compared, and which real images were the partner."""
+    return f"{y['n_per_set']} images a set" + (", real halves" if y["method"] == "halves" else ", held-out real")
+
+
 def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answer:
     label = f"FID ratio to real vs real ({space} space)"
     y, why = _yardstick(metrics, space, no_space_reason)
     if y is None or y["ratio"]["fid"] is None:
         return Answer("faithful", "Faithful", CANNOT_TELL, None, label, "ratio", None, "real-vs-real FID", "", why or "FID could not be computed")
-    ratio, n = y["ratio"]["fid"], y["n_per_set"]
+    ratio = y["ratio"]["fid"]
     level = level_of("fid_ratio", ratio)
     sentence = {
         GOOD: "The synthetic images sit as close to the real ones as other real images do.",
@@ -131,7 +136,7 @@ def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answ
         POOR: "The synthetic images are far from the real distribution: much further than other real images are.",
     }[level]
     return Answer("faithful", "Faithful", level, ratio, label, "ratio", y["real_vs_real"]["fid"],
-                  f"real-vs-real FID {format_number(y['real_vs_real']['fid'])} vs synthetic {format_number(y['synthetic']['fid'])}, {n} images a set",
+                  f"real-vs-real FID {format_number(y['real_vs_real']['fid'])} vs synthetic {format_number(y['synthetic']['fid'])}, {_sets(y)}",
                   sentence)
 
 
@@ -144,7 +149,7 @@ def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answe
         checks.append((level_of("coverage_ratio", r), r, f"coverage ratio to real vs real ({space} space)",
                        y["real_vs_real"]["coverage"],
                        f"real-vs-real coverage {format_number(y['real_vs_real']['coverage'], kind='fraction')} vs synthetic "
-                       f"{format_number(y['synthetic']['coverage'], kind='fraction')}, {y['n_per_set']} images a set"))
+                       f"{format_number(y['synthetic']['coverage'], kind='fraction')}, {_sets(y)}"))
     if within.get("available") and within.get("ratio") is not None:
         r = within["ratio"]
         checks.append((level_of("diversity_ratio", r), r, "within-class diversity ratio (1 - MS-SSIM, synthetic / real)",
