@@ -62,6 +62,7 @@ from typing import Optional
 
 import numpy as np
 
+from medisynth.demo import FEW_MINUTE_RECIPE  # cheap, like medisynth.errors
 from medisynth.errors import MedisynthError  # cheap: `import medisynth` loads nothing else eagerly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +95,8 @@ MODELS = {m.key: m for m in (
     BenchModel("dcgan", "dcgan", per_class=True),
     BenchModel("cgan", "cgan"),
     # the demo's CPU recipe: at width 16 and batch 64 a step costs ~3 CPU s, so a few-minute budget is ~60 steps
-    BenchModel("fastgan", "fastgan", hyper=(("width", 8),), batch_size=16),
+    BenchModel("fastgan", "fastgan", hyper=tuple(FEW_MINUTE_RECIPE.hyper().items()),
+               batch_size=FEW_MINUTE_RECIPE.batch_size),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

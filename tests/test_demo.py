@@ -13,7 +13,7 @@ from medisynth.runs import require_run
 def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     out = tmp_path / "demo"
     run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, minority_samples=6, utility_seeds=2,
-                        utility_epochs=1, domain_epochs=1, ssl_steps=20, gan_width=8, device="cpu"))
+                        utility_epochs=1, domain_epochs=1, ssl_steps=20, device="cpu"))
     summary = json.loads((out / "demo.json").read_text())
     assert set(summary["timings_s"]) == {"phantom", "prepare", "train", "sample", "balance", "evaluate", "utility"}
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
@@ -22,6 +22,8 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer}"
                                                for answer in ("YES", "NO", "CANNOT TELL")))
     assert json.loads((out / "run" / "model.json").read_text())["model"] == "fastgan"
+    trained = json.loads((out / "run" / "config.json").read_text())  # the few-minute recipe, as the benchmark's
+    assert trained["batch_size"] == 8 and trained["hyper"] == {"width": 8, "lr_g": 4e-4, "lr_d": 1.6e-3}
     # beside the verdict: how easily the synthetic images are told from real ones, in the verdict's feature space
     spotted = summary["detectability"]
     assert spotted["space"] == json.loads((out / "report" / "metrics.json").read_text())["verdict"]["primary_space"]

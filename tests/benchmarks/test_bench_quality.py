@@ -138,3 +138,11 @@ def test_bad_flags_are_one_line_errors(bench, tmp_path, capsys):
     assert len(err) == 3 and all(line.startswith("error: --") for line in err)
     with pytest.raises(MedisynthError):
         bench.parse_seeds("-1,2")
+
+
+def test_fastgan_trains_with_the_demos_recipe(bench):
+    from medisynth.demo import FEW_MINUTE_RECIPE
+
+    fastgan = bench.MODELS["fastgan"]
+    assert fastgan.batch_size == FEW_MINUTE_RECIPE.batch_size == 8
+    assert fastgan.hyper_dict() == FEW_MINUTE_RECIPE.hyper() == {"width": 8, "lr_g": 4e-4, "lr_d": 1.6e-3}
