@@ -2,7 +2,7 @@
 """The benchmark that decides which generator medisynth recommends: every model, the same data,
 the same wall-clock budget, judged by measures none of which uses the generator's own networks.
 
-Protocol (README, "Benchmark: which generator?"):
+Protocol (README, "Which generator? The quality benchmark"):
 - data (``--data``): ``ct``, the CT kidney set prepared at 64 px grayscale and made imbalanced the
   way real data is (Stone and Tumor cut to 30 TRAINING images each, seeded; val/test untouched);
   ``phantom``, the fundus phantom (EyePACS grade proportions) prepared at 64 px RGB.
@@ -36,11 +36,13 @@ Protocol (README, "Benchmark: which generator?"):
 
 Results accumulate in ``--results`` (JSON, one record per model x data x budget x seed x device
 kind); ``--table`` writes the markdown table (mean +- std over seeds) beside it and prints it, and a
-labelled sample grid per model (one row per class) lies in ``grids/`` beside it.
+labelled sample grid per model (one row per class) lies in ``grids/`` beside it. ``--readme README.md``
+also puts the table between that file's table markers, its grid links made relative to it.
 
     python benchmarks/bench_quality.py --models cgan,dcgan --data ct --minutes 2 --seeds 2
     python benchmarks/bench_quality.py --device cuda --minutes 1                # every model, both sets
     python benchmarks/bench_quality.py --table                                  # the table only
+    python benchmarks/bench_quality.py --table --readme README.md               # ... and into the README
     python benchmarks/bench_quality.py --rescore --data ct --minutes 10         # re-judge saved samples, no training
     python benchmarks/bench_quality.py --smoke --work /tmp/bq                   # ~1 min end to end
 """
@@ -706,6 +708,33 @@ def write_table(results_path: Path, models: list[str], notes: dict[str, str], da
     return table
 
 
+README_TABLE_BEGIN = "<!-- bench_quality table: BEGIN -->"
+README_TABLE_END = "<!-- bench_quality table: END -->"
+
+
+def readme_table_span(readme: Path) -> tuple[str, int, int]:
+    """The README's text and where its table lies (between the markers); checked before any training."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise MedisynthError(f"--readme {readme}: cannot read it ({e}); give the README to update") from None
+    start, end = text.find(README_TABLE_BEGIN), text.find(README_TABLE_END)
+    if start < 0 or end < start:
+        raise MedisynthError(f"--readme {readme}: no table markers; put the lines {README_TABLE_BEGIN} and "
+                             f"{README_TABLE_END} where the table goes")
+    return text, start + len(README_TABLE_BEGIN), end
+
+
+def write_readme_table(readme: Path, table: str, results_dir: Path) -> None:
+    """Replace what lies between the README's table markers with ``table``, grid links relative to the README."""
+    from medisynth.io import atomic_write_text
+
+    text, start, end = readme_table_span(readme)
+    grids = Path(os.path.relpath(results_dir / "grids", readme.resolve().parent)).as_posix()
+    table = table.replace("](grids/", f"]({grids}/")
+    atomic_write_text(readme, text[:start] + "\n" + table + text[end:])
+
+
 # ------------------------------------------------------------------------------------------ command line
 def parse_seeds(text: str) -> list[int]:
     """``3`` -> seeds 0, 1, 2; ``0,2,5`` -> those seeds."""
@@ -743,6 +772,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results JSON, accumulated across invocations (default benchmarks/results/bench_quality.json; "
                              "--smoke: WORK/results.json); the table goes beside it as .md, grids in grids/")
     parser.add_argument("--table", action="store_true", help="only print and write the table from --results")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help=f"also put the table between {README_TABLE_BEGIN} and {README_TABLE_END} in this file")
     parser.add_argument("--rerun", action="store_true", help="run records already in the results file again (replacing them)")
     parser.add_argument("--rescore", action="store_true",
                         help="no training: judge the saved samples (under --work) of the records already in the results file "
@@ -791,10 +822,15 @@ def run(args) -> int:
     if not math.isfinite(settings.minutes) or settings.minutes <= 0:
         raise MedisynthError(f"--minutes {args.minutes}: give a positive number of minutes")
     notes = {key: reason for key in MODELS if (reason := unavailable_reason(MODELS[key]))}
+    if args.readme:
+        readme_table_span(args.readme)  # a README without table markers fails now, before anything is written
     if args.table:
         table = write_table(results_path, list(MODELS), notes)
         print(table)
         log(f"table -> {results_path.with_suffix('.md')}")
+        if args.readme:
+            write_readme_table(args.readme, table, results_path.parent)
+            log(f"table -> {args.readme}")
         return 0
     load_results(results_path)  # a wrong --results fails now, not after an hour of training
     device = resolve_device(args.device)
@@ -826,6 +862,9 @@ def run(args) -> int:
     table = write_table(results_path, table_models, notes, None if not args.smoke else data_names)
     print(table)
     log(f"results -> {results_path}; table -> {results_path.with_suffix('.md')}; grids -> {grids}")
+    if args.readme:
+        write_readme_table(args.readme, table, results_path.parent)
+        log(f"table -> {args.readme}")
     return 0
 
 

@@ -146,3 +146,28 @@ def test_fastgan_trains_with_the_demos_recipe(bench):
     fastgan = bench.MODELS["fastgan"]
     assert fastgan.batch_size == FEW_MINUTE_RECIPE.batch_size == 8
     assert fastgan.hyper_dict() == FEW_MINUTE_RECIPE.hyper() == {"width": 8, "lr_g": 4e-4, "lr_d": 1.6e-3}
+
+
+def test_table_goes_between_the_readme_markers_with_grid_links_relative_to_it(bench, tmp_path, capsys):
+    results_dir = tmp_path / "benchmarks" / "results"
+    results_dir.mkdir(parents=True)
+    results = results_dir / "bench_quality.json"
+    results.write_text(json.dumps({"schema": bench.SCHEMA,
+                                   "records": [_record("cgan", 0, 0.7, 0.75)], "references": {}}))
+    readme = tmp_path / "README.md"
+    prose = ["# Title\n\nBefore.\n", "\nAfter, written by hand.\n"]
+    readme.write_text(prose[0] + bench.README_TABLE_BEGIN + "\nan old table\n" + bench.README_TABLE_END + prose[1])
+
+    assert bench.main(["--table", "--results", str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith(prose[0] + bench.README_TABLE_BEGIN) and text.endswith(bench.README_TABLE_END + prose[1])
+    assert "an old table" not in text and "| cgan | 1 |" in text
+    assert "](benchmarks/results/grids/ct_cgan_s0.png)" in text and "](grids/" not in text
+    assert "](grids/ct_cgan_s0.png)" in (results_dir / "bench_quality.md").read_text()  # beside the results: as it was
+
+    capsys.readouterr()
+    readme.write_text("# no markers\n")
+    assert bench.main(["--table", "--results", str(results), "--readme", str(readme)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --readme {readme}: no table markers")
+    assert readme.read_text() == "# no markers\n"
