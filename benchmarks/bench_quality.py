@@ -718,11 +718,17 @@ def readme_table_span(readme: Path) -> tuple[str, int, int]:
         text = readme.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise MedisynthError(f"--readme {readme}: cannot read it ({e}); give the README to update") from None
-    start, end = text.find(README_TABLE_BEGIN), text.find(README_TABLE_END)
-    if start < 0 or end < start:
-        raise MedisynthError(f"--readme {readme}: no table markers; put the lines {README_TABLE_BEGIN} and "
-                             f"{README_TABLE_END} where the table goes")
-    return text, start + len(README_TABLE_BEGIN), end
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    # a marker counts only as a line of its own, so prose that names it is left alone
+    begins = [i for i, line in enumerate(lines) if line.strip() == README_TABLE_BEGIN]
+    ends = [i for i, line in enumerate(lines) if line.strip() == README_TABLE_END]
+    if len(begins) != 1 or len(ends) != 1 or ends[0] < begins[0]:
+        raise MedisynthError(f"--readme {readme}: needs one line {README_TABLE_BEGIN} and, after it, one line "
+                             f"{README_TABLE_END} where the table goes (found {len(begins)} and {len(ends)})")
+    return text, offsets[begins[0] + 1], offsets[ends[0]]
 
 
 def write_readme_table(readme: Path, table: str, results_dir: Path) -> None:
@@ -732,7 +738,7 @@ def write_readme_table(readme: Path, table: str, results_dir: Path) -> None:
     text, start, end = readme_table_span(readme)
     grids = Path(os.path.relpath(results_dir / "grids", readme.resolve().parent)).as_posix()
     table = table.replace("](grids/", f"]({grids}/")
-    atomic_write_text(readme, text[:start] + "\n" + table + text[end:])
+    atomic_write_text(readme, text[:start] + table + text[end:])
 
 
 # ------------------------------------------------------------------------------------------ command line

@@ -27,7 +27,8 @@ class FewMinuteRecipe:
 
     A narrow network (a 64 px step costs about what a width-32 cgan's did) and many small steps at twice fastgan's
     default learning rates: in 5 minutes on one CPU thread it made 2,100-2,400 steps and drew the phantom's disc and
-    vessel arcades in 2 of 3 seeds, where batch 16 at the default rates (about 900 steps) drew neither."""
+    vessel arcades in 2 of 3 seeds, where batch 16 at the default rates (about 900 steps) drew neither. At the quality
+    benchmark's 10 minutes it is no quality win on either set (README "What the benchmark said")."""
 
     batch_size: int = 8  # the paper's batch size
     width: int = 8  # half fastgan's CPU default

@@ -155,19 +155,23 @@ def test_table_goes_between_the_readme_markers_with_grid_links_relative_to_it(be
     results.write_text(json.dumps({"schema": bench.SCHEMA,
                                    "records": [_record("cgan", 0, 0.7, 0.75)], "references": {}}))
     readme = tmp_path / "README.md"
-    prose = ["# Title\n\nBefore.\n", "\nAfter, written by hand.\n"]
+    prose = [f"# Title\n\nThe table lies after `{bench.README_TABLE_BEGIN}`.\n",  # named in prose: not a marker
+             f"\nAfter, written by hand, naming `{bench.README_TABLE_END}`.\n"]
     readme.write_text(prose[0] + bench.README_TABLE_BEGIN + "\nan old table\n" + bench.README_TABLE_END + prose[1])
 
     assert bench.main(["--table", "--results", str(results), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert text.startswith(prose[0] + bench.README_TABLE_BEGIN) and text.endswith(bench.README_TABLE_END + prose[1])
+    assert text.startswith(prose[0] + bench.README_TABLE_BEGIN + "\n<!--")
+    assert text.endswith("\n" + bench.README_TABLE_END + prose[1])
     assert "an old table" not in text and "| cgan | 1 |" in text
     assert "](benchmarks/results/grids/ct_cgan_s0.png)" in text and "](grids/" not in text
     assert "](grids/ct_cgan_s0.png)" in (results_dir / "bench_quality.md").read_text()  # beside the results: as it was
+    assert bench.main(["--table", "--results", str(results), "--readme", str(readme)]) == 0
+    assert readme.read_text() == text  # written again: the same file
 
     capsys.readouterr()
     readme.write_text("# no markers\n")
     assert bench.main(["--table", "--results", str(results), "--readme", str(readme)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: --readme {readme}: no table markers")
+    assert len(err) == 1 and err[0].startswith(f"error: --readme {readme}: needs one line {bench.README_TABLE_BEGIN}")
     assert readme.read_text() == "# no markers\n"
