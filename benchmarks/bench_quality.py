@@ -616,8 +616,11 @@ def _seeds_above_chance(rows: list[dict], protocol: str) -> Optional[int]:
     return sum(bool(t["better_than_chance"]) for t in tests)
 
 
-def make_table(results: dict, models: list[str], notes: dict[str, str], data_names: Optional[list[str]] = None) -> str:
-    """Markdown: per (data set, budget, device kind) one table, model x measure, mean ± std over seeds."""
+def make_table(results: dict, models: list[str], notes: dict[str, str], data_names: Optional[list[str]] = None,
+               link_base: str = "") -> str:
+    """Markdown: per (data set, budget, device kind) one table, model x measure, mean ± std over seeds.
+
+    A record's grid path is relative to the results folder; ``link_base`` leads there from where the table is read."""
     from medisynth.downstream.stats import paired_over_seeds
 
     records = results["records"]
@@ -681,7 +684,7 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                     cells.append(f"{paired['mean_difference']:+.3f} [{paired['ci95_low']:+.3f}, {paired['ci95_high']:+.3f}]")
                 if above == [0, 0]:  # the utility study's rule: no classifier beat chance, so nothing is compared
                     cells[-1] += " cannot tell: both at chance"
-                cells.append(f"[seed {seeds[0]}]({rows[0]['grid']})")
+                cells.append(f"[seed {seeds[0]}]({link_base}{rows[0]['grid']})")
                 lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -731,13 +734,14 @@ def readme_table_span(readme: Path) -> tuple[str, int, int]:
     return text, offsets[begins[0] + 1], offsets[ends[0]]
 
 
-def write_readme_table(readme: Path, table: str, results_dir: Path) -> None:
-    """Replace what lies between the README's table markers with ``table``, grid links relative to the README."""
+def write_readme_table(readme: Path, results_path: Path, models: list[str], notes: dict[str, str],
+                       data_names=None) -> None:
+    """Replace what lies between the README's table markers with the table, grid links relative to the README."""
     from medisynth.io import atomic_write_text
 
     text, start, end = readme_table_span(readme)
-    grids = Path(os.path.relpath(results_dir / "grids", readme.resolve().parent)).as_posix()
-    table = table.replace("](grids/", f"]({grids}/")
+    link_base = Path(os.path.relpath(results_path.parent, readme.resolve().parent)).as_posix() + "/"
+    table = make_table(load_results(results_path), models, notes, data_names, link_base)
     atomic_write_text(readme, text[:start] + table + text[end:])
 
 
@@ -835,7 +839,7 @@ def run(args) -> int:
         print(table)
         log(f"table -> {results_path.with_suffix('.md')}")
         if args.readme:
-            write_readme_table(args.readme, table, results_path.parent)
+            write_readme_table(args.readme, results_path, list(MODELS), notes)
             log(f"table -> {args.readme}")
         return 0
     load_results(results_path)  # a wrong --results fails now, not after an hour of training
@@ -869,7 +873,7 @@ def run(args) -> int:
     print(table)
     log(f"results -> {results_path}; table -> {results_path.with_suffix('.md')}; grids -> {grids}")
     if args.readme:
-        write_readme_table(args.readme, table, results_path.parent)
+        write_readme_table(args.readme, results_path, table_models, notes, None if not args.smoke else data_names)
         log(f"table -> {args.readme}")
     return 0
 
