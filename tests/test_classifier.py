@@ -56,6 +56,27 @@ def test_training_is_reproducible_by_seed():
     assert np.allclose(p[0], p[1]) and not np.allclose(p[0], p[2])
 
 
+def test_draw_weights_are_the_draw_proportions():
+    x, y = _toy_tensors([0, 1, 2] * 6)
+    # class_balanced is the special case weight = 1 / class count: the same draws, the same model
+    runs = [train_classifier(x, y, 3, epochs=1, batch_size=6, seed=2, device="cpu", width=4, progress=False,
+                             epoch_size=12, **option)[0]
+            for option in ({"class_balanced": True}, {"draw_weights": np.full(18, 1 / 6)})]
+    assert np.allclose(predict_proba(runs[0], x, device="cpu"), predict_proba(runs[1], x, device="cpu"))
+    # weight only on class 0: the classifier never sees another label
+    only_zero = (y.numpy() == 0).astype(float)
+    model, _ = train_classifier(x, y, 3, epochs=8, batch_size=6, lr=1e-2, device="cpu", width=4, progress=False,
+                                draw_weights=only_zero)
+    assert (predict_proba(model, x, device="cpu").argmax(1) == 0).all()
+
+
+@pytest.mark.parametrize("weights", [np.ones(3), -np.ones(6), np.zeros(6), np.full(6, np.nan)])
+def test_bad_draw_weights_raise(weights):
+    x, y = _toy_tensors([0, 1] * 3)
+    with pytest.raises(MedisynthError, match="draw_weights"):
+        train_classifier(x, y, 2, draw_weights=weights, progress=False)
+
+
 def test_time_budget_stops_early():
     x, y = _toy_tensors([0, 1] * 8)
     _, history = train_classifier(x, y, 2, epochs=50, batch_size=4, device="cpu", width=4,

@@ -8,7 +8,9 @@ import pytest
 from medisynth.errors import MedisynthError
 from medisynth.downstream.data import (
     PROTOCOLS,
+    SYNTHETIC_SHARE,
     ProtocolData,
+    balanced_mix_weights,
     check_no_leak,
     load_synthetic,
     load_real,
@@ -28,7 +30,7 @@ def real(tmp_path):
 
 @pytest.fixture()
 def synthetic(tmp_path):
-    labels = [1] * 6 + [2] * 3  # class 2 has too few to reach 8
+    labels = [0] * 2 + [1] * 6 + [2] * 3  # class 2 has too few to reach 8
     write_image_folder(tmp_path / "syn", toy_images(labels, 16, 3, seed=9), [CLASSES[k] for k in labels])
     return load_synthetic(tmp_path / "syn", CLASSES, 16, 3)
 
@@ -41,6 +43,31 @@ def test_val_and_test_are_always_the_real_splits(protocol, real, synthetic):
         assert not any(i.startswith("synthetic/") for i in part.ids)
         assert not set(part.ids) & set(synthetic.ids)
         assert np.array_equal(part.images.numpy(), source.images.numpy())
+
+
+def test_balanced_mix_draws_every_class_equally_and_half_of_each_synthetic(real, synthetic):
+    data = protocol_data("real-balanced+synthetic", real, synthetic, seed=0)
+    assert set(data.train.ids) == set(real.train.ids) | set(synthetic.ids)  # every real and synthetic image
+    assert data.added_per_class == [2, 6, 3] and not data.class_balanced
+    w, labels, syn = data.draw_weights, data.train.labels, data.train.synthetic
+    assert np.isclose(w.sum(), 1.0)
+    for c in range(3):
+        assert np.isclose(w[labels == c].sum(), 1 / 3)
+        assert np.isclose(w[(labels == c) & syn].sum(), SYNTHETIC_SHARE / 3)
+        for part in (syn, ~syn):  # within a class and a part, every image equally likely
+            assert np.ptp(w[(labels == c) & part]) == 0
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_balanced_mix_weights_give_a_class_without_real_images_all_its_draws(share):
+    w = balanced_mix_weights(np.array([0, 0, 1, 1]), np.array([False, True, True, True]), 2, share)
+    assert np.isclose(w[:2].sum(), 0.5) and np.isclose(w[1], share / 2)
+    assert np.isclose(w[2:].sum(), 0.5)  # class 1 has only synthetic images: they take its whole half
+
+
+def test_balanced_mix_needs_synthetic_images_of_every_class(real, synthetic):
+    with pytest.raises(MedisynthError, match="has none of 0, 2.*--per-class"):
+        protocol_data("real-balanced+synthetic", real, synthetic.subset(np.nonzero(synthetic.labels == 1)[0]))
 
 
 def test_real_plus_synthetic_tops_up_train_only(real, synthetic):

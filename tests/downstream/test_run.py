@@ -46,9 +46,11 @@ def test_run_utility_writes_report(folders):
 
 
 def test_every_protocol_trains_the_same_steps_whatever_its_set_size(folders):
-    # 14 real training images, 24 in real + synthetic, 16 synthetic: each epoch draws 14 (3 batches of 4)
-    results = run_utility(_config(folders, protocols=("real", "real-balanced", "real+synthetic", "synthetic")))
-    assert {r["train_images"] for r in results["runs"]} == {14, 24, 16}
+    # 14 real training images, 24 in real + synthetic, 16 synthetic, 30 in the balanced mix: each epoch
+    # draws 14 (3 batches of 4)
+    results = run_utility(_config(folders, protocols=("real", "real-balanced", "real+synthetic", "synthetic",
+                                                      "real-balanced+synthetic")))
+    assert {r["train_images"] for r in results["runs"]} == {14, 24, 16, 30}
     assert {r["steps"] for r in results["runs"]} == {2 * 3}
     # chance is judged on the figure the verdict compares: balanced accuracy against 1/K (3 classes, 2 in test)
     assert {(r["chance"]["metric"], r["chance"]["chance"]) for r in results["runs"]} == {("balanced", 0.5)}
@@ -75,6 +77,23 @@ def test_cli_utility(folders):
         "--batch-size", "4", "--width", "4", "--device", "cpu", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "real+synthetic" in result.output and (folders / "cli" / "utility.json").is_file()
+
+
+def test_cli_utility_balanced_mix(folders, medisynth_cli):
+    args = ["utility", folders / "real", "--synthetic", folders / "syn", "--protocols",
+            "real-balanced,real-balanced+synthetic", "--seeds", "1", "--epochs", "1", "--batch-size", "4",
+            "--width", "4", "--device", "cpu", "--no-progress"]
+    code, output = medisynth_cli(*args, "--out", folders / "mix")
+    assert code == 0, output
+    runs = json.loads((folders / "mix" / "utility.json").read_text())["runs"]
+    assert {(r["protocol"], r["train_synthetic"]) for r in runs} == {("real-balanced", 0), ("real-balanced+synthetic", 16)}
+    # a synthetic folder without class 0 (as `medisynth balance` writes for the majority class): one error line
+    write_image_folder(folders / "no0", toy_images([1, 2], 16, 3, seed=6), ["1", "2"])
+    code, output = medisynth_cli(*args[:3], folders / "no0", *args[4:], "--out", folders / "bad")
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), output
+    assert "has none of 0" in lines[0] and "--per-class" in lines[0]
+    assert not (folders / "bad").exists()
 
 
 def test_random_weight_resnet18_is_named_in_the_report(folders):

@@ -106,6 +106,7 @@ def train_classifier(
     class_weighted: bool = False,
     on_epoch: Callable[[dict], None] | None = None,
     epoch_size: int | None = None,
+    draw_weights: np.ndarray | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train a classifier on uint8 N x C x H x W images; returns (model in eval mode, history).
 
@@ -125,7 +126,8 @@ def train_classifier(
     ``on_epoch(record)`` is called after each epoch (a caller's own progress display).
     ``epoch_size`` is the number of images an epoch draws (default: all of them, each once); fewer
     draws a different random subset each epoch, so runs on sets of different sizes can train for
-    the same number of steps.
+    the same number of steps. ``draw_weights`` (one non-negative weight per image) draws with
+    replacement in those proportions; ``class_balanced`` is the case 1 / (its class's count).
 
     In a torch.distributed process group (``medisynth.training.distributed``, torchrun) the
     training is data-parallel: ``batch_size`` is the global batch, every rank takes its slice of
@@ -157,8 +159,16 @@ def train_classifier(
     n = len(images)
     if epoch_size is not None and epoch_size < 1:
         raise MedisynthError(f"epoch_size={epoch_size}: an epoch draws at least one image")
-    # without replacement an epoch holds each image at most once; balanced draws (with replacement) may hold more
-    draws = n if epoch_size is None else (min(epoch_size, n) if not class_balanced else epoch_size)
+    if class_balanced and draw_weights is not None:
+        raise MedisynthError("train_classifier: pass class_balanced or draw_weights, not both")
+    if draw_weights is not None:
+        draw_weights = np.asarray(draw_weights, dtype=np.float64)
+        if draw_weights.shape != (n,) or not np.isfinite(draw_weights).all() or (draw_weights < 0).any() \
+                or draw_weights.sum() <= 0:
+            raise MedisynthError(f"draw_weights: need {n} finite, non-negative weights, not all 0")
+    weighted_draws = class_balanced or draw_weights is not None
+    # without replacement an epoch holds each image at most once; weighted draws (with replacement) may hold more
+    draws = n if epoch_size is None else (min(epoch_size, n) if not weighted_draws else epoch_size)
     batch_size = max(1, min(batch_size, draws))
     local_batch = distributed.local_batch_size(batch_size)  # the global batch must divide over the ranks
     distributed.broadcast_module(model)
@@ -169,6 +179,8 @@ def train_classifier(
     if class_balanced:
         counts = torch.bincount(labels.cpu(), minlength=num_classes).double()
         weights = (1.0 / counts.clamp(min=1))[labels.cpu()]
+    elif draw_weights is not None:
+        weights = torch.from_numpy(draw_weights)
 
     loss_weight = None
     if class_weighted:
@@ -187,7 +199,7 @@ def train_classifier(
         task = bar.add_task(description, total=epochs * steps_per_epoch, status="")
         for epoch in range(epochs):
             model.train()
-            if class_balanced:
+            if weighted_draws:
                 order = torch.multinomial(weights, draws, replacement=True, generator=gen_cpu)
             else:
                 order = torch.randperm(n, generator=gen_cpu)[:draws]

@@ -43,7 +43,8 @@ def utility(
     synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="synthetic image folder (from `medisynth sample` or `balance`)"),
     out: Path = typer.Option(..., "--out", "-o", help="report folder to create: utility.json/.md/.html/.png"),
     protocols: Optional[str] = typer.Option(
-        None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-weighted, real+synthetic, synthetic "
+        None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-weighted, real+synthetic, "
+        "real-balanced+synthetic (every class drawn equally, half of its draws synthetic), synthetic "
         "(default: real, real-balanced, real-weighted, and with --synthetic real+synthetic, synthetic)"),
     seeds: int = typer.Option(3, "--seeds", help="runs per protocol (paired across protocols)"),
     epochs: int = typer.Option(30, "--epochs", help="maximum epochs per run (early stopping on real val)"),

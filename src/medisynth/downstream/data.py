@@ -29,10 +29,16 @@ PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
     "real-balanced": (True, False, "none", True),  # oversampling baseline: is synthetic better than repeating?
     "real-weighted": (True, False, "none", False),  # class-weighted loss (CLASS_WEIGHTED_LOSS): the other cheap fix
     "real+synthetic": (True, True, "none", False),
+    # class-balanced draws, SYNTHETIC_SHARE of every class's draws synthetic (draw weights, not class_balanced)
+    "real-balanced+synthetic": (True, True, "none", False),
     "synthetic": (False, True, "none", False),
 }
 #: protocols trained with a class-weighted cross-entropy (weights n / (K * n_c), as sklearn's "balanced")
 CLASS_WEIGHTED_LOSS = frozenset({"real-weighted"})
+#: the share of each class's draws that real-balanced+synthetic takes from the class's synthetic images. The
+#: same share in every class, so "looks synthetic" tells the classifier nothing about the class (a top-up adds
+#: synthetic images to the small classes only, and a classifier learns that cue); one half, not tuned
+SYNTHETIC_SHARE = 0.5
 #: the real-only baselines a generative model has to beat, then the two that use synthetic images
 DEFAULT_PROTOCOLS = ("real", "real-balanced", "real-weighted", "real+synthetic", "synthetic")
 
@@ -58,6 +64,7 @@ class ProtocolData:
     added_per_class: list[int]  # synthetic images added to train, per class
     shortfall_per_class: list[int]  # synthetic images wanted but not available, per class
     class_weighted: bool = False  # class-weighted loss (CLASS_WEIGHTED_LOSS)
+    draw_weights: np.ndarray | None = None  # per train image, drawn with replacement in these proportions
 
 
 def load_real(root: Path) -> RealData:
@@ -132,6 +139,7 @@ def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, see
     k = len(real.class_names)
     added = np.zeros(k, dtype=np.int64)
     shortfall = np.zeros(k, dtype=np.int64)
+    draw_weights = None
     if use_synthetic and (synthetic is None or len(synthetic) == 0):
         raise MedisynthError(f"protocol {protocol!r} needs synthetic images; pass --synthetic DIR")
     if protocol == "real+synthetic":
@@ -144,15 +152,40 @@ def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, see
         rng = np.random.default_rng(seed)
         chosen = [rng.permutation(np.nonzero(synthetic.labels == c)[0])[: added[c]] for c in range(k)]
         train = ImageSet.concat(real.train, synthetic.subset(np.concatenate(chosen)))
+    elif protocol == "real-balanced+synthetic":
+        available = np.bincount(synthetic.labels, minlength=k)
+        if (available == 0).any():
+            missing = [real.class_names[c] for c in np.nonzero(available == 0)[0]]
+            raise MedisynthError(f"protocol {protocol!r} draws synthetic images of every class, but the synthetic set "
+                                 f"has none of {', '.join(missing)}; sample every class (`medisynth sample "
+                                 "--per-class`) or leave this protocol out")
+        train = ImageSet.concat(real.train, synthetic)
+        added = available
+        draw_weights = balanced_mix_weights(train.labels, train.synthetic, k, SYNTHETIC_SHARE)
     elif protocol == "synthetic":
         train = synthetic
         added = np.bincount(synthetic.labels, minlength=k)
     else:
         train = real.train
     data = ProtocolData(protocol, train, real.val, real.test, augment, balanced, added.tolist(), shortfall.tolist(),
-                        class_weighted=protocol in CLASS_WEIGHTED_LOSS)
+                        class_weighted=protocol in CLASS_WEIGHTED_LOSS,
+                        draw_weights=draw_weights)
     check_no_leak(data, expect_synthetic_train=use_synthetic, expect_real_train=use_real)
     return data
+
+
+def balanced_mix_weights(labels: np.ndarray, synthetic: np.ndarray, num_classes: int, share: float) -> np.ndarray:
+    """Draw weights that give every class 1/K of the draws and, within a class, ``share`` of them to its
+    synthetic images and the rest to its real ones (each image of a part equally likely). A class with
+    images of one part only gives that part all its draws."""
+    labels, synthetic = np.asarray(labels), np.asarray(synthetic, dtype=bool)
+    weights = np.zeros(len(labels), dtype=np.float64)
+    for c in range(num_classes):
+        parts = [(members, part_share) for members, part_share in
+                 (((labels == c) & synthetic, share), ((labels == c) & ~synthetic, 1.0 - share)) if members.any()]
+        for members, part_share in parts:
+            weights[members] = (part_share if len(parts) == 2 else 1.0) / (num_classes * members.sum())
+    return weights
 
 
 def check_no_leak(data: ProtocolData, expect_synthetic_train: bool, expect_real_train: bool) -> None:

@@ -266,6 +266,7 @@ def fit_protocol(protocol: str, seed: int, real: RealData, synthetic: Optional[I
         data.train.images, data.train.labels, k, val=(data.val.images, data.val.labels),
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, device=device,
         augment=data.augment, class_balanced=data.class_balanced, class_weighted=data.class_weighted,
+        draw_weights=data.draw_weights,
         patience=config.patience, time_budget_s=config.time_budget_per_run_s, model=model,
         progress=config.progress and on_epoch is None, description=f"{protocol} s{seed}", on_epoch=on_epoch,
         # every protocol trains the same steps: an epoch draws as many images as the real training split holds,
