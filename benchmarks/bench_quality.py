@@ -30,7 +30,10 @@ Protocol (README, "Which generator? The quality benchmark"):
   classifier, same seed, trained on the real training split topped up with synthetic images to the
   largest class (``real+synthetic``); both scored on the REAL test split. The seed fixes the
   generator's training, its sampling and the classifiers, so the two protocols pair up per seed;
-  the table gives the mean difference in balanced accuracy and its 95% paired-t interval.
+  the table gives the mean difference in balanced accuracy and its 95% paired-t interval. The same
+  classifier is also trained on the balanced mix (``real-balanced+synthetic``: every class drawn
+  equally, half of each class's draws synthetic), which takes away the cue a top-up gives (only the
+  small classes have synthetic images), and its difference from oversampling is given the same way.
 - a "real test split" row scores the real held-out images with the same measures: the figures a
   perfect generator would approach.
 
@@ -75,7 +78,8 @@ DATA_SETS = ("ct", "phantom")
 REAL_ROW = "real test split"
 #: the measures a record's utility classifiers give (``run_record``); --rescore keeps them, the judge's are recomputed
 UTILITY_MEASURES = ("oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference",
-                    "oversampled_accuracy", "real_synthetic_accuracy")
+                    "oversampled_accuracy", "real_synthetic_accuracy", "balanced_mix_balanced_accuracy")
+MIX_PROTOCOL = "real-balanced+synthetic"  # the balanced mix (medisynth.downstream.data.SYNTHETIC_SHARE)
 KID_SUBSETS, KID_SUBSET_SIZE, PRDC_K = 100, 1000, 5  # evaluate's defaults
 
 
@@ -353,10 +357,19 @@ def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) ->
     return record
 
 
+def balanced_mix(judge: Judge, synthetic, seed: int, settings: Settings, work: Path, device) -> dict:
+    """The utility classifier of ``seed`` trained on the balanced mix of the real training split and ``synthetic``."""
+    from medisynth.downstream.run import fit_protocol
+
+    record, _ = fit_protocol(MIX_PROTOCOL, seed, judge.real, synthetic, utility_config(judge, settings, work), device)
+    return record
+
+
 def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int], settings: Settings, work: Path,
             device) -> None:
     """Judge the saved samples of existing records again (``--rescore``): the judge's measures are replaced, the
-    utility figures kept. A record whose samples are gone is named and left as it was."""
+    utility figures kept; a utility figure the record lacks (the balanced mix, added later) is trained. A record
+    whose samples are gone is named and left as it was."""
     from medisynth.downstream.data import load_synthetic
 
     records = [r for r in load_results(results_path)["records"]
@@ -377,6 +390,11 @@ def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int
         synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
         eval_mask = evaluation_mask(judge, synthetic.labels)
         kept = {k: record["measures"][k] for k in UTILITY_MEASURES if k in record["measures"]}
+        if "balanced_mix_balanced_accuracy" not in kept:
+            log(f"{tag}: balanced-mix classifier, seed {record['seed']}")
+            mixed = balanced_mix(judge, synthetic, record["seed"], settings, work, device)
+            record["utility"]["balanced_mix"] = mixed
+            kept["balanced_mix_balanced_accuracy"] = mixed["metrics"]["balanced_accuracy"]
         record["measures"] = {**score_images(judge, synthetic.images, synthetic.labels, device, record["seed"], eval_mask),
                               **kept}
         record["rescored"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -443,12 +461,15 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     base = baseline(judge, seed, settings, work, device)
     log(f"{tag}: real + synthetic classifier, seed {seed}")
     topped, _ = fit_protocol("real+synthetic", seed, real, synthetic, utility_config(judge, settings, work), device)
+    log(f"{tag}: balanced-mix classifier, seed {seed}")
+    mixed = balanced_mix(judge, synthetic, seed, settings, work, device)
     measures.update({
         "oversampled_balanced_accuracy": base["metrics"]["balanced_accuracy"],
         "real_synthetic_balanced_accuracy": topped["metrics"]["balanced_accuracy"],
         "balanced_accuracy_difference": topped["metrics"]["balanced_accuracy"] - base["metrics"]["balanced_accuracy"],
         "oversampled_accuracy": base["metrics"]["accuracy"],
         "real_synthetic_accuracy": topped["metrics"]["accuracy"],
+        "balanced_mix_balanced_accuracy": mixed["metrics"]["balanced_accuracy"],
     })
     return {
         "model": bench.key, "generator": bench.model, "per_class": bench.per_class,
@@ -460,7 +481,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
                   "images_per_second": round(result.images_per_second, 1)},
         "sample": {"images": len(synthetic), "seconds": round(sample_seconds, 1), "per_class": per_class_counts},
         "measures": measures,
-        "utility": {"oversampled": base, "real_synthetic": topped},
+        "utility": {"oversampled": base, "real_synthetic": topped, "balanced_mix": mixed},
         "grid": str(grid.relative_to(grids.parent)),
     }
 
@@ -594,6 +615,7 @@ COLUMNS = (  # (header, measure key, digits)
     ("detectability", "detectability", 2),
     ("bal. acc. oversampled", "oversampled_balanced_accuracy", 3),
     ("bal. acc. real+synthetic", "real_synthetic_balanced_accuracy", 3),
+    ("bal. acc. balanced mix", "balanced_mix_balanced_accuracy", 3),
 )
 
 
@@ -616,13 +638,25 @@ def _seeds_above_chance(rows: list[dict], protocol: str) -> Optional[int]:
     return sum(bool(t["better_than_chance"]) for t in tests)
 
 
+def _paired_difference(rows: list[dict], key: str) -> str:
+    """``key`` - oversampled balanced accuracy, mean over the seeds that have ``key``, with its 95% paired-t interval."""
+    from medisynth.downstream.stats import paired_over_seeds
+
+    rows = [r for r in rows if r["measures"].get(key) is not None]  # a measure added later: older records lack it
+    if not rows:
+        return "-"
+    paired = paired_over_seeds([r["measures"]["oversampled_balanced_accuracy"] for r in rows],
+                               [r["measures"][key] for r in rows])
+    if paired["ci95_low"] is None:
+        return f"{paired['mean_difference']:+.3f} (1 seed: no interval)"
+    return f"{paired['mean_difference']:+.3f} [{paired['ci95_low']:+.3f}, {paired['ci95_high']:+.3f}]"
+
+
 def make_table(results: dict, models: list[str], notes: dict[str, str], data_names: Optional[list[str]] = None,
                link_base: str = "") -> str:
     """Markdown: per (data set, budget, device kind) one table, model x measure, mean ± std over seeds.
 
     A record's grid path is relative to the results folder; ``link_base`` leads there from where the table is read."""
-    from medisynth.downstream.stats import paired_over_seeds
-
     records = results["records"]
     groups = sorted({(r["data"], float(r["budget_minutes"]), r["device_kind"]) for r in records})
     names = data_names or sorted({g[0] for g in groups})
@@ -656,13 +690,14 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                              f"({', '.join(sorted(spaces))}); KID and precision/recall compare only within one.")
             lines.append("")
             header = (["model", "seeds", "steps"] + [c[0] for c in COLUMNS]
-                      + ["utility above chance (oversampled · real+synthetic)", "Δ bal. acc. (95% CI)", "grid"])
+                      + ["utility above chance (oversampled · real+synthetic)", "Δ bal. acc. (95% CI)",
+                         "Δ bal. acc., balanced mix (95% CI)", "grid"])
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "---|" * len(header))
             if ref:
                 m = ref["measures"]
                 cells = [REAL_ROW, "-", "-"] + [
-                    _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-", "-", "-"]
+                    _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-"] * 4
                 lines.append("| " + " | ".join(cells) + " |")
             for model in models:
                 rows = sorted((r for r in chosen if r["model"] == model), key=lambda r: r["seed"])
@@ -676,14 +711,10 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                 cells += [_mean_std([r["measures"].get(key) for r in rows], digits) for _, key, digits in COLUMNS]
                 above = [_seeds_above_chance(rows, protocol) for protocol in ("oversampled", "real_synthetic")]
                 cells.append(" · ".join("-" if a is None else f"{a}/{len(rows)}" for a in above))
-                paired = paired_over_seeds([r["measures"]["oversampled_balanced_accuracy"] for r in rows],
-                                           [r["measures"]["real_synthetic_balanced_accuracy"] for r in rows])
-                if paired["ci95_low"] is None:
-                    cells.append(f"{paired['mean_difference']:+.3f} (1 seed: no interval)")
-                else:
-                    cells.append(f"{paired['mean_difference']:+.3f} [{paired['ci95_low']:+.3f}, {paired['ci95_high']:+.3f}]")
+                cells.append(_paired_difference(rows, "real_synthetic_balanced_accuracy"))
                 if above == [0, 0]:  # the utility study's rule: no classifier beat chance, so nothing is compared
                     cells[-1] += " cannot tell: both at chance"
+                cells.append(_paired_difference(rows, "balanced_mix_balanced_accuracy"))
                 cells.append(f"[seed {seeds[0]}]({link_base}{rows[0]['grid']})")
                 lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -695,7 +726,8 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
         "the copy detector flags against the training split. Detectability: cross-validated accuracy of a logistic "
         "regression on the same features telling the evaluation set from the real training split (0.5 = "
         f"indistinguishable; in the '{REAL_ROW}' row the real test split's). Balanced accuracies: the utility study's classifier on "
-        "the real test split, trained with oversampling or with synthetic top-up; Δ = real+synthetic - "
+        "the real test split, trained with oversampling, with synthetic top-up, or on the balanced mix (every class "
+        "drawn equally, half of each class's draws synthetic); Δ = real+synthetic (or balanced mix) - "
         "oversampled, mean over paired seeds with its 95% paired-t interval. Utility above chance: seeds whose "
         "classifier's test balanced accuracy beats 1/K (one-sided permutation test, as in "
         "`medisynth utility`). ± is the standard deviation over seeds.",

@@ -13,7 +13,8 @@ from medisynth.errors import MedisynthError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_quality.py"
 MEASURES = ("kid", "precision", "recall", "cas_accuracy", "cas_balanced_accuracy", "near_copy_share", "detectability",
-            "oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference")
+            "oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference",
+            "balanced_mix_balanced_accuracy")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
         assert cells[1] == "2"  # seeds
         numbers = [float(c.split(" ± ")[0]) for c in cells[3:3 + len(bench.COLUMNS)]]
         assert all(math.isfinite(x) for x in numbers)
-        assert "[" in cells[-2] and "grids/" in cells[-1]  # the CI and the grid link
+        assert "[" in cells[-3] and "[" in cells[-2] and "grids/" in cells[-1]  # top-up's and mix's CIs, the grid link
 
     # the table alone lists every benchmark model: those not run (or not in this checkout) say so
     assert bench.main(["--table", "--results", str(tmp_path / "results.json")]) == 0
@@ -73,6 +74,9 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
     del target["measures"]["detectability"]
     target["measures"]["kid"] = 999.0
     target["measures"]["oversampled_balanced_accuracy"] = 0.123  # a utility figure: must survive untouched
+    untrained = next(r for r in tampered["records"] if (r["model"], r["seed"]) == ("dcgan", 1))
+    del untrained["measures"]["balanced_mix_balanced_accuracy"]  # a record made before the mix: trained now
+    del untrained["utility"]["balanced_mix"]
     path.write_text(json.dumps(tampered))
     assert "| cgan | 2 |" in bench.make_table(tampered, ["cgan"], {})  # an old record without the measure still tabulates
     assert bench.main(["--smoke", "--rescore", "--work", str(tmp_path)]) == 0
@@ -86,6 +90,10 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
     assert after[("cgan", 0)]["measures"]["oversampled_balanced_accuracy"] == 0.123
     assert after[("dcgan", 1)]["measures"]["real_synthetic_balanced_accuracy"] == \
         original[("dcgan", 1)]["measures"]["real_synthetic_balanced_accuracy"]
+    # the mix classifier trained by --rescore is the one the record's run trained: the seed fixes it
+    assert after[("dcgan", 1)]["measures"]["balanced_mix_balanced_accuracy"] == \
+        original[("dcgan", 1)]["measures"]["balanced_mix_balanced_accuracy"]
+    assert after[("dcgan", 1)]["utility"]["balanced_mix"]["protocol"] == "real-balanced+synthetic"
 
 
 def _record(model: str, seed: int, base: float, topped: float) -> dict:
@@ -110,6 +118,18 @@ def test_table_pairs_seeds_and_gives_the_t_interval(bench):
     assert "| cgan | 3 |" in table
     assert "judge 30 epochs, utility 30 epochs, w 32" in table
     assert "not run: model 'fastgan' is not registered" in table
+
+
+def test_table_gives_the_balanced_mix_difference_over_the_records_that_have_it(bench):
+    records = [_record("cgan", s, b, 0.1) for s, b in enumerate([0.70, 0.74, 0.72])]
+    del records[2]["measures"]["balanced_mix_balanced_accuracy"]  # a record made before the mix
+    records[0]["measures"]["balanced_mix_balanced_accuracy"] = 0.75
+    records[1]["measures"]["balanced_mix_balanced_accuracy"] = 0.70
+    row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
+           if line.startswith("| cgan |")][0]
+    cells = row.strip("| ").split(" | ")
+    assert cells[-2] == "+0.005 [-0.567, +0.577]"  # (+0.05, -0.04) over the two seeds that have it
+    assert cells[3 + [key for _, key, _ in bench.COLUMNS].index("balanced_mix_balanced_accuracy")] == "0.725 ± 0.035"
 
 
 def test_table_counts_classifiers_above_chance_and_cannot_tell_when_none_is(bench):
