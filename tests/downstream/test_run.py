@@ -79,14 +79,17 @@ def test_cli_utility(folders):
     assert "real+synthetic" in result.output and (folders / "cli" / "utility.json").is_file()
 
 
-def test_cli_utility_balanced_mix(folders, medisynth_cli):
+def test_cli_utility_balanced_mix(folders, medisynth_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal: the summary table must not cut the protocol's name
     args = ["utility", folders / "real", "--synthetic", folders / "syn", "--protocols",
-            "real-balanced,real-balanced+synthetic", "--seeds", "1", "--epochs", "1", "--batch-size", "4",
+            "real-balanced,real-balanced+synthetic", "--seeds", "2", "--epochs", "1", "--batch-size", "4",
             "--width", "4", "--device", "cpu", "--no-progress"]
     code, output = medisynth_cli(*args, "--out", folders / "mix")
     assert code == 0, output
+    assert "│ real-balanced+synthetic │" in output
     runs = json.loads((folders / "mix" / "utility.json").read_text())["runs"]
     assert {(r["protocol"], r["train_synthetic"]) for r in runs} == {("real-balanced", 0), ("real-balanced+synthetic", 16)}
+    assert len(runs) == 4
     # a synthetic folder without class 0 (as `medisynth balance` writes for the majority class): one error line
     write_image_folder(folders / "no0", toy_images([1, 2], 16, 3, seed=6), ["1", "2"])
     code, output = medisynth_cli(*args[:3], folders / "no0", *args[4:], "--out", folders / "bad")

@@ -57,7 +57,8 @@ def terminal_summary(results: dict, report_path) -> None:
 
     table = Table(title="downstream utility (real test split, mean ± std over seeds)")
     for column in ("protocol", "balanced acc.", "accuracy", "above chance"):
-        table.add_column(column, justify="left" if column == "protocol" else "right")
+        # a protocol's name is what the user typed: never cut it ("above chance" wraps instead)
+        table.add_column(column, justify="left" if column == "protocol" else "right", no_wrap=column == "protocol")
     for protocol, entry in results["summary"].items():
         table.add_row(protocol, _mean_std(entry["balanced_accuracy"]), _mean_std(entry["accuracy"]),
                       _above_chance(results, protocol))
