@@ -899,7 +899,8 @@ def run(args) -> int:
                 m = record["measures"]
                 log(f"{data_name}/{key} seed {seed}: KID {m['kid']:.4f}, precision {m['precision']:.2f}, "
                     f"recall {m['recall']:.2f}, CAS {m['cas_accuracy']:.2f}, near copies {m['near_copy_share']:.3f}, "
-                    f"bal. acc. {m['oversampled_balanced_accuracy']:.3f} -> {m['real_synthetic_balanced_accuracy']:.3f}")
+                    f"bal. acc. {m['oversampled_balanced_accuracy']:.3f} -> {m['real_synthetic_balanced_accuracy']:.3f} "
+                    f"(balanced mix {m['balanced_mix_balanced_accuracy']:.3f})")
     table_models = list(MODELS) if not args.smoke else models
     table = write_table(results_path, table_models, notes, None if not args.smoke else data_names)
     print(table)
