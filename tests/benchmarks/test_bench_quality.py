@@ -144,6 +144,18 @@ def test_table_counts_classifiers_above_chance_and_cannot_tell_when_none_is(benc
     row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
            if line.startswith("| cgan |")][0]
     assert "| 1/2 · 0/2 |" in row and "cannot tell" not in row
+    # the balanced mix's difference follows the same rule
+    for r, mixed in zip(records, (False, True)):
+        r["utility"]["balanced_mix"] = {"chance": {"metric": "balanced", "better_than_chance": mixed}}
+    records[1]["utility"]["oversampled"]["chance"]["better_than_chance"] = False
+    cells = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
+             if line.startswith("| cgan |")][0].strip("| ").split(" | ")
+    assert cells[-3].endswith("cannot tell: both at chance") and "cannot tell" not in cells[-2]
+    records[1]["utility"]["balanced_mix"]["chance"]["better_than_chance"] = False
+    row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
+           if line.startswith("| cgan |")][0]
+    assert row.split(" | ")[-2].endswith("cannot tell: both at chance")
+    records[1]["utility"]["oversampled"]["chance"]["better_than_chance"] = True
     records[0]["utility"]["oversampled"]["chance"]["metric"] = "accuracy"  # a record of the earlier test: not counted
     row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
            if line.startswith("| cgan |")][0]
