@@ -99,6 +99,16 @@ def test_cli_utility_balanced_mix(folders, medisynth_cli, monkeypatch):
     assert not (folders / "bad").exists()
 
 
+def test_a_synthetic_set_the_balanced_mix_cannot_use_is_refused_before_any_classifier_trains(folders, monkeypatch):
+    import medisynth.downstream.run as run
+
+    write_image_folder(folders / "no0", toy_images([1, 2], 16, 3, seed=6), ["1", "2"])
+    monkeypatch.setattr(run, "fit_protocol", lambda *a, **k: pytest.fail("a classifier trained before the check"))
+    with pytest.raises(MedisynthError, match="has none of 0"):
+        run_utility(_config(folders, synthetic=folders / "no0", protocols=("real-balanced", "real-balanced+synthetic")))
+    assert not (folders / "report").exists()
+
+
 def test_random_weight_resnet18_is_named_in_the_report(folders):
     """resnet18 without --weights trains from random weights: the report says so (it used to be silent)."""
     run_utility(_config(folders, model="resnet18", protocols=("real",), seeds=1, epochs=1))

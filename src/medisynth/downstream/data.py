@@ -153,14 +153,9 @@ def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, see
         chosen = [rng.permutation(np.nonzero(synthetic.labels == c)[0])[: added[c]] for c in range(k)]
         train = ImageSet.concat(real.train, synthetic.subset(np.concatenate(chosen)))
     elif protocol == "real-balanced+synthetic":
-        available = np.bincount(synthetic.labels, minlength=k)
-        if (available == 0).any():
-            missing = [real.class_names[c] for c in np.nonzero(available == 0)[0]]
-            raise MedisynthError(f"protocol {protocol!r} draws synthetic images of every class, but the synthetic set "
-                                 f"has none of {', '.join(missing)}; sample every class (`medisynth sample "
-                                 "--per-class`) or leave this protocol out")
+        check_synthetic_classes([protocol], real, synthetic)
         train = ImageSet.concat(real.train, synthetic)
-        added = available
+        added = np.bincount(synthetic.labels, minlength=k)
         draw_weights = balanced_mix_weights(train.labels, train.synthetic, k, SYNTHETIC_SHARE)
     elif protocol == "synthetic":
         train = synthetic
@@ -172,6 +167,19 @@ def protocol_data(protocol: str, real: RealData, synthetic: ImageSet | None, see
                         draw_weights=draw_weights)
     check_no_leak(data, expect_synthetic_train=use_synthetic, expect_real_train=use_real)
     return data
+
+
+def check_synthetic_classes(protocols: list[str], real: RealData, synthetic: ImageSet) -> None:
+    """The balanced mix draws synthetic images of every class: refuse a set without some class (checked by
+    ``run_utility`` before any classifier trains, and by ``protocol_data``)."""
+    if "real-balanced+synthetic" not in protocols:
+        return
+    available = np.bincount(synthetic.labels, minlength=len(real.class_names))
+    if (available == 0).any():
+        missing = [real.class_names[c] for c in np.nonzero(available == 0)[0]]
+        raise MedisynthError("protocol 'real-balanced+synthetic' draws synthetic images of every class, but the "
+                             f"synthetic set has none of {', '.join(missing)}; sample every class (`medisynth sample "
+                             "--per-class`) or leave this protocol out")
 
 
 def balanced_mix_weights(labels: np.ndarray, synthetic: np.ndarray, num_classes: int, share: float) -> np.ndarray:

@@ -22,6 +22,7 @@ from medisynth.downstream.data import (
     PROTOCOLS,
     ImageSet,
     RealData,
+    check_synthetic_classes,
     exact_copies,
     load_synthetic,
     load_real,
@@ -101,6 +102,7 @@ def run_utility(config: UtilityConfig) -> dict:
     if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
         synthetic = load_synthetic(Path(config.synthetic), real.class_names, real.image_size, real.channels)
         top_up = recorded_top_up(Path(config.synthetic), real)  # a `medisynth balance` folder says what it added
+        check_synthetic_classes(protocols, real, synthetic)  # now, not after the other protocols have trained
 
     results: dict = {
         "config": {**asdict(config), "protocols": protocols, "device": str(device)},
