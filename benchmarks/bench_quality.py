@@ -34,6 +34,10 @@ Protocol (README, "Which generator? The quality benchmark"):
   classifier is also trained on the balanced mix (``real-balanced+synthetic``: every class drawn
   equally, half of each class's draws synthetic), which takes away the cue a top-up gives (only the
   small classes have synthetic images), and its difference from oversampling is given the same way.
+- a record whose sampling would take longer than ``--max-sampling-minutes`` (estimated from a first
+  batch of about 64 images spread over the classes; default 60) is saved as "not judged", with the
+  estimate, its steps and a grid of that first batch, and the table says so in its row: on a CPU
+  the diffusion models' 18-35 network passes per image put a full run out of reach otherwise.
 - a "real test split" row scores the real held-out images with the same measures: the figures a
   perfect generator would approach.
 
@@ -81,6 +85,7 @@ UTILITY_MEASURES = ("oversampled_balanced_accuracy", "real_synthetic_balanced_ac
                     "oversampled_accuracy", "real_synthetic_accuracy", "balanced_mix_balanced_accuracy")
 MIX_PROTOCOL = "real-balanced+synthetic"  # the balanced mix (medisynth.downstream.data.SYNTHETIC_SHARE)
 KID_SUBSETS, KID_SUBSET_SIZE, PRDC_K = 100, 1000, 5  # evaluate's defaults
+PROBE_IMAGES = 64  # the first batch that times sampling (medisynth.sample's default batch size)
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class Settings:
     clf_patience: int = 10
     clf_minutes: Optional[float] = None
     sampling_steps: Optional[int] = None  # diffusion sampling steps (None: the model's default)
+    max_sampling_minutes: Optional[float] = 60.0  # a record whose sampling would take longer is not judged (None: no limit)
     smoke: bool = False
     extra_hyper: dict = field(default_factory=dict)  # smoke: small networks
 
@@ -380,6 +386,9 @@ def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int
     real = judge.real
     for record in records:
         tag = f"{judge.name}/{record['model']}/{settings.minutes:g}min-{device.type}-s{record['seed']}"
+        if record.get("not_judged"):
+            log(f"{tag}: not judged when it was run ({record['not_judged']}); not rescored (--rerun runs it again)")
+            continue
         if record["data_hash"] != judge.content_hash or record["feature_space_id"] != judge.feature_space_id:
             log(f"{tag}: made with other data or another judge; not rescored")
             continue
@@ -430,6 +439,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     budget = settings.minutes
     tag = f"{judge.name}/{bench.key}/{budget:g}min-{device.type}-s{seed}"
     run_dir, sample_dir = work / "runs" / tag, work / "samples" / tag
+    grid_path = grids / f"{judge.name}_{bench.key}_{budget:g}min_{device.type}_s{seed}.png"
     classes = [c for c, n in zip(judge.real.class_names, np.bincount(judge.real.train.labels,
                                                                        minlength=len(judge.real.class_names))) if n]
     minutes = budget / len(classes) if bench.per_class else budget  # the same total for per-class runs
@@ -446,6 +456,27 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     train_wall = time.perf_counter() - clock
     per_class_counts, _ = sample_counts(judge)
     options = {"steps": settings.sampling_steps} if settings.sampling_steps and bench.model == "diffusion" else {}
+    record = {
+        "model": bench.key, "generator": bench.model, "per_class": bench.per_class,
+        "hyper": read_hyper(run_dir), "data": judge.name, "data_hash": judge.content_hash,
+        "budget_minutes": budget, "seed": seed, "device_kind": device.type, "device": device_name(device),
+        "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
+        "train": {"steps": result.steps, "batch_size": bench.batch_size, "seconds": round(result.seconds, 1),
+                  "wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1)},
+    }
+    probe = probe_sampling(judge, run_dir, work / "samples" / f"{tag}-first-batch", classes, per_class_counts, seed,
+                           device, options)
+    first_batch = {k: v for k, v in probe.items() if k != "synthetic"}
+    if settings.max_sampling_minutes and probe["estimated_seconds"] > 60 * settings.max_sampling_minutes:
+        reason = (f"sampling {probe['total_images']} images would take about {probe['estimated_seconds'] / 60:.0f} min "
+                  f"(the first {probe['images']} took {probe['seconds']:.0f} s), over --max-sampling-minutes "
+                  f"{settings.max_sampling_minutes:g}")
+        log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; not judged: {reason}")
+        grid = write_grid(grid_path, probe["synthetic"], judge.real.class_names,
+                          f"{bench.key}, {judge.name}, {budget:g} min, seed {seed} (first batch)")
+        return {**record, "not_judged": reason, "sample": {"first_batch": first_batch},
+                "grid": str(grid.relative_to(grids.parent))}
     clock = time.perf_counter()
     ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=per_class_counts, seed=seed, device=str(device),
                               progress=False, overwrite=True, **options))
@@ -456,8 +487,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; sampled {len(synthetic)} images in "
         f"{sample_seconds:.0f} s; scoring")
     measures = score_images(judge, synthetic.images, synthetic.labels, device, seed, eval_mask)
-    grid = write_grid(grids / f"{judge.name}_{bench.key}_{budget:g}min_{device.type}_s{seed}.png", synthetic,
-                      real.class_names, f"{bench.key}, {judge.name}, {budget:g} min, seed {seed}")
+    grid = write_grid(grid_path, synthetic, real.class_names, f"{bench.key}, {judge.name}, {budget:g} min, seed {seed}")
     base = baseline(judge, seed, settings, work, device)
     log(f"{tag}: real + synthetic classifier, seed {seed}")
     topped, _ = fit_protocol("real+synthetic", seed, real, synthetic, utility_config(judge, settings, work), device)
@@ -472,18 +502,33 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         "balanced_mix_balanced_accuracy": mixed["metrics"]["balanced_accuracy"],
     })
     return {
-        "model": bench.key, "generator": bench.model, "per_class": bench.per_class,
-        "hyper": read_hyper(run_dir), "data": judge.name, "data_hash": judge.content_hash,
-        "budget_minutes": budget, "seed": seed, "device_kind": device.type, "device": device_name(device),
-        "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
-        "train": {"steps": result.steps, "batch_size": bench.batch_size, "seconds": round(result.seconds, 1), "wall_seconds": round(train_wall, 1),
-                  "images_per_second": round(result.images_per_second, 1)},
-        "sample": {"images": len(synthetic), "seconds": round(sample_seconds, 1), "per_class": per_class_counts},
+        **record,
+        "sample": {"images": len(synthetic), "seconds": round(sample_seconds, 1), "per_class": per_class_counts,
+                   "first_batch": first_batch},
         "measures": measures,
         "utility": {"oversampled": base, "real_synthetic": topped, "balanced_mix": mixed},
         "grid": str(grid.relative_to(grids.parent)),
     }
+
+
+def probe_sampling(judge: Judge, run_dir: Path, out: Path, classes: list[str], per_class_counts: dict[str, int],
+                   seed: int, device, options: dict) -> dict:
+    """Time a first batch of about PROBE_IMAGES images spread over ``classes`` and extrapolate to the whole sample
+    (sampling time grows with the number of images: one network pass per image, or one per step for diffusion)."""
+    import medisynth as ms
+    from medisynth.downstream.data import load_synthetic
+
+    total = sum(per_class_counts.values())
+    each = max(1, -(-PROBE_IMAGES // len(classes)))
+    first = {c: min(each, per_class_counts[c]) for c in classes if per_class_counts[c]}
+    clock = time.perf_counter()
+    ms.sample(ms.SampleConfig(run=run_dir, out=out, per_class=first, seed=seed, device=str(device), progress=False,
+                              overwrite=True, **options))
+    seconds = time.perf_counter() - clock
+    images = sum(first.values())
+    synthetic = load_synthetic(out, judge.real.class_names, judge.real.image_size, judge.real.channels)
+    return {"images": images, "seconds": round(seconds, 1), "total_images": total,
+            "estimated_seconds": round(seconds * total / images, 1), "synthetic": synthetic}
 
 
 def read_hyper(run_dir: Path) -> dict:
@@ -706,10 +751,19 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                     _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-"] * 4
                 lines.append("| " + " | ".join(cells) + " |")
             for model in models:
-                rows = sorted((r for r in chosen if r["model"] == model), key=lambda r: r["seed"])
+                tried = sorted((r for r in chosen if r["model"] == model), key=lambda r: r["seed"])
+                rows = [r for r in tried if not r.get("not_judged")]
+                unjudged = [r for r in tried if r.get("not_judged")]
                 if not rows:
-                    why = notes.get(model) or "not run yet"
-                    lines.append(f"| {model} | 0 | " + " | ".join(["-"] * (len(header) - 4)) + f" | not run: {why} |")
+                    if unjudged:  # trained, then stopped before sampling: what it did and why, with its first batch
+                        seeds = ", ".join(str(r["seed"]) for r in unjudged)
+                        lines.append(f"| {model} | 0 | {_mean_std([r['train']['steps'] for r in unjudged], 0)} | "
+                                     + " | ".join(["-"] * (len(header) - 4))
+                                     + f" | not judged (seed {seeds}): {unjudged[0]['not_judged']}; "
+                                       f"[first batch]({link_base}{unjudged[0]['grid']}) |")
+                    else:
+                        why = notes.get(model) or "not run yet"
+                        lines.append(f"| {model} | 0 | " + " | ".join(["-"] * (len(header) - 3)) + f" | not run: {why} |")
                     continue
                 seeds = [r["seed"] for r in rows]
                 cells = [model, str(len(rows)), _mean_std([r["train"]["steps"] for r in rows], 0)]
@@ -719,7 +773,8 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                 cells.append(" · ".join("-" if a is None else f"{a}/{len(rows)}" for a in above))
                 cells.append(_paired_difference(rows, "real_synthetic"))
                 cells.append(_paired_difference(rows, "balanced_mix"))
-                cells.append(f"[seed {seeds[0]}]({link_base}{rows[0]['grid']})")
+                cells.append(f"[seed {seeds[0]}]({link_base}{rows[0]['grid']})"
+                             + "".join(f"; seed {r['seed']} not judged: {r['not_judged']}" for r in unjudged))
                 lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -831,6 +886,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clf-epochs", type=int, default=30, help="epochs of each utility classifier")
     parser.add_argument("--clf-minutes", type=float, default=None, help="optional time limit per utility classifier")
     parser.add_argument("--sampling-steps", type=int, default=None, help="diffusion sampling steps (default: the model's)")
+    parser.add_argument("--max-sampling-minutes", type=float, default=Settings.max_sampling_minutes,
+                        help="a record whose sampling (estimated from its first batch) would take longer is saved as "
+                             "'not judged', with the estimate and a grid of that batch; 0 = no limit")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--smoke", action="store_true",
                         help="cgan and dcgan for a few seconds on a tiny phantom set, 2 seeds (about a minute)")
@@ -855,7 +913,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     settings = Settings(minutes=args.minutes, device=args.device, phantom_n=args.phantom_n,
                         domain_epochs=args.domain_epochs, clf_epochs=args.clf_epochs, clf_minutes=args.clf_minutes,
-                        sampling_steps=args.sampling_steps)
+                        sampling_steps=args.sampling_steps, max_sampling_minutes=args.max_sampling_minutes or None)
     models = parse_list(args.models, list(MODELS), "--models")
     data_names = parse_list(args.data, DATA_SETS, "--data")
     seeds = parse_seeds(args.seeds)
@@ -867,6 +925,8 @@ def run(args) -> int:
         results_path = args.results or args.work / "results.json"
     if not math.isfinite(settings.minutes) or settings.minutes <= 0:
         raise MedisynthError(f"--minutes {args.minutes}: give a positive number of minutes")
+    if not math.isfinite(args.max_sampling_minutes) or args.max_sampling_minutes < 0:
+        raise MedisynthError(f"--max-sampling-minutes {args.max_sampling_minutes}: give minutes, or 0 for no limit")
     notes = {key: reason for key in MODELS if (reason := unavailable_reason(MODELS[key]))}
     if args.readme:
         readme_table_span(args.readme)  # a README without table markers fails now, before anything is written
@@ -900,6 +960,8 @@ def run(args) -> int:
                     continue
                 record = run_record(MODELS[key], judge, seed, settings, args.work, grids, device)
                 save_record(results_path, record)
+                if record.get("not_judged"):
+                    continue  # run_record said why
                 m = record["measures"]
                 log(f"{data_name}/{key} seed {seed}: KID {m['kid']:.4f}, precision {m['precision']:.2f}, "
                     f"recall {m['recall']:.2f}, CAS {m['cas_accuracy']:.2f}, near copies {m['near_copy_share']:.3f}, "

@@ -95,6 +95,22 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
         original[("dcgan", 1)]["measures"]["balanced_mix_balanced_accuracy"]
     assert after[("dcgan", 1)]["utility"]["balanced_mix"]["protocol"] == "real-balanced+synthetic"
 
+    # a record whose sampling would take longer than --max-sampling-minutes is saved as not judged: why, the
+    # estimate from its first batch, a grid of that batch, no measures; the table says so and --rescore leaves it
+    assert bench.main(["--smoke", "--rerun", "--max-sampling-minutes", "1e-9", "--work", str(tmp_path)]) == 0
+    records = json.loads(path.read_text())["records"]
+    assert len(records) == 4
+    for r in records:
+        assert "measures" not in r and "would take about" in r["not_judged"] and "--max-sampling-minutes" in r["not_judged"]
+        first = r["sample"]["first_batch"]
+        assert first["total_images"] > first["images"] >= 2 and first["estimated_seconds"] > 0
+        assert (tmp_path / r["grid"]).is_file() and r["train"]["steps"] >= 1
+    table = (tmp_path / "results.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| cgan |"))
+    assert row.startswith("| cgan | 0 |") and "not judged (seed 0, 1): sampling" in row and "[first batch](" in row
+    assert bench.main(["--smoke", "--rescore", "--work", str(tmp_path)]) == 0
+    assert json.loads(path.read_text())["records"] == records
+
 
 def _record(model: str, seed: int, base: float, topped: float) -> dict:
     measures = {key: 0.5 for key in MEASURES}
@@ -162,12 +178,32 @@ def test_table_counts_classifiers_above_chance_and_cannot_tell_when_none_is(benc
     assert "| - · 0/2 |" in row
 
 
+def test_table_rows_have_a_cell_per_column_and_name_seeds_not_judged(bench):
+    judged = _record("cgan", 0, 0.70, 0.75)
+    unjudged = {key: value for key, value in _record("cgan", 1, 0.70, 0.75).items() if key != "measures"}
+    unjudged["not_judged"] = "sampling 900 images would take about 102 min (the first 64 took 436 s), over 60"
+    only_unjudged = {**unjudged, "model": "conv-cvae", "grid": "grids/ct_conv-cvae_s1.png"}
+    table = bench.make_table({"records": [judged, unjudged, only_unjudged], "references": {}},
+                             ["cgan", "conv-cvae", "fastgan"], {})
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    width = lines[0].count(" | ") + 1
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[1:]}
+    assert all(line.count(" | ") + 1 == width for line in lines), table  # the not-run row was one cell short once
+    assert rows["cgan"].startswith("| cgan | 1 |")  # the judged seed alone is aggregated
+    assert rows["cgan"].endswith("; seed 1 not judged: " + unjudged["not_judged"] + " |")
+    assert rows["conv-cvae"].startswith("| conv-cvae | 0 | 10 |")
+    assert "not judged (seed 1): " + unjudged["not_judged"] in rows["conv-cvae"]
+    assert rows["conv-cvae"].endswith("[first batch](grids/ct_conv-cvae_s1.png) |")
+    assert rows["fastgan"].endswith("| not run: not run yet |")
+
+
 def test_bad_flags_are_one_line_errors(bench, tmp_path, capsys):
     assert bench.main(["--models", "nope", "--work", str(tmp_path)]) == 2
     assert bench.main(["--seeds", "two", "--work", str(tmp_path)]) == 2
     assert bench.main(["--data", "mri", "--work", str(tmp_path)]) == 2
+    assert bench.main(["--max-sampling-minutes", "-1", "--work", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("error: --") for line in err)
+    assert len(err) == 4 and all(line.startswith("error: --") for line in err)
     with pytest.raises(MedisynthError):
         bench.parse_seeds("-1,2")
 
