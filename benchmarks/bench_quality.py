@@ -465,15 +465,14 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         "train": {"steps": result.steps, "batch_size": bench.batch_size, "seconds": round(result.seconds, 1),
                   "wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1)},
     }
-    probe = probe_sampling(judge, run_dir, work / "samples" / f"{tag}-first-batch", classes, per_class_counts, seed,
-                           device, options)
-    first_batch = {k: v for k, v in probe.items() if k != "synthetic"}
-    if settings.max_sampling_minutes and probe["estimated_seconds"] > 60 * settings.max_sampling_minutes:
-        reason = (f"sampling {probe['total_images']} images would take about {probe['estimated_seconds'] / 60:.0f} min "
-                  f"(the first {probe['images']} took {probe['seconds']:.0f} s), over --max-sampling-minutes "
-                  f"{settings.max_sampling_minutes:g}")
+    first_batch, first_images = probe_sampling(judge, run_dir, work / "samples" / f"{tag}-first-batch", classes,
+                                               per_class_counts, seed, device, options)
+    if settings.max_sampling_minutes and first_batch["estimated_seconds"] > 60 * settings.max_sampling_minutes:
+        reason = (f"sampling {first_batch['total_images']} images would take about "
+                  f"{duration(first_batch['estimated_seconds'])} (the first {first_batch['images']} took "
+                  f"{duration(first_batch['seconds'])}), over --max-sampling-minutes {settings.max_sampling_minutes:g}")
         log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; not judged: {reason}")
-        grid = write_grid(grid_path, probe["synthetic"], judge.real.class_names,
+        grid = write_grid(grid_path, first_images, judge.real.class_names,
                           f"{bench.key}, {judge.name}, {budget:g} min, seed {seed} (first batch)")
         return {**record, "not_judged": reason, "sample": {"first_batch": first_batch},
                 "grid": str(grid.relative_to(grids.parent))}
@@ -512,9 +511,10 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
 
 
 def probe_sampling(judge: Judge, run_dir: Path, out: Path, classes: list[str], per_class_counts: dict[str, int],
-                   seed: int, device, options: dict) -> dict:
+                   seed: int, device, options: dict):
     """Time a first batch of about PROBE_IMAGES images spread over ``classes`` and extrapolate to the whole sample
-    (sampling time grows with the number of images: one network pass per image, or one per step for diffusion)."""
+    (sampling time grows with the number of images: one network pass per image, or one per step for diffusion).
+    Returns the timing (kept in the record) and the batch's images (for the grid of a record not judged)."""
     import medisynth as ms
     from medisynth.downstream.data import load_synthetic
 
@@ -527,8 +527,14 @@ def probe_sampling(judge: Judge, run_dir: Path, out: Path, classes: list[str], p
     seconds = time.perf_counter() - clock
     images = sum(first.values())
     synthetic = load_synthetic(out, judge.real.class_names, judge.real.image_size, judge.real.channels)
-    return {"images": images, "seconds": round(seconds, 1), "total_images": total,
-            "estimated_seconds": round(seconds * total / images, 1), "synthetic": synthetic}
+    timing = {"images": images, "seconds": round(seconds, 1), "total_images": total,
+              "estimated_seconds": round(seconds * total / images, 1)}
+    return timing, synthetic
+
+
+def duration(seconds: float) -> str:
+    """``42 s`` under a minute (a tiny estimate is not "about 0 min"), ``102 min`` above."""
+    return f"{seconds:.0f} s" if round(seconds) < 60 else f"{seconds / 60:.0f} min"
 
 
 def read_hyper(run_dir: Path) -> dict:

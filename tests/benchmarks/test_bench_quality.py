@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
     records = json.loads(path.read_text())["records"]
     assert len(records) == 4
     for r in records:
-        assert "measures" not in r and "would take about" in r["not_judged"] and "--max-sampling-minutes" in r["not_judged"]
+        assert "measures" not in r and "--max-sampling-minutes" in r["not_judged"]
+        # a smoke sample takes seconds: the reason gives them, not "about 0 min"
+        assert re.search(r"would take about \d+ s \(the first \d+ took \d+ s\)", r["not_judged"]), r["not_judged"]
         first = r["sample"]["first_batch"]
         assert first["total_images"] > first["images"] >= 2 and first["estimated_seconds"] > 0
         assert (tmp_path / r["grid"]).is_file() and r["train"]["steps"] >= 1
@@ -176,6 +179,12 @@ def test_table_counts_classifiers_above_chance_and_cannot_tell_when_none_is(benc
     row = [line for line in bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
            if line.startswith("| cgan |")][0]
     assert "| - · 0/2 |" in row
+
+
+@pytest.mark.parametrize("seconds, text", [(0.4, "0 s"), (42.4, "42 s"), (59.4, "59 s"), (60, "1 min"),
+                                           (6120, "102 min")])
+def test_duration_gives_seconds_under_a_minute(bench, seconds, text):
+    assert bench.duration(seconds) == text
 
 
 def test_table_rows_have_a_cell_per_column_and_name_seeds_not_judged(bench):
