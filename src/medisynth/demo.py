@@ -21,35 +21,13 @@ from medisynth.outputs import check_output, write_marker
 console = Console()
 
 
-@dataclass(frozen=True)
-class FewMinuteRecipe:
-    """fastgan's recipe for a few CPU minutes: the demo's and the quality benchmark's (README "The demo's recipe").
-
-    A narrow network (a 64 px step costs about what a width-32 cgan's did) and many small steps at twice fastgan's
-    default learning rates: in 5 minutes on one CPU thread it made 2,100-2,400 steps and drew the phantom's disc and
-    vessel arcades in 2 of 3 seeds, where batch 16 at the default rates (about 900 steps) drew neither. At the quality
-    benchmark's 10 minutes it is no quality win on either set (README "What the benchmark said")."""
-
-    batch_size: int = 8  # the paper's batch size
-    width: int = 8  # half fastgan's CPU default
-    lr_g: float = 4e-4
-    lr_d: float = 1.6e-3
-
-    def hyper(self) -> dict:
-        return {"width": self.width, "lr_g": self.lr_g, "lr_d": self.lr_d}
-
-
-FEW_MINUTE_RECIPE = FewMinuteRecipe()
-
-
 @dataclass
 class DemoConfig:
     out: Path = Path("demo_output")
     # at 1,000 images the utility classifiers' 10 epochs were 110 steps and every one stayed at chance
     n_images: int = 1500
     size: int = 64  # lesions are a few pixels wide: at 32 px the grades are hard to tell apart even for a classifier
-    model: str = "fastgan"
-    gan_recipe: FewMinuteRecipe = FEW_MINUTE_RECIPE  # fastgan's width, batch size and learning rates
+    model: str = "fastgan"  # with its defaults: the few-minute recipe (README "The few-minute recipe")
     train_minutes: float = 5.0
     minority_samples: int = 200
     utility_seeds: int = 3
@@ -133,8 +111,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     t = _stage(f"3/7 train the class-conditional GAN {config.model} ({config.train_minutes:g} min)")
     run = train(TrainConfig(data=prepared.out, model=config.model, out=out / "run", minutes=config.train_minutes,
-                            batch_size=config.gan_recipe.batch_size, seed=config.seed, device=config.device,
-                            hyper=config.gan_recipe.hyper()))
+                            seed=config.seed, device=config.device))
     timings["train"] = time.perf_counter() - t
 
     t = _stage("4/7 sample the minority grades")

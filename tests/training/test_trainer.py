@@ -168,6 +168,18 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
         train(TrainConfig(resume=tmp_path, steps=4))
 
 
+@pytest.mark.parametrize("default, recorded", [(4, 4), (64, 18)])  # 64: more than the 18 training images
+def test_no_batch_size_means_the_models_default_recorded_in_the_run(toy_data, tmp_path, make_config, monkeypatch,
+                                                                    capsys, default, recorded):
+    monkeypatch.setattr(toy.ToyCGAN, "default_batch_size", default)
+    run = tmp_path / "r"
+    train(make_config(toy_data, run, batch_size=None, steps=2))
+    assert json.loads((run / "config.json").read_text())["batch_size"] == recorded
+    assert "--batch-size" not in capsys.readouterr().err  # the user asked for none: no warning that it was cut
+    train(TrainConfig(resume=run, steps=3, progress=False))  # the resumed run keeps the recorded batch size
+    assert json.loads((latest_checkpoint(run) / "state.json").read_text())["step"] == 3
+
+
 # -- per class -------------------------------------------------------------------------------
 def test_per_class_trains_one_model_per_class(toy_data, tmp_path, make_config):
     run = tmp_path / "r"
@@ -200,6 +212,14 @@ def toy_data_32(tmp_path_factory):
 # 3-step D, so p rises): the checkpoint at step 3 falls between adjustments with p > 0, so p and
 # the half-filled r_t accumulator must both be restored
 FAST_ADA = {"ada_speed_kimg": 0.02, "ada_interval": 2, "ada_target": -0.99}
+
+
+def test_fastgan_defaults_are_the_few_minute_recipe(toy_data_32, tmp_path, make_config):
+    run = tmp_path / "r"
+    train(make_config(toy_data_32, run, model="fastgan", batch_size=None, steps=1, hyper={"latent_dim": 8}))
+    assert json.loads((run / "config.json").read_text())["batch_size"] == 8  # the paper's batch size
+    hyper = json.loads((run / "model.json").read_text())["hyper"]
+    assert (hyper["width"], hyper["lr_g"], hyper["lr_d"]) == (8, 4e-4, 1.6e-3)
 
 
 @pytest.mark.parametrize("model, extra", [("dcgan", {}), ("cgan", {}), ("fastgan", {}), ("dcgan", FAST_ADA),

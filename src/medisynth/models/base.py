@@ -67,6 +67,8 @@ class GenerativeModel(nn.Module):
     sampling_options: ClassVar[tuple[str, ...]] = ()
     #: sampling is one cheap forward pass: the trainer watches a fixed batch for mode collapse
     monitors_diversity: ClassVar[bool] = False
+    #: images per training step when the user gives no --batch-size (TrainConfig.batch_size None)
+    default_batch_size: ClassVar[int] = 64
 
     def __init__(self, spec: DataSpec, hyper: Any):
         super().__init__()

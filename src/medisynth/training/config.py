@@ -41,7 +41,7 @@ class TrainConfig:
     epochs: Optional[int] = None  # passes over the train split
     steps: Optional[int] = None  # optimisation steps (one batch each)
     minutes: Optional[float] = None  # wall-clock training time
-    batch_size: int = 64  # images per step (the whole split when it is smaller)
+    batch_size: Optional[int] = None  # images per step; None: the model's default (fastgan 8, the others 64)
     # shortcuts that go into the model's hyper-parameters (an error if the model has no such field)
     lr: Optional[float] = None  # learning rate (models with one optimiser)
     lr_g: Optional[float] = None  # generator learning rate (GANs)
@@ -77,7 +77,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise MedisynthError(f"--{name} must be positive (got {value})")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise MedisynthError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if not 0.0 <= self.ema_decay < 1.0:
             raise MedisynthError(f"--ema-decay must be in [0, 1) (got {self.ema_decay}); 0 turns EMA off")

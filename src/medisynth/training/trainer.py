@@ -111,6 +111,8 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
     takes only budget/bookkeeping fields from ``config`` where they differ from the defaults."""
     if config.resume is None:
         config.validate()
+        if config.batch_size is None:  # config.json records the batch size the run trains with
+            config = dataclasses.replace(config, batch_size=get_model_class(config.model).default_batch_size)
         return config, False
     opened = Run.open(config.resume)
     run = opened.path
@@ -235,7 +237,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         if distributed.is_main():
             create_run_dir(run, config.overwrite, inputs=(config.data,))
         if config.batch_size > len(data.images):  # config.json records the batch size used
-            if config.batch_size != TrainConfig.batch_size:  # one the user asked for: say so
+            if config.batch_size != model_cls.default_batch_size:  # one the user asked for: say so
                 print(f"warning: --batch-size {config.batch_size} is more than the {len(data.images)} training "
                       f"images; using {len(data.images)}", file=sys.stderr)
             config = dataclasses.replace(config, batch_size=len(data.images))
