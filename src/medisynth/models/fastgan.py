@@ -56,13 +56,13 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     latent_dim: int = 128
     # channels at resolution r: width x CHANNEL_MULTIPLIER[r] (the paper uses 64). Sized for a few CPU minutes: at
     # width 16 and batch 64 a 128 px step took ~5 CPU s, and a 1-minute run (11 steps) drew flat grey; at width 8
-    # and batch 8 the same minute is ~270 steps (README "The few-minute recipe")
+    # and batch 8 the same minute was 253 steps (README "The few-minute recipe")
     width: int = 8
     max_channels: int = 512
     embed_dim: int = 64  # class embedding of the generator
     lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
-    # twice the rates of the batch-64 recipe (2e-4 / 8e-4): at batch 8 they drew the phantom's vessel arcades in
-    # 2 of 3 five-minute seeds, the old rates in none
+    # twice the earlier defaults (2e-4 / 8e-4): at batch 8 they drew the phantom's vessel arcades in 2 of 3
+    # five-minute seeds; the earlier rates at batch 8 or 16 drew none (seed 0)
     lr_g: float = 4e-4
     # D learns 4x faster than G (two time-scale update rule, Heusel et al. 2017): with equal rates the small CPU-sized
     # D sat at the hinge origin (loss_D ~ 2) and G collapsed to one image per class within 1,500 steps
