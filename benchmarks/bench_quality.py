@@ -432,7 +432,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     import medisynth as ms
     from medisynth.downstream.data import load_synthetic
     from medisynth.downstream.run import fit_protocol
-    from medisynth.io import read_json
+    from medisynth.runs import Run
 
     budget = settings.minutes
     tag = f"{judge.name}/{bench.key}/{budget:g}min-{device.type}-s{seed}"
@@ -460,7 +460,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         "budget_minutes": budget, "seed": seed, "device_kind": device.type, "device": device_name(device),
         "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
-        "train": {"steps": result.steps, "batch_size": read_json(run_dir / "config.json")["batch_size"],
+        "train": {"steps": result.steps, "batch_size": Run(run_dir).config["batch_size"],
                   "seconds": round(result.seconds, 1),
                   "wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1)},
     }
