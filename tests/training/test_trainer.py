@@ -157,6 +157,16 @@ def test_sample_grids_do_not_change_training(toy_data, tmp_path, make_config):
     assert_same_tensors(weights(tmp_path / "a"), weights(tmp_path / "b"))
 
 
+def test_a_saved_ema_generator_keeps_batchnorm_statistics_of_its_own_weights(toy_data_32, tmp_path, make_config):
+    """update_ema copies the live generator's BatchNorm statistics; the trainer recomputes them for the
+    averaged weights before it saves (medisynth.models.gan.GANModel.refresh_ema_statistics)."""
+    train(make_config(toy_data_32, tmp_path / "run", model="dcgan", steps=4, hyper={"width": 4, "latent_dim": 8}))
+    w = weights(tmp_path / "run")
+    stats = [k for k in w if k.startswith("generator.") and k.endswith(("running_mean", "running_var"))]
+    assert stats, "the generator has no BatchNorm: the test checks nothing"
+    assert all(not torch.equal(w[k], w["ema_" + k]) for k in stats)
+
+
 def test_resume_cannot_change_the_model(toy_data, tmp_path, make_config):
     train(make_config(toy_data, tmp_path / "r", steps=2))
     with pytest.raises(MedisynthError, match="model"):

@@ -169,6 +169,13 @@ class GenerativeModel(nn.Module):
             for b_ema, b in zip(ema.buffers(), net.buffers()):
                 b_ema.copy_(b)
 
+    @torch.no_grad()
+    def refresh_ema_statistics(self, labels: torch.Tensor, seed: int) -> None:
+        """Give the EMA networks normalisation statistics of their own weights; the trainer calls it
+        before it samples from, measures or saves them. ``labels``: the training labels, whose
+        frequencies the statistics follow; ``seed`` fixes the inputs drawn. Nothing to do by default
+        (no EMA, or no BatchNorm in it): ``update_ema`` copies the live networks' buffers."""
+
     def sampling_network(self, name: str) -> nn.Module:
         """The EMA copy of ``name`` when EMA is on and present, else the live network."""
         ema = getattr(self, f"ema_{name}", None)

@@ -35,7 +35,8 @@ from medisynth.errors import MedisynthError
 from medisynth.models.ada import AdaptiveAugment
 from medisynth.models.base import GenerativeModel
 from medisynth.models.layers import (
-    check_labels, check_truncation, evaluating, module_device, sample_latent, set_requires_grad,
+    check_labels, check_truncation, evaluating, module_device, rank_rows, recompute_batchnorm_statistics,
+    sample_latent, set_requires_grad,
 )
 
 
@@ -99,6 +100,27 @@ class GANModel(GenerativeModel):
         figures = torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
                                self.augment.p.to(loss_d.dtype)])
         return dict(zip(self.log_keys, figures.detach().tolist()))  # one device sync per step
+
+    @torch.no_grad()
+    def refresh_ema_statistics(self, labels, seed, batches: int = 4, batch_size: int = 32):
+        """BatchNorm statistics for the EMA generator's averaged weights, from ``batches`` x ``batch_size``
+        fresh latents with labels drawn from ``labels`` (BigGAN's "standing statistics", Brock et al. 2019).
+        ``update_ema`` copies the live generator's statistics, which belong to other weights: with them the
+        demo's fastgan (5 minutes, phantom set) drew blurred, low-contrast EMA samples; with their own, the
+        same weights drew round fundi with a disc and vessel strokes. 128 samples cost about 4 training
+        steps of fastgan at 64 px (~4% of training time at the default 10-second log interval)."""
+        ema = getattr(self, "ema_generator", None)
+        if ema is None:
+            return
+        device = module_device(ema)
+        draw = torch.Generator().manual_seed(seed)  # its own RNG: refreshing never changes the training result
+        inputs = []
+        for _ in range(batches):
+            z = torch.randn(batch_size, self.hyper.latent_dim, generator=draw)
+            y = labels[torch.randint(len(labels), (batch_size,), generator=draw).to(labels.device)]
+            # several ranks (synchronised BatchNorm): each runs its share of the same batch
+            inputs.append((rank_rows(z).to(device), rank_rows(y).to(device)))
+        recompute_batchnorm_statistics(ema, inputs)
 
     # -- sampling ---------------------------------------------------------
     def check_sampling_labels(self, labels: torch.Tensor) -> None:

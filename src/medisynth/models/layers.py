@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -146,6 +146,33 @@ def evaluating(net: nn.Module) -> Iterator[nn.Module]:
         net.train(was_training)
 
 
+@torch.no_grad()
+def recompute_batchnorm_statistics(net: nn.Module, inputs: Iterable[tuple]) -> None:
+    """Re-estimate ``net``'s BatchNorm running statistics from forward passes over ``inputs``
+    (argument tuples): an exact average over all of them, then every module's mode and momentum back.
+
+    ``torch.optim.swa_utils.update_bn`` does this for networks of one argument; generators take
+    two (latents and labels). Averaged weights (EMA, SWA) need statistics of their own: the live
+    network's belong to other weights."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    flags = {m: m.training for m in net.modules()}
+    momenta = {m: m.momentum for m in norms}
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None: a cumulative average over every batch, not an exponential one
+    net.train()
+    try:
+        for args in inputs:
+            net(*args)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     """Freeze a network while the other one steps, so backward skips its weight gradients."""
     for p in net.parameters():
@@ -170,6 +197,15 @@ def sum_over_ranks(figures: torch.Tensor) -> torch.Tensor:
     if _ranks_active():
         torch.distributed.all_reduce(figures)
     return figures
+
+
+def rank_rows(x: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous share of ``x``'s rows (all of them on one process): a batch that every rank
+    drew alike, split so that a synchronised BatchNorm sees it once, as one process would."""
+    if not _ranks_active():
+        return x
+    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return x[len(x) * rank // world : len(x) * (rank + 1) // world]
 
 
 class _GlobalMean(torch.autograd.Function):

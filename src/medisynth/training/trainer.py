@@ -292,8 +292,19 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_start
 
+    ema_statistics_step = -1
+
+    def refresh_ema() -> None:
+        """EMA networks get normalisation statistics of their own weights before they are sampled, measured or
+        saved (once per step). Every rank calls it at the same steps: a synchronised BatchNorm all-reduces."""
+        nonlocal ema_statistics_step
+        if use_ema and ema_statistics_step != step:
+            model.refresh_ema_statistics(data.labels, seed=config.seed + step)
+            ema_statistics_step = step
+
     def checkpoint() -> None:
         nonlocal last_checkpoint
+        refresh_ema()
         if distributed.is_main():
             save_checkpoint(run, step, model, optimizers,
                             {"epoch": step / batches, "elapsed": elapsed(), "metrics": last_metrics})
@@ -357,6 +368,8 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 if clocks["log"].due(step, session_seconds) or step >= total_steps:
                     now = time.perf_counter()
                     last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
+                    if monitor:
+                        refresh_ema()
                     watched = monitor.check(model) if monitor and distributed.is_main() else {}
                     if log is not None:
                         log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
@@ -369,14 +382,18 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
                     interval_start = time.perf_counter()  # the diversity check is not training time
-                if clocks["sample"].due(step, session_seconds) and distributed.is_main():
-                    _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows, config.seed,
-                                 grid_names)
-                    log.add_grid(Run(run).samples / f"step-{step:06d}.png", step)
+                if clocks["sample"].due(step, session_seconds):
+                    refresh_ema()
+                    if distributed.is_main():
+                        _sample_grid(model, Run(run).samples / f"step-{step:06d}.png", grid_labels, grid_rows,
+                                     config.seed, grid_names)
+                        log.add_grid(Run(run).samples / f"step-{step:06d}.png", step)
                 if clocks["checkpoint"].due(step, session_seconds):
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
                 last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
+                if monitor:
+                    refresh_ema()
                 if log is not None:
                     log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
                                **(monitor.check(model) if monitor else {})})
