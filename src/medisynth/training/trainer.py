@@ -347,6 +347,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     problem = "a non-finite value on another rank"
                 if problem is not None:  # diverged: roll back to the last good state, or stop (raises)
                     step = guard.recover(step + 1, problem, has_checkpoint=last_checkpoint >= 0)
+                    ema_statistics_step = -1  # the rolled-back EMA will reach steps it was refreshed at before
                     if log is not None:
                         log.truncate(step)
                     epoch, sums, interval_count, interval_start = -1, {}, 0, time.perf_counter()
