@@ -199,13 +199,19 @@ def sum_over_ranks(figures: torch.Tensor) -> torch.Tensor:
     return figures
 
 
+def share_bounds(count: int, world: int, rank: int) -> tuple[int, int]:
+    """Rank ``rank``'s contiguous share ``[start, stop)`` of ``count`` items split over ``world`` ranks;
+    shares differ by one item at most (``medisynth.training.distributed.shard_bounds`` reads it too)."""
+    return count * rank // world, count * (rank + 1) // world
+
+
 def rank_rows(x: torch.Tensor) -> torch.Tensor:
     """This rank's contiguous share of ``x``'s rows (all of them on one process): a batch that every rank
     drew alike, split so that a synchronised BatchNorm sees it once, as one process would."""
     if not _ranks_active():
         return x
-    world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-    return x[len(x) * rank // world : len(x) * (rank + 1) // world]
+    start, stop = share_bounds(len(x), torch.distributed.get_world_size(), torch.distributed.get_rank())
+    return x[start:stop]
 
 
 class _GlobalMean(torch.autograd.Function):

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch.overrides import TorchFunctionMode
 
 from medisynth.errors import MedisynthError
+from medisynth.models.layers import share_bounds
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 TIMEOUT_ENV = "MEDISYNTH_DIST_TIMEOUT"  # seconds; a collective waiting longer fails the job
@@ -117,8 +118,7 @@ def shard_bounds(count: int) -> tuple[int, int]:
 
     Unlike :func:`shard` (a training step's equal slices of the global batch) any count is split:
     feature extraction takes whole sets, whatever their size."""
-    world, here = world_size(), rank()
-    return count * here // world, count * (here + 1) // world
+    return share_bounds(count, world_size(), rank())
 
 
 def gather_rows(rows):
