@@ -96,6 +96,7 @@ class BenchModel:
     per_class: bool = False
     hyper: tuple[tuple[str, object], ...] = ()
     batch_size: Optional[int] = None  # None: the model's default (fastgan 8, the others 64)
+    class_draws: str = "uniform"  # how training batches draw classes (TrainConfig.class_draws)
 
     def hyper_dict(self) -> dict:
         return dict(self.hyper)
@@ -105,6 +106,8 @@ MODELS = {m.key: m for m in (
     BenchModel("dcgan", "dcgan", per_class=True),
     BenchModel("cgan", "cgan"),
     BenchModel("fastgan", "fastgan"),  # its defaults are the demo's few-minute recipe (width 8, batch 8)
+    BenchModel("fastgan-sqrt", "fastgan", class_draws="sqrt"),  # classes drawn by the square root of their size
+    BenchModel("fastgan-balanced", "fastgan", class_draws="balanced"),  # every class drawn equally often
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),
@@ -446,7 +449,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     clock = time.perf_counter()
     result = ms.train(ms.TrainConfig(
         data=judge.root, model=bench.model, out=run_dir, minutes=minutes, per_class=bench.per_class,
-        batch_size=bench.batch_size,
+        batch_size=bench.batch_size, class_draws=bench.class_draws,
         hyper={**bench.hyper_dict(), **settings.extra_hyper.get(bench.model, {})}, seed=seed, device=str(device),
         sample_every=0, checkpoint_every=10**9, progress=False,
         overwrite=True,  # the benchmark's own scratch run of a record not in the results file

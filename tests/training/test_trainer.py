@@ -16,7 +16,7 @@ from medisynth.errors import MedisynthError
 from medisynth.training import toy
 from medisynth.runs import latest_checkpoint
 from medisynth.training.config import TrainConfig, parse_hp
-from medisynth.training.trainer import train
+from medisynth.training.trainer import class_draw_counts, epoch_order, train
 
 
 def weights(run) -> dict[str, torch.Tensor]:
@@ -133,6 +133,46 @@ def test_target_masks_trains_one_channel_images(toy_data, tmp_path, make_config)
     assert weights(run)["generator.5.weight"].shape[0] == 1
 
 
+# -- the batch order ---------------------------------------------------------------
+@pytest.mark.parametrize("counts, class_draws, expected", [
+    ([519, 46, 101, 16, 18], "uniform", [519, 46, 101, 16, 18]),
+    ([519, 46, 101, 16, 18], "sqrt", [333, 99, 147, 59, 62]),  # shares 22.8 : 6.8 : 10.0 : 4.0 : 4.2
+    ([519, 46, 101, 16, 18], "balanced", [140, 140, 140, 140, 140]),
+    ([7, 0, 3], "balanced", [5, 0, 5]),  # a class without training images gets no draws
+    ([5, 1, 1], "balanced", [3, 2, 2]),  # largest remainders, ties to the first class
+])
+def test_class_draw_counts(counts, class_draws, expected):
+    assert class_draw_counts(np.array(counts), class_draws).tolist() == expected
+
+
+@pytest.mark.parametrize("class_draws", ["uniform", "sqrt", "balanced"])
+def test_epoch_order_is_fixed_by_seed_and_epoch_and_repeats_small_classes_evenly(class_draws):
+    counts = np.array([40, 7, 3])
+    labels = torch.from_numpy(np.repeat(np.arange(3), counts))
+    order = epoch_order(5, 2, labels, class_draws, torch.device("cpu"))
+    assert torch.equal(order, epoch_order(5, 2, labels, class_draws, torch.device("cpu")))
+    assert not torch.equal(order, epoch_order(5, 3, labels, class_draws, torch.device("cpu")))
+    assert len(order) == counts.sum()
+    drawn = np.bincount(labels[order].numpy(), minlength=3)
+    assert drawn.tolist() == class_draw_counts(counts, class_draws).tolist()
+    for c in range(3):
+        times = np.bincount(order.numpy(), minlength=counts.sum())[labels.numpy() == c]
+        assert times.max() - times.min() <= 1  # every image of the class drawn as often as the others, +-1
+
+
+def test_an_unknown_class_draws_is_one_line_naming_the_choices(toy_data, tmp_path, monkeypatch, capsys):
+    from medisynth.cli import main
+
+    monkeypatch.setattr("sys.argv", ["medisynth", "train", str(toy_data), "--out", str(tmp_path / "r"), "--steps",
+                                     "1", "--model", "toy-cgan", "--class-draws", "even"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--class-draws 'even': choose one of uniform, sqrt, balanced" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
 # -- exact resume ------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["toy-cgan", "toy-gan"])
 def test_resume_continues_exactly(toy_data, tmp_path, make_config, model):
@@ -149,6 +189,18 @@ def test_resume_continues_exactly(toy_data, tmp_path, make_config, model):
     assert not torch.equal(w["generator.0.weight"], w["ema_generator.0.weight"])
     steps = [json.loads(x)["step"] for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps))  # no duplicated log lines after the resume
+
+
+@pytest.mark.parametrize("class_draws", ["sqrt", "balanced"])
+def test_resume_is_exact_with_class_weighted_draws(toy_data, tmp_path, make_config, class_draws):
+    train(make_config(toy_data, tmp_path / "straight", steps=10, class_draws=class_draws))
+    train(make_config(toy_data, tmp_path / "split", steps=5, class_draws=class_draws))
+    train(TrainConfig(resume=tmp_path / "split", steps=10, progress=False))
+    assert_same_tensors(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    assert json.loads((tmp_path / "split" / "config.json").read_text())["class_draws"] == class_draws
+    train(make_config(toy_data, tmp_path / "uniform", steps=10))
+    assert not torch.equal(weights(tmp_path / "uniform")["generator.0.weight"],
+                           weights(tmp_path / "straight")["generator.0.weight"])  # the draws changed training
 
 
 def test_sample_grids_do_not_change_training(toy_data, tmp_path, make_config):

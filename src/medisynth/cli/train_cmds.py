@@ -32,6 +32,9 @@ def train(
     log_every: Optional[str] = typer.Option(None, "--log-every", help="metrics lines: steps or a duration; default 10s"),
     per_class: Optional[bool] = typer.Option(
         None, "--model-per-class/--no-model-per-class", help="one model per class (unconditional models)"),
+    class_draws: Optional[str] = typer.Option(
+        None, "--class-draws", help="how batches draw classes: uniform (as the data has them; default), sqrt "
+        "(shares by the square root of the class sizes) or balanced (every class equally often)"),
     target: Optional[str] = typer.Option(None, help="images (default) or masks (learn vessel masks as images)"),
     device: Optional[str] = typer.Option(None, help="auto (default), cpu, cuda, cuda:N"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA (default on)"),
@@ -52,7 +55,7 @@ def train(
         data=data, model=model, out=out, epochs=epochs, steps=steps, minutes=minutes, batch_size=batch_size,
         lr=lr, lr_g=lr_g, lr_d=lr_d, latent_dim=latent_dim, seed=seed, ema_decay=ema_decay,
         checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, per_class=per_class,
-        target=target, device=device, amp=amp, threads=threads, progress=progress, resume=resume, on_nan=on_nan,
+        class_draws=class_draws, target=target, device=device, amp=amp, threads=threads, progress=progress, resume=resume, on_nan=on_nan,
     )
     values.update({k: v for k, v in flags.items() if v is not None})
     if hp:

@@ -19,6 +19,8 @@ from medisynth.errors import MedisynthError
 from medisynth.training.intervals import Interval, parse_interval
 
 TARGETS = ("images", "masks")
+#: how a conditional model's batches draw classes (medisynth.training.trainer.epoch_order)
+CLASS_DRAWS = ("uniform", "sqrt", "balanced")
 ON_NAN = ("rollback", "stop")  # what training does on a non-finite loss (medisynth.training.divergence)
 
 #: fields a resumed run may change (the budget and the bookkeeping); the rest is fixed by the run
@@ -55,6 +57,7 @@ class TrainConfig:
     sample_every: Union[int, str] = "5m"  # sample grids (0 = only at the end)
     log_every: Union[int, str] = "10s"  # metrics.jsonl lines (a 2-minute CPU run gets about 12)
     per_class: bool = False  # one unconditional model per class in RUN/class-<index>/
+    class_draws: str = "uniform"  # batches draw classes as the data has them, by sqrt(count), or equally often
     target: str = "images"  # "masks": learn the vessel masks as 1-channel images
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
@@ -87,6 +90,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise MedisynthError(f"--{name.replace('_', '-')} {value}: a learning rate must be a positive number")
+        if self.class_draws not in CLASS_DRAWS:
+            raise MedisynthError(f"--class-draws {self.class_draws!r}: choose one of {', '.join(CLASS_DRAWS)}")
         if self.on_nan not in ON_NAN:
             raise MedisynthError(f"--on-nan {self.on_nan!r}: choose {' or '.join(ON_NAN)}")
         self.intervals()  # raises on a bad --log-every / --sample-every / --checkpoint-every

@@ -2,8 +2,8 @@
 
 Design choices that make runs reproducible and resumable exactly:
 - the train split is loaded once as a uint8 tensor on the device and converted per batch;
-- the batch order of epoch ``e`` is a permutation drawn from a generator seeded with
-  (seed, e), so the position in the data is a pure function of the step number;
+- the batch order of epoch ``e`` (a permutation, or class-weighted draws with ``class_draws``) comes
+  from a generator seeded with (seed, e), so the position in the data is a pure function of the step number;
 - all other randomness (init, latents, dropout) comes from torch's global RNG, which
   is seeded once and saved/restored with every checkpoint (sample grids fork it);
 - a checkpoint after step N holds everything the next step reads.
@@ -99,10 +99,41 @@ def load_training_data(config: TrainConfig, model_cls: type[GenerativeModel], de
     return TrainingData(images.contiguous(), labels, masks.contiguous() if masks is not None else None, spec)
 
 
-def epoch_permutation(seed: int, epoch: int, n: int, device: torch.device) -> torch.Tensor:
-    """The batch order of one epoch: a function of (seed, epoch) only, so resuming needs just the step."""
+#: class_draws -> the exponent p of a class's share of the draws, proportional to count ** p
+CLASS_DRAW_EXPONENT = {"uniform": 1.0, "sqrt": 0.5, "balanced": 0.0}
+
+
+def class_draw_counts(counts: np.ndarray, class_draws: str) -> np.ndarray:
+    """How many of an epoch's ``counts.sum()`` draws each class gets: shares proportional to count ** p
+    (p = 1, 0.5, 0 for uniform, sqrt, balanced; classes without images get none), rounded to whole draws
+    by largest remainder so they add up to the epoch."""
+    counts = np.asarray(counts, dtype=np.int64)
+    weights = np.where(counts > 0, counts.astype(np.float64) ** CLASS_DRAW_EXPONENT[class_draws], 0.0)
+    exact = counts.sum() * weights / weights.sum()
+    draws = np.floor(exact).astype(np.int64)
+    remainder_order = np.argsort(-(exact - draws), kind="stable")
+    draws[remainder_order[: counts.sum() - draws.sum()]] += 1
+    return draws
+
+
+def epoch_order(seed: int, epoch: int, labels: torch.Tensor, class_draws: str, device: torch.device) -> torch.Tensor:
+    """The image indices of one epoch, in batch order: a function of (seed, epoch) only, so resuming needs
+    just the step. ``uniform`` is a permutation (every image once); ``sqrt`` and ``balanced`` give each
+    class its share of the epoch's draws (:func:`class_draw_counts`) and cycle through the class's images in
+    fresh permutations, so the images of a small class are repeated evenly rather than at random."""
+    n = len(labels)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator).to(device)
+    if class_draws == "uniform":
+        return torch.randperm(n, generator=generator).to(device)
+    labels = labels.cpu()
+    draws = class_draw_counts(np.bincount(labels.numpy(), minlength=int(labels.max()) + 1), class_draws)
+    chosen = []
+    for c, k in enumerate(draws.tolist()):
+        members = torch.nonzero(labels == c).flatten()
+        cycles = [members[torch.randperm(len(members), generator=generator)] for _ in range(-(-k // len(members)))] if k else []
+        chosen.append(torch.cat(cycles)[:k] if cycles else members[:0])
+    order = torch.cat(chosen)
+    return order[torch.randperm(n, generator=generator)].to(device)
 
 
 # -- config resolution ----------------------------------------------------------
@@ -293,13 +324,16 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         return elapsed_before + time.perf_counter() - t_start
 
     ema_statistics_step = -1
+    # the EMA's statistics are taken over the classes in the proportions training draws them
+    draw_labels = (data.labels if config.class_draws == "uniform"
+                   else data.labels[epoch_order(config.seed, 0, data.labels, config.class_draws, device)])
 
     def refresh_ema() -> None:
         """EMA networks get normalisation statistics of their own weights before they are sampled, measured or
         saved (once per step). Every rank calls it at the same steps: a synchronised BatchNorm all-reduces."""
         nonlocal ema_statistics_step
         if use_ema and ema_statistics_step != step:
-            model.refresh_ema_statistics(data.labels, seed=config.seed + step)
+            model.refresh_ema_statistics(draw_labels, seed=config.seed + step)
             ema_statistics_step = step
 
     def checkpoint() -> None:
@@ -327,7 +361,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 t0 = time.perf_counter()
                 e, b = divmod(step, batches)
                 if e != epoch:
-                    epoch, perm = e, epoch_permutation(config.seed, e, n, device)
+                    epoch, perm = e, epoch_order(config.seed, e, data.labels, config.class_draws, device)
                 index = distributed.shard(perm[b * batch_size : (b + 1) * batch_size])
                 batch = {"image": uint8_to_float(data.images[index]), "label": data.labels[index]}
                 if data.masks is not None:
