@@ -6,7 +6,7 @@ import json
 import torch
 from torch import nn
 
-from medisynth.training.monitor import DiversityMonitor, describe, pairwise_diversity
+from medisynth.training.monitor import COLLAPSE_RATIO, DiversityMonitor, describe, pairwise_diversity
 
 
 def test_pairwise_diversity_of_identical_and_opposite_images():
@@ -14,6 +14,16 @@ def test_pairwise_diversity_of_identical_and_opposite_images():
     assert pairwise_diversity(same) == 0.0
     black_white = torch.stack([-torch.ones(1, 8, 8), torch.ones(1, 8, 8)])
     assert abs(pairwise_diversity(black_white) - 1.0) < 1e-6
+
+
+def test_standardised_diversity_ignores_brightness_and_contrast_but_not_layout():
+    picture = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    tones = torch.cat([picture * a + b for a, b in [(1.0, 0.0), (0.5, 0.3), (0.8, -0.2), (0.3, 0.1)]])
+    assert pairwise_diversity(tones) > 0.1
+    assert pairwise_diversity(tones, standardise=True) < 0.1  # not 0: STANDARDISE_EPS damps low-contrast copies
+    assert pairwise_diversity(torch.zeros(4, 1, 8, 8), standardise=True) == 0.0  # flat stays flat
+    layouts = torch.stack([picture[0], picture[0].flip(-1), picture[0].flip(-2), picture[0].roll(5, -1)])
+    assert pairwise_diversity(layouts, standardise=True) > 1.0
 
 
 class ConstantGenerator(nn.Module):
@@ -46,6 +56,26 @@ def test_a_generator_of_one_constant_image_per_class_triggers_the_warning():
     record = monitor.check(ConstantGenerator())
     assert record["collapse_warning"] == ["a", "b", "c"] and record["diversity"] == 0.0
     assert "COLLAPSE WARNING: a, b, c" in describe(record)
+
+
+class OnePictureInManyTonesGenerator(ConstantGenerator):
+    """One picture per class, its brightness and contrast drawn per sample: varied pixels, one layout."""
+
+    def generate(self, labels, generator=None, truncation=1.0):
+        gain = torch.rand(len(labels), 1, 1, 1, generator=generator) * 0.2 + 0.25  # no clipping: |out| < 0.95
+        shift = torch.rand(len(labels), 1, 1, 1, generator=generator) - 0.5
+        return self.images[labels].detach() * gain + shift
+
+
+def test_one_picture_in_many_tones_triggers_the_warning_through_the_structure_figure():
+    images, labels = _real()
+    model = OnePictureInManyTonesGenerator()
+    monitor = DiversityMonitor.for_run(model, images, labels, ["a", "b", "c"], None, seed=0)
+    record = monitor.check(model)
+    # the pixel figure alone would not warn: the tones differ as much as a third of the real images do
+    assert all(record["diversity_per_class"][c] > COLLAPSE_RATIO * monitor.real_diversity[c] for c in "abc")
+    assert all(record["structure_diversity_per_class"][c] < 0.2 * monitor.real_structure[c] for c in "abc")
+    assert record["collapse_warning"] == ["a", "b", "c"]
 
 
 def test_only_the_collapsed_classes_are_named():
