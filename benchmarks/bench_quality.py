@@ -464,6 +464,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
         "train": {"steps": result.steps, "batch_size": Run(run_dir).config["batch_size"],
+                  "class_draws": Run(run_dir).config["class_draws"],
                   "seconds": round(result.seconds, 1),
                   "wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1)},
     }

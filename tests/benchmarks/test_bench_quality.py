@@ -42,6 +42,7 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
             assert math.isfinite(r["measures"][key]), (r["model"], key)
         assert r["train"]["steps"] >= 1 and (tmp_path / r["grid"]).is_file()
     assert {r["per_class"] for r in records if r["model"] == "dcgan"} == {True}
+    assert {r["train"]["class_draws"] for r in records} == {"uniform"}  # what the run folder's config.json says
     reference = results["references"]["phantom-smoke"]["measures"]
     assert all(math.isfinite(reference[k]) for k in ("kid", "precision", "recall", "cas_accuracy", "near_copy_share",
                                                      "detectability"))
@@ -221,6 +222,8 @@ def test_every_model_trains_with_its_own_defaults_as_a_user_would(bench):
     """fastgan's defaults are the demo's few-minute recipe: the benchmark judges what `medisynth train` gives."""
     assert all(m.batch_size is None for m in bench.MODELS.values())
     assert bench.MODELS["fastgan"].hyper_dict() == {}
+    assert {key: m.class_draws for key, m in bench.MODELS.items() if m.class_draws != "uniform"} == {
+        "fastgan-sqrt": "sqrt", "fastgan-balanced": "balanced"}
 
 
 def test_table_goes_between_the_readme_markers_with_grid_links_relative_to_it(bench, tmp_path, capsys):
