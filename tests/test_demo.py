@@ -28,6 +28,9 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     spotted = summary["detectability"]
     assert spotted["space"] == json.loads((out / "report" / "metrics.json").read_text())["verdict"]["primary_space"]
     assert 0 <= spotted["synthetic"]["detectability"] <= 1 and spotted["synthetic"]["chance"]["chance"] == 0.5
+    # the trainer's last collapse check is in the summary (a list of grades, empty when none collapsed)
+    checks = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert summary["collapse_warning"] == [c for c in checks if "collapse_warning" in c][-1]["collapse_warning"]
     # the run points at the prepared data where it now lives, so it can be sampled again after the demo
     require_run(out / "run")
     assert json.loads((out / "run" / "config.json").read_text())["data"] == str(out / "prepared")

@@ -91,6 +91,7 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.evaluation import EvaluateConfig, evaluate
     from medisynth.evaluation.run import detectability_lines
     from medisynth.phantom.fundus import generate_fundus_dataset
+    from medisynth.runs import read_metrics
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig
     from medisynth.training.trainer import train
@@ -146,9 +147,13 @@ def run_demo(config: DemoConfig) -> dict:
     # why the answer may be NO: synthetic images a classifier can spot let "looks synthetic" stand in for a rare grade
     space = (metrics.get("verdict") or {}).get("primary_space")
     spotted = (metrics.get("detectability") or {}).get(space)
+    # the trainer's last diversity check: grades whose samples were near-identical when training stopped
+    collapsed = ([line for line in read_metrics(out / "run") if "collapse_warning" in line][-1:] or [{}])[0].get(
+        "collapse_warning", [])
     summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
                "utility_report": str(out / "utility" / "utility.html"), "minority_classes": minority,
-               "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None}
+               "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None,
+               "collapse_warning": collapsed}
     write_json(out / "demo.json", summary)
     console.rule("[bold green]done")
     console.print(f"evaluation report: {out / 'report' / 'report.html'}")
@@ -157,5 +162,8 @@ def run_demo(config: DemoConfig) -> dict:
     console.print(f"[bold]{verdict}")
     for line in detectability_lines({space: spotted} if spotted else {}):
         console.print(line.strip())
+    if collapsed:
+        console.print(f"collapse warning when training stopped: the samples of grade(s) {', '.join(collapsed)} were "
+                      f"near-identical (run/metrics.jsonl, run/samples/)")
     return {"summary": summary, "metrics": metrics, "utility": utility, "sampled": sampled, "balanced": balanced,
             "run": run}
