@@ -19,7 +19,7 @@ from medisynth.errors import MedisynthError
 from medisynth.training.intervals import Interval, parse_interval
 
 TARGETS = ("images", "masks")
-#: how a conditional model's batches draw classes (medisynth.training.trainer.epoch_order)
+#: how training batches draw the classes (medisynth.training.trainer.epoch_order)
 CLASS_DRAWS = ("uniform", "sqrt", "balanced")
 ON_NAN = ("rollback", "stop")  # what training does on a non-finite loss (medisynth.training.divergence)
 
