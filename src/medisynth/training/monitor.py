@@ -19,9 +19,10 @@ a generator that has merely not learned fine detail yet. But the quality benchma
 drew rows that repeat one fundus in several tones (cgan: one smooth fundus per grade) at 0.34-0.83 of
 the real pixel spread, where no pixel threshold separates them from varied rows; standardised, cgan's
 are at 0.25-0.44 of the real structural spread on the phantom set (3 seeds, every grade) and 0.13-0.21
-on CT (where the pixel figure warned already), fastgan's near-alike rows at 0.40-0.49 and its other rows (some varying the disc side and the
-vessels) at 0.51-1.29 (this check on each run's final EMA generator, grids looked at). Noise textures at
-one brightness (the per-class dcgan's CT samples) are the reverse: low in pixels, high once standardised, so both are
+on CT (where the pixel figure warned already), fastgan's near-alike rows at 0.40-0.49 and its other
+rows (some varying the disc side and the vessels) at 0.51-1.29 (this check on each run's final EMA
+generator, grids looked at). Noise textures at one brightness (the per-class dcgan's CT samples) are the
+reverse: low in pixels, high once standardised, so both are
 watched. The thresholds are relative to each class's own real spread, so they carry across data sets.
 
 Drawing the samples forks the RNG and runs the model in eval mode (no BatchNorm statistics

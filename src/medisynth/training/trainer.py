@@ -130,7 +130,8 @@ def epoch_order(seed: int, epoch: int, labels: torch.Tensor, class_draws: str, d
     chosen = []
     for c, k in enumerate(draws.tolist()):
         members = torch.nonzero(labels == c).flatten()
-        cycles = [members[torch.randperm(len(members), generator=generator)] for _ in range(-(-k // len(members)))] if k else []
+        rounds = -(-k // len(members)) if k else 0  # fresh permutations of the class enough for its k draws
+        cycles = [members[torch.randperm(len(members), generator=generator)] for _ in range(rounds)]
         chosen.append(torch.cat(cycles)[:k] if cycles else members[:0])
     order = torch.cat(chosen)
     return order[torch.randperm(n, generator=generator)].to(device)
