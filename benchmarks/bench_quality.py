@@ -455,6 +455,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         overwrite=True,  # the benchmark's own scratch run of a record not in the results file
     ))
     train_wall = time.perf_counter() - clock
+    trained = Run(run_dir).config  # the resolved settings the run trained with
     per_class_counts, _ = sample_counts(judge)
     options = {"steps": settings.sampling_steps} if settings.sampling_steps and bench.model == "diffusion" else {}
     record = {
@@ -463,8 +464,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         "budget_minutes": budget, "seed": seed, "device_kind": device.type, "device": device_name(device),
         "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
-        "train": {"steps": result.steps, "batch_size": Run(run_dir).config["batch_size"],
-                  "class_draws": Run(run_dir).config["class_draws"],
+        "train": {"steps": result.steps, "batch_size": trained["batch_size"], "class_draws": trained["class_draws"],
                   "seconds": round(result.seconds, 1),
                   "wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1)},
     }

@@ -75,10 +75,9 @@ def pairwise_diversity(images: torch.Tensor, standardise: bool = False) -> float
 class DiversityMonitor:
     """Per-class diversity of fixed samples against the real images' own; see the module docstring."""
 
-    def __init__(self, groups: dict[str, int], real: dict[str, torch.Tensor], seed: int, per_class: int = 8,
-                 ratio: float = COLLAPSE_RATIO):
+    def __init__(self, groups: dict[str, int], real: dict[str, torch.Tensor], seed: int, per_class: int = 8):
         """``groups``: class name -> the label to generate; ``real``: class name -> its real images in [-1, 1]."""
-        self.groups, self.seed, self.per_class, self.ratio = groups, seed, per_class, ratio
+        self.groups, self.seed, self.per_class = groups, seed, per_class
         self.real_diversity = {name: pairwise_diversity(images) for name, images in real.items()}
         self.real_structure = {name: pairwise_diversity(images, standardise=True) for name, images in real.items()}
 
@@ -118,7 +117,7 @@ class DiversityMonitor:
         per_class = {name: pairwise_diversity(chunk) for name, chunk in chunks.items()}
         structure = {name: pairwise_diversity(chunk, standardise=True) for name, chunk in chunks.items()}
         collapsed = [name for name in chunks
-                     if (self.real_diversity[name] > 0 and per_class[name] < self.ratio * self.real_diversity[name])
+                     if (self.real_diversity[name] > 0 and per_class[name] < COLLAPSE_RATIO * self.real_diversity[name])
                      or (self.real_structure[name] > 0
                          and structure[name] < STRUCTURE_COLLAPSE_RATIO * self.real_structure[name])]
         return {"diversity": sum(per_class.values()) / len(per_class),
