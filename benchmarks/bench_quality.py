@@ -108,6 +108,7 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan", "fastgan"),  # its defaults are the demo's few-minute recipe (width 8, batch 8)
     BenchModel("fastgan-sqrt", "fastgan", class_draws="sqrt"),  # classes drawn by the square root of their size
     BenchModel("fastgan-balanced", "fastgan", class_draws="balanced"),  # every class drawn equally often
+    BenchModel("fastgan-mbstd", "fastgan", hyper=(("mbstd_group", 4),)),  # D sees the spread of groups of 4
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

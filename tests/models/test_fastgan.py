@@ -155,3 +155,31 @@ def test_auxiliary_classifier_is_built_only_when_asked_for():
     with pytest.raises(MedisynthError, match="class_loss"):
         build_model("fastgan", spec, {**TINY, "class_loss": -1.0})
 
+
+
+@pytest.mark.parametrize("n, group", [(8, 4), (6, 3), (5, 1)])
+def test_minibatch_std_is_the_spread_over_groups(n, group):
+    from medisynth.models.fastgan import MinibatchStd
+
+    varied = torch.randn(n, 3, 4, 4)
+    out = MinibatchStd(4)(varied)
+    assert out.shape == (n, 4, 4, 4) and torch.equal(out[:, :3], varied)
+    spread = out[:, 3, 0, 0]
+    expected = varied.reshape(group, n // group, 3, 4, 4).var(0, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
+    assert torch.allclose(spread, expected.repeat(group))
+    same = MinibatchStd(4)(varied[:1].expand(n, 3, 4, 4))[:, 3]
+    assert float(same.max()) < 1e-3  # near-identical images: no spread, which no real batch shows
+    if group > 1:
+        assert float(spread.min()) > 0.1
+
+
+def test_minibatch_std_trains_and_is_refused_with_groups_of_one():
+    spec = DataSpec(32, 3, CLASSES)
+    model = build_model("fastgan", spec, {**TINY, "mbstd_group": 4})
+    assert model.discriminator.minibatch_std is not None
+    assert build_model("fastgan", spec, TINY).discriminator.minibatch_std is None  # off by default
+    logs = model.training_step(tiny_batch(spec, n=8), model.configure_optimizers(), 0)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    for bad in (1, -2):
+        with pytest.raises(MedisynthError, match="mbstd_group"):
+            build_model("fastgan", spec, {**TINY, "mbstd_group": bad})

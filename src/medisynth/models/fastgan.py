@@ -77,6 +77,9 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # it existed had none ("before"). On the phantom set it made synthetic images hurt the utility study less
     # (difference to oversampling -0.26 instead of -0.39 over 3 seeds, better in each)
     class_loss: float = field(default=1.0, metadata={"before": 0.0})
+    # images per group of the minibatch standard deviation feature in D (Karras et al. 2018); 0 = off. A batch of
+    # near-identical fakes has a spread no real batch has, so D can penalise the one-pose rows of the 10-minute runs
+    mbstd_group: int = 0
 
 
 def channels_at(resolution: int, width: int, max_channels: int) -> int:
@@ -218,15 +221,34 @@ class Decoder(nn.Module):
         return self.main(x)
 
 
+class MinibatchStd(nn.Module):
+    """One more feature map for D's logit: how much the features vary across groups of ``group`` images of the batch
+    (ProGAN's minibatch standard deviation). Groups take every (N / group)-th image, so the mode-seeking pairs (0, 1),
+    (2, 3)... fall into different groups; a batch that does not divide uses the largest group size that does.
+    Under torchrun each process groups its own rows."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        group = next(g for g in range(min(self.group, n), 0, -1) if n % g == 0)
+        y = x.float().reshape(group, n // group, c, h, w)
+        spread = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # one figure per group
+        return torch.cat([x, spread.repeat(group)[:, None, None, None].expand(n, 1, h, w).to(x.dtype)], dim=1)
+
+
 class FastGANDiscriminator(nn.Module):
     def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int, norm: str = "batch",
-                 classifier: bool = False):
+                 classifier: bool = False, mbstd_group: int = 0):
         super().__init__()
         ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
         self.from_image = nn.Sequential(sn(nn.Conv2d(nc, ch[size // 2], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2))
         self.down_resolutions = [2**k for k in range(log2_int(size) - 2, 2, -1)]  # size/4 .. 8
         self.blocks = nn.ModuleList(DownBlock(ch[2 * r], ch[r], norm) for r in self.down_resolutions)
-        self.logit = sn(nn.Conv2d(ch[8], 1, 1, 1, 0))
+        self.minibatch_std = MinibatchStd(mbstd_group) if mbstd_group else None
+        self.logit = sn(nn.Conv2d(ch[8] + (1 if mbstd_group else 0), 1, 1, 1, 0))
         self.class_embed = sn(nn.Embedding(num_classes, ch[8]))
         # only when asked for: runs trained without it keep loading their checkpoints
         self.classifier = sn(nn.Linear(ch[8], num_classes)) if classifier else None
@@ -248,7 +270,8 @@ class FastGANDiscriminator(nn.Module):
 
     def project(self, feat8: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Projection output: mean over the 8x8 grid of (linear logit + <class embedding, features>)."""
-        logits = self.logit(feat8).flatten(1)  # N x 64
+        logit_input = self.minibatch_std(feat8) if self.minibatch_std is not None else feat8
+        logits = self.logit(logit_input).flatten(1)  # N x 64
         projection = torch.einsum("nchw,nc->nhw", feat8, self.class_embed(labels).to(feat8.dtype)).flatten(1)
         return (logits + projection).mean(dim=1)
 
@@ -300,13 +323,16 @@ class FastGAN(GANModel):
                        max_channels=hyper.max_channels)
         if hyper.class_loss < 0:
             raise MedisynthError(f"{self.name}: class_loss={hyper.class_loss}; a weight is 0 (off) or positive")
+        if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:
+            raise MedisynthError(f"{self.name}: mbstd_group={hyper.mbstd_group}; 0 (off) or a group of 2 or more images")
         super().__init__(spec, hyper)
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
                                           spec.image_size, spec.num_classes, hyper.embed_dim)
         if hyper.d_norm not in ("batch", "none"):
             raise MedisynthError(f"{self.name}: d_norm={hyper.d_norm!r}; choose batch or none")
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
-                                                  spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0)
+                                                  spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
+                                                  mbstd_group=hyper.mbstd_group)
 
     def training_step(self, batch, optimizers, step):
         real, labels = batch["image"], batch["label"]
