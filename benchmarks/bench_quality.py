@@ -109,6 +109,7 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-sqrt", "fastgan", class_draws="sqrt"),  # classes drawn by the square root of their size
     BenchModel("fastgan-balanced", "fastgan", class_draws="balanced"),  # every class drawn equally often
     BenchModel("fastgan-mbstd", "fastgan", hyper=(("mbstd_group", 4),)),  # D sees the spread of groups of 4
+    BenchModel("fastgan-msstruct", "fastgan", hyper=(("mode_seeking_on", "structure"),)),  # pairs differ in layout
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

@@ -183,3 +183,23 @@ def test_minibatch_std_trains_and_is_refused_with_groups_of_one():
     for bad in (1, -2):
         with pytest.raises(MedisynthError, match="mbstd_group"):
             build_model("fastgan", spec, {**TINY, "mbstd_group": bad})
+
+
+def test_mode_seeking_on_structure_changes_the_update_and_ignores_tones():
+    from medisynth.models.fastgan import standardised
+
+    picture = torch.rand(1, 3, 8, 8) * 2 - 1
+    tones = torch.cat([picture * 0.5 + 0.2, picture * 0.9 - 0.1])
+    assert (tones[0] - tones[1]).abs().mean() > 0.1
+    assert (standardised(tones)[0] - standardised(tones)[1]).abs().mean() < 0.1  # one picture, two tones
+    spec = DataSpec(32, 3, CLASSES)
+    after = []
+    for on in ("pixels", "structure"):
+        torch.manual_seed(0)
+        model = build_model("fastgan", spec, {**TINY, "mode_seeking": 1.0, "mode_seeking_on": on})
+        logs = model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+        after.append(snapshot(model.generator))
+    assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
+    with pytest.raises(MedisynthError, match="mode_seeking_on"):
+        build_model("fastgan", spec, {**TINY, "mode_seeking_on": "features"})

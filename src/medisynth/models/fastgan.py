@@ -72,6 +72,10 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # weight of the mode-seeking term (Mao et al. 2019; 0 = off): without it the minority grades of the phantom
     # collapsed to one image each within ~1,000 steps; 1.0 drowned the hinge loss and drew noise
     mode_seeking: float = 0.05
+    # what the mode-seeking term compares: "pixels" (MSGAN) or "structure" (each image's channels standardised
+    # first, so that a pair differing only in brightness or contrast counts as alike: the 10-minute grids' rows of
+    # one picture in several tones)
+    mode_seeking_on: str = "pixels"
     d_norm: str = "batch"  # the discriminator's normalisation: "batch" (the paper) or "none" (spectral norm alone)
     # weight of the auxiliary classifier's cross-entropy (AC-GAN) in D's and G's loss; 0 = no head. Runs saved before
     # it existed had none ("before"). On the phantom set it made synthetic images hurt the utility study less
@@ -180,6 +184,12 @@ class FastGANGenerator(nn.Module):
                 x = self.sle[str(resolution)](features[self.sle_low[resolution]], x)
             features[resolution] = x
         return torch.tanh(self.to_image(x))
+
+
+def standardised(images: torch.Tensor, eps: float = 0.04) -> torch.Tensor:
+    """Each image's channels shifted and scaled to zero mean and unit spread (``eps`` in [-1, 1] units keeps a flat
+    image flat; the diversity monitor's 0.02 in [0, 1] units)."""
+    return (images - images.mean((2, 3), keepdim=True)) / (images.std((2, 3), keepdim=True) + eps)
 
 
 # -- discriminator -----------------------------------------------------------------------------
@@ -323,6 +333,8 @@ class FastGAN(GANModel):
                        max_channels=hyper.max_channels)
         if hyper.class_loss < 0:
             raise MedisynthError(f"{self.name}: class_loss={hyper.class_loss}; a weight is 0 (off) or positive")
+        if hyper.mode_seeking_on not in ("pixels", "structure"):
+            raise MedisynthError(f"{self.name}: mode_seeking_on={hyper.mode_seeking_on!r}; choose pixels or structure")
         if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:
             raise MedisynthError(f"{self.name}: mbstd_group={hyper.mbstd_group}; 0 (off) or a group of 2 or more images")
         super().__init__(spec, hyper)
@@ -370,7 +382,8 @@ class FastGAN(GANModel):
             loss_g = -self.discriminator(self.augment(fake), fake_labels).float().mean()
         if pairs:
             # Mao et al. (MSGAN): for one class, images should differ as much as their latents do
-            image_gap = global_mean((fake[0:pairs:2] - fake[1:pairs:2]).abs().float())
+            compared = standardised(fake) if self.hyper.mode_seeking_on == "structure" else fake
+            image_gap = global_mean((compared[0:pairs:2] - compared[1:pairs:2]).abs().float())
             latent_gap = global_mean((z[0:pairs:2] - z[1:pairs:2]).abs().float())
             loss_g = loss_g + self.hyper.mode_seeking / (image_gap / latent_gap + 1e-5)
         loss_g.backward()
