@@ -165,8 +165,8 @@ def test_minibatch_std_is_the_spread_over_groups(n, group):
     out = MinibatchStd(4)(varied)
     assert out.shape == (n, 4, 4, 4) and torch.equal(out[:, :3], varied)
     spread = out[:, 3, 0, 0]
-    expected = varied.reshape(group, n // group, 3, 4, 4).var(0, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
-    assert torch.allclose(spread, expected.repeat(group))
+    expected = varied.reshape(n // group, group, 3, 4, 4).var(1, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
+    assert torch.allclose(spread, expected.repeat_interleave(group))  # consecutive images form a group
     same = MinibatchStd(4)(varied[:1].expand(n, 3, 4, 4))[:, 3]
     assert float(same.max()) < 1e-3  # near-identical images: no spread, which no real batch shows
     if group > 1:

@@ -232,10 +232,10 @@ class Decoder(nn.Module):
 
 
 class MinibatchStd(nn.Module):
-    """One more feature map for D's logit: how much the features vary across groups of ``group`` images of the batch
-    (ProGAN's minibatch standard deviation). Groups take every (N / group)-th image, so the mode-seeking pairs (0, 1),
-    (2, 3)... fall into different groups; a batch that does not divide uses the largest group size that does.
-    Under torchrun each process groups its own rows."""
+    """One more feature map for D's logit: how much the features vary within groups of ``group`` consecutive images of
+    the batch (ProGAN's minibatch standard deviation); a batch that does not divide uses the largest group size that
+    does. Consecutive, not strided as in ProGAN: under torchrun each process holds a contiguous share of the global
+    batch, so when that share is a multiple of the group the groups are the ones a single process would form."""
 
     def __init__(self, group: int):
         super().__init__()
@@ -244,9 +244,10 @@ class MinibatchStd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         group = next(g for g in range(min(self.group, n), 0, -1) if n % g == 0)
-        y = x.float().reshape(group, n // group, c, h, w)
-        spread = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # one figure per group
-        return torch.cat([x, spread.repeat(group)[:, None, None, None].expand(n, 1, h, w).to(x.dtype)], dim=1)
+        y = x.float().reshape(n // group, group, c, h, w)
+        spread = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # one figure per group
+        spread = spread.repeat_interleave(group)[:, None, None, None].expand(n, 1, h, w)
+        return torch.cat([x, spread.to(x.dtype)], dim=1)
 
 
 class FastGANDiscriminator(nn.Module):

@@ -24,9 +24,9 @@ on CT (where the pixel figure warned already), fastgan's near-alike rows at 0.40
 rows (some varying the disc side and the vessels) at 0.51-1.29 (this check on each run's final EMA
 generator, grids looked at; means over pairs). A mean still passed CT rows of one pose with one or two
 outliers (fastgan-balanced seed 1: Normal at 0.56); with the median that row is at 0.32 and warned, every
-cgan class still warns (CT 0.12-0.18, phantom 0.24-0.44), CT fastgan none (0.58-1.02). Noise textures at one brightness (the per-class dcgan's CT samples) are the
-reverse: low in pixels, high once standardised, so both are
-watched. The thresholds are relative to each class's own real spread, so they carry across data sets.
+cgan class still warns (CT 0.12-0.18, phantom 0.24-0.44), CT fastgan none (0.58-1.02). Noise textures
+at one brightness (the per-class dcgan's CT samples) are the reverse: low in pixels, high once
+standardised, so both are watched. The thresholds are relative to each class's own real spread, so they carry across data sets.
 
 Drawing the samples forks the RNG and runs the model in eval mode (no BatchNorm statistics
 change), so watching never changes the training result; exact resume holds.
