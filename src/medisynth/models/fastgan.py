@@ -44,7 +44,8 @@ from medisynth.errors import MedisynthError
 from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
-from medisynth.models.layers import check_positive, check_size, global_mean, log2_int, set_requires_grad
+from medisynth.models.layers import (check_positive, check_size, global_mean, log2_int, set_requires_grad,
+                                     standardise_channels)
 
 SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
 #: channels at each resolution, as multiples of ``width`` (the paper's table, with its ngf = 64 -> width)
@@ -184,12 +185,6 @@ class FastGANGenerator(nn.Module):
                 x = self.sle[str(resolution)](features[self.sle_low[resolution]], x)
             features[resolution] = x
         return torch.tanh(self.to_image(x))
-
-
-def standardised(images: torch.Tensor, eps: float = 0.04) -> torch.Tensor:
-    """Each image's channels shifted and scaled to zero mean and unit spread (``eps`` in [-1, 1] units keeps a flat
-    image flat; the diversity monitor's 0.02 in [0, 1] units)."""
-    return (images - images.mean((2, 3), keepdim=True)) / (images.std((2, 3), keepdim=True) + eps)
 
 
 # -- discriminator -----------------------------------------------------------------------------
@@ -383,7 +378,8 @@ class FastGAN(GANModel):
             loss_g = -self.discriminator(self.augment(fake), fake_labels).float().mean()
         if pairs:
             # Mao et al. (MSGAN): for one class, images should differ as much as their latents do
-            compared = standardised(fake) if self.hyper.mode_seeking_on == "structure" else fake
+            # eps 0.04 in [-1, 1] units: the diversity monitor's 0.02 in [0, 1] units
+            compared = standardise_channels(fake, 0.04) if self.hyper.mode_seeking_on == "structure" else fake
             image_gap = global_mean((compared[0:pairs:2] - compared[1:pairs:2]).abs().float())
             latent_gap = global_mean((z[0:pairs:2] - z[1:pairs:2]).abs().float())
             loss_g = loss_g + self.hyper.mode_seeking / (image_gap / latent_gap + 1e-5)

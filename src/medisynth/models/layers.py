@@ -173,6 +173,12 @@ def recompute_batchnorm_statistics(net: nn.Module, inputs: Iterable[tuple]) -> N
             m.momentum = momentum
 
 
+def standardise_channels(images: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each image's channels shifted and scaled to zero mean and unit spread; ``eps`` (in the images' units) keeps a
+    flat image flat instead of amplifying its noise. Used where one picture in several tones must count as one."""
+    return (images - images.mean((2, 3), keepdim=True)) / (images.std((2, 3), keepdim=True) + eps)
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     """Freeze a network while the other one steps, so backward skips its weight gradients."""
     for p in net.parameters():

@@ -26,7 +26,8 @@ generator, grids looked at; means over pairs). A mean still passed CT rows of on
 outliers (fastgan-balanced seed 1: Normal at 0.56); with the median that row is at 0.32 and warned, every
 cgan class still warns (CT 0.12-0.18, phantom 0.24-0.44), CT fastgan none (0.58-1.02). Noise textures
 at one brightness (the per-class dcgan's CT samples) are the reverse: low in pixels, high once
-standardised, so both are watched. The thresholds are relative to each class's own real spread, so they carry across data sets.
+standardised, so both are watched. The thresholds are relative to each class's own real spread, so they
+carry across data sets.
 
 Drawing the samples forks the RNG and runs the model in eval mode (no BatchNorm statistics
 change), so watching never changes the training result; exact resume holds.
@@ -38,6 +39,8 @@ from typing import Iterator, Optional
 
 import torch
 import torch.nn.functional as F
+
+from medisynth.models.layers import standardise_channels
 
 COLLAPSE_RATIO = 1 / 3  # of the real pixel spread
 STRUCTURE_COLLAPSE_RATIO = 1 / 2  # of the real spread of standardised images
@@ -69,7 +72,7 @@ def pairwise_diversity(images: torch.Tensor, standardise: bool = False, median: 
     if x.shape[-1] > MEASURE_SIZE:
         x = F.interpolate(x, size=(MEASURE_SIZE, MEASURE_SIZE), mode="area")
     if standardise:
-        x = (x - x.mean((2, 3), keepdim=True)) / (x.std((2, 3), keepdim=True) + STANDARDISE_EPS)
+        x = standardise_channels(x, STANDARDISE_EPS)
     flat = x.flatten(1)
     n = len(flat)
     pairs = (torch.cdist(flat, flat) / flat.shape[1] ** 0.5)[torch.triu(torch.ones(n, n, dtype=torch.bool), 1)]
