@@ -148,8 +148,8 @@ def run_demo(config: DemoConfig) -> dict:
     space = (metrics.get("verdict") or {}).get("primary_space")
     spotted = (metrics.get("detectability") or {}).get(space)
     # the trainer's last diversity check: grades whose samples were near-identical when training stopped
-    collapsed = ([line for line in read_metrics(out / "run") if "collapse_warning" in line][-1:] or [{}])[0].get(
-        "collapse_warning", [])
+    checks = [record["collapse_warning"] for record in read_metrics(out / "run") if "collapse_warning" in record]
+    collapsed = checks[-1] if checks else []
     summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
                "utility_report": str(out / "utility" / "utility.html"), "minority_classes": minority,
                "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None,
