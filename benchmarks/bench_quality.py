@@ -110,6 +110,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-balanced", "fastgan", class_draws="balanced"),  # every class drawn equally often
     BenchModel("fastgan-mbstd", "fastgan", hyper=(("mbstd_group", 4),)),  # D sees the spread of groups of 4
     BenchModel("fastgan-msstruct", "fastgan", hyper=(("mode_seeking_on", "structure"),)),  # pairs differ in layout
+    # unconditional for 1,000 steps, conditional from 2,000 (about a third of the 10-minute CPU budget each)
+    BenchModel("fastgan-transition", "fastgan", hyper=(("condition_ramp", (1000, 2000)),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

@@ -204,3 +204,47 @@ def test_mode_seeking_on_structure_changes_the_update_and_ignores_tones():
     assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
     with pytest.raises(MedisynthError, match="mode_seeking_on"):
         build_model("fastgan", spec, {**TINY, "mode_seeking_on": "features"})
+
+
+@pytest.mark.parametrize("ramp, step, weight", [((0, 0), 0, 1.0), ((0, 0), 10**6, 1.0), ((10, 20), 0, 0.0),
+                                                ((10, 20), 10, 0.0), ((10, 20), 15, 0.5), ((10, 20), 20, 1.0),
+                                                ((10, 20), 99, 1.0), ((0, 4), 1, 0.25)])
+def test_condition_weight_ramps_from_start_to_end(ramp, step, weight):
+    from medisynth.models.fastgan import condition_weight
+
+    assert condition_weight(step, ramp) == pytest.approx(weight)
+
+
+def test_before_the_ramp_the_class_reaches_neither_the_image_nor_the_class_terms():
+    # transitional training (Shahbazi et al. 2022) starts as an unconditional GAN
+    spec = DataSpec(32, 3, CLASSES)
+    torch.manual_seed(0)
+    model = build_model("fastgan", spec, {**TINY, "condition_ramp": [5, 10]})
+    logs = model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
+    assert logs["condition"] == 0.0 and all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert float(model.generator.condition_weight) == 0.0
+    model.generator.embed.weight.data.normal_()  # even a learned embedding changes nothing at weight 0
+    z = torch.randn(1, TINY["latent_dim"]).repeat(3, 1)
+    with torch.no_grad():
+        model.generator.eval()
+        images = model.generator(z, torch.arange(3))
+    assert torch.equal(images[0], images[1]) and torch.equal(images[1], images[2])
+    projection = model.discriminator.class_embed.parametrizations.weight.original
+    assert projection.grad is None or not projection.grad.any()  # the class term was not trained
+    model.generator.train()
+    logs = model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 7)
+    assert logs["condition"] == pytest.approx(0.4) and float(model.generator.condition_weight) == pytest.approx(0.4)
+    assert projection.grad is not None and projection.grad.any()
+
+
+def test_without_a_ramp_there_is_no_condition_weight():
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), TINY)
+    assert not hasattr(model.generator, "condition_weight")
+    spec = DataSpec(32, 3, CLASSES)
+    assert "condition" not in model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
+
+
+@pytest.mark.parametrize("bad", [[5, 5], [10, 2], [-1, 3], [1, 2, 3], [0.5, 2]])
+def test_a_ramp_that_does_not_rise_is_refused(bad):
+    with pytest.raises(MedisynthError, match="condition_ramp"):
+        build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "condition_ramp": bad})

@@ -85,6 +85,19 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # images per group of the minibatch standard deviation feature in D (Karras et al. 2018); 0 = off. A batch of
     # near-identical fakes has a spread no real batch has, so D can penalise the one-pose rows of the 10-minute runs
     mbstd_group: int = 0
+    # transitional training (Shahbazi et al., ICLR 2022, "Collapse by Conditioning"): steps (start, end) over which
+    # the class enters the generator and the adversarial loss, from 0 (an unconditional GAN, whose one D sees every
+    # image) to 1; (0, 0) = conditional from the first step. Meant for the one-pose rows of the rare classes
+    condition_ramp: tuple[int, int] = (0, 0)
+
+
+def condition_weight(step: int, ramp: tuple[int, int]) -> float:
+    """How much of the class the generator and the adversarial loss see at ``step``: 0 before ``ramp[0]``, rising
+    linearly to 1 at ``ramp[1]``; always 1 for a ramp that ends at 0 (the default, no transition)."""
+    start, end = ramp
+    if end <= 0:
+        return 1.0
+    return min(max((step - start) / max(end - start, 1), 0.0), 1.0)
 
 
 def channels_at(resolution: int, width: int, max_channels: int) -> int:
@@ -159,10 +172,13 @@ def sle_pairs(size: int) -> dict[int, int]:
 
 
 class FastGANGenerator(nn.Module):
-    def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int):
+    def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int,
+                 transitional: bool = False):
         super().__init__()
         ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
         self.embed = nn.Embedding(num_classes, embed_dim)
+        if transitional:  # a buffer, so a checkpoint samples with the weight its last step trained with
+            self.register_buffer("condition_weight", torch.ones(()))
         self.init_conv = _init(nn.ConvTranspose2d(nz + embed_dim, 2 * ch[4], 4, 1, 0, bias=False))
         self.init_norm = ConditionalBatchNorm(2 * ch[4], embed_dim)
         self.resolutions = [2**k for k in range(3, log2_int(size) + 1)]
@@ -176,6 +192,8 @@ class FastGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         embedding = self.embed(labels).to(z.dtype)
+        if hasattr(self, "condition_weight"):
+            embedding = embedding * self.condition_weight.to(z.dtype)
         x = self.init_conv(torch.cat([z, embedding], dim=1)[:, :, None, None])
         x = F.glu(self.init_norm(x, embedding), dim=1)
         features = {4: x}
@@ -245,6 +263,16 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, spread.to(x.dtype)], dim=1)
 
 
+@dataclass
+class Judgement:
+    """What the discriminator says about a batch."""
+
+    logit: torch.Tensor  # the projection output, one per image: the adversarial logit
+    unconditional: torch.Tensor  # its linear term alone: an unconditional discriminator's logit
+    recon: Optional[torch.Tensor]  # reconstruction MSE, when a quadrant was asked for
+    class_logits: Optional[torch.Tensor]  # the auxiliary classifier's, when asked for and D has one
+
+
 class FastGANDiscriminator(nn.Module):
     def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int, norm: str = "batch",
                  classifier: bool = False, mbstd_group: int = 0):
@@ -274,32 +302,30 @@ class FastGANDiscriminator(nn.Module):
                 feat16 = x
         return feat16, x
 
-    def project(self, feat8: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Projection output: mean over the 8x8 grid of (linear logit + <class embedding, features>)."""
+    def judge(self, x: torch.Tensor, labels: torch.Tensor, quadrant: Optional[int] = None,
+              classes: bool = False) -> Judgement:
+        """D's outputs for images ``x`` of classes ``labels``; with ``quadrant`` (0..3, row-major) also the
+        reconstruction error (the whole image from the 8x8 features, that quadrant from the matching quarter of
+        the 16x16 features); with ``classes`` the auxiliary classifier's logits, where D has one (asked for only
+        where a loss uses them: each call of a spectral-normed layer advances its power iteration)."""
+        feat16, feat8 = self.features(x)
+        # this order of the heads keeps the summation order of the backward pass, so a run's numbers are
+        # reproduced bit for bit by the code before this method
+        recon = self.reconstruction_error(x, feat16, feat8, quadrant) if quadrant is not None else None
         logit_input = self.minibatch_std(feat8) if self.minibatch_std is not None else feat8
-        logits = self.logit(logit_input).flatten(1)  # N x 64
+        logits = self.logit(logit_input).flatten(1)  # N x 64 positions
         projection = torch.einsum("nchw,nc->nhw", feat8, self.class_embed(labels).to(feat8.dtype)).flatten(1)
-        return (logits + projection).mean(dim=1)
-
-    def classify(self, feat8: torch.Tensor) -> torch.Tensor:
-        """Class logits of the auxiliary classifier from the pooled 8x8 features."""
-        return self.classifier(feat8.mean(dim=(2, 3)))
+        return Judgement(
+            logit=(logits + projection).mean(dim=1),
+            unconditional=logits.mean(dim=1),
+            recon=recon,
+            class_logits=self.classifier(feat8.mean(dim=(2, 3))) if (classes and self.classifier is not None) else None,
+        )
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.project(self.features(x)[1], labels)
+        return self.judge(x, labels).logit
 
-    def forward_with_classes(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, class logits of the auxiliary classifier)."""
-        feat8 = self.features(x)[1]
-        return self.project(feat8, labels), self.classify(feat8)
-
-    def forward_with_reconstruction(
-        self, x: torch.Tensor, labels: torch.Tensor, quadrant: int
-    ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-        """(logits, reconstruction MSE, class logits or None without the auxiliary classifier): the whole
-        image from the 8x8 features and quadrant ``quadrant`` (0..3, row-major) from the matching quarter
-        of the 16x16 features."""
-        feat16, feat8 = self.features(x)
+    def reconstruction_error(self, x: torch.Tensor, feat16: torch.Tensor, feat8: torch.Tensor, quadrant: int) -> torch.Tensor:
         whole = self.decode_whole(feat8)
         qy, qx = divmod(quadrant, 2)
         h = feat16.shape[-1] // 2
@@ -308,9 +334,7 @@ class FastGANDiscriminator(nn.Module):
         x_part = x[:, :, qy * half : (qy + 1) * half, qx * half : (qx + 1) * half]
         target_whole = F.interpolate(x, size=whole.shape[-2:], mode="area") if whole.shape[-1] != x.shape[-1] else x
         target_part = F.interpolate(x_part, size=part.shape[-2:], mode="area") if part.shape[-1] != half else x_part
-        recon = F.mse_loss(whole.float(), target_whole.float()) + F.mse_loss(part.float(), target_part.float())
-        class_logits = self.classify(feat8) if self.classifier is not None else None
-        return self.project(feat8, labels), recon, class_logits
+        return F.mse_loss(whole.float(), target_whole.float()) + F.mse_loss(part.float(), target_part.float())
 
 
 @register_model("fastgan")
@@ -334,8 +358,12 @@ class FastGAN(GANModel):
         if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:
             raise MedisynthError(f"{self.name}: mbstd_group={hyper.mbstd_group}; 0 (off) or a group of 2 or more images")
         super().__init__(spec, hyper)
+        ramp = hyper.condition_ramp
+        if len(ramp) != 2 or not all(isinstance(v, int) and v >= 0 for v in ramp) or (ramp[1] and ramp[1] <= ramp[0]):
+            raise MedisynthError(f"{self.name}: condition_ramp={list(ramp)}; give [start, end] steps with end > start "
+                                 "(e.g. --hp condition_ramp=[1000,2000]), or [0, 0] for a conditional GAN from the first step")
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
-                                          spec.image_size, spec.num_classes, hyper.embed_dim)
+                                          spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0)
         if hyper.d_norm not in ("batch", "none"):
             raise MedisynthError(f"{self.name}: d_norm={hyper.d_norm!r}; choose batch or none")
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
@@ -352,6 +380,9 @@ class FastGAN(GANModel):
             # Neighbours, not halves, so that the ranks' even slices of a global batch hold the same pairs.
             fake_labels = labels.clone()
             fake_labels[1:pairs:2] = labels[0:pairs:2]
+        weight = condition_weight(step, self.hyper.condition_ramp)
+        if self.transitional:
+            self.generator.condition_weight.fill_(weight)
         z = self.sample_z(real.shape[0], real.device)
         fake = self.generator(z, fake_labels)
 
@@ -359,23 +390,27 @@ class FastGAN(GANModel):
         set_requires_grad(self.discriminator, True)
         opt_d.zero_grad(set_to_none=True)
         quadrant = int(torch.randint(4, ()))  # a scalar: never mistaken for a per-sample draw under torchrun
-        d_real, recon, class_real = self.discriminator.forward_with_reconstruction(self.augment(real), labels, quadrant)
-        d_real = d_real.float()
-        d_fake = self.discriminator(self.augment(fake.detach()), fake_labels).float()
-        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean() + self.hyper.recon_weight * recon
-        if class_real is not None:  # the auxiliary classifier learns the classes of real images only
-            loss_d = loss_d + self.hyper.class_loss * F.cross_entropy(class_real.float(), labels)
+        on_real = self.discriminator.judge(self.augment(real), labels, quadrant, classes=True)
+        on_fake = self.discriminator.judge(self.augment(fake.detach()), fake_labels)
+        loss_d = self.adversarial(lambda real_logit, fake_logit: F.relu(1.0 - real_logit).mean()
+                                  + F.relu(1.0 + fake_logit).mean(), (on_real, on_fake), weight)
+        loss_d = loss_d + self.hyper.recon_weight * on_real.recon
+        if on_real.class_logits is not None:  # the auxiliary classifier learns the classes of real images only
+            loss_d = loss_d + self.hyper.class_loss * F.cross_entropy(on_real.class_logits.float(), labels)
         loss_d.backward()
         opt_d.step()
+        # the logit D is always trained on: under transitional training the class term starts untrained
+        d_real, d_fake = ((on_real.unconditional, on_fake.unconditional) if self.transitional
+                          else (on_real.logit, on_fake.logit))
+        d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
         self.augment.observe(d_real)
 
         set_requires_grad(self.discriminator, False)
         opt_g.zero_grad(set_to_none=True)
-        if self.hyper.class_loss > 0:
-            d_gen, class_gen = self.discriminator.forward_with_classes(self.augment(fake), fake_labels)
-            loss_g = -d_gen.float().mean() + self.hyper.class_loss * F.cross_entropy(class_gen.float(), fake_labels)
-        else:
-            loss_g = -self.discriminator(self.augment(fake), fake_labels).float().mean()
+        on_gen = self.discriminator.judge(self.augment(fake), fake_labels, classes=True)
+        loss_g = self.adversarial(lambda gen_logit: -gen_logit.mean(), (on_gen,), weight)
+        if on_gen.class_logits is not None:  # the class is asked of G only as far as the ramp has reached
+            loss_g = loss_g + weight * self.hyper.class_loss * F.cross_entropy(on_gen.class_logits.float(), fake_labels)
         if pairs:
             # Mao et al. (MSGAN): for one class, images should differ as much as their latents do
             # eps 0.04 in [-1, 1] units: the diversity monitor's 0.02 in [0, 1] units
@@ -388,5 +423,20 @@ class FastGAN(GANModel):
         set_requires_grad(self.discriminator, True)
 
         figures = torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
-                               recon.detach(), self.augment.p.to(loss_d.dtype)])
-        return dict(zip(self.log_keys, figures.detach().tolist()))
+                               on_real.recon.detach(), self.augment.p.to(loss_d.dtype)])
+        logged = dict(zip(self.log_keys, figures.detach().tolist()))
+        if self.transitional:
+            logged["condition"] = weight
+        return logged
+
+    @property
+    def transitional(self) -> bool:
+        return self.hyper.condition_ramp[1] > 0
+
+    def adversarial(self, loss, judgements: tuple[Judgement, ...], weight: float) -> torch.Tensor:
+        """``loss`` of the judgements' adversarial logits; under transitional training the paper's
+        L(unconditional logits) + weight x L(conditional logits)."""
+        conditional = loss(*(j.logit.float() for j in judgements))
+        if not self.transitional:
+            return conditional
+        return loss(*(j.unconditional.float() for j in judgements)) + weight * conditional
