@@ -751,7 +751,8 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
             spaces = {r["feature_space_id"] for r in chosen} | ({ref["feature_space_id"]} if ref else set())
             if len(spaces) > 1:
                 lines.append(f"**Warning:** these records were judged in {len(spaces)} different feature spaces "
-                             f"({', '.join(sorted(spaces))}); KID and precision/recall compare only within one.")
+                             f"({', '.join(sorted(spaces))}); KID, precision/recall, CAS and detectability compare only within "
+                             "one, so each model has one row per judge (named by its feature space).")
             lines.append("")
             header = (["model", "seeds", "steps"] + [c[0] for c in COLUMNS]
                       + ["utility above chance (oversampled · real+synthetic)", "Δ bal. acc. (95% CI)",
@@ -760,7 +761,8 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
             lines.append("|" + "---|" * len(header))
             if ref:
                 m = ref["measures"]
-                cells = [REAL_ROW, "-", "-"] + [
+                real_row = REAL_ROW if len(spaces) == 1 else f"{REAL_ROW} · judge {ref['feature_space_id'][:6]}"
+                cells = [real_row, "-", "-"] + [
                     _mean_std([m.get(key)], digits) if key in m else "-" for _, key, digits in COLUMNS] + ["-"] * 4
                 lines.append("| " + " | ".join(cells) + " |")
             for model in models:
@@ -778,17 +780,24 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
                         why = notes.get(model) or "not run yet"
                         lines.append(f"| {model} | 0 | " + " | ".join(["-"] * (len(header) - 3)) + f" | not run: {why} |")
                     continue
-                seeds = [r["seed"] for r in rows]
-                cells = [model, str(len(rows)), _mean_std([r["train"]["steps"] for r in rows], 0)]
-                # .get: a measure added later is "-" for records made before it (--rescore fills it in)
-                cells += [_mean_std([r["measures"].get(key) for r in rows], digits) for _, key, digits in COLUMNS]
-                above = [_seeds_above_chance(rows, protocol) for protocol in ("oversampled", "real_synthetic")]
-                cells.append(" · ".join("-" if a is None else f"{a}/{len(rows)}" for a in above))
-                cells.append(_paired_difference(rows, "real_synthetic"))
-                cells.append(_paired_difference(rows, "balanced_mix"))
-                cells.append(f"[seed {seeds[0]}]({link_base}{rows[0]['grid']})"
-                             + "".join(f"; seed {r['seed']} not judged: {r['not_judged']}" for r in unjudged))
-                lines.append("| " + " | ".join(cells) + " |")
+                # one row per judge: a mean over records judged in different feature spaces would mean nothing
+                by_space: dict[str, list[dict]] = {}
+                for r in rows:
+                    by_space.setdefault(r["feature_space_id"], []).append(r)
+                for space, group in by_space.items():
+                    seeds = [r["seed"] for r in group]
+                    name = model if len(spaces) == 1 else f"{model} · judge {space[:6]}"
+                    cells = [name, str(len(group)), _mean_std([r["train"]["steps"] for r in group], 0)]
+                    # .get: a measure added later is "-" for records made before it (--rescore fills it in)
+                    cells += [_mean_std([r["measures"].get(key) for r in group], digits) for _, key, digits in COLUMNS]
+                    above = [_seeds_above_chance(group, protocol) for protocol in ("oversampled", "real_synthetic")]
+                    cells.append(" · ".join("-" if a is None else f"{a}/{len(group)}" for a in above))
+                    cells.append(_paired_difference(group, "real_synthetic"))
+                    cells.append(_paired_difference(group, "balanced_mix"))
+                    cells.append(f"[seed {seeds[0]}]({link_base}{group[0]['grid']})"
+                                 + "".join(f"; seed {r['seed']} not judged: {r['not_judged']}" for r in unjudged))
+                    unjudged = []  # named once, in the first row
+                    lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "KID and precision/recall: the evaluation set (as many synthetic images per class as the class has real "

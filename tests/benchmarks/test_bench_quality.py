@@ -140,6 +140,20 @@ def test_table_pairs_seeds_and_gives_the_t_interval(bench):
     assert "not run: model 'fastgan' is not registered" in table
 
 
+def test_table_gives_one_row_per_judge_when_records_were_judged_in_several_feature_spaces(bench):
+    records = [_record("cgan", s, 0.70, 0.60) for s in range(3)]
+    records[2]["feature_space_id"] = "def"  # a judge retrained on another machine
+    for r, kid in zip(records, [0.1, 0.3, 5.0]):
+        r["measures"]["kid"] = kid
+    lines = bench.make_table({"records": records, "references": {}}, ["cgan"], {}).splitlines()
+    rows = [line for line in lines if line.startswith("| cgan")]
+    assert [row.split(" | ")[:2] for row in rows] == [["| cgan · judge abc", "2"], ["| cgan · judge def", "1"]]
+    assert "0.2000 ± 0.1414" in rows[0] and "5.0000" in rows[1]  # never a mean over both judges
+    assert any("2 different feature spaces (abc, def)" in line for line in lines)
+    one_judge = bench.make_table({"records": records[:2], "references": {}}, ["cgan"], {})
+    assert "| cgan | 2 |" in one_judge and "judge abc" not in one_judge
+
+
 def test_table_gives_the_balanced_mix_difference_over_the_records_that_have_it(bench):
     records = [_record("cgan", s, b, 0.1) for s, b in enumerate([0.70, 0.74, 0.72])]
     del records[2]["measures"]["balanced_mix_balanced_accuracy"]  # a record made before the mix
