@@ -25,6 +25,10 @@ D's pooled 8x8 features learns the class of real images (cross-entropy added to 
 generator is asked to make images that head puts in their class (the same cross-entropy on fakes,
 added to G's loss): a second, explicit class signal beside the projection.
 
+Transitional training (``condition_ramp``, off by default; Shahbazi et al., ICLR 2022): the GAN starts
+unconditional and the class is ramped into G's embedding and into the loss (hinge of D's unconditional logit plus the
+ramp weight times that of the conditional one).
+
 Loss: hinge. DiffAugment with adaptive probability (``medisynth.models.ada``) on everything D sees.
 ``discriminator_score`` is the sigmoid of D's logit, so ``--min-d-score`` works as for cgan.
 
@@ -309,8 +313,9 @@ class FastGANDiscriminator(nn.Module):
         the 16x16 features); with ``classes`` the auxiliary classifier's logits, where D has one (asked for only
         where a loss uses them: each call of a spectral-normed layer advances its power iteration)."""
         feat16, feat8 = self.features(x)
-        # this order of the heads keeps the summation order of the backward pass, so a run's numbers are
-        # reproduced bit for bit by the code before this method
+        # the reconstruction before the logits, as the code before this method had it: the backward pass then sums
+        # the gradients into the features in the same order (only the classifier on real images moved, which changes
+        # a run's numbers in the last bits; with the earlier order the default recipe was checked bit for bit)
         recon = self.reconstruction_error(x, feat16, feat8, quadrant) if quadrant is not None else None
         logit_input = self.minibatch_std(feat8) if self.minibatch_std is not None else feat8
         logits = self.logit(logit_input).flatten(1)  # N x 64 positions
