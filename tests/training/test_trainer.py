@@ -309,6 +309,19 @@ def test_cli_user_error_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     assert "not a prepared data set" in err and "Traceback" not in err
 
 
+def test_cli_error_keeps_bracketed_text(toy_data_32, tmp_path, monkeypatch, capsys):
+    # rich would read "[start, end]" as markup and drop it from the one line the user gets
+    from medisynth.cli import main
+
+    monkeypatch.setattr("sys.argv", ["medisynth", "train", str(toy_data_32), "--model", "fastgan", "--out",
+                                     str(tmp_path / "r"), "--steps", "1", "--hp", "condition_ramp=[30,10]"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "condition_ramp=[30, 10]; give [start, end] steps" in " ".join(err.split())
+
+
 def test_a_budget_given_on_resume_replaces_the_runs_budget(tmp_path, capsys):
     from medisynth.training import toy
     from medisynth.training.config import TrainConfig

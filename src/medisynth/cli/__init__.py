@@ -6,6 +6,7 @@ turns a ``MedisynthError`` into one red line on stderr and exit status 2.
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from medisynth.cli.app import app
 from medisynth.cli.flags import Command
@@ -27,7 +28,8 @@ def main() -> None:
     try:
         app()
     except MedisynthError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message naming a list ("[start, end]") must not be read as rich markup and vanish
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")
