@@ -100,6 +100,24 @@ def failure(result: subprocess.CompletedProcess) -> str:
 # rate (2e-4 for the GANs) either way: weights get half of that, logged losses a relative 1e-4
 # (measured: below 2e-5 on weights, 1e-7 relative on losses, after 3 steps of every model)
 TOLERANCE = {"atol": 1e-4, "rtol": 1e-4}
+# spectral norm's power-iteration vectors (u, v): where a layer's two largest singular values are close, rounding in
+# the weights turns them visibly (fastgan, 2026-12-06 machine: 4e-4 in one of 32 entries, weights within 1e-4)
+POWER_ITERATION_TOLERANCE = {"atol": 2e-3, "rtol": 1e-3}
+#: the largest learning rate of any two-rank case (fastgan's D)
+LARGEST_LR = 1.6e-3
+
+
+def assert_close_but_for_adam_sign_flips(two: torch.Tensor, one: torch.Tensor, key: str, steps: int) -> None:
+    """Equal within TOLERANCE, except a few elements (at most 1%) whose gradient is zero up to rounding: Adam's first
+    steps move an element by about lr whatever the gradient's size, so the rounding of a summation over two ranks
+    can send such an element the other way (fastgan on the 2026-12-06 machine: 4 of 512 weights of one D conv, by
+    2.6e-4). Those may differ by at most the 2 x lr per step such a flip can make."""
+    off = ~torch.isclose(two.double(), one.double(), **TOLERANCE)
+    if not off.any():
+        return
+    gap = (two.double() - one.double()).abs()[off].max().item()
+    assert off.double().mean().item() <= 0.01 and gap <= 2 * LARGEST_LR * steps, (
+        f"{key}: {int(off.sum())} of {off.numel()} elements differ, by up to {gap:.2e}")
 
 
 def weights(run) -> dict[str, torch.Tensor]:
@@ -385,7 +403,10 @@ def test_two_ranks_train_every_model_as_one_process_on_the_global_batch(grey_dat
     compared = [k for k in one if not (unidentifiable and re.search(unidentifiable[0], k))]
     assert len(compared) >= len(one) // 2  # the exception stays an exception
     for k in compared:
-        torch.testing.assert_close(two[k], one[k], **TOLERANCE, msg=lambda m, k=k: f"{k}: {m}")
+        if re.search(r"\._[uv]$", k):
+            torch.testing.assert_close(two[k], one[k], **POWER_ITERATION_TOLERANCE, msg=lambda m, k=k: f"{k}: {m}")
+        else:
+            assert_close_but_for_adam_sign_flips(two[k], one[k], k, steps=3)
     logged = {n: [json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
               for n in ("one", "two")}
     assert [line["step"] for line in logged["two"]] == [1, 2, 3]
@@ -394,8 +415,11 @@ def test_two_ranks_train_every_model_as_one_process_on_the_global_batch(grey_dat
         for key in a.keys() - {"seconds", "images_per_second"}:
             numbers = isinstance(a[key], float) or (isinstance(a[key], dict)  # per-class figures
                                                      and all(isinstance(v, float) for v in a[key].values()))
+            # the losses of every step tightly; the diversity monitor's figures, measured on samples of weights that
+            # may hold a few sign flips (above), within 1e-3
+            rel = 1e-3 if "diversity" in key else 1e-4
             if numbers:
-                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), (a["step"], key)
+                assert b[key] == pytest.approx(a[key], rel=rel, abs=1e-5), (a["step"], key)
             else:
                 assert b[key] == a[key], (a["step"], key)
 
