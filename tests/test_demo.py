@@ -10,8 +10,8 @@ from medisynth.errors import MedisynthError
 from medisynth.runs import require_run
 
 
-def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
-    out = tmp_path / "demo"
+def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
+    out = tmp_path / "[demo] run"  # brackets: rich must not read the printed paths as markup
     run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, minority_samples=6, utility_seeds=2,
                         utility_epochs=1, domain_epochs=1, ssl_steps=20, device="cpu"))
     summary = json.loads((out / "demo.json").read_text())
@@ -34,6 +34,9 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path):
     # the run points at the prepared data where it now lives, so it can be sampled again after the demo
     require_run(out / "run")
     assert json.loads((out / "run" / "config.json").read_text())["data"] == str(out / "prepared")
+    printed = "".join(capsys.readouterr().out.split())  # rich wraps long lines
+    for path in (out / "report" / "report.html", out / "utility" / "utility.html"):
+        assert "".join(str(path).split()) in printed
 
 
 def test_demo_replaces_only_an_earlier_demo(tmp_path):

@@ -156,14 +156,15 @@ def run_demo(config: DemoConfig) -> dict:
                "collapse_warning": collapsed}
     write_json(out / "demo.json", summary)
     console.rule("[bold green]done")
-    console.print(f"evaluation report: {out / 'report' / 'report.html'}")
-    console.print(f"utility report:    {out / 'utility' / 'utility.html'}")
-    console.print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
-    console.print(f"[bold]{verdict}")
+    # markup off for text that carries paths or intervals: rich would take "[my run]" for a style and drop it
+    console.print(f"evaluation report: {out / 'report' / 'report.html'}", markup=False)
+    console.print(f"utility report:    {out / 'utility' / 'utility.html'}", markup=False)
+    console.print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), markup=False)
+    console.print(verdict, markup=False, style="bold")
     for line in detectability_lines({space: spotted} if spotted else {}):
-        console.print(line.strip())
+        console.print(line.strip(), markup=False)
     if collapsed:
         console.print(f"collapse warning when training stopped: the samples of grade(s) {', '.join(collapsed)} were "
-                      f"near-identical (run/metrics.jsonl, run/samples/)")
+                      f"near-identical (run/metrics.jsonl, run/samples/)", markup=False)
     return {"summary": summary, "metrics": metrics, "utility": utility, "sampled": sampled, "balanced": balanced,
             "run": run}
