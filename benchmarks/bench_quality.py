@@ -112,6 +112,7 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-msstruct", "fastgan", hyper=(("mode_seeking_on", "structure"),)),  # pairs differ in layout
     # unconditional for 1,000 steps, conditional from 2,000 (about a third of the 10-minute CPU budget each)
     BenchModel("fastgan-transition", "fastgan", hyper=(("condition_ramp", (1000, 2000)),)),
+    BenchModel("fastgan-late", "fastgan", hyper=(("class_from", 32),)),  # the class in the 32 and 64 px layers only
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

@@ -248,3 +248,31 @@ def test_without_a_ramp_there_is_no_condition_weight():
 def test_a_ramp_that_does_not_rise_is_refused(bad):
     with pytest.raises(MedisynthError, match="condition_ramp"):
         build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "condition_ramp": bad})
+
+
+@pytest.mark.parametrize("class_from, blind_blocks", [(4, 0), (8, 0), (16, 1), (32, 2)])
+def test_layers_below_class_from_do_not_see_the_class(class_from, blind_blocks):
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "class_from": class_from})
+    with torch.no_grad():  # a class signal in every conditional norm and in the input embedding, as training gives
+        for name, p in model.generator.named_parameters():
+            if "affine" in name or "embed" in name:
+                p.normal_(0, 0.5)
+    generator = model.generator.eval()
+    outputs: list[torch.Tensor] = []
+    hooks = [block.register_forward_hook(lambda module, args, out: outputs.append(out)) for block in generator.blocks]
+    z = torch.randn(1, TINY["latent_dim"]).repeat(2, 1)
+    with torch.no_grad():
+        images = generator(z, torch.tensor([0, 2]))
+    for hook in hooks:
+        hook.remove()
+    # blocks 8, 16, 32 px: the first blind_blocks give both classes the same features, the later ones do not
+    # (at class_from 4 the input embedding differs, so even the 8 px block does)
+    for index, features in enumerate(outputs):
+        assert torch.equal(features[0], features[1]) == (index < blind_blocks)
+    assert not torch.equal(images[0], images[1])
+
+
+@pytest.mark.parametrize("bad", [2, 12, 64])
+def test_class_from_must_be_a_resolution_of_the_generator(bad):
+    with pytest.raises(MedisynthError, match="class_from"):
+        build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "class_from": bad})

@@ -93,6 +93,10 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # the class enters the generator and the adversarial loss, from 0 (an unconditional GAN, whose one D sees every
     # image) to 1; (0, 0) = conditional from the first step. Meant for the one-pose rows of the rare classes
     condition_ramp: tuple[int, int] = (0, 0)
+    # the lowest resolution whose layers see the class (4 = every layer); below it G takes a zero embedding, so the
+    # layout (disc, vessels, body outline) is learned from every image and only finer layers differ by class: aimed at
+    # the one-pose rows of the small classes, whose 16-30 images are too few to learn a layout from
+    class_from: int = 4
 
 
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
@@ -177,9 +181,10 @@ def sle_pairs(size: int) -> dict[int, int]:
 
 class FastGANGenerator(nn.Module):
     def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int,
-                 transitional: bool = False):
+                 transitional: bool = False, class_from: int = 4):
         super().__init__()
         ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
+        self.class_from = class_from
         self.embed = nn.Embedding(num_classes, embed_dim)
         if transitional:  # a buffer, so a checkpoint samples with the weight its last step trained with
             self.register_buffer("condition_weight", torch.ones(()))
@@ -198,11 +203,13 @@ class FastGANGenerator(nn.Module):
         embedding = self.embed(labels).to(z.dtype)
         if hasattr(self, "condition_weight"):
             embedding = embedding * self.condition_weight.to(z.dtype)
-        x = self.init_conv(torch.cat([z, embedding], dim=1)[:, :, None, None])
-        x = F.glu(self.init_norm(x, embedding), dim=1)
+        blind = torch.zeros_like(embedding)  # what the layers below class_from get
+        coarse = embedding if self.class_from <= 4 else blind
+        x = self.init_conv(torch.cat([z, coarse], dim=1)[:, :, None, None])
+        x = F.glu(self.init_norm(x, coarse), dim=1)
         features = {4: x}
         for resolution, block in zip(self.resolutions, self.blocks):
-            x = block(x, embedding)
+            x = block(x, embedding if resolution >= self.class_from else blind)
             if resolution in self.sle_low:
                 x = self.sle[str(resolution)](features[self.sle_low[resolution]], x)
             features[resolution] = x
@@ -367,8 +374,12 @@ class FastGAN(GANModel):
         if len(ramp) != 2 or not all(isinstance(v, int) and v >= 0 for v in ramp) or (ramp[1] and ramp[1] <= ramp[0]):
             raise MedisynthError(f"{self.name}: condition_ramp={list(ramp)}; give [start, end] steps with end > start "
                                  "(e.g. --hp condition_ramp=[1000,2000]), or [0, 0] for a conditional GAN from the first step")
+        if hyper.class_from not in [r for r in CHANNEL_MULTIPLIER if r <= spec.image_size]:
+            raise MedisynthError(f"{self.name}: class_from={hyper.class_from}; give a resolution of the generator, a "
+                                 f"power of two from 4 to the image size {spec.image_size} (4 = every layer sees the class)")
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
-                                          spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0)
+                                          spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0,
+                                          class_from=hyper.class_from)
         if hyper.d_norm not in ("batch", "none"):
             raise MedisynthError(f"{self.name}: d_norm={hyper.d_norm!r}; choose batch or none")
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
