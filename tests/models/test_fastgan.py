@@ -276,3 +276,16 @@ def test_layers_below_class_from_do_not_see_the_class(class_from, blind_blocks):
 def test_class_from_must_be_a_resolution_of_the_generator(bad):
     with pytest.raises(MedisynthError, match="class_from"):
         build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "class_from": bad})
+
+
+@pytest.mark.parametrize("size, expected", [(32, 16), (64, 32), (256, 128)])
+def test_by_default_the_class_reaches_the_last_two_resolutions(size, expected):
+    model = build_model("fastgan", DataSpec(size, 3, CLASSES), {**TINY, "width": 1, "max_channels": 8})
+    assert model.generator.class_from == expected
+
+
+def test_a_run_saved_before_class_from_keeps_every_layer_conditional():
+    from medisynth.models.fastgan import FastGAN
+
+    hyper = FastGAN.saved_hyper({**TINY})  # a model.json written before the field existed
+    assert build_model("fastgan", DataSpec(64, 3, CLASSES), hyper).generator.class_from == 4
