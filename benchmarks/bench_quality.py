@@ -118,6 +118,9 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-msstruct", "fastgan", hyper=(EVERY_LAYER, ("mode_seeking_on", "structure"))),
     # unconditional for 1,000 steps, conditional from 2,000 (about a third of the 10-minute CPU budget each)
     BenchModel("fastgan-transition", "fastgan", hyper=(EVERY_LAYER, ("condition_ramp", (1000, 2000)))),
+    # on the default (class in the last two resolutions): the minibatch-std discriminator, and the class in the last only
+    BenchModel("fastgan-with-mbstd", "fastgan", hyper=(("mbstd_group", 4),)),
+    BenchModel("fastgan-class-from-64", "fastgan", hyper=(("class_from", 64),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),
