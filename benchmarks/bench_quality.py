@@ -104,11 +104,13 @@ class BenchModel:
 
 #: fastgan's default until session 17 (every layer sees the class): the fastgan variants were measured on it and keep it
 EVERY_LAYER = ("class_from", 4)
+#: fastgan's default in session 17 (the last two resolutions see the class)
+LAST_TWO = ("class_from", -2)
 
 MODELS = {m.key: m for m in (
     BenchModel("dcgan", "dcgan", per_class=True),
     BenchModel("cgan", "cgan"),
-    # its defaults are the demo's few-minute recipe (width 8, batch 8; the class in the last two resolutions)
+    # its defaults are the demo's few-minute recipe (width 8, batch 8; the class in the last resolution only)
     BenchModel("fastgan", "fastgan"),
     BenchModel("fastgan-every-layer", "fastgan", hyper=(EVERY_LAYER,)),
     BenchModel("fastgan-sqrt", "fastgan", hyper=(EVERY_LAYER,), class_draws="sqrt"),  # classes by sqrt of size
@@ -118,9 +120,9 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-msstruct", "fastgan", hyper=(EVERY_LAYER, ("mode_seeking_on", "structure"))),
     # unconditional for 1,000 steps, conditional from 2,000 (about a third of the 10-minute CPU budget each)
     BenchModel("fastgan-transition", "fastgan", hyper=(EVERY_LAYER, ("condition_ramp", (1000, 2000)))),
-    # on the default (class in the last two resolutions): the minibatch-std discriminator, and the class in the last only
-    BenchModel("fastgan-with-mbstd", "fastgan", hyper=(("mbstd_group", 4),)),
-    BenchModel("fastgan-class-from-64", "fastgan", hyper=(("class_from", 64),)),
+    # session 17's default (the class in the last two resolutions), and the minibatch-std discriminator on it
+    BenchModel("fastgan-last-two", "fastgan", hyper=(LAST_TWO,)),
+    BenchModel("fastgan-last-two-mbstd", "fastgan", hyper=(LAST_TWO, ("mbstd_group", 4))),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

@@ -250,7 +250,7 @@ def test_a_ramp_that_does_not_rise_is_refused(bad):
         build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "condition_ramp": bad})
 
 
-@pytest.mark.parametrize("class_from, blind_blocks", [(4, 0), (8, 0), (16, 1), (32, 2)])
+@pytest.mark.parametrize("class_from, blind_blocks", [(4, 0), (8, 0), (16, 1), (32, 2), (-1, 2), (-2, 1), (-4, 0)])
 def test_layers_below_class_from_do_not_see_the_class(class_from, blind_blocks):
     model = build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "class_from": class_from})
     with torch.no_grad():  # a class signal in every conditional norm and in the input embedding, as training gives
@@ -272,16 +272,16 @@ def test_layers_below_class_from_do_not_see_the_class(class_from, blind_blocks):
     assert not torch.equal(images[0], images[1])
 
 
-@pytest.mark.parametrize("bad", [2, 12, 64])
+@pytest.mark.parametrize("bad", [2, 12, 64, 0, -5, None])
 def test_class_from_must_be_a_resolution_of_the_generator(bad):
     with pytest.raises(MedisynthError, match="class_from"):
         build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "class_from": bad})
 
 
-@pytest.mark.parametrize("size, expected", [(32, 16), (64, 32), (256, 128)])
-def test_by_default_the_class_reaches_the_last_two_resolutions(size, expected):
+@pytest.mark.parametrize("size", [32, 64, 256])
+def test_by_default_the_class_reaches_the_last_resolution_only(size):
     model = build_model("fastgan", DataSpec(size, 3, CLASSES), {**TINY, "width": 1, "max_channels": 8})
-    assert model.generator.class_from == expected
+    assert model.generator.class_from == size
 
 
 def test_a_run_saved_before_class_from_keeps_every_layer_conditional():
@@ -289,3 +289,10 @@ def test_a_run_saved_before_class_from_keeps_every_layer_conditional():
 
     hyper = FastGAN.saved_hyper({**TINY})  # a model.json written before the field existed
     assert build_model("fastgan", DataSpec(64, 3, CLASSES), hyper).generator.class_from == 4
+
+
+def test_a_run_saved_with_session_17s_default_keeps_the_last_two_resolutions():
+    from medisynth.models.fastgan import FastGAN
+
+    hyper = FastGAN.saved_hyper({**TINY, "class_from": None})  # its model.json says null: half the image size
+    assert build_model("fastgan", DataSpec(64, 3, CLASSES), hyper).generator.class_from == 32

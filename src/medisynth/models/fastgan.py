@@ -6,8 +6,8 @@ Built for fewer than 1,000 training images and little compute, which is the medi
 Generator: z concatenated with a class embedding -> 4x4 (transposed conv) -> upsampling blocks
 (nearest x2, 3x3 conv, norm, GLU; every other block has two convs, as in the paper's
 "UpBlockComp") -> 3x3 conv -> tanh. Every norm is a class-conditional BatchNorm (the class
-embedding sets each channel's gain and bias; de Vries et al. 2017). By default only the last two
-resolutions see the class (``class_from``): the coarser layers get a zero embedding, so the
+embedding sets each channel's gain and bias; de Vries et al. 2017). By default only the last
+resolution sees the class (``class_from``): the coarser layers get a zero embedding, so the
 layout is learned from every image and the few images of a small class only steer the finer
 layers. Skip-layer channel excitation (SLE): a low-resolution feature map is pooled to 4x4,
 turned into one gate per channel of a feature map 8x (images up to 128 px) or 16x (the paper,
@@ -95,12 +95,13 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # the class enters the generator and the adversarial loss, from 0 (an unconditional GAN, whose one D sees every
     # image) to 1; (0, 0) = conditional from the first step. Meant for the one-pose rows of the rare classes
     condition_ramp: tuple[int, int] = (0, 0)
-    # the lowest resolution whose layers see the class (4 = every layer; None = half the image size, i.e. the last two
-    # resolutions); below it G takes a zero embedding, so the layout (disc, vessels, body outline) is learned from every
-    # image and only the finer layers differ by class. With every layer conditional (runs saved before the field, the
-    # "before") the small classes' 16-30 images drew rows of one pose; from 32 px on at 64 px the rows varied and the
-    # synthetic top-up harmed the phantom utility study less in each of 3 seeds (README "Which generator?")
-    class_from: Optional[int] = field(default=None, metadata={"before": 4})
+    # the lowest resolution whose layers see the class: a power of two (4 = every layer), or counted from the finest
+    # like a Python index (-1 = the last resolution only, -2 = the last two); below it G takes a zero embedding, so the
+    # layout (disc, vessels, body outline) is learned from every image and only the finer layers differ by class. With
+    # every layer conditional (runs saved before the field, the "before") the small classes' 16-30 images drew rows of
+    # one pose; the last two (session 17's default, saved as null) varied them; the last one alone drew the clearest
+    # fundi and harmed the phantom utility study least (README "Which generator?")
+    class_from: int = field(default=-1, metadata={"before": 4})
 
 
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
@@ -361,6 +362,13 @@ class FastGAN(GANModel):
     log_keys = ("Loss_D", "Loss_G", "D(x)", "D(G(z))", "recon", "ada_p")
 
     @classmethod
+    def saved_hyper(cls, values: dict) -> dict:
+        out = super().saved_hyper(values)
+        if "class_from" in out and out["class_from"] is None:  # session 17's default: half the image size
+            out["class_from"] = -2
+        return out
+
+    @classmethod
     def check_spec(cls, spec: DataSpec) -> None:
         check_size(cls.name, spec, SIZES)
 
@@ -378,11 +386,13 @@ class FastGAN(GANModel):
         if len(ramp) != 2 or not all(isinstance(v, int) and v >= 0 for v in ramp) or (ramp[1] and ramp[1] <= ramp[0]):
             raise MedisynthError(f"{self.name}: condition_ramp={list(ramp)}; give [start, end] steps with end > start "
                                  "(e.g. --hp condition_ramp=[1000,2000]), or [0, 0] for a conditional GAN from the first step")
-        class_from = spec.image_size // 2 if hyper.class_from is None else hyper.class_from
-        if class_from not in [r for r in CHANNEL_MULTIPLIER if r <= spec.image_size]:
+        resolutions = [r for r in CHANNEL_MULTIPLIER if r <= spec.image_size]
+        if hyper.class_from not in resolutions and not -len(resolutions) <= hyper.class_from < 0:
             raise MedisynthError(f"{self.name}: class_from={hyper.class_from}; give a resolution of the generator, a "
                                  f"power of two from 4 to the image size {spec.image_size} (4 = every layer sees the "
-                                 "class), or null for half the image size")
+                                 f"class), or count from the finest: -1 = the last resolution, down to "
+                                 f"-{len(resolutions)} = every layer")
+        class_from = resolutions[hyper.class_from] if hyper.class_from < 0 else hyper.class_from
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
                                           spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0,
                                           class_from=class_from)
