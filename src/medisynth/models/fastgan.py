@@ -100,7 +100,7 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # layout (disc, vessels, body outline) is learned from every image and only the finer layers differ by class. With
     # every layer conditional (runs saved before the field, the "before") the small classes' 16-30 images drew rows of
     # one pose; the last two (session 17's default, saved as null) varied them; the last one alone drew the clearest
-    # fundi and harmed the phantom utility study least (README "Which generator?")
+    # fundi, with the lowest phantom KID and a balanced mix above oversampling on average (README "Which generator?")
     class_from: int = field(default=-1, metadata={"before": 4})
 
 
