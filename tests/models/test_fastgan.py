@@ -6,7 +6,7 @@ import torch
 
 from medisynth.errors import MedisynthError
 from medisynth.models import DataSpec, build_model
-from medisynth.models.fastgan import sle_pairs
+from medisynth.models.fastgan import FastGAN, sle_pairs
 
 from ._helpers import CLASSES, changed, snapshot, tiny_batch
 
@@ -285,14 +285,10 @@ def test_by_default_the_class_reaches_the_last_resolution_only(size):
 
 
 def test_a_run_saved_before_class_from_keeps_every_layer_conditional():
-    from medisynth.models.fastgan import FastGAN
-
     hyper = FastGAN.saved_hyper({**TINY})  # a model.json written before the field existed
     assert build_model("fastgan", DataSpec(64, 3, CLASSES), hyper).generator.class_from == 4
 
 
 def test_a_run_saved_with_session_17s_default_keeps_the_last_two_resolutions():
-    from medisynth.models.fastgan import FastGAN
-
     hyper = FastGAN.saved_hyper({**TINY, "class_from": None})  # its model.json says null: half the image size
     assert build_model("fastgan", DataSpec(64, 3, CLASSES), hyper).generator.class_from == 32

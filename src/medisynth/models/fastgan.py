@@ -117,6 +117,11 @@ def channels_at(resolution: int, width: int, max_channels: int) -> int:
     return max(4, min(max_channels, int(width * CHANNEL_MULTIPLIER[resolution])))
 
 
+def resolutions_up_to(size: int) -> list[int]:
+    """The generator's resolutions for ``size``-pixel images: 4, 8, ..., ``size``."""
+    return [r for r in CHANNEL_MULTIPLIER if r <= size]
+
+
 def _init(module: nn.Module) -> nn.Module:
     """N(0, 0.02) weights, zero biases (the paper's init), applied before any spectral norm."""
     nn.init.normal_(module.weight, 0.0, 0.02)
@@ -188,14 +193,14 @@ class FastGANGenerator(nn.Module):
     def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int,
                  transitional: bool = False, class_from: int = 4):
         super().__init__()
-        ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
+        ch = {r: channels_at(r, width, max_channels) for r in resolutions_up_to(size)}
         self.class_from = class_from
         self.embed = nn.Embedding(num_classes, embed_dim)
         if transitional:  # a buffer, so a checkpoint samples with the weight its last step trained with
             self.register_buffer("condition_weight", torch.ones(()))
         self.init_conv = _init(nn.ConvTranspose2d(nz + embed_dim, 2 * ch[4], 4, 1, 0, bias=False))
         self.init_norm = ConditionalBatchNorm(2 * ch[4], embed_dim)
-        self.resolutions = [2**k for k in range(3, log2_int(size) + 1)]
+        self.resolutions = resolutions_up_to(size)[1:]  # 8 .. size: one block each
         # two convs at 8, 32, 128... (the paper's UpBlockComp), one at 16, 64, 256...
         self.blocks = nn.ModuleList(
             UpBlock(ch[r // 2], ch[r], embed_dim, convs=2 if log2_int(r) % 2 else 1) for r in self.resolutions
@@ -293,7 +298,7 @@ class FastGANDiscriminator(nn.Module):
     def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int, norm: str = "batch",
                  classifier: bool = False, mbstd_group: int = 0):
         super().__init__()
-        ch = {r: channels_at(r, width, max_channels) for r in CHANNEL_MULTIPLIER if r <= size}
+        ch = {r: channels_at(r, width, max_channels) for r in resolutions_up_to(size)}
         self.from_image = nn.Sequential(sn(nn.Conv2d(nc, ch[size // 2], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2))
         self.down_resolutions = [2**k for k in range(log2_int(size) - 2, 2, -1)]  # size/4 .. 8
         self.blocks = nn.ModuleList(DownBlock(ch[2 * r], ch[r], norm) for r in self.down_resolutions)
@@ -386,7 +391,7 @@ class FastGAN(GANModel):
         if len(ramp) != 2 or not all(isinstance(v, int) and v >= 0 for v in ramp) or (ramp[1] and ramp[1] <= ramp[0]):
             raise MedisynthError(f"{self.name}: condition_ramp={list(ramp)}; give [start, end] steps with end > start "
                                  "(e.g. --hp condition_ramp=[1000,2000]), or [0, 0] for a conditional GAN from the first step")
-        resolutions = [r for r in CHANNEL_MULTIPLIER if r <= spec.image_size]
+        resolutions = resolutions_up_to(spec.image_size)
         if hyper.class_from not in resolutions and not -len(resolutions) <= hyper.class_from < 0:
             raise MedisynthError(f"{self.name}: class_from={hyper.class_from}; give a resolution of the generator, a "
                                  f"power of two from 4 to the image size {spec.image_size} (4 = every layer sees the "
