@@ -123,6 +123,8 @@ MODELS = {m.key: m for m in (
     # session 17's default (the class in the last two resolutions), and the minibatch-std discriminator on it
     BenchModel("fastgan-last-two", "fastgan", hyper=(LAST_TWO,)),
     BenchModel("fastgan-last-two-mbstd", "fastgan", hyper=(LAST_TWO, ("mbstd_group", 4))),
+    # per-pixel noise in the two-conv blocks (the paper's code): scattered lesions drawn at random, not on a grid
+    BenchModel("fastgan-noise", "fastgan", hyper=(("noise", True),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

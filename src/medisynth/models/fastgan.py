@@ -39,7 +39,7 @@ Structure read from the paper and lucidrains/lightweight-gan; the code is medisy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # one pose; the last two (session 17's default, saved as null) varied them; the last one alone drew the clearest
     # fundi, with the lowest phantom KID and a balanced mix above oversampling on average (README "Which generator?")
     class_from: int = field(default=-1, metadata={"before": 4})
+    # per-pixel noise after each conv of the two-conv blocks (the paper's code; NoiseInjection): random fine detail
+    noise: bool = False
 
 
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
@@ -150,19 +152,41 @@ class ConditionalBatchNorm(nn.Module):
         return self.norm(x) * (1 + gain) + bias
 
 
-class UpBlock(nn.Module):
-    """x2 nearest upsampling, then one or two (3x3 conv -> conditional BN -> GLU) layers."""
+class NoiseInjection(nn.Module):
+    """Adds a learned multiple (one scalar, 0 at the start) of a per-pixel N(0, 1) map, as the paper's code does after
+    StyleGAN (Karras et al. 2019): a source of detail placed at random, such as the scattered lesions of grades 3-4,
+    that the deterministic layers otherwise draw as a pattern tied to the feature grid."""
 
-    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, convs: int):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + self.weight.to(x.dtype) * noise.to(x.dtype)
+
+
+class UpBlock(nn.Module):
+    """x2 nearest upsampling, then one or two (3x3 conv -> [noise] -> conditional BN -> GLU) layers."""
+
+    def __init__(self, in_channels: int, out_channels: int, embed_dim: int, convs: int, noisy: bool = False):
         super().__init__()
         chans = [in_channels] + [out_channels] * convs
         self.convs = nn.ModuleList(_init(nn.Conv2d(a, 2 * b, 3, 1, 1, bias=False)) for a, b in zip(chans, chans[1:]))
         self.norms = nn.ModuleList(ConditionalBatchNorm(2 * out_channels, embed_dim) for _ in range(convs))
+        self.noise = nn.ModuleList(NoiseInjection() for _ in range(convs)) if noisy else None
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+    @property
+    def noise_maps(self) -> int:
+        """How many noise maps ``forward`` takes."""
+        return len(self.noise) if self.noise is not None else 0
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor, noise: Sequence[torch.Tensor] = ()) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        for conv, norm in zip(self.convs, self.norms):
-            x = F.glu(norm(conv(x), embedding), dim=1)
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = conv(x)
+            if self.noise is not None:
+                x = self.noise[i](x, noise[i])
+            x = F.glu(norm(x, embedding), dim=1)
         return x
 
 
@@ -190,8 +214,11 @@ def sle_pairs(size: int) -> dict[int, int]:
 
 
 class FastGANGenerator(nn.Module):
+    """(z, labels, *noise maps) -> images; without the noise maps, those with ``noise`` draw their own from torch's
+    global RNG (training: seeded and checkpointed by the trainer). ``draw_noise`` draws them from a given RNG."""
+
     def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int,
-                 transitional: bool = False, class_from: int = 4):
+                 transitional: bool = False, class_from: int = 4, noise: bool = False):
         super().__init__()
         ch = {r: channels_at(r, width, max_channels) for r in resolutions_up_to(size)}
         self.class_from = class_from
@@ -201,15 +228,22 @@ class FastGANGenerator(nn.Module):
         self.init_conv = _init(nn.ConvTranspose2d(nz + embed_dim, 2 * ch[4], 4, 1, 0, bias=False))
         self.init_norm = ConditionalBatchNorm(2 * ch[4], embed_dim)
         self.resolutions = resolutions_up_to(size)[1:]  # 8 .. size: one block each
-        # two convs at 8, 32, 128... (the paper's UpBlockComp), one at 16, 64, 256...
+        # two convs at 8, 32, 128... (the paper's UpBlockComp, with the noise when asked for), one at 16, 64, 256...
         self.blocks = nn.ModuleList(
-            UpBlock(ch[r // 2], ch[r], embed_dim, convs=2 if log2_int(r) % 2 else 1) for r in self.resolutions
+            UpBlock(ch[r // 2], ch[r], embed_dim, convs=2, noisy=noise) if log2_int(r) % 2
+            else UpBlock(ch[r // 2], ch[r], embed_dim, convs=1) for r in self.resolutions
         )
         self.sle_low = sle_pairs(size)
         self.sle = nn.ModuleDict({str(high): SkipLayerExcitation(ch[low], ch[high]) for high, low in self.sle_low.items()})
         self.to_image = _init(nn.Conv2d(ch[size], nc, 3, 1, 1))
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def draw_noise(self, n: int, device: torch.device, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
+        """The noise maps for ``n`` images (n x 1 x r x r each, coarsest first; none without ``noise``)."""
+        return [torch.randn(n, 1, r, r, device=device, generator=generator)
+                for r, block in zip(self.resolutions, self.blocks) for _ in range(block.noise_maps)]
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        noise = noise or tuple(self.draw_noise(len(z), z.device))
         embedding = self.embed(labels).to(z.dtype)
         if hasattr(self, "condition_weight"):
             embedding = embedding * self.condition_weight.to(z.dtype)
@@ -218,8 +252,9 @@ class FastGANGenerator(nn.Module):
         x = self.init_conv(torch.cat([z, coarse], dim=1)[:, :, None, None])
         x = F.glu(self.init_norm(x, coarse), dim=1)
         features = {4: x}
+        maps = iter(noise)
         for resolution, block in zip(self.resolutions, self.blocks):
-            x = block(x, embedding if resolution >= self.class_from else blind)
+            x = block(x, embedding if resolution >= self.class_from else blind, [next(maps) for _ in range(block.noise_maps)])
             if resolution in self.sle_low:
                 x = self.sle[str(resolution)](features[self.sle_low[resolution]], x)
             features[resolution] = x
@@ -400,12 +435,16 @@ class FastGAN(GANModel):
         class_from = resolutions[hyper.class_from] if hyper.class_from < 0 else hyper.class_from
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
                                           spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0,
-                                          class_from=class_from)
+                                          class_from=class_from, noise=hyper.noise)
         if hyper.d_norm not in ("batch", "none"):
             raise MedisynthError(f"{self.name}: d_norm={hyper.d_norm!r}; choose batch or none")
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
                                                   spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
                                                   mbstd_group=hyper.mbstd_group)
+
+    def generator_inputs(self, z, labels, generator=None):
+        noise = self.generator.draw_noise(len(z), generator.device if generator is not None else z.device, generator)
+        return (z, labels, *(m.to(z.device) for m in noise))
 
     def training_step(self, batch, optimizers, step):
         real, labels = batch["image"], batch["label"]

@@ -119,8 +119,14 @@ class GANModel(GenerativeModel):
             z = torch.randn(batch_size, self.hyper.latent_dim, generator=draw)
             y = labels[torch.randint(len(labels), (batch_size,), generator=draw).to(labels.device)]
             # several ranks (synchronised BatchNorm): each runs its share of the same batch
-            inputs.append((rank_rows(z).to(device), rank_rows(y).to(device)))
+            inputs.append(tuple(rank_rows(t).to(device) for t in self.generator_inputs(z, y, draw)))
         recompute_batchnorm_statistics(ema, inputs)
+
+    def generator_inputs(self, z: torch.Tensor, labels: torch.Tensor,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """The generator's arguments for latents ``z`` and ``labels``: a generator that needs more randomness
+        (fastgan's noise maps) has it drawn here, after z, from ``generator`` (torch's global RNG when None)."""
+        return (z, labels)
 
     # -- sampling ---------------------------------------------------------
     def check_sampling_labels(self, labels: torch.Tensor) -> None:
@@ -135,7 +141,7 @@ class GANModel(GenerativeModel):
         device = module_device(net)
         z = sample_latent(len(labels), self.hyper.latent_dim, device, generator, psi)
         with evaluating(net):
-            images = net(z, labels.to(device))
+            images = net(*self.generator_inputs(z, labels.to(device), generator))
         return images.float().clamp_(-1.0, 1.0)
 
     @torch.no_grad()
