@@ -292,3 +292,55 @@ def test_a_run_saved_before_class_from_keeps_every_layer_conditional():
 def test_a_run_saved_with_session_17s_default_keeps_the_last_two_resolutions():
     hyper = FastGAN.saved_hyper({**TINY, "class_from": None})  # its model.json says null: half the image size
     assert build_model("fastgan", DataSpec(64, 3, CLASSES), hyper).generator.class_from == 32
+
+
+# -- per-pixel noise (--hp noise=true) ------------------------------------------------------
+NOISY = {**TINY, "noise": True}
+
+
+def set_noise_weights(model, value: float) -> None:
+    with torch.no_grad():
+        for name, p in model.generator.named_parameters():
+            if ".noise." in name:
+                p.fill_(value)
+    model.setup_ema()
+
+
+@pytest.mark.parametrize("size, maps", [(32, [8, 8, 32, 32]), (64, [8, 8, 32, 32]), (128, [8, 8, 32, 32, 128, 128])])
+def test_noise_maps_one_per_conv_of_the_two_conv_blocks(size, maps):
+    model = build_model("fastgan", DataSpec(size, 3, CLASSES), {**NOISY, "width": 1, "max_channels": 8})
+    drawn = model.generator.draw_noise(2, torch.device("cpu"))
+    assert [tuple(m.shape) for m in drawn] == [(2, 1, r, r) for r in maps]
+    assert build_model("fastgan", DataSpec(size, 3, CLASSES), {**TINY, "width": 1, "max_channels": 8}) \
+        .generator.draw_noise(2, torch.device("cpu")) == []
+
+
+def test_noise_starts_silent_and_once_weighted_changes_the_image():
+    torch.manual_seed(0)
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), NOISY)
+    net, z, labels = model.generator.eval(), torch.randn(2, 8), torch.tensor([0, 1])
+    a, b = (net(z, labels, *net.draw_noise(2, z.device, torch.Generator().manual_seed(s))) for s in (1, 2))
+    assert torch.equal(a, b)  # every noise weight starts at 0: a new run starts as the noiseless generator
+    set_noise_weights(model, 0.5)
+    a, b = (net(z, labels, *net.draw_noise(2, z.device, torch.Generator().manual_seed(s))) for s in (1, 2))
+    assert not torch.allclose(a, b)
+
+
+def test_noisy_samples_come_from_the_sampling_seed_alone():
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), NOISY)
+    set_noise_weights(model, 0.5)
+    labels = torch.tensor([0, 1, 2])
+    rng = torch.get_rng_state()
+    first, again, other = (model.generate(labels, torch.Generator().manual_seed(s)) for s in (7, 7, 8))
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    assert torch.equal(torch.get_rng_state(), rng)  # drawn from the sampling RNG, not torch's global one
+    model.refresh_ema_statistics(labels, seed=3)  # the EMA's BatchNorm statistics: noise from their own RNG too
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_training_step_learns_the_noise_weights():
+    torch.manual_seed(0)
+    model = build_model("fastgan", DataSpec(32, 3, CLASSES), NOISY)
+    model.training_step(tiny_batch(DataSpec(32, 3, CLASSES)), model.configure_optimizers(), 0)
+    weights = [float(p.detach()) for name, p in model.generator.named_parameters() if ".noise." in name]
+    assert len(weights) == 4 and all(w != 0 for w in weights)
