@@ -125,6 +125,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-last-two-mbstd", "fastgan", hyper=(LAST_TWO, ("mbstd_group", 4))),
     # per-pixel noise in the two-conv blocks (the paper's code): scattered lesions drawn at random, not on a grid
     BenchModel("fastgan-noise", "fastgan", hyper=(("noise", True),)),
+    # bilinear x2 upsampling in the generator: lesions not drawn on the grid of nearest-upsampled features
+    BenchModel("fastgan-bilinear", "fastgan", hyper=(("upsample", "bilinear"),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

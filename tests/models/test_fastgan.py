@@ -344,3 +344,21 @@ def test_a_training_step_learns_the_noise_weights():
     model.training_step(tiny_batch(DataSpec(32, 3, CLASSES)), model.configure_optimizers(), 0)
     weights = [float(p.detach()) for name, p in model.generator.named_parameters() if ".noise." in name]
     assert len(weights) == 4 and all(w != 0 for w in weights)
+
+
+# -- the generator's upsampling (--hp upsample=bilinear) --------------------------------------
+def test_bilinear_upsampling_builds_trains_and_changes_the_image():
+    spec = DataSpec(32, 3, CLASSES)
+    images = {}
+    for mode in ("nearest", "bilinear"):
+        torch.manual_seed(0)
+        model = build_model("fastgan", spec, {**TINY, "upsample": mode})
+        model.training_step(tiny_batch(spec), model.configure_optimizers(), 0)
+        images[mode] = model.generate(torch.tensor([0, 1]), torch.Generator().manual_seed(1))
+    assert images["bilinear"].shape == (2, 3, 32, 32)
+    assert not torch.allclose(images["nearest"], images["bilinear"])  # same weights at init, other upsampling
+
+
+def test_an_unknown_upsampling_is_refused():
+    with pytest.raises(MedisynthError, match="upsample='bicubic'; choose nearest or bilinear"):
+        build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "upsample": "bicubic"})
