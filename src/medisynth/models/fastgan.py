@@ -11,7 +11,9 @@ resolution sees the class (``class_from``): the coarser layers get a zero embedd
 layout is learned from every image and the few images of a small class only steer the finer
 layers. Skip-layer channel excitation (SLE): a low-resolution feature map is pooled to 4x4,
 turned into one gate per channel of a feature map 8x (images up to 128 px) or 16x (the paper,
-256 px and up) larger, and multiplies it: cheap long skips that carry the global layout.
+256 px and up) larger, and multiplies it: cheap long skips that carry the global layout. Two options measured and left
+off (README "Which generator?"): the paper's per-pixel noise after each conv of the two-conv blocks (``noise``) and
+bilinear instead of nearest upsampling (``upsample``).
 
 Discriminator: a 4x4 stride-2 conv, then residual down blocks (a 4x4 stride-2 conv path plus an
 average-pool + 1x1 conv path, as in the paper) down to 8x8; spectral norm on every conv and
