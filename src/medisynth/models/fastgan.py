@@ -106,8 +106,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     class_from: int = field(default=-1, metadata={"before": 4})
     # per-pixel noise after each conv of the two-conv blocks (the paper's code; NoiseInjection): random fine detail
     noise: bool = False
-    # the generator's x2 upsampling: "nearest" (the paper) or "bilinear" (smoother: the 10-minute grids draw grades 3-4's
-    # scattered lesions as axis-aligned dashes and boxes, the grid of nearest-upsampled features)
+    # the generator's x2 upsampling: "nearest" (the paper) or "bilinear" (smoother: the 10-minute grids draw grades
+    # 3-4's scattered lesions as axis-aligned dashes and boxes, the grid of nearest-upsampled features)
     upsample: str = "nearest"
 
 
@@ -247,7 +247,8 @@ class FastGANGenerator(nn.Module):
         self.sle = nn.ModuleDict({str(high): SkipLayerExcitation(ch[low], ch[high]) for high, low in self.sle_low.items()})
         self.to_image = _init(nn.Conv2d(ch[size], nc, 3, 1, 1))
 
-    def draw_noise(self, n: int, device: torch.device, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
+    def draw_noise(self, n: int, device: torch.device,
+                   generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
         """The noise maps for ``n`` images (n x 1 x r x r each, coarsest first; none without ``noise``)."""
         return [torch.randn(n, 1, r, r, device=device, generator=generator)
                 for r, block in zip(self.resolutions, self.blocks) for _ in range(block.noise_maps)]
@@ -264,7 +265,8 @@ class FastGANGenerator(nn.Module):
         features = {4: x}
         maps = iter(noise)
         for resolution, block in zip(self.resolutions, self.blocks):
-            x = block(x, embedding if resolution >= self.class_from else blind, [next(maps) for _ in range(block.noise_maps)])
+            seen = embedding if resolution >= self.class_from else blind
+            x = block(x, seen, [next(maps) for _ in range(block.noise_maps)])
             if resolution in self.sle_low:
                 x = self.sle[str(resolution)](features[self.sle_low[resolution]], x)
             features[resolution] = x
