@@ -53,7 +53,7 @@ from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
 from medisynth.models.layers import (check_positive, check_size, global_mean, log2_int, set_requires_grad,
-                                     standardise_channels)
+                                     standard_normal, standardise_channels)
 
 SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
 #: channels at each resolution, as multiples of ``width`` (the paper's table, with its ngf = 64 -> width)
@@ -188,10 +188,7 @@ class UpBlock(nn.Module):
         return len(self.noise) if self.noise is not None else 0
 
     def forward(self, x: torch.Tensor, embedding: torch.Tensor, noise: Sequence[torch.Tensor] = ()) -> torch.Tensor:
-        if self.upsample == "bilinear":
-            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        else:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = F.interpolate(x, scale_factor=2.0, mode=self.upsample)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = conv(x)
             if self.noise is not None:
@@ -250,7 +247,7 @@ class FastGANGenerator(nn.Module):
     def draw_noise(self, n: int, device: torch.device,
                    generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
         """The noise maps for ``n`` images (n x 1 x r x r each, coarsest first; none without ``noise``)."""
-        return [torch.randn(n, 1, r, r, device=device, generator=generator)
+        return [standard_normal((n, 1, r, r), device, generator)
                 for r, block in zip(self.resolutions, self.blocks) for _ in range(block.noise_maps)]
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
@@ -457,8 +454,7 @@ class FastGAN(GANModel):
                                                   mbstd_group=hyper.mbstd_group)
 
     def generator_inputs(self, z, labels, generator=None):
-        noise = self.generator.draw_noise(len(z), generator.device if generator is not None else z.device, generator)
-        return (z, labels, *(m.to(z.device) for m in noise))
+        return (z, labels, *self.generator.draw_noise(len(z), z.device, generator))
 
     def training_step(self, batch, optimizers, step):
         real, labels = batch["image"], batch["label"]

@@ -118,16 +118,20 @@ def check_truncation(model: str, truncation: float) -> float:
     return truncation
 
 
+def standard_normal(shape: tuple[int, ...], device: torch.device,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, 1) numbers on ``device``: from torch's global RNG, or drawn on ``generator``'s own device (a CPU generator
+    stays valid for a CUDA model) and moved."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
 def sample_latent(
     n: int, dim: int, device: torch.device, generator: torch.Generator | None = None, truncation: float = 1.0
 ) -> torch.Tensor:
-    """z ~ N(0, I) scaled by the truncation psi: z = mean + psi * (z - mean) with mean 0.
-
-    Drawn on the generator's own device (a CPU generator stays valid for a CUDA model), then moved."""
-    if generator is None:
-        z = torch.randn(n, dim, device=device)
-    else:
-        z = torch.randn(n, dim, generator=generator, device=generator.device).to(device)
+    """z ~ N(0, I) scaled by the truncation psi: z = mean + psi * (z - mean) with mean 0."""
+    z = standard_normal((n, dim), device, generator)
     return z * truncation if truncation != 1.0 else z
 
 
