@@ -129,6 +129,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-bilinear", "fastgan", hyper=(("upsample", "bilinear"),)),
     # twice the channels in G and D (width 16: 32 at 64 px instead of 16): more capacity, fewer steps in the budget
     BenchModel("fastgan-wide", "fastgan", hyper=(("width", 16),)),
+    # a [1, 2, 1] blur before each of D's stride-2 convs: D sees G's 2 px grid texture as itself, not aliased
+    BenchModel("fastgan-dblur", "fastgan", hyper=(("d_blur", True),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

@@ -362,3 +362,30 @@ def test_bilinear_upsampling_builds_trains_and_changes_the_image():
 def test_an_unknown_upsampling_is_refused():
     with pytest.raises(MedisynthError, match="upsample='bicubic'; choose nearest or bilinear"):
         build_model("fastgan", DataSpec(32, 3, CLASSES), {**TINY, "upsample": "bicubic"})
+
+
+# -- the discriminator's anti-aliased downsampling (--hp d_blur=true) --------------------------
+def test_blur_keeps_constants_and_removes_the_finest_checkerboard():
+    from medisynth.models.fastgan import Blur
+
+    flat = torch.full((1, 2, 8, 8), 0.7)
+    assert torch.allclose(Blur()(flat)[..., 1:-1, 1:-1], flat[..., 1:-1, 1:-1])  # away from the zero padding
+    rows, cols = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    checkerboard = ((rows + cols) % 2 * 2 - 1).float()[None, None]  # period 2 px: the Nyquist pattern
+    assert float(Blur()(checkerboard)[..., 1:-1, 1:-1].abs().max()) < 1e-6
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_blurred_discriminator_trains_and_loads_the_checkpoints_of_a_plain_one(size):
+    spec = DataSpec(size, 3, CLASSES)
+    torch.manual_seed(0)
+    plain = build_model("fastgan", spec, TINY)
+    blurred = build_model("fastgan", spec, {**TINY, "d_blur": True})
+    assert plain.discriminator.state_dict().keys() == blurred.discriminator.state_dict().keys()  # no new state
+    blurred.discriminator.load_state_dict(plain.discriminator.state_dict())
+    images, labels = tiny_batch(spec)["image"], torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        assert not torch.allclose(plain.discriminator.eval()(images, labels), blurred.discriminator.eval()(images, labels))
+    logs = blurred.training_step(tiny_batch(spec), blurred.configure_optimizers(), 0)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert sum(isinstance(m, torch.nn.Identity) for m in plain.discriminator.modules()) == len(plain.discriminator.blocks) + 1

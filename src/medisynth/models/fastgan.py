@@ -19,7 +19,7 @@ Discriminator: a 4x4 stride-2 conv, then residual down blocks (a 4x4 stride-2 co
 average-pool + 1x1 conv path, as in the paper) down to 8x8; spectral norm on every conv and
 linear layer. Its 8x8 features give a projection output (Miyato & Koyama 2018): per position,
 a linear logit plus the inner product of the features with a class embedding, averaged over
-the 8x8 grid. It is also a self-supervised encoder: on real images, one small decoder rebuilds
+the 8x8 grid. ``d_blur`` (off by default) low-passes the input of each stride-2 conv. It is also a self-supervised encoder: on real images, one small decoder rebuilds
 the whole (augmented) image at up to 32 px from the 8x8 features and another rebuilds a random
 quadrant from the matching quarter of the 16x16 features; their MSE is added to D's loss (the
 paper uses a perceptual loss; medisynth has no pretrained weights to measure one with).
@@ -109,6 +109,9 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # the generator's x2 upsampling: "nearest" (the paper) or "bilinear" (smoother: the 10-minute grids draw grades
     # 3-4's scattered lesions as axis-aligned dashes and boxes, the grid of nearest-upsampled features)
     upsample: str = "nearest"
+    # a [1, 2, 1] blur before each of D's stride-2 convs (anti-aliased downsampling, Zhang 2019, as in StyleGAN2's D):
+    # a strided conv cannot see a pattern of period 2 px as itself, which may leave G's gridded texture unpunished
+    d_blur: bool = False
 
 
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
@@ -271,11 +274,31 @@ class FastGANGenerator(nn.Module):
 
 
 # -- discriminator -----------------------------------------------------------------------------
-class DownBlock(nn.Module):
-    """Halve the resolution: (4x4 s2 conv, BN, LReLU, 3x3 conv, BN, LReLU) averaged with (avg-pool, 1x1 conv, BN, LReLU)."""
+class Blur(nn.Module):
+    """A [1, 2, 1] x [1, 2, 1] / 16 low-pass filter per channel, same size out (zero padding). No parameters and no
+    state: a discriminator with it loads the checkpoints of one without."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch"):
+    def __init__(self):
         super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / 16)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = self.kernel.to(x.dtype).expand(x.shape[1], 1, 3, 3)
+        return F.conv2d(x, kernel, padding=1, groups=x.shape[1])
+
+
+def blur_or_identity(blur: bool) -> nn.Module:
+    return Blur() if blur else nn.Identity()
+
+
+class DownBlock(nn.Module):
+    """Halve the resolution: (4x4 s2 conv, BN, LReLU, 3x3 conv, BN, LReLU) averaged with (avg-pool, 1x1 conv, BN, LReLU);
+    with ``blur`` the strided conv sees its input low-passed."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch", blur: bool = False):
+        super().__init__()
+        self.blur = blur_or_identity(blur)
         def normalise() -> nn.Module:
             return nn.BatchNorm2d(out_channels) if norm == "batch" else nn.Identity()
         self.main = nn.Sequential(
@@ -288,7 +311,7 @@ class DownBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.main(x) + self.direct(x)) / 2
+        return (self.main(self.blur(x)) + self.direct(x)) / 2
 
 
 class Decoder(nn.Module):
@@ -340,12 +363,13 @@ class Judgement:
 
 class FastGANDiscriminator(nn.Module):
     def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int, norm: str = "batch",
-                 classifier: bool = False, mbstd_group: int = 0):
+                 classifier: bool = False, mbstd_group: int = 0, blur: bool = False):
         super().__init__()
         ch = {r: channels_at(r, width, max_channels) for r in resolutions_up_to(size)}
+        self.blur_image = blur_or_identity(blur)
         self.from_image = nn.Sequential(sn(nn.Conv2d(nc, ch[size // 2], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2))
         self.down_resolutions = [2**k for k in range(log2_int(size) - 2, 2, -1)]  # size/4 .. 8
-        self.blocks = nn.ModuleList(DownBlock(ch[2 * r], ch[r], norm) for r in self.down_resolutions)
+        self.blocks = nn.ModuleList(DownBlock(ch[2 * r], ch[r], norm, blur) for r in self.down_resolutions)
         self.minibatch_std = MinibatchStd(mbstd_group) if mbstd_group else None
         self.logit = sn(nn.Conv2d(ch[8] + (1 if mbstd_group else 0), 1, 1, 1, 0))
         self.class_embed = sn(nn.Embedding(num_classes, ch[8]))
@@ -359,7 +383,7 @@ class FastGANDiscriminator(nn.Module):
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(16x16 features, 8x8 features)."""
-        x = self.from_image(x)
+        x = self.from_image(self.blur_image(x))
         feat16 = x
         for resolution, block in zip(self.down_resolutions, self.blocks):
             x = block(x)
@@ -451,7 +475,7 @@ class FastGAN(GANModel):
             raise MedisynthError(f"{self.name}: d_norm={hyper.d_norm!r}; choose batch or none")
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
                                                   spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
-                                                  mbstd_group=hyper.mbstd_group)
+                                                  mbstd_group=hyper.mbstd_group, blur=hyper.d_blur)
 
     def generator_inputs(self, z, labels, generator=None):
         return (z, labels, *self.generator.draw_noise(len(z), z.device, generator))
