@@ -659,26 +659,38 @@ def record_key(record: dict) -> tuple:
     return record["model"], record["data"], float(record["budget_minutes"]), int(record["seed"]), record["device_kind"]
 
 
+def results_lock(path: Path):
+    """Held while a results file is re-read and rewritten: benchmark processes run side by side (one per core, or
+    one per machine on a shared disk) add records to one file, and without it the later writer drops the
+    earlier one's record. A ``.lock`` file beside the results; filelock is a dependency of torch's."""
+    from filelock import FileLock
+
+    return FileLock(str(path) + ".lock")
+
+
 def save_record(path: Path, record: dict) -> None:
     """Re-read the file and add the record (replacing one with the same key), atomically."""
     from medisynth.io import write_json
 
-    results = load_results(path)
-    results["records"] = [r for r in results["records"] if record_key(r) != record_key(record)] + [record]
-    write_json(path, results)
+    with results_lock(path):
+        results = load_results(path)
+        results["records"] = [r for r in results["records"] if record_key(r) != record_key(record)] + [record]
+        write_json(path, results)
 
 
 def save_reference(path: Path, judge: Judge) -> None:
     from medisynth.io import write_json
 
-    results = load_results(path)
-    results.setdefault("references", {})[judge.name] = {
-        "data_hash": judge.content_hash, "feature_space_id": judge.feature_space_id, "class_names": judge.real.class_names,
-        "train_counts": np.bincount(judge.real.train.labels, minlength=len(judge.real.class_names)).tolist(),
-        "test_counts": np.bincount(judge.real.test.labels, minlength=len(judge.real.class_names)).tolist(),
-        "measures": judge.reference,
-    }
-    write_json(path, results)
+    with results_lock(path):
+        results = load_results(path)
+        results.setdefault("references", {})[judge.name] = {
+            "data_hash": judge.content_hash, "feature_space_id": judge.feature_space_id,
+            "class_names": judge.real.class_names,
+            "train_counts": np.bincount(judge.real.train.labels, minlength=len(judge.real.class_names)).tolist(),
+            "test_counts": np.bincount(judge.real.test.labels, minlength=len(judge.real.class_names)).tolist(),
+            "measures": judge.reference,
+        }
+        write_json(path, results)
 
 
 # ------------------------------------------------------------------------------------------ the table

@@ -267,3 +267,21 @@ def test_table_goes_between_the_readme_markers_with_grid_links_relative_to_it(be
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --readme {readme}: needs one line {bench.README_TABLE_BEGIN}")
     assert readme.read_text() == "# no markers\n"
+
+
+def test_processes_side_by_side_keep_every_record_in_one_results_file(bench, tmp_path):
+    import subprocess
+
+    results = tmp_path / "results.json"
+    adder = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench_quality', {str(SCRIPT)!r})\n"
+        "bench = importlib.util.module_from_spec(spec); sys.modules[spec.name] = bench; spec.loader.exec_module(bench)\n"
+        "for seed in range(int(sys.argv[2]), int(sys.argv[2]) + 25):\n"
+        "    bench.save_record(bench.Path(sys.argv[1]), {'model': 'cgan', 'data': 'ct', 'budget_minutes': 1.0,\n"
+        "                                             'seed': seed, 'device_kind': 'cpu', 'padding': 'x' * 200_000})\n"
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", adder, str(results), str(first)]) for first in (0, 100)]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    seeds = sorted(r["seed"] for r in json.loads(results.read_text())["records"])
+    assert seeds == list(range(25)) + list(range(100, 125))  # without the lock the later writer drops records
