@@ -22,6 +22,7 @@ from monai.networks.nets import AutoencoderKL
 
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
+from medisynth.models.layers import standard_normal
 
 
 @dataclass
@@ -105,6 +106,4 @@ class AutoencoderKLModel(GenerativeModel):
     @torch.no_grad()
     def generate(self, labels, generator=None, truncation=1.0, **options):
         device = next(self.parameters()).device
-        noise_device = generator.device if generator is not None else device
-        z = torch.randn((len(labels), *self.latent_shape), generator=generator, device=noise_device)
-        return self.decode(z.to(device))
+        return self.decode(standard_normal((len(labels), *self.latent_shape), device, generator))

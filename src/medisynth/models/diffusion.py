@@ -46,6 +46,7 @@ from medisynth.errors import MedisynthError
 from medisynth.models import autoencoder as _autoencoder  # noqa: F401  (registers "autoencoder-kl")
 from medisynth.models import edm
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
+from medisynth.models.layers import standard_normal
 
 PREDICTIONS = ("epsilon", "v_prediction")
 RECIPES = ("ddpm", "edm")
@@ -345,8 +346,7 @@ class DiffusionModel(GenerativeModel):
         shape = (labels.shape[0], *self.sample_shape)
         # The initial noise is the only randomness (DDIM with eta = 0 is deterministic): drawn from the
         # caller's generator on that generator's device, so a seed reproduces its images on that device.
-        noise_device = generator.device if generator is not None else device
-        x = torch.randn(shape, generator=generator, device=noise_device).to(device)
+        x = standard_normal(shape, device, generator)
 
         if self.hyper.recipe == "edm":
             x = self._sample_heun(net, x, labels, guidance_scale, steps)
