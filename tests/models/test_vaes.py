@@ -121,7 +121,7 @@ def test_resvae_is_deeper_with_more_blocks():
 def test_mse_reconstruction_option_and_bad_option():
     _, logs = train_steps("resvae", DataSpec(32, 1, CLASSES), {**VAES["resvae"], "recon": "mse"}, steps=1)
     assert torch.isfinite(torch.tensor(logs[0]["recon"]))
-    with pytest.raises(MedisynthError, match="bce, mse"):
+    with pytest.raises(MedisynthError, match="recon=.l1.; choose bce or mse"):
         build_model("resvae", DataSpec(32, 1, CLASSES), {"recon": "l1"})
 
 

@@ -46,7 +46,7 @@ from medisynth.errors import MedisynthError
 from medisynth.models import autoencoder as _autoencoder  # noqa: F401  (registers "autoencoder-kl")
 from medisynth.models import edm
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
-from medisynth.models.layers import standard_normal
+from medisynth.models.layers import check_choice, standard_normal
 
 PREDICTIONS = ("epsilon", "v_prediction")
 RECIPES = ("ddpm", "edm")
@@ -197,18 +197,13 @@ class DiffusionModel(GenerativeModel):
     @classmethod
     def make_hyper(cls, overrides=None):
         hyper = super().make_hyper(overrides)
-        if hyper.prediction not in PREDICTIONS:
-            raise MedisynthError(f"--hp prediction={hyper.prediction!r}: choose one of {', '.join(PREDICTIONS)}")
-        if hyper.schedule not in NoiseSchedules.names:
-            raise MedisynthError(
-                f"--hp schedule={hyper.schedule!r}: choose one of {', '.join(sorted(NoiseSchedules.names))}"
-            )
+        check_choice(cls.name, "prediction", hyper.prediction, PREDICTIONS)
+        check_choice(cls.name, "schedule", hyper.schedule, sorted(NoiseSchedules.names))
         if not 0.0 <= hyper.p_uncond < 1.0:
             raise MedisynthError(f"--hp p_uncond={hyper.p_uncond}: must be in [0, 1)")
         if hyper.num_train_timesteps < 2:
             raise MedisynthError(f"--hp num_train_timesteps={hyper.num_train_timesteps}: must be at least 2")
-        if hyper.recipe not in RECIPES:
-            raise MedisynthError(f"--hp recipe={hyper.recipe!r}: choose one of {', '.join(RECIPES)}")
+        check_choice(cls.name, "recipe", hyper.recipe, RECIPES)
         if hyper.sampling_steps is not None and hyper.sampling_steps < 1:
             raise MedisynthError(f"--hp sampling_steps={hyper.sampling_steps}: must be at least 1")
         if not 0 < hyper.edm_sigma_min < hyper.edm_sigma_max:

@@ -52,7 +52,7 @@ from medisynth.errors import MedisynthError
 from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
-from medisynth.models.layers import (check_positive, check_size, global_mean, log2_int, set_requires_grad,
+from medisynth.models.layers import (check_choice, check_positive, check_size, global_mean, log2_int, set_requires_grad,
                                      standard_normal, standardise_channels)
 
 SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
@@ -450,10 +450,8 @@ class FastGAN(GANModel):
                        max_channels=hyper.max_channels)
         if hyper.class_loss < 0:
             raise MedisynthError(f"{self.name}: class_loss={hyper.class_loss}; a weight is 0 (off) or positive")
-        if hyper.mode_seeking_on not in ("pixels", "structure"):
-            raise MedisynthError(f"{self.name}: mode_seeking_on={hyper.mode_seeking_on!r}; choose pixels or structure")
-        if hyper.upsample not in ("nearest", "bilinear"):
-            raise MedisynthError(f"{self.name}: upsample={hyper.upsample!r}; choose nearest or bilinear")
+        check_choice(self.name, "mode_seeking_on", hyper.mode_seeking_on, ("pixels", "structure"))
+        check_choice(self.name, "upsample", hyper.upsample, ("nearest", "bilinear"))
         if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:
             raise MedisynthError(f"{self.name}: mbstd_group={hyper.mbstd_group}; 0 (off) or a group of 2 or more images")
         super().__init__(spec, hyper)
@@ -471,8 +469,7 @@ class FastGAN(GANModel):
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
                                           spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0,
                                           class_from=class_from, noise=hyper.noise, upsample=hyper.upsample)
-        if hyper.d_norm not in ("batch", "none"):
-            raise MedisynthError(f"{self.name}: d_norm={hyper.d_norm!r}; choose batch or none")
+        check_choice(self.name, "d_norm", hyper.d_norm, ("batch", "none"))
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
                                                   spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
                                                   mbstd_group=hyper.mbstd_group, blur=hyper.d_blur)

@@ -31,6 +31,14 @@ def check_positive(model: str, **values: float) -> None:
             raise MedisynthError(f"model {model!r}: hyper-parameter {name} must be positive (got {value})")
 
 
+def check_choice(model: str, name: str, value: object, choices: Sequence[object]) -> None:
+    """Raise MedisynthError unless hyper-parameter ``name``'s ``value`` is one of ``choices``."""
+    if value not in choices:
+        *others, last = [str(c) for c in choices]
+        listed = f"{', '.join(others)} or {last}" if others else last
+        raise MedisynthError(f"model {model!r}: hyper-parameter {name}={value!r}; choose {listed}")
+
+
 def log2_int(size: int) -> int:
     return int(round(math.log2(size)))
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
+from medisynth.models.layers import check_choice
 
 MIN_SIZE, MAX_SIZE = 32, 1024
 
@@ -175,8 +176,7 @@ class Pix2Pix(GenerativeModel):
 
     def __init__(self, spec: DataSpec, hyper: Pix2PixHyper):
         super().__init__(spec, hyper)
-        if hyper.gan_mode not in ("vanilla", "lsgan"):
-            raise MedisynthError(f"pix2pix gan_mode must be 'vanilla' or 'lsgan', not {hyper.gan_mode!r}")
+        check_choice(self.name, "gan_mode", hyper.gan_mode, ("vanilla", "lsgan"))
         self.generator = UNetGenerator(
             self.mask_channels, spec.channels, spec.image_size, hyper.ngf, hyper.max_depth, hyper.dropout
         )
