@@ -131,6 +131,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-wide", "fastgan", hyper=(("width", 16),)),
     # a [1, 2, 1] blur before each of D's stride-2 convs: D sees G's 2 px grid texture as itself, not aliased
     BenchModel("fastgan-dblur", "fastgan", hyper=(("d_blur", True),)),
+    # at least 32 channels everywhere: the 32 and 64 px layers of G and D twice as wide, the coarse ones as before
+    BenchModel("fastgan-fine32", "fastgan", hyper=(("min_channels", 32),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

@@ -389,3 +389,22 @@ def test_blurred_discriminator_trains_and_loads_the_checkpoints_of_a_plain_one(s
     logs = blurred.training_step(tiny_batch(spec), blurred.configure_optimizers(), 0)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert sum(isinstance(m, torch.nn.Identity) for m in plain.discriminator.modules()) == len(plain.discriminator.blocks) + 1
+
+
+# -- the fewest channels at any resolution (--hp min_channels=N) -------------------------------
+def test_min_channels_widens_only_the_fine_layers_of_both_networks():
+    from medisynth.models.fastgan import channels_at
+
+    assert [channels_at(r, 8, 512, 32) for r in (4, 8, 16, 32, 64)] == [128, 64, 32, 32, 32]
+    assert [channels_at(r, 8, 512) for r in (4, 8, 16, 32, 64)] == [128, 64, 32, 16, 16]
+    spec = DataSpec(64, 3, CLASSES)
+    plain = build_model("fastgan", spec, {**TINY, "width": 8})
+    fine = build_model("fastgan", spec, {**TINY, "width": 8, "min_channels": 32})
+    assert fine.discriminator.from_image[0].weight.shape[0] == 32 > plain.discriminator.from_image[0].weight.shape[0]
+    assert fine.generator.to_image.weight.shape[1] == 32 > plain.generator.to_image.weight.shape[1]
+    logs = fine.training_step(tiny_batch(spec), fine.configure_optimizers(), 0)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    with pytest.raises(MedisynthError, match="min_channels=1024 is above max_channels=512"):
+        build_model("fastgan", spec, {**TINY, "min_channels": 1024})
+    with pytest.raises(MedisynthError, match="min_channels must be positive"):
+        build_model("fastgan", spec, {**TINY, "min_channels": 0})

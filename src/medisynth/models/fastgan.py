@@ -68,6 +68,9 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # and batch 8 the same minute was 253 steps (README "The few-minute recipe")
     width: int = 8
     max_channels: int = 512
+    # the fewest channels at any resolution: raises only the finest layers (at width 8, 64 px: 16 -> min_channels at
+    # 32 and 64 px), where G draws the thin vessels and lesion dots, at less cost than a larger width
+    min_channels: int = 4
     embed_dim: int = 64  # class embedding of the generator
     lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
     # twice the earlier defaults (2e-4 / 8e-4): at batch 8 they drew the phantom's vessel arcades in 2 of 3
@@ -123,8 +126,8 @@ def condition_weight(step: int, ramp: tuple[int, int]) -> float:
     return min(max((step - start) / max(end - start, 1), 0.0), 1.0)
 
 
-def channels_at(resolution: int, width: int, max_channels: int) -> int:
-    return max(4, min(max_channels, int(width * CHANNEL_MULTIPLIER[resolution])))
+def channels_at(resolution: int, width: int, max_channels: int, min_channels: int = 4) -> int:
+    return max(min_channels, min(max_channels, int(width * CHANNEL_MULTIPLIER[resolution])))
 
 
 def resolutions_up_to(size: int) -> list[int]:
@@ -228,9 +231,10 @@ class FastGANGenerator(nn.Module):
     global RNG (training: seeded and checkpointed by the trainer). ``draw_noise`` draws them from a given RNG."""
 
     def __init__(self, nz: int, width: int, max_channels: int, nc: int, size: int, num_classes: int, embed_dim: int,
-                 transitional: bool = False, class_from: int = 4, noise: bool = False, upsample: str = "nearest"):
+                 transitional: bool = False, class_from: int = 4, noise: bool = False, upsample: str = "nearest",
+                 min_channels: int = 4):
         super().__init__()
-        ch = {r: channels_at(r, width, max_channels) for r in resolutions_up_to(size)}
+        ch = {r: channels_at(r, width, max_channels, min_channels) for r in resolutions_up_to(size)}
         self.class_from = class_from
         self.embed = nn.Embedding(num_classes, embed_dim)
         if transitional:  # a buffer, so a checkpoint samples with the weight its last step trained with
@@ -363,9 +367,9 @@ class Judgement:
 
 class FastGANDiscriminator(nn.Module):
     def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int, norm: str = "batch",
-                 classifier: bool = False, mbstd_group: int = 0, blur: bool = False):
+                 classifier: bool = False, mbstd_group: int = 0, blur: bool = False, min_channels: int = 4):
         super().__init__()
-        ch = {r: channels_at(r, width, max_channels) for r in resolutions_up_to(size)}
+        ch = {r: channels_at(r, width, max_channels, min_channels) for r in resolutions_up_to(size)}
         self.blur_image = blur_or_identity(blur)
         self.from_image = nn.Sequential(sn(nn.Conv2d(nc, ch[size // 2], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2))
         self.down_resolutions = [2**k for k in range(log2_int(size) - 2, 2, -1)]  # size/4 .. 8
@@ -447,7 +451,10 @@ class FastGAN(GANModel):
 
     def __init__(self, spec: DataSpec, hyper: FastGANHyper):
         check_positive(self.name, latent_dim=hyper.latent_dim, width=hyper.width, embed_dim=hyper.embed_dim,
-                       max_channels=hyper.max_channels)
+                       max_channels=hyper.max_channels, min_channels=hyper.min_channels)
+        if hyper.min_channels > hyper.max_channels:
+            raise MedisynthError(f"{self.name}: min_channels={hyper.min_channels} is above max_channels="
+                                 f"{hyper.max_channels}; lower min_channels or raise max_channels")
         if hyper.class_loss < 0:
             raise MedisynthError(f"{self.name}: class_loss={hyper.class_loss}; a weight is 0 (off) or positive")
         check_choice(self.name, "mode_seeking_on", hyper.mode_seeking_on, ("pixels", "structure"))
@@ -468,11 +475,13 @@ class FastGAN(GANModel):
         class_from = resolutions[hyper.class_from] if hyper.class_from < 0 else hyper.class_from
         self.generator = FastGANGenerator(hyper.latent_dim, hyper.width, hyper.max_channels, spec.channels,
                                           spec.image_size, spec.num_classes, hyper.embed_dim, transitional=ramp[1] > 0,
-                                          class_from=class_from, noise=hyper.noise, upsample=hyper.upsample)
+                                          class_from=class_from, noise=hyper.noise, upsample=hyper.upsample,
+                                          min_channels=hyper.min_channels)
         check_choice(self.name, "d_norm", hyper.d_norm, ("batch", "none"))
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
                                                   spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
-                                                  mbstd_group=hyper.mbstd_group, blur=hyper.d_blur)
+                                                  mbstd_group=hyper.mbstd_group, blur=hyper.d_blur,
+                                                  min_channels=hyper.min_channels)
 
     def generator_inputs(self, z, labels, generator=None):
         return (z, labels, *self.generator.draw_noise(len(z), z.device, generator))
