@@ -129,7 +129,7 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-bilinear", "fastgan", hyper=(("upsample", "bilinear"),)),
     # twice the channels in G and D (width 16: 32 at 64 px instead of 16): more capacity, fewer steps in the budget
     BenchModel("fastgan-wide", "fastgan", hyper=(("width", 16),)),
-    # a [1, 2, 1] blur before each of D's stride-2 convs: D sees G's 2 px grid texture as itself, not aliased
+    # a [1, 2, 1] blur before each of D's stride-2 convs (anti-aliased downsampling)
     BenchModel("fastgan-dblur", "fastgan", hyper=(("d_blur", True),)),
     # at least 32 channels everywhere: the 32 and 64 px layers of G and D twice as wide, the coarse ones as before
     BenchModel("fastgan-fine32", "fastgan", hyper=(("min_channels", 32),)),

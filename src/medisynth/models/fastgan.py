@@ -11,15 +11,16 @@ resolution sees the class (``class_from``): the coarser layers get a zero embedd
 layout is learned from every image and the few images of a small class only steer the finer
 layers. Skip-layer channel excitation (SLE): a low-resolution feature map is pooled to 4x4,
 turned into one gate per channel of a feature map 8x (images up to 128 px) or 16x (the paper,
-256 px and up) larger, and multiplies it: cheap long skips that carry the global layout. Two options measured and left
-off (README "Which generator?"): the paper's per-pixel noise after each conv of the two-conv blocks (``noise``) and
-bilinear instead of nearest upsampling (``upsample``).
+256 px and up) larger, and multiplies it: cheap long skips that carry the global layout. Options measured and left
+off (README "Which generator?"): the paper's per-pixel noise after each conv of the two-conv blocks (``noise``),
+bilinear instead of nearest upsampling (``upsample``), more channels everywhere (``width``) or in the finest layers
+only (``min_channels``), and a blur before D's strided convs (``d_blur``).
 
 Discriminator: a 4x4 stride-2 conv, then residual down blocks (a 4x4 stride-2 conv path plus an
 average-pool + 1x1 conv path, as in the paper) down to 8x8; spectral norm on every conv and
 linear layer. Its 8x8 features give a projection output (Miyato & Koyama 2018): per position,
 a linear logit plus the inner product of the features with a class embedding, averaged over
-the 8x8 grid. ``d_blur`` (off by default) low-passes the input of each stride-2 conv. It is also a self-supervised encoder: on real images, one small decoder rebuilds
+the 8x8 grid. It is also a self-supervised encoder: on real images, one small decoder rebuilds
 the whole (augmented) image at up to 32 px from the 8x8 features and another rebuilds a random
 quadrant from the matching quarter of the 16x16 features; their MSE is added to D's loss (the
 paper uses a perceptual loss; medisynth has no pretrained weights to measure one with).
@@ -52,8 +53,8 @@ from medisynth.errors import MedisynthError
 from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
-from medisynth.models.layers import (check_choice, check_positive, check_size, global_mean, log2_int, set_requires_grad,
-                                     standard_normal, standardise_channels)
+from medisynth.models.layers import (check_choice, check_positive, check_size, global_mean, log2_int,
+                                     set_requires_grad, standard_normal, standardise_channels)
 
 SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
 #: channels at each resolution, as multiples of ``width`` (the paper's table, with its ngf = 64 -> width)
@@ -69,7 +70,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     width: int = 8
     max_channels: int = 512
     # the fewest channels at any resolution: raises only the finest layers (at width 8, 64 px: 16 -> min_channels at
-    # 32 and 64 px), where G draws the thin vessels and lesion dots, at less cost than a larger width
+    # 32 and 64 px), where G draws the thin vessels and lesion dots, at less cost than a larger width. 32 was worse
+    # at 10 CPU minutes (1.7x the cost of a step; README "Which generator?")
     min_channels: int = 4
     embed_dim: int = 64  # class embedding of the generator
     lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
@@ -112,8 +114,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # the generator's x2 upsampling: "nearest" (the paper) or "bilinear" (smoother: the 10-minute grids draw grades
     # 3-4's scattered lesions as axis-aligned dashes and boxes, the grid of nearest-upsampled features)
     upsample: str = "nearest"
-    # a [1, 2, 1] blur before each of D's stride-2 convs (anti-aliased downsampling, Zhang 2019, as in StyleGAN2's D):
-    # a strided conv cannot see a pattern of period 2 px as itself, which may leave G's gridded texture unpunished
+    # a [1, 2, 1] blur before each of D's stride-2 convs (anti-aliased downsampling, Zhang 2019, as in StyleGAN2's D).
+    # Measured worse: it removes the 2 px period from all D sees, and G then drew vertical 2 px stripes unpunished
     d_blur: bool = False
 
 

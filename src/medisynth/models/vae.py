@@ -24,8 +24,8 @@ from torch import nn
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
 from medisynth.models.layers import (
-    POWERS_OF_TWO_32_256, check_choice, check_labels, check_positive, check_size, check_truncation, evaluating, log2_int,
-    module_device, sample_latent,
+    POWERS_OF_TWO_32_256, check_choice, check_labels, check_positive, check_size, check_truncation, evaluating,
+    log2_int, module_device, sample_latent,
 )
 
 RECON_LOSSES = ("bce", "mse")
