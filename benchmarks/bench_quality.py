@@ -133,6 +133,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-dblur", "fastgan", hyper=(("d_blur", True),)),
     # at least 32 channels everywhere: the 32 and 64 px layers of G and D twice as wide, the coarse ones as before
     BenchModel("fastgan-fine32", "fastgan", hyper=(("min_channels", 32),)),
+    # the LeCam regulariser at the paper's weight with DiffAugment: D's logits kept near the moving averages
+    BenchModel("fastgan-lecam", "fastgan", hyper=(("lecam", 0.3),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

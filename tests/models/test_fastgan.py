@@ -408,3 +408,39 @@ def test_min_channels_widens_only_the_fine_layers_of_both_networks():
         build_model("fastgan", spec, {**TINY, "min_channels": 1024})
     with pytest.raises(MedisynthError, match="min_channels must be positive"):
         build_model("fastgan", spec, {**TINY, "min_channels": 0})
+
+
+# -- the LeCam regulariser (--hp lecam=W) ------------------------------------------------------
+def test_lecam_anchors_move_one_hundredth_of_the_way_then_penalise_logits_past_them():
+    from medisynth.models.fastgan import LeCamAnchors
+
+    anchors = LeCamAnchors()
+    real, fake = torch.tensor([3.0, 1.0]), torch.tensor([-1.0, -3.0])
+    penalty = anchors.penalty(real, fake)
+    assert float(anchors.real) == pytest.approx(0.02) and float(anchors.fake) == pytest.approx(-0.02)
+    # relu(D(real) - anchor_fake)^2 and relu(anchor_real - D(fake))^2, each averaged over the batch
+    expected = ((3.02**2 + 1.02**2) + (1.02**2 + 3.02**2)) / 2
+    assert float(penalty) == pytest.approx(expected)
+    # logits already inside the anchors (real below the fake anchor, fake above the real one) cost nothing
+    anchors.real.fill_(1.0)
+    anchors.fake.fill_(2.0)
+    assert float(anchors.penalty(torch.tensor([1.0]), torch.tensor([1.5]))) == 0.0
+
+
+def test_lecam_is_built_only_when_asked_for_and_changes_the_discriminator_update():
+    spec = DataSpec(32, 3, CLASSES)
+    plain = build_model("fastgan", spec, TINY)
+    assert plain.lecam_anchors is None  # runs trained without it keep their checkpoints' keys
+    assert not any("lecam" in key for key in plain.state_dict())
+    after = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("fastgan", spec, {**TINY, "lecam": weight})
+        logs = model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
+        assert ("lecam" in logs) is (weight > 0)
+        after.append(snapshot(model.discriminator))
+    assert logs["lecam"] > 0 and set(model.state_dict()) >= {"lecam_anchors.real", "lecam_anchors.fake"}
+    assert float(model.lecam_anchors.real) != 0 and float(model.lecam_anchors.fake) != 0
+    assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
+    with pytest.raises(MedisynthError, match="lecam=-0.1; a weight is 0"):
+        build_model("fastgan", spec, {**TINY, "lecam": -0.1})

@@ -357,6 +357,9 @@ MODELS = {
     # the noise maps are per-image draws from the global RNG: each rank takes its rows of the global batch's maps
     "fastgan-noise": ("fastgan", 32, ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4",
                                       "--hp", "noise=true"]),
+    # the anchors move with the global batch's mean logits, so both ranks hold the one process's anchors
+    "fastgan-lecam": ("fastgan", 32, ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4",
+                                      "--hp", "lecam=0.3"]),
     "wgan-gp": ("wgan-gp", 32, [*TINY_GAN, "--hp", "n_critic=2"]),
     **{name: (name, size, TINY_LKGAN) for name, size in (("lkgan-small", 64), ("lkgan-v1", 128), ("lkgan-v2", 128))},
     "vae": ("vae", 32, ["--hp", "hidden=16", "--latent-dim", "4"]),

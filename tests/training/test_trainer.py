@@ -286,7 +286,7 @@ def test_fastgan_defaults_are_the_few_minute_recipe(toy_data_32, tmp_path, make_
 
 @pytest.mark.parametrize("model, extra", [("dcgan", {}), ("cgan", {}), ("fastgan", {}), ("dcgan", FAST_ADA),
                                           ("fastgan", FAST_ADA), ("fastgan", {"condition_ramp": [2, 5]}),
-                                          ("fastgan", {"noise": True})])
+                                          ("fastgan", {"noise": True}), ("fastgan", {"lecam": 0.3})])
 def test_resume_is_exact_for_real_models(toy_data_32, tmp_path, make_config, model, extra):
     small = {"width": 4, "latent_dim": 8, **extra}
     train(make_config(toy_data_32, tmp_path / "straight", model=model, steps=6, hyper=small))

@@ -34,7 +34,7 @@ Transitional training (``condition_ramp``, off by default; Shahbazi et al., ICLR
 unconditional and the class is ramped into G's embedding and into the loss (hinge of D's unconditional logit plus the
 ramp weight times that of the conditional one).
 
-Loss: hinge. DiffAugment with adaptive probability (``medisynth.models.ada``) on everything D sees.
+Loss: hinge, optionally with the LeCam regulariser (``lecam``, off by default; Tseng et al., CVPR 2021). DiffAugment with adaptive probability (``medisynth.models.ada``) on everything D sees.
 ``discriminator_score`` is the sigmoid of D's logit, so ``--min-d-score`` works as for cgan.
 
 Structure read from the paper and lucidrains/lightweight-gan; the code is medisynth's own.
@@ -117,6 +117,11 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # a [1, 2, 1] blur before each of D's stride-2 convs (anti-aliased downsampling, Zhang 2019, as in StyleGAN2's D).
     # Measured worse: it removes the 2 px period from all D sees, and G then drew vertical 2 px stripes unpunished
     d_blur: bool = False
+    # weight of the LeCam regulariser (Tseng et al., CVPR 2021, "Regularizing Generative Adversarial Networks under
+    # Limited Data"; 0 = off, the paper's 0.3 with DiffAugment): D's logits on real images are pulled below the moving
+    # average of its logits on fakes and vice versa, so that D cannot drift into the ever-larger margins it reaches by
+    # memorising a few hundred images. Meant for the runs where D wins outright and G's images stop improving
+    lecam: float = 0.0
 
 
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
@@ -357,6 +362,28 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, spread.to(x.dtype)], dim=1)
 
 
+class LeCamAnchors(nn.Module):
+    """The anchors of the LeCam regulariser (Tseng et al., CVPR 2021): moving averages (decay 0.99, the paper's; from
+    0, where a fresh D's logits sit) of D's mean logit on real and on generated images. Buffers, so that a resumed run
+    goes on with the anchors it had; the global batch's means under torchrun, so that every rank holds the same."""
+
+    decay = 0.99
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("real", torch.zeros((), dtype=torch.float32))
+        self.register_buffer("fake", torch.zeros((), dtype=torch.float32))
+
+    def penalty(self, real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+        """Move the anchors with this batch (as the paper's code does, before the penalty), then
+        mean(relu(D(real) - anchor_fake)^2) + mean(relu(anchor_real - D(fake))^2)."""
+        with torch.no_grad():
+            self.real.lerp_(global_mean(real_logit.detach().float()), 1 - self.decay)
+            self.fake.lerp_(global_mean(fake_logit.detach().float()), 1 - self.decay)
+        return (F.relu(real_logit.float() - self.fake).pow(2).mean()
+                + F.relu(self.real - fake_logit.float()).pow(2).mean())
+
+
 @dataclass
 class Judgement:
     """What the discriminator says about a batch."""
@@ -457,8 +484,9 @@ class FastGAN(GANModel):
         if hyper.min_channels > hyper.max_channels:
             raise MedisynthError(f"{self.name}: min_channels={hyper.min_channels} is above max_channels="
                                  f"{hyper.max_channels}; lower min_channels or raise max_channels")
-        if hyper.class_loss < 0:
-            raise MedisynthError(f"{self.name}: class_loss={hyper.class_loss}; a weight is 0 (off) or positive")
+        for key in ("class_loss", "lecam"):
+            if getattr(hyper, key) < 0:
+                raise MedisynthError(f"{self.name}: {key}={getattr(hyper, key)}; a weight is 0 (off) or positive")
         check_choice(self.name, "mode_seeking_on", hyper.mode_seeking_on, ("pixels", "structure"))
         check_choice(self.name, "upsample", hyper.upsample, ("nearest", "bilinear"))
         if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:
@@ -484,6 +512,8 @@ class FastGAN(GANModel):
                                                   spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
                                                   mbstd_group=hyper.mbstd_group, blur=hyper.d_blur,
                                                   min_channels=hyper.min_channels)
+        # only when asked for: runs trained without it keep their checkpoints' keys
+        self.lecam_anchors = LeCamAnchors() if hyper.lecam > 0 else None
 
     def generator_inputs(self, z, labels, generator=None):
         return (z, labels, *self.generator.draw_noise(len(z), z.device, generator))
@@ -515,11 +545,14 @@ class FastGAN(GANModel):
         loss_d = loss_d + self.hyper.recon_weight * on_real.recon
         if on_real.class_logits is not None:  # the auxiliary classifier learns the classes of real images only
             loss_d = loss_d + self.hyper.class_loss * F.cross_entropy(on_real.class_logits.float(), labels)
-        loss_d.backward()
-        opt_d.step()
         # the logit D is always trained on: under transitional training the class term starts untrained
         d_real, d_fake = ((on_real.unconditional, on_fake.unconditional) if self.transitional
                           else (on_real.logit, on_fake.logit))
+        if self.lecam_anchors is not None:
+            lecam = self.lecam_anchors.penalty(d_real, d_fake)
+            loss_d = loss_d + self.hyper.lecam * lecam
+        loss_d.backward()
+        opt_d.step()
         d_real, d_fake = d_real.detach().float(), d_fake.detach().float()
         self.augment.observe(d_real)
 
@@ -545,6 +578,8 @@ class FastGAN(GANModel):
         logged = dict(zip(self.log_keys, figures.detach().tolist()))
         if self.transitional:
             logged["condition"] = weight
+        if self.lecam_anchors is not None:
+            logged["lecam"] = float(lecam.detach())
         return logged
 
     @property
