@@ -363,11 +363,12 @@ def score_images(judge: Judge, images, labels, device, seed: int, eval_mask: Opt
 
 
 # ------------------------------------------------------------------------------------------ one record
-def utility_config(judge: Judge, settings: Settings, work: Path):
+def utility_config(root: Path, settings: Settings, work: Path):
+    """The utility classifiers' recipe for the prepared set ``root`` (also bench_heldout_utility.py's)."""
     import medisynth as ms
 
     # out is never written: fit_protocol trains and scores one classifier and writes nothing
-    return ms.UtilityConfig(real=judge.root, out=work / "unused-utility-report", epochs=settings.clf_epochs,
+    return ms.UtilityConfig(real=root, out=work / "unused-utility-report", epochs=settings.clf_epochs,
                             patience=settings.clf_patience, width=settings.classifier_width,
                             time_budget_per_run_s=None if settings.clf_minutes is None else settings.clf_minutes * 60,
                             progress=False)
@@ -378,7 +379,7 @@ def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) ->
     from medisynth.io import read_json, write_json
     from medisynth.downstream.run import fit_protocol
 
-    config = utility_config(judge, settings, work)
+    config = utility_config(judge.root, settings, work)
     # "eq": epochs of as many draws as the real training split (equal steps for every protocol)
     recipe = f"e{config.epochs}-p{config.patience}-t{config.time_budget_per_run_s}-{config.model}-w{config.width}-eq"
     path = work / "cache" / "baselines" / f"{judge.content_hash[:16]}-{recipe}-{device.type}-s{seed}.json"
@@ -394,7 +395,7 @@ def balanced_mix(judge: Judge, synthetic, seed: int, settings: Settings, work: P
     """The utility classifier of ``seed`` trained on the balanced mix of the real training split and ``synthetic``."""
     from medisynth.downstream.run import fit_protocol
 
-    record, _ = fit_protocol(MIX_PROTOCOL, seed, judge.real, synthetic, utility_config(judge, settings, work), device)
+    record, _ = fit_protocol(MIX_PROTOCOL, seed, judge.real, synthetic, utility_config(judge.root, settings, work), device)
     return record
 
 
@@ -519,7 +520,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     grid = write_grid(grid_path, synthetic, real.class_names, f"{bench.key}, {judge.name}, {budget:g} min, seed {seed}")
     base = baseline(judge, seed, settings, work, device)
     log(f"{tag}: real + synthetic classifier, seed {seed}")
-    topped, _ = fit_protocol("real+synthetic", seed, real, synthetic, utility_config(judge, settings, work), device)
+    topped, _ = fit_protocol("real+synthetic", seed, real, synthetic, utility_config(judge.root, settings, work), device)
     log(f"{tag}: balanced-mix classifier, seed {seed}")
     mixed = balanced_mix(judge, synthetic, seed, settings, work, device)
     measures.update({

@@ -67,14 +67,18 @@ class ProtocolData:
     draw_weights: np.ndarray | None = None  # per train image, drawn with replacement in these proportions
 
 
+def load_split(root: Path, split: str, namespace: str = "real") -> ImageSet:
+    """One split of a prepared set as the study's ImageSet, ids namespaced ``NAMESPACE/...`` (another namespace keeps
+    a second set's ids apart from the first's in the leak check)."""
+    ds = PreparedDataset(root, split)
+    images, labels = ds.to_tensor()
+    return ImageSet(images, labels.numpy().copy(), [f"{namespace}/{i}" for i in ds.index["id"]],
+                    np.zeros(len(ds), dtype=bool))
+
+
 def load_real(root: Path) -> RealData:
     manifest = Manifest.load(root)
-    sets = {}
-    for split in ("train", "val", "test"):
-        ds = PreparedDataset(root, split)
-        images, labels = ds.to_tensor()
-        sets[split] = ImageSet(images, labels.numpy().copy(), [f"real/{i}" for i in ds.index["id"]],
-                               np.zeros(len(ds), dtype=bool))
+    sets = {split: load_split(root, split) for split in ("train", "val", "test")}
     if len(sets["test"]) == 0:
         raise MedisynthError(f"{root}: the test split is empty; re-run `medisynth prepare` with --test-fraction > 0")
     if len(sets["val"]) == 0:
