@@ -55,9 +55,8 @@ log = bench.log
 
 
 def prepare_heldout(work: Path, training_root: Path, per_class: int, size: int) -> Path:
-    """``per_class`` fresh phantom eyes per grade, prepared like ``training_root``, every image in the test split."""
-    import pandas as pd
-
+    """``per_class`` fresh phantom eyes per grade, prepared like ``training_root`` (its splits are not used: every
+    image is a test image, ``medisynth utility --test-data``)."""
     import medisynth as ms
 
     class_names = ms.Manifest.load(training_root).class_names
@@ -69,11 +68,6 @@ def prepare_heldout(work: Path, training_root: Path, per_class: int, size: int) 
         log(f"drawing {per_class} fresh phantom eyes per grade -> {source}")
         ms.generate_fundus_dataset(source, n=per_class * len(class_names), size=max(size, 64), seed=PHANTOM_SEED,
                                    proportions=[1] * len(class_names), overwrite=True)
-        labels = pd.read_csv(source / "labels.csv")
-        labels["split"] = "test"  # medisynth prepare keeps a split column
-        from medisynth.io import atomic_write_text
-
-        atomic_write_text(source / "labels.csv", labels.to_csv(index=False))
     log(f"preparing {source} at {size} px -> {out}")
     ms.prepare(ms.PrepareConfig(source=source, out=out, size=size, channels=3, seed=0, classes=list(class_names),
                                 workers=1))
@@ -210,7 +204,7 @@ def run(args) -> int:
 
     import medisynth as ms
     from medisynth.device import resolve_device
-    from medisynth.downstream.data import load_real, load_split
+    from medisynth.downstream.data import load_real, with_external_test
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -236,8 +230,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     training_root = bench.prepare_data(args.data, args.work, settings, None)
     heldout_root = prepare_heldout(args.work, training_root, args.per_class, settings.size)
-    real = load_real(training_root)
-    real = replace(real, test=load_split(heldout_root, "test", namespace="heldout"))
+    real = with_external_test(load_real(training_root), heldout_root)
     log(f"{args.data}: train {np.bincount(real.train.labels, minlength=len(real.class_names)).tolist()}, "
         f"held-out test {np.bincount(real.test.labels, minlength=len(real.class_names)).tolist()}")
     training_hash = ms.Manifest.load(training_root).content_hash

@@ -13,8 +13,12 @@ from medisynth.runs import require_run
 def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     out = tmp_path / "[demo] run"  # brackets: rich must not read the printed paths as markup
     run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, minority_samples=6, utility_seeds=2,
-                        utility_epochs=1, domain_epochs=1, ssl_steps=20, device="cpu"))
+                        utility_epochs=1, domain_epochs=1, ssl_steps=20, test_images=20, device="cpu"))
     summary = json.loads((out / "demo.json").read_text())
+    # the utility classifiers are scored on the fresh held-out eyes alone, four per grade
+    utility = json.loads((out / "utility" / "utility.json").read_text())
+    assert utility["data"]["real"]["test"] == [4] * 5 and utility["config"]["test_data"] == str(out / "prepared-test")
+    assert "on 20 real test images" in summary["verdict"]
     assert set(summary["timings_s"]) == {"phantom", "prepare", "train", "sample", "balance", "evaluate", "utility"}
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
     assert json.loads((out / "report" / "metrics.json").read_text())["schema"] == "medisynth.metrics/2"
@@ -53,14 +57,14 @@ def _utility(pairs):
     for seed, (over, synth) in enumerate(pairs):
         runs.append({"protocol": "real-balanced", "seed": seed, "metrics": {"balanced_accuracy": over}})
         runs.append({"protocol": "real+synthetic", "seed": seed, "metrics": {"balanced_accuracy": synth}})
-    return {"runs": runs}
+    return {"runs": runs, "data": {"real": {"test": [100, 100, 100, 100, 100]}}}
 
 
 @pytest.mark.parametrize("pairs, answer, wins", [([(0.38, 0.28), (0.40, 0.30), (0.36, 0.37)], "NO", "1 of 3"),
                                                  ([(0.30, 0.40), (0.32, 0.35)], "YES", "2 of 2")])
 def test_the_verdict_line_says_whether_synthetic_beat_oversampling(pairs, answer, wins):
     line = utility_verdict(_utility(pairs))
-    assert f"oversampling: {answer}" in line and f"better in {wins} seeds" in line
+    assert f"oversampling: {answer}" in line and f"better in {wins} seeds" in line and "on 500 real test images" in line
     assert "\n" not in line
 
 

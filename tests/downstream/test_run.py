@@ -115,3 +115,40 @@ def test_random_weight_resnet18_is_named_in_the_report(folders):
     report = folders / "report"
     assert "start from random weights" in (report / "utility.md").read_text()
     assert any("random weights" in n for n in json.loads((report / "utility.json").read_text())["notes"])
+
+
+def test_an_external_test_set_replaces_the_test_split(folders):
+    # every image of a second prepared set, whatever its own splits, is the test set
+    write_toy_prepared(folders / "external", {"train": [2, 2, 2], "val": [1, 1, 1], "test": [1, 1, 2]}, seed=7)
+    results = run_utility(_config(folders, protocols=("real", "real+synthetic"), test_data=folders / "external"))
+    assert {r["metrics"]["n"] for r in results["runs"]} == {13}
+    assert {tuple(r["metrics"]["classes_absent_from_test"]) for r in results["runs"]} == {()}
+    assert results["data"]["real"]["test"] == [4, 4, 5] and results["data"]["real"]["train"] == [8, 4, 2]
+    assert any("an external test set" in n for n in results["notes"])
+    assert json.loads((folders / "report" / "utility.json").read_text())["config"]["test_data"].endswith("external")
+
+
+def test_an_external_test_set_must_match_the_classes_and_hold_no_training_image(folders):
+    write_toy_prepared(folders / "two", {"train": [2, 2], "val": [1, 1], "test": [1, 1]}, seed=7)
+    with pytest.raises(MedisynthError, match=r"--test-data .*two: classes \['0', '1'\].*--classes 0,1,2"):
+        run_utility(_config(folders, protocols=("real",), test_data=folders / "two"))
+    with pytest.raises(MedisynthError, match="14 of its 26 images are pixel-identical to training images"):
+        run_utility(_config(folders, protocols=("real",), test_data=folders / "real"))
+    with pytest.raises(MedisynthError, match="not a prepared data set"):
+        run_utility(_config(folders, protocols=("real",), test_data=folders / "syn"))
+    assert not (folders / "report").exists()  # refused before any classifier trained or anything was written
+
+
+def test_cli_utility_with_an_external_test_set(folders):
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    write_toy_prepared(folders / "external", {"train": [3, 3, 3]}, seed=7)
+    result = CliRunner().invoke(app, [
+        "utility", str(folders / "real"), "--test-data", str(folders / "external"), "--out", str(folders / "cli"),
+        "--protocols", "real", "--seeds", "1", "--epochs", "1", "--batch-size", "4", "--width", "4", "--device", "cpu",
+        "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = json.loads((folders / "cli" / "utility.json").read_text())["runs"][0]
+    assert run["metrics"]["n"] == 9

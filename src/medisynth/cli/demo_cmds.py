@@ -12,6 +12,8 @@ from medisynth.demo import DemoConfig
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Folder for every stage's output"),
     n_images: int = typer.Option(DemoConfig.n_images, "--n", help="Phantom fundus images to generate"),
+    test_images: int = typer.Option(DemoConfig.test_images, "--test-images",
+                                    help="Fresh phantom eyes, equally many per grade, that the utility study is scored on"),
     size: int = typer.Option(DemoConfig.size, help="Image size used for training (px)"),
     train_minutes: float = typer.Option(DemoConfig.train_minutes, help="Training budget for the class-conditional GAN (fastgan)"),
     seed: int = typer.Option(0),
@@ -21,5 +23,5 @@ def demo(
     """Run the whole job on built-in phantom fundus data: prepare, train, sample, balance, evaluate, utility."""
     from medisynth.demo import run_demo
 
-    run_demo(DemoConfig(out=out, n_images=n_images, size=size, train_minutes=train_minutes, seed=seed,
+    run_demo(DemoConfig(out=out, n_images=n_images, test_images=test_images, size=size, train_minutes=train_minutes, seed=seed,
                         device=device, overwrite=overwrite))

@@ -42,6 +42,9 @@ def utility(
     data: Path = typer.Argument(..., metavar="DATA", help="prepared real data set (its val and test splits are used as is)"),
     synthetic: Optional[Path] = typer.Option(None, "--synthetic", help="synthetic image folder (from `medisynth sample` or `balance`)"),
     out: Path = typer.Option(..., "--out", "-o", help="report folder to create: utility.json/.md/.html/.png"),
+    test_data: Optional[Path] = typer.Option(
+        None, "--test-data", help="a second prepared set, every image of which is the test set (an external test "
+        "set: another site, or more held-out images); default: DATA's test split"),
     protocols: Optional[str] = typer.Option(
         None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-weighted, real+synthetic, "
         "real-balanced+synthetic (every class drawn equally, half of its draws synthetic), synthetic "
@@ -67,7 +70,7 @@ def utility(
 
     try:
         results = run_utility(UtilityConfig(
-            real=data, synthetic=synthetic, out=out,
+            real=data, synthetic=synthetic, out=out, test_data=test_data,
             protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols is not None else None,
             seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
             time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -67,9 +68,9 @@ class ProtocolData:
     draw_weights: np.ndarray | None = None  # per train image, drawn with replacement in these proportions
 
 
-def load_split(root: Path, split: str, namespace: str = "real") -> ImageSet:
-    """One split of a prepared set as the study's ImageSet, ids namespaced ``NAMESPACE/...`` (another namespace keeps
-    a second set's ids apart from the first's in the leak check)."""
+def load_split(root: Path, split: Optional[str], namespace: str = "real") -> ImageSet:
+    """One split of a prepared set (None: every image) as the study's ImageSet, ids namespaced ``NAMESPACE/...``
+    (another namespace keeps a second set's ids apart from the first's in the leak check)."""
     ds = PreparedDataset(root, split)
     images, labels = ds.to_tensor()
     return ImageSet(images, labels.numpy().copy(), [f"{namespace}/{i}" for i in ds.index["id"]],
@@ -84,6 +85,23 @@ def load_real(root: Path) -> RealData:
     if len(sets["val"]) == 0:
         raise MedisynthError(f"{root}: the val split is empty; re-run `medisynth prepare` with --val-fraction > 0")
     return RealData(sets["train"], sets["val"], sets["test"], manifest.class_names, manifest.image_size, manifest.channels)
+
+
+def with_external_test(real: RealData, root: Path) -> RealData:
+    """``real`` with every image of the prepared set ``root`` as its test split (an external test set: another site,
+    or more held-out images than the real set's own test split holds); training and validation stay ``real``'s."""
+    manifest = Manifest.load(root)
+    if (manifest.class_names, manifest.image_size, manifest.channels) != (real.class_names, real.image_size, real.channels):
+        raise MedisynthError(
+            f"--test-data {root}: classes {manifest.class_names} at {manifest.image_size} px x {manifest.channels} "
+            f"channel(s), the real set classes {real.class_names} at {real.image_size} px x {real.channels}; prepare "
+            f"it with --size {real.image_size} --channels {real.channels} --classes {','.join(real.class_names)}")
+    test = load_split(root, None, namespace="external")
+    copies = exact_copies(test, real.train)
+    if copies:
+        raise MedisynthError(f"--test-data {root}: {copies} of its {len(test)} images are pixel-identical to training "
+                             "images of the real set; an external test set must hold images no classifier trains on")
+    return RealData(real.train, real.val, test, real.class_names, real.image_size, real.channels)
 
 
 def load_synthetic(folder: Path, class_names: list[str], image_size: int, channels: int) -> ImageSet:

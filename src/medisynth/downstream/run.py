@@ -28,6 +28,7 @@ from medisynth.downstream.data import (
     load_real,
     protocol_data,
     recorded_top_up,
+    with_external_test,
 )
 from medisynth.downstream.metrics import SCALAR_METRICS, classification_metrics, is_ordinal
 from medisynth.report.format import format_number
@@ -41,6 +42,9 @@ class UtilityConfig:
     real: Path  # a prepared data set (train/val/test splits)
     out: Path  # report folder: utility.json, utility.md, utility.html, utility.png
     synthetic: Optional[Path] = None  # image folder (images/ + labels.csv); needed by synthetic protocols
+    # a second prepared set, every image of which is the test set (an external test set: another site, or more
+    # held-out images than ``real``'s test split); None: ``real``'s own test split
+    test_data: Optional[Path] = None
     # what each classifier trains on (``PROTOCOLS``); None: DEFAULT_PROTOCOLS, without the synthetic
     # ones when no ``synthetic`` folder is given
     protocols: Optional[tuple[str, ...]] = None
@@ -76,7 +80,7 @@ def _check(config: UtilityConfig) -> list[str]:
         raise MedisynthError("--weights is for --model resnet18")
     if any(PROTOCOLS[p][1] for p in protocols) and config.synthetic is None:
         raise MedisynthError(f"protocol(s) {', '.join(p for p in protocols if PROTOCOLS[p][1])} need --synthetic DIR")
-    check_output(Path(config.out), config.overwrite, "utility", (config.real, config.synthetic))
+    check_output(Path(config.out), config.overwrite, "utility", (config.real, config.synthetic, config.test_data))
     return protocols
 
 
@@ -98,6 +102,8 @@ def run_utility(config: UtilityConfig) -> dict:
     protocols = _check(config)
     device = distributed.setup(resolve_device(config.device))
     real = load_real(Path(config.real))
+    if config.test_data is not None:
+        real = with_external_test(real, Path(config.test_data))
     synthetic, top_up = None, None
     if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
         synthetic = load_synthetic(Path(config.synthetic), real.class_names, real.image_size, real.channels)
@@ -149,6 +155,9 @@ def _input_notes(config: UtilityConfig, copies_of_val_test: Optional[int]) -> li
     if copies_of_val_test:
         notes.append(f"{copies_of_val_test} synthetic image(s) are exact copies of real "
                      "VAL/TEST images: the generator saw the evaluation images, so real+synthetic results are optimistic")
+    if config.test_data is not None:
+        notes.append(f"the test set is every image of {config.test_data} (an external test set), not the test split "
+                     f"of {config.real}")
     if config.synthetic is None and config.protocols is None:
         notes.append("no --synthetic folder: only the protocols without synthetic images were run, and "
                      "the verdict cannot compare real + synthetic with them")
