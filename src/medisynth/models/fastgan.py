@@ -14,7 +14,7 @@ turned into one gate per channel of a feature map 8x (images up to 128 px) or 16
 256 px and up) larger, and multiplies it: cheap long skips that carry the global layout. Options measured and left
 off (README "Which generator?"): the paper's per-pixel noise after each conv of the two-conv blocks (``noise``),
 bilinear instead of nearest upsampling (``upsample``), more channels everywhere (``width``) or in the finest layers
-only (``min_channels``), and a blur before D's strided convs (``d_blur``).
+only (``min_channels``), a blur before D's strided convs (``d_blur``) and the LeCam regulariser (``lecam``).
 
 Discriminator: a 4x4 stride-2 conv, then residual down blocks (a 4x4 stride-2 conv path plus an
 average-pool + 1x1 conv path, as in the paper) down to 8x8; spectral norm on every conv and
@@ -120,7 +120,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # weight of the LeCam regulariser (Tseng et al., CVPR 2021, "Regularizing Generative Adversarial Networks under
     # Limited Data"; 0 = off, the paper's 0.3 with DiffAugment): D's logits on real images are pulled below the moving
     # average of its logits on fakes and vice versa, so that D cannot drift into the ever-larger margins it reaches by
-    # memorising a few hundred images. Meant for the runs where D wins outright and G's images stop improving
+    # memorising a few hundred images. Worse at 10 CPU minutes on the phantom (2 seeds; README "Which generator?"): there
+    # D does not memorise (ADA's p falls back to 0), so there was no memorising for it to correct
     lecam: float = 0.0
 
 
