@@ -123,9 +123,12 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
     baselines = load_results(results_path)["baselines"]
     if baseline_key not in baselines:
         log(f"held-out set: oversampling classifier, seed {seed}")
-        base = fit("oversampled", seed, real, None, config, device)
-        save(results_path, lambda results: results["baselines"].__setitem__(baseline_key, base))
-        baselines[baseline_key] = base
+        baselines[baseline_key] = fit("oversampled", seed, real, None, config, device)
+
+        def add_baseline(results: dict) -> None:
+            results["baselines"][baseline_key] = baselines[baseline_key]
+
+        save(results_path, add_baseline)
     sample_dir = work / "samples-heldout" / tag
     ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=record["sample"]["per_class"], seed=seed,
                               device=str(device), progress=False, overwrite=True))
@@ -144,9 +147,12 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
         "measures": {f"{key}_balanced_accuracy": value for key, value in accuracy.items()},
         "utility": utility,
     }
-    key = bench.record_key(heldout)
-    save(results_path, lambda results: results.__setitem__(
-        "records", [r for r in results["records"] if bench.record_key(r) != key] + [heldout]))
+
+    def add_record(results: dict) -> None:  # replacing an earlier one of the same key
+        key = bench.record_key(heldout)
+        results["records"] = [r for r in results["records"] if bench.record_key(r) != key] + [heldout]
+
+    save(results_path, add_record)
     log(f"{tag}: oversampled {accuracy['oversampled']:.3f}, real + synthetic {accuracy['real_synthetic']:.3f}, "
         f"balanced mix {accuracy['balanced_mix']:.3f}")
 
