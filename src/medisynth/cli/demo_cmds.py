@@ -23,5 +23,5 @@ def demo(
     """Run the whole job on built-in phantom fundus data: prepare, train, sample, balance, evaluate, utility."""
     from medisynth.demo import run_demo
 
-    run_demo(DemoConfig(out=out, n_images=n_images, test_images=test_images, size=size, train_minutes=train_minutes, seed=seed,
-                        device=device, overwrite=overwrite))
+    run_demo(DemoConfig(out=out, n_images=n_images, test_images=test_images, size=size, train_minutes=train_minutes,
+                        seed=seed, device=device, overwrite=overwrite))

@@ -34,7 +34,8 @@ Transitional training (``condition_ramp``, off by default; Shahbazi et al., ICLR
 unconditional and the class is ramped into G's embedding and into the loss (hinge of D's unconditional logit plus the
 ramp weight times that of the conditional one).
 
-Loss: hinge, optionally with the LeCam regulariser (``lecam``, off by default; Tseng et al., CVPR 2021). DiffAugment with adaptive probability (``medisynth.models.ada``) on everything D sees.
+Loss: hinge, optionally with the LeCam regulariser (``lecam``, off by default; Tseng et al., CVPR 2021). DiffAugment
+with adaptive probability (``medisynth.models.ada``) on everything D sees.
 ``discriminator_score`` is the sigmoid of D's logit, so ``--min-d-score`` works as for cgan.
 
 Structure read from the paper and lucidrains/lightweight-gan; the code is medisynth's own.
@@ -120,8 +121,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # weight of the LeCam regulariser (Tseng et al., CVPR 2021, "Regularizing Generative Adversarial Networks under
     # Limited Data"; 0 = off, the paper's 0.3 with DiffAugment): D's logits on real images are pulled below the moving
     # average of its logits on fakes and vice versa, so that D cannot drift into the ever-larger margins it reaches by
-    # memorising a few hundred images. Worse at 10 CPU minutes on the phantom (2 seeds; README "Which generator?"): there
-    # D does not memorise (ADA's p falls back to 0), so there was no memorising for it to correct
+    # memorising a few hundred images. Worse at 10 CPU minutes on the phantom (2 seeds; README "Which generator?"):
+    # there D does not memorise (ADA's p falls back to 0), so there was no memorising for it to correct
     lecam: float = 0.0
 
 
