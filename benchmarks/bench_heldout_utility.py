@@ -197,12 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except MedisynthError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return bench.run_main(build_parser(), run, argv)
 
 
 def run(args) -> int:

@@ -953,13 +953,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_main(parser: argparse.ArgumentParser, run, argv: Optional[list[str]]) -> int:
+    """Parse ``argv`` and call ``run(args)``; a MedisynthError is one line on stderr and exit status 2 (also
+    bench_heldout_utility.py's entry point)."""
+    args = parser.parse_args(argv)
     try:
         return run(args)
     except MedisynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    return run_main(build_parser(), run, argv)
 
 
 def run(args) -> int:
