@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
@@ -36,7 +35,6 @@ from medisynth.errors import MedisynthError
 HERE = Path(__file__).resolve().parent
 SCHEMA = "medisynth.bench_heldout_utility/1"
 PHANTOM_SEED = 1  # the benchmark's phantom set is seed 0
-PROTOCOLS = {"oversampled": "real-balanced", "real_synthetic": "real+synthetic", "balanced_mix": None}  # None: MIX
 
 
 def load_bench_quality():
@@ -52,6 +50,8 @@ def load_bench_quality():
 
 bench = load_bench_quality()
 log = bench.log
+#: the record's utility keys -> the utility study's protocols (bench_quality's three)
+PROTOCOLS = {"oversampled": "real-balanced", "real_synthetic": "real+synthetic", "balanced_mix": bench.MIX_PROTOCOL}
 
 
 def prepare_heldout(work: Path, training_root: Path, per_class: int, size: int) -> Path:
@@ -98,7 +98,7 @@ def save(path: Path, update) -> None:
 def fit(protocol_key: str, seed: int, real, synthetic, config, device) -> dict:
     from medisynth.downstream.run import fit_protocol
 
-    record, _ = fit_protocol(PROTOCOLS[protocol_key] or bench.MIX_PROTOCOL, seed, real, synthetic, config, device)
+    record, _ = fit_protocol(PROTOCOLS[protocol_key], seed, real, synthetic, config, device)
     return record
 
 
@@ -135,7 +135,7 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
     synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
     utility = {"oversampled": baselines[baseline_key]}
     for key in ("real_synthetic", "balanced_mix"):
-        log(f"{tag}: {PROTOCOLS[key] or bench.MIX_PROTOCOL} classifier on the held-out set, seed {seed}")
+        log(f"{tag}: {PROTOCOLS[key]} classifier on the held-out set, seed {seed}")
         utility[key] = fit(key, seed, real, synthetic, config, device)
     accuracy = {key: u["metrics"]["balanced_accuracy"] for key, u in utility.items()}
     heldout = {
@@ -226,8 +226,7 @@ def run(args) -> int:
         return 0
     settings = bench.Settings(minutes=args.minutes)
     if args.smoke:  # bench_quality --smoke's set and classifiers
-        settings = replace(settings, minutes=0.05, phantom_n=100, size=32, classifier_width=8, clf_epochs=2,
-                           clf_patience=2)
+        settings = bench.smoke_settings(settings)
     device = resolve_device(args.device)
     training_root = bench.prepare_data(args.data, args.work, settings, None)
     heldout_root = prepare_heldout(args.work, training_root, args.per_class, settings.size)
@@ -235,6 +234,8 @@ def run(args) -> int:
     log(f"{args.data}: train {np.bincount(real.train.labels, minlength=len(real.class_names)).tolist()}, "
         f"held-out test {np.bincount(real.test.labels, minlength=len(real.class_names)).tolist()}")
     training_hash = ms.Manifest.load(training_root).content_hash
+    heldout_hash = ms.Manifest.load(heldout_root).content_hash
+    config = bench.utility_config(training_root, settings, args.work)
     records = [r for r in bench.load_results(args.bench_results)["records"]
                if r["data"] == args.data and r["model"] in models and int(r["seed"]) in seeds
                and float(r["budget_minutes"]) == settings.minutes and r["device_kind"] == device.type
@@ -243,8 +244,7 @@ def run(args) -> int:
         if record["data_hash"] != training_hash:
             log(f"{record['model']} seed {record['seed']}: trained on other data than {training_root}; skipped")
             continue
-        run_record(record, real, ms.Manifest.load(heldout_root).content_hash,
-                   bench.utility_config(training_root, settings, args.work), args.work, args.results, device)
+        run_record(record, real, heldout_hash, config, args.work, args.results, device)
     if not records:
         log(f"no records of {', '.join(models)} on {args.data} at {settings.minutes:g} min in {args.bench_results}")
     print(make_table(load_results(args.results)))

@@ -162,6 +162,13 @@ class Settings:
     extra_hyper: dict = field(default_factory=dict)  # smoke: small networks
 
 
+def smoke_settings(settings: Settings) -> Settings:
+    """``settings`` for ``--smoke`` (a tiny phantom set, seconds of training, small classifiers; also
+    bench_heldout_utility.py's ``--smoke``)."""
+    return replace(settings, minutes=0.05, phantom_n=100, size=32, domain_epochs=2, classifier_width=8, clf_epochs=2,
+                   clf_patience=2, smoke=True, extra_hyper={"cgan": {"width": 16}, "dcgan": {"width": 16}})
+
+
 def log(message: str) -> None:
     print(f"[bench_quality] {message}", file=sys.stderr, flush=True)
 
@@ -984,8 +991,7 @@ def run(args) -> int:
     results_path = args.results or REPO / "benchmarks" / "results" / "bench_quality.json"
     if args.smoke:  # the plumbing end to end in about a minute; numbers mean nothing
         models, data_names, seeds = ["cgan", "dcgan"], ["phantom-smoke"], [0, 1]
-        settings = replace(settings, minutes=0.05, phantom_n=100, size=32, domain_epochs=2, classifier_width=8, clf_epochs=2,
-                           clf_patience=2, smoke=True, extra_hyper={"cgan": {"width": 16}, "dcgan": {"width": 16}})
+        settings = smoke_settings(settings)
         results_path = args.results or args.work / "results.json"
     if not math.isfinite(settings.minutes) or settings.minutes <= 0:
         raise MedisynthError(f"--minutes {args.minutes}: give a positive number of minutes")
