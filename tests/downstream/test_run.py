@@ -43,6 +43,7 @@ def test_run_utility_writes_report(folders):
     assert json.loads((report / "utility.json").read_text())["config"]["seeds"] == 2
     assert "data:image/png;base64," in (report / "utility.html").read_text()
     assert "| real+synthetic |" in (report / "utility.md").read_text()
+    assert "scored on the real test split" in (report / "utility.html").read_text()
 
 
 def test_every_protocol_trains_the_same_steps_whatever_its_set_size(folders):
@@ -126,6 +127,10 @@ def test_an_external_test_set_replaces_the_test_split(folders):
     assert results["data"]["real"]["test"] == [4, 4, 5] and results["data"]["real"]["train"] == [8, 4, 2]
     assert any("an external test set" in n for n in results["notes"])
     assert json.loads((folders / "report" / "utility.json").read_text())["config"]["test_data"].endswith("external")
+    # the report says where it scored in its opening lines, not only in the notes at the end
+    external = f"scored on every image of {folders / 'external'} (an external test set)"
+    assert external in (folders / "report" / "utility.md").read_text()
+    assert external in (folders / "report" / "utility.html").read_text()
 
 
 def test_an_external_test_set_must_match_the_classes_and_hold_no_training_image(folders):

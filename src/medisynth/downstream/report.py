@@ -50,12 +50,21 @@ def verdict_lines(results: dict) -> list[str]:
             "its figures mean nothing."]
 
 
+def test_set(results: dict, short: bool = False) -> str:
+    """Where the classifiers were scored, in the report's words: the real test split, or the external test set
+    (``--test-data``) named with its path (``short``: without it)."""
+    external = results["config"].get("test_data")
+    if external is None:
+        return "the real test split"
+    return "the external test set" if short else f"every image of {external} (an external test set)"
+
+
 def terminal_summary(results: dict, report_path) -> None:
     """A short rich table (balanced accuracy, accuracy, chance per protocol), the verdict and the report path."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="downstream utility (real test split, mean ± std over seeds)")
+    table = Table(title=f"downstream utility on {test_set(results, short=True)} (mean ± std over seeds)")
     for column in ("protocol", "balanced acc.", "accuracy", "above chance"):
         # a protocol's name is what the user typed: never cut it ("above chance" wraps instead)
         table.add_column(column, justify="left" if column == "protocol" else "right", no_wrap=column == "protocol")
@@ -150,7 +159,7 @@ def plot_figure(results: dict):
     ax.set_xticks(x, [LABELS[m] for m in metrics])
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)
     ax.set_ylabel(f"mean ± std over {results['config']['seeds']} seed(s)")
-    ax.set_title("classifier on the real test split")
+    ax.set_title(f"classifier on {test_set(results, short=True)}")
     fig.legend(fontsize=8, loc="outside lower center", ncols=min(len(protocols), 3))
     ax.grid(axis="y", alpha=0.3)
     return fig
@@ -163,7 +172,8 @@ def markdown_report(results: dict) -> str:
         "",
         *[line + "\n" for line in verdict_lines(results)],
         f"Classifier `{results['config']['model']}` trained per protocol and seed, early-stopped on the real "
-        "validation split, scored on the real test split (no synthetic image is ever used for validation or test).",
+        f"validation split, scored on {test_set(results)} (no synthetic image is ever used for validation or "
+        "test).",
         "",
         f"Classes: {', '.join(data['class_names'])}. Real train/val/test per class: "
         f"{data['real']['train']} / {data['real']['val']} / {data['real']['test']}."
@@ -193,7 +203,8 @@ def html_report(results: dict, png: bytes) -> str:
         *[f'<p class="verdict"><strong>{html.escape(line)}</strong></p>' if i == 0 else f"<p>{html.escape(line)}</p>"
           for i, line in enumerate(verdict_lines(results))],
         f"<p>Classifier <code>{html.escape(results['config']['model'])}</code>, early-stopped on the real "
-        "validation split, scored on the real test split; synthetic images are used for training only.</p>",
+        f"validation split, scored on {html.escape(test_set(results))}; synthetic images are used for training "
+        "only.</p>",
         f'<img alt="metrics per protocol" src="data:image/png;base64,{img}">',
         "<h2>Metrics (mean ± std over seeds)</h2>", _html_table(metrics_table(results)),
         "<h2>Per-class recall (mean over seeds)</h2>", _html_table(recall_table(results)),
