@@ -50,8 +50,7 @@ def load_bench_quality():
 
 bench = load_bench_quality()
 log = bench.log
-#: the record's utility keys -> the utility study's protocols (bench_quality's three)
-PROTOCOLS = {"oversampled": "real-balanced", "real_synthetic": "real+synthetic", "balanced_mix": bench.MIX_PROTOCOL}
+PROTOCOLS = bench.UTILITY_FIGURES  # the record's utility keys -> the utility study's protocols (bench_quality's three)
 
 
 def prepare_heldout(work: Path, training_root: Path, per_class: int, size: int) -> Path:
@@ -102,8 +101,10 @@ def fit(protocol_key: str, seed: int, real, synthetic, config, device) -> dict:
     return record
 
 
-def run_record(record: dict, real, heldout_hash: str, config, work: Path, results_path: Path, device) -> None:
+def run_record(record: dict, real, heldout_hash: str, config, work: Path, results_path: Path, device,
+               rescore: bool = False) -> None:
     import medisynth as ms
+    from medisynth.classifier import CLASSIFIER_VERSION
     from medisynth.downstream.data import load_synthetic
     from medisynth.io import read_json
     from medisynth.runs import Run
@@ -119,9 +120,18 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
     if steps != record["train"]["steps"]:
         log(f"{tag}: {run_dir} holds a run of {steps} steps, the record {record['train']['steps']}; skipped")
         return
-    baseline_key = f"{heldout_hash[:16]}-s{seed}"
+    kept = {}
+    if rescore:  # the earlier held-out record of this run keeps every figure whose classifier did not stop at chance
+        earlier = [r for r in load_results(results_path)["records"] if bench.record_key(r) == bench.record_key(record)
+                   and r["heldout_hash"] == heldout_hash and r["steps"] == steps]
+        kept = {key: figure for key, figure in (earlier[0]["utility"] if earlier else {}).items()
+                if not bench.stopped_at_chance(figure, real)}
+        if len(kept) == len(PROTOCOLS):
+            log(f"{tag}: no classifier of its held-out record stopped at chance; kept")
+            return
+    baseline_key = f"{heldout_hash[:16]}-v{CLASSIFIER_VERSION}-s{seed}"  # the classifier recipe of CLASSIFIER_VERSION
     baselines = load_results(results_path)["baselines"]
-    if baseline_key not in baselines:
+    if "oversampled" not in kept and baseline_key not in baselines:
         log(f"held-out set: oversampling classifier, seed {seed}")
         baselines[baseline_key] = fit("oversampled", seed, real, None, config, device)
 
@@ -129,12 +139,16 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
             results["baselines"][baseline_key] = baselines[baseline_key]
 
         save(results_path, add_baseline)
-    sample_dir = work / "samples-heldout" / tag
-    ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=record["sample"]["per_class"], seed=seed,
-                              device=str(device), progress=False, overwrite=True))
-    synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
-    utility = {"oversampled": baselines[baseline_key]}
+    utility = {"oversampled": kept.get("oversampled") or baselines[baseline_key]}
+    if not all(key in kept for key in ("real_synthetic", "balanced_mix")):
+        sample_dir = work / "samples-heldout" / tag
+        ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=record["sample"]["per_class"], seed=seed,
+                                  device=str(device), progress=False, overwrite=True))
+        synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
     for key in ("real_synthetic", "balanced_mix"):
+        if key in kept:
+            utility[key] = kept[key]
+            continue
         log(f"{tag}: {PROTOCOLS[key]} classifier on the held-out set, seed {seed}")
         utility[key] = fit(key, seed, real, synthetic, config, device)
     accuracy = {key: u["metrics"]["balanced_accuracy"] for key, u in utility.items()}
@@ -143,6 +157,7 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
         "device_kind": record["device_kind"], "data_hash": record["data_hash"], "heldout_hash": heldout_hash,
         "test_counts": np.bincount(real.test.labels, minlength=len(real.class_names)).tolist(),
         "steps": steps, "source_commit": record.get("commit"), "commit": bench.git_commit(),
+        "classifier_version": CLASSIFIER_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "measures": {f"{key}_balanced_accuracy": value for key, value in accuracy.items()},
         "utility": utility,
@@ -192,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--smoke", action="store_true", help="the classifiers' smoke recipe (bench_quality --smoke)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="train again only the classifiers of existing held-out records that stopped at chance "
+                             "(early stopping before CLASSIFIER_VERSION 4); keep the others")
     parser.add_argument("--table", action="store_true", help="print and write the table only")
     return parser
 
@@ -244,7 +262,7 @@ def run(args) -> int:
         if record["data_hash"] != training_hash:
             log(f"{record['model']} seed {record['seed']}: trained on other data than {training_root}; skipped")
             continue
-        run_record(record, real, heldout_hash, config, args.work, args.results, device)
+        run_record(record, real, heldout_hash, config, args.work, args.results, device, rescore=args.rescore)
     if not records:
         log(f"no records of {', '.join(models)} on {args.data} at {settings.minutes:g} min in {args.bench_results}")
     print(make_table(load_results(args.results)))

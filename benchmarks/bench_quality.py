@@ -79,10 +79,9 @@ CT_FOLDER = "CT_Kidney_Normal_Cyst_Tumor_Stone"
 CT_CUT = {"Stone": 30, "Tumor": 30}  # training images kept of these classes: the imbalance of real data
 DATA_SETS = ("ct", "phantom")
 REAL_ROW = "real test split"
-#: the measures a record's utility classifiers give (``run_record``); --rescore keeps them, the judge's are recomputed
-UTILITY_MEASURES = ("oversampled_balanced_accuracy", "real_synthetic_balanced_accuracy", "balanced_accuracy_difference",
-                    "oversampled_accuracy", "real_synthetic_accuracy", "balanced_mix_balanced_accuracy")
 MIX_PROTOCOL = "real-balanced+synthetic"  # the balanced mix (medisynth.downstream.data.SYNTHETIC_SHARE)
+#: a record's three utility classifiers -> the utility study's protocols (also bench_heldout_utility.py's)
+UTILITY_FIGURES = {"oversampled": "real-balanced", "real_synthetic": "real+synthetic", "balanced_mix": MIX_PROTOCOL}
 KID_SUBSETS, KID_SUBSET_SIZE, PRDC_K = 100, 1000, 5  # evaluate's defaults
 PROBE_IMAGES = 64  # the first batch that times sampling (medisynth.sample's default batch size)
 
@@ -386,9 +385,12 @@ def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) ->
     from medisynth.io import read_json, write_json
     from medisynth.downstream.run import fit_protocol
 
+    from medisynth.classifier import CLASSIFIER_VERSION
+
     config = utility_config(judge.root, settings, work)
     # "eq": epochs of as many draws as the real training split (equal steps for every protocol)
-    recipe = f"e{config.epochs}-p{config.patience}-t{config.time_budget_per_run_s}-{config.model}-w{config.width}-eq"
+    recipe = (f"v{CLASSIFIER_VERSION}-e{config.epochs}-p{config.patience}-t{config.time_budget_per_run_s}-"
+              f"{config.model}-w{config.width}-eq")
     path = work / "cache" / "baselines" / f"{judge.content_hash[:16]}-{recipe}-{device.type}-s{seed}.json"
     if path.is_file():
         return read_json(path)
@@ -398,19 +400,49 @@ def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) ->
     return record
 
 
-def balanced_mix(judge: Judge, synthetic, seed: int, settings: Settings, work: Path, device) -> dict:
-    """The utility classifier of ``seed`` trained on the balanced mix of the real training split and ``synthetic``."""
+def stopped_at_chance(figure: dict, real) -> bool:
+    """A utility classifier that early stopping ended while its best validation score was at chance: trained before
+    CLASSIFIER_VERSION 4, whose patience counted from the first epoch (the classifier never learned). Any other
+    figure trains the same today: the two rules differ only in that stop."""
+    chance = 1.0 / len(np.unique(real.val.labels))
+    return figure.get("stopped") == "patience" and figure["best_val_balanced_accuracy"] <= chance
+
+
+def utility_figures(judge: Judge, synthetic, seed: int, settings: Settings, work: Path, device, tag: str,
+                    kept: Optional[dict] = None) -> tuple[dict, dict]:
+    """The three utility classifiers of ``seed`` (UTILITY_FIGURES; the oversampling one cached, ``baseline``) and
+    the measures they give. Figures in ``kept`` (an earlier record's, not ``stopped_at_chance``) are not trained."""
     from medisynth.downstream.run import fit_protocol
 
-    record, _ = fit_protocol(MIX_PROTOCOL, seed, judge.real, synthetic, utility_config(judge.root, settings, work), device)
-    return record
+    kept = {key: figure for key, figure in (kept or {}).items() if not stopped_at_chance(figure, judge.real)}
+    utility = {}
+    for key, protocol in UTILITY_FIGURES.items():
+        if key in kept:
+            utility[key] = kept[key]
+        elif key == "oversampled":
+            utility[key] = baseline(judge, seed, settings, work, device)
+        else:
+            log(f"{tag}: {protocol} classifier, seed {seed}")
+            utility[key], _ = fit_protocol(protocol, seed, judge.real, synthetic,
+                                           utility_config(judge.root, settings, work), device)
+    base, topped = utility["oversampled"]["metrics"], utility["real_synthetic"]["metrics"]
+    measures = {
+        "oversampled_balanced_accuracy": base["balanced_accuracy"],
+        "real_synthetic_balanced_accuracy": topped["balanced_accuracy"],
+        "balanced_accuracy_difference": topped["balanced_accuracy"] - base["balanced_accuracy"],
+        "oversampled_accuracy": base["accuracy"],
+        "real_synthetic_accuracy": topped["accuracy"],
+        "balanced_mix_balanced_accuracy": utility["balanced_mix"]["metrics"]["balanced_accuracy"],
+    }
+    return utility, measures
 
 
 def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int], settings: Settings, work: Path,
             device) -> None:
     """Judge the saved samples of existing records again (``--rescore``): the judge's measures are replaced, the
-    utility figures kept; a utility figure the record lacks (the balanced mix, added later) is trained. A record
-    whose samples are gone is named and left as it was."""
+    utility figures kept; a utility figure the record lacks (the balanced mix, added later) or whose classifier
+    stopped at chance (``stopped_at_chance``) is trained. A record whose samples are gone is named and left as it was."""
+    from medisynth.classifier import CLASSIFIER_VERSION
     from medisynth.downstream.data import load_synthetic
 
     records = [r for r in load_results(results_path)["records"]
@@ -433,14 +465,12 @@ def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int
             continue
         synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
         eval_mask = evaluation_mask(judge, synthetic.labels)
-        kept = {k: record["measures"][k] for k in UTILITY_MEASURES if k in record["measures"]}
-        if "balanced_mix_balanced_accuracy" not in kept:
-            log(f"{tag}: balanced-mix classifier, seed {record['seed']}")
-            mixed = balanced_mix(judge, synthetic, record["seed"], settings, work, device)
-            record["utility"]["balanced_mix"] = mixed
-            kept["balanced_mix_balanced_accuracy"] = mixed["metrics"]["balanced_accuracy"]
+        utility, utility_measures = utility_figures(judge, synthetic, record["seed"], settings, work, device, tag,
+                                                    kept=record["utility"])
+        record["utility"] = utility
         record["measures"] = {**score_images(judge, synthetic.images, synthetic.labels, device, record["seed"], eval_mask),
-                              **kept}
+                              **utility_measures}
+        record["classifier_version"] = CLASSIFIER_VERSION
         record["rescored"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         save_record(results_path, record)
         log(f"{tag}: rescored")
@@ -468,8 +498,8 @@ def sample_counts(judge: Judge) -> tuple[dict[str, int], dict[str, int]]:
 def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, work: Path, grids: Path,
                device) -> dict:
     import medisynth as ms
+    from medisynth.classifier import CLASSIFIER_VERSION
     from medisynth.downstream.data import load_synthetic
-    from medisynth.downstream.run import fit_protocol
     from medisynth.runs import Run
 
     budget = settings.minutes
@@ -525,25 +555,14 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
         f"{sample_seconds:.0f} s; scoring")
     measures = score_images(judge, synthetic.images, synthetic.labels, device, seed, eval_mask)
     grid = write_grid(grid_path, synthetic, real.class_names, f"{bench.key}, {judge.name}, {budget:g} min, seed {seed}")
-    base = baseline(judge, seed, settings, work, device)
-    log(f"{tag}: real + synthetic classifier, seed {seed}")
-    topped, _ = fit_protocol("real+synthetic", seed, real, synthetic, utility_config(judge.root, settings, work), device)
-    log(f"{tag}: balanced-mix classifier, seed {seed}")
-    mixed = balanced_mix(judge, synthetic, seed, settings, work, device)
-    measures.update({
-        "oversampled_balanced_accuracy": base["metrics"]["balanced_accuracy"],
-        "real_synthetic_balanced_accuracy": topped["metrics"]["balanced_accuracy"],
-        "balanced_accuracy_difference": topped["metrics"]["balanced_accuracy"] - base["metrics"]["balanced_accuracy"],
-        "oversampled_accuracy": base["metrics"]["accuracy"],
-        "real_synthetic_accuracy": topped["metrics"]["accuracy"],
-        "balanced_mix_balanced_accuracy": mixed["metrics"]["balanced_accuracy"],
-    })
+    utility, utility_measures = utility_figures(judge, synthetic, seed, settings, work, device, tag)
     return {
         **record,
         "sample": {"images": len(synthetic), "seconds": round(sample_seconds, 1), "per_class": per_class_counts,
                    "first_batch": first_batch},
-        "measures": measures,
-        "utility": {"oversampled": base, "real_synthetic": topped, "balanced_mix": mixed},
+        "measures": {**measures, **utility_measures},
+        "classifier_version": CLASSIFIER_VERSION,
+        "utility": utility,
         "grid": str(grid.relative_to(grids.parent)),
     }
 

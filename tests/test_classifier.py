@@ -56,6 +56,25 @@ def test_training_is_reproducible_by_seed():
     assert np.allclose(p[0], p[1]) and not np.allclose(p[0], p[2])
 
 
+@pytest.mark.parametrize("scores, stopped, epochs_run, best_epoch", [
+    # at chance (1/3) for longer than the patience, then learning: not stopped at chance
+    ([1 / 3] * 5 + [0.6, 0.7] + [0.5] * 9, "patience", 9, 7),
+    # below chance counts as not learned yet too
+    ([0.0, 0.2, 0.3, 0.3, 0.3, 0.9] + [0.5] * 10, "patience", 8, 6),
+    # never above chance: every epoch runs
+    ([1 / 3] * 16, "epochs", 16, 1),
+])
+def test_patience_counts_only_once_val_is_above_chance(monkeypatch, scores, stopped, epochs_run, best_epoch):
+    from medisynth.classifier import training
+
+    scripted = iter(scores)
+    monkeypatch.setattr(training, "_balanced_accuracy", lambda y_true, y_pred: next(scripted))
+    x, y = _toy_tensors([0, 1, 2] * 4)
+    _, history = train_classifier(x, y, 3, val=(x, y), epochs=16, batch_size=12, patience=2, device="cpu",
+                                  width=4, progress=False)
+    assert (history["stopped"], len(history["epochs"]), history["best_epoch"]) == (stopped, epochs_run, best_epoch)
+
+
 def test_draw_weights_are_the_draw_proportions():
     x, y = _toy_tensors([0, 1, 2] * 6)
     # class_balanced is the special case weight = 1 / class count: the same draws, the same model

@@ -57,6 +57,30 @@ def test_records_are_scored_on_the_held_out_set_with_their_own_samples(heldout, 
 
 
 @pytest.mark.slow
+def test_rescore_trains_again_only_the_classifiers_that_stopped_at_chance(heldout, smoke_work, tmp_path, capsys):
+    results_path = tmp_path / "heldout.json"
+    args = smoke_args(smoke_work, results_path, "--models", "cgan", "--seeds", "0,")
+    assert heldout.main(args) == 0
+    original = json.loads(results_path.read_text())["records"][0]
+    tampered = json.loads(results_path.read_text())
+    utility = tampered["records"][0]["utility"]
+    utility["real_synthetic"]["metrics"]["balanced_accuracy"] = 0.555  # a figure that learned: kept as it is
+    utility["balanced_mix"].update(stopped="patience", best_val_balanced_accuracy=0.2)  # 5 grades: at chance
+    utility["balanced_mix"]["metrics"]["balanced_accuracy"] = 0.777
+    results_path.write_text(json.dumps(tampered))
+    assert heldout.main([*args, "--rescore"]) == 0
+    after = json.loads(results_path.read_text())["records"]
+    assert len(after) == 1
+    assert after[0]["measures"]["real_synthetic_balanced_accuracy"] == 0.555
+    # trained again with its seed: the figure the first run trained, which had not stopped at chance
+    assert after[0]["utility"]["balanced_mix"]["metrics"] == original["utility"]["balanced_mix"]["metrics"]
+    assert after[0]["utility"]["oversampled"] == original["utility"]["oversampled"]
+    capsys.readouterr()
+    assert heldout.main([*args, "--rescore"]) == 0  # nothing at chance any more: nothing trains
+    assert "no classifier of its held-out record stopped at chance; kept" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_held_out_eyes_are_new_images_prepared_like_the_training_set(heldout, smoke_work):
     import medisynth as ms
 

@@ -68,14 +68,18 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
     assert "| fastgan | 0 |" in table and "not run:" in table.split("| fastgan |")[1].splitlines()[0]
 
     # --rescore judges the saved samples again without training: a measure made before it existed is filled in,
-    # a changed one restored, the utility figures kept as they were
+    # a changed one restored, the utility figures kept as they were, but one whose classifier early stopping ended
+    # at chance (before CLASSIFIER_VERSION 4) trained again
     path = tmp_path / "results.json"
     before = json.loads(path.read_text())
     tampered = json.loads(path.read_text())
     target = next(r for r in tampered["records"] if (r["model"], r["seed"]) == ("cgan", 0))
     del target["measures"]["detectability"]
     target["measures"]["kid"] = 999.0
-    target["measures"]["oversampled_balanced_accuracy"] = 0.123  # a utility figure: must survive untouched
+    target["utility"]["oversampled"]["metrics"]["balanced_accuracy"] = 0.123  # a utility figure: must survive untouched
+    at_chance = next(r for r in tampered["records"] if (r["model"], r["seed"]) == ("dcgan", 0))["utility"]
+    at_chance["real_synthetic"].update(stopped="patience", best_val_balanced_accuracy=0.2)  # 5 grades: at chance
+    at_chance["real_synthetic"]["metrics"]["balanced_accuracy"] = 0.777
     untrained = next(r for r in tampered["records"] if (r["model"], r["seed"]) == ("dcgan", 1))
     del untrained["measures"]["balanced_mix_balanced_accuracy"]  # a record made before the mix: trained now
     del untrained["utility"]["balanced_mix"]
@@ -90,6 +94,11 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
         for measure in ("kid", "precision", "recall", "cas_accuracy", "near_copy_share", "detectability"):
             assert r["measures"][measure] == pytest.approx(original[key]["measures"][measure], abs=1e-9), (key, measure)
     assert after[("cgan", 0)]["measures"]["oversampled_balanced_accuracy"] == 0.123
+    # trained again: the seed fixes it, so it is the figure the record's run trained (which had not stopped at chance)
+    retrained, first = after[("dcgan", 0)]["utility"]["real_synthetic"], original[("dcgan", 0)]["utility"]["real_synthetic"]
+    assert (retrained["metrics"], retrained["best_epoch"]) == (first["metrics"], first["best_epoch"])
+    assert after[("dcgan", 0)]["measures"]["real_synthetic_balanced_accuracy"] == \
+        original[("dcgan", 0)]["measures"]["real_synthetic_balanced_accuracy"] != 0.777
     assert after[("dcgan", 1)]["measures"]["real_synthetic_balanced_accuracy"] == \
         original[("dcgan", 1)]["measures"]["real_synthetic_balanced_accuracy"]
     # the mix classifier trained by --rescore is the one the record's run trained: the seed fixes it

@@ -14,7 +14,7 @@ from medisynth.errors import MedisynthError
 
 #: bump when SmallResNet or domain_classifier's training recipe changes, so stale caches are not reused
 #: (2: the stem stride depends on the image size)
-CLASSIFIER_VERSION = 3  # 3: the domain classifier samples classes evenly
+CLASSIFIER_VERSION = 4  # 3: the domain classifier samples classes evenly; 4: early stopping waits for above chance
 
 
 def save_classifier(model: SmallResNet, stem: str | Path, meta: dict | None = None) -> None:

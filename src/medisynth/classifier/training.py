@@ -111,8 +111,10 @@ def train_classifier(
     """Train a classifier on uint8 N x C x H x W images; returns (model in eval mode, history).
 
     With ``val`` the weights of the epoch with the best validation balanced accuracy are
-    kept and training stops after ``patience`` epochs without improvement; without it
-    the last epoch's weights are kept. ``time_budget_s`` stops training between batches
+    kept and training stops after ``patience`` epochs without improvement, counted only once
+    the best is above chance (1 / the classes in ``val``): a classifier often sits at chance
+    for its first epochs (always the majority class) before it learns, and stopping it there
+    scores a classifier that never trained. Without ``val`` the last epoch's weights are kept. ``time_budget_s`` stops training between batches
     once exceeded (at least one batch always runs). ``model`` defaults to a fresh
     ``SmallResNet(C, num_classes, width, image_size=min(H, W))`` initialised from ``seed``.
     On CUDA, model and batches use the channels_last memory format (faster convolutions with cuDNN; the
@@ -191,6 +193,7 @@ def train_classifier(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs * steps_per_epoch))
     history: dict = {"epochs": [], "best_epoch": None, "best_val_balanced_accuracy": None, "stopped": "epochs", "steps": 0}
     best_state, best_score, since_best = None, -1.0, 0
+    chance = None if val is None else 1.0 / len(np.unique(np.asarray(val[1])))
     amp = dev.type == "cuda"
 
     bar = make_progress(transient=True)
@@ -239,7 +242,7 @@ def train_classifier(
                     best_score, since_best = score, 0
                     best_state = copy.deepcopy(model.state_dict())
                     history["best_epoch"] = epoch + 1
-                else:
+                elif best_score > chance:
                     since_best += 1
             history["epochs"].append(record)
             if on_epoch is not None:

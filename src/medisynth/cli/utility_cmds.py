@@ -51,7 +51,7 @@ def utility(
         "(default: real, real-balanced, real-weighted, and with --synthetic real+synthetic, synthetic)"),
     seeds: int = typer.Option(3, "--seeds", help="runs per protocol (paired across protocols)"),
     epochs: int = typer.Option(30, "--epochs", help="maximum epochs per run (early stopping on real val)"),
-    patience: int = typer.Option(10, "--patience", help="stop after this many epochs without a better val balanced accuracy"),
+    patience: int = typer.Option(10, "--patience", help="stop after this many epochs without a better val balanced accuracy (counted once it is above chance)"),
     batch_size: int = typer.Option(64, "--batch-size", "-b"),
     lr: float = typer.Option(1e-3, "--lr"),
     time_budget_per_run: Optional[float] = typer.Option(None, "--time-budget-per-run", help="seconds per training run"),

@@ -52,7 +52,7 @@ class UtilityConfig:
     epochs: int = 30  # classifier epochs
     batch_size: int = 64  # classifier batch size
     lr: float = 1e-3  # classifier learning rate (AdamW)
-    patience: int = 10  # early stopping on val balanced accuracy (epochs without improvement)
+    patience: int = 10  # early stopping: epochs without a better val balanced accuracy, once it is above chance
     time_budget_per_run_s: Optional[float] = None  # stop each classifier after this many seconds
     model: str = "small-resnet"  # or resnet18
     width: int = 32  # small-resnet width
