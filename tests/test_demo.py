@@ -12,7 +12,7 @@ from medisynth.runs import require_run
 
 def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     out = tmp_path / "[demo] run"  # brackets: rich must not read the printed paths as markup
-    run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, minority_samples=6, utility_seeds=2,
+    run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, samples_per_grade=6, utility_seeds=2,
                         utility_epochs=1, domain_epochs=1, ssl_steps=20, test_images=20, device="cpu"))
     summary = json.loads((out / "demo.json").read_text())
     # the utility classifiers are scored on the fresh held-out eyes alone, four per grade
@@ -22,9 +22,15 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     assert set(summary["timings_s"]) == {"phantom", "prepare", "train", "sample", "balance", "evaluate", "utility"}
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
     assert json.loads((out / "report" / "metrics.json").read_text())["schema"] == "medisynth.metrics/2"
-    assert sorted(summary["minority_classes"]) == ["3", "4"]  # the two rarest EyePACS grades were sampled
-    assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer}"
-                                               for answer in ("YES", "NO", "CANNOT TELL")))
+    # every grade sampled: at least 6, the rarer ones as many as their top-up to the largest grade needs
+    train_counts = json.loads((out / "prepared" / "manifest.json").read_text())["counts"]["train"]
+    largest = max(train_counts.values())
+    assert summary["sampled_per_grade"] == {c: max(6, largest - n) for c, n in train_counts.items()}
+    assert utility["config"]["protocols"] == ["real-balanced", "real+synthetic", "real-balanced+synthetic"]
+    topped = next(r for r in utility["runs"] if r["protocol"] == "real+synthetic")
+    assert topped["added_per_class"] == [largest - train_counts[c] for c in sorted(train_counts)]
+    assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer} ("
+                                               for answer in ("YES", "NO", "NO CLEAR DIFFERENCE", "CANNOT TELL")))
     assert json.loads((out / "run" / "model.json").read_text())["model"] == "fastgan"
     trained = json.loads((out / "run" / "config.json").read_text())  # fastgan's defaults, as the benchmark's
     assert trained["batch_size"] == 8 and trained["hyper"] == {}
@@ -52,26 +58,40 @@ def test_demo_replaces_only_an_earlier_demo(tmp_path):
     assert (precious / "patients.csv").exists()
 
 
-def _utility(pairs):
+def _utility(triples, chance=None):
+    """A utility study's runs: per seed (oversampling, top-up, balanced mix) balanced accuracies."""
     runs = []
-    for seed, (over, synth) in enumerate(pairs):
-        runs.append({"protocol": "real-balanced", "seed": seed, "metrics": {"balanced_accuracy": over}})
-        runs.append({"protocol": "real+synthetic", "seed": seed, "metrics": {"balanced_accuracy": synth}})
-    return {"runs": runs, "data": {"real": {"test": [100, 100, 100, 100, 100]}}}
+    for seed, values in enumerate(triples):
+        for protocol, value in zip(("real-balanced", "real+synthetic", "real-balanced+synthetic"), values):
+            if value is not None:
+                runs.append({"protocol": protocol, "seed": seed, "metrics": {"balanced_accuracy": value}})
+    return {"runs": runs, "data": {"real": {"test": [100, 100, 100, 100, 100]}}, "verdict": {"chance": chance or {}}}
 
 
-@pytest.mark.parametrize("pairs, answer, wins", [([(0.38, 0.28), (0.40, 0.30), (0.36, 0.37)], "NO", "1 of 3"),
-                                                 ([(0.30, 0.40), (0.32, 0.35)], "YES", "2 of 2")])
-def test_the_verdict_line_says_whether_synthetic_beat_oversampling(pairs, answer, wins):
-    line = utility_verdict(_utility(pairs))
-    assert f"oversampling: {answer}" in line and f"better in {wins} seeds" in line and "on 500 real test images" in line
-    assert "\n" not in line
+@pytest.mark.parametrize("triples, answer, wins", [
+    # the mix below oversampling in every seed, by about the same: the interval lies below 0
+    ([(0.48, 0.28, 0.38), (0.50, 0.30, 0.41), (0.46, 0.37, 0.37)], "NO", "0 of 3"),
+    ([(0.30, 0.20, 0.40), (0.32, 0.25, 0.43), (0.35, 0.20, 0.44)], "YES", "3 of 3"),
+    # above in 2 of 3 but the interval holds 0: not a YES
+    ([(0.41, 0.39, 0.54), (0.58, 0.26, 0.32), (0.39, 0.20, 0.52)], "NO CLEAR DIFFERENCE", "2 of 3"),
+])
+def test_the_verdict_line_says_whether_the_balanced_mix_beat_oversampling(triples, answer, wins):
+    line = utility_verdict(_utility(triples))
+    assert line.startswith(f"real + synthetic beat oversampling: {answer} (balanced mix")
+    assert f"better in {wins} seeds" in line and "on 500 real test images" in line and "95% CI [" in line
+    assert "; top-up of the rarer grades" in line and "\n" not in line
 
 
-def test_the_verdict_line_cannot_tell_when_every_classifier_is_at_chance():
-    utility = _utility([(0.28, 0.20), (0.29, 0.15), (0.28, 0.25)])
-    utility["verdict"] = {"chance": {"real-balanced": {"above_chance": False}, "real+synthetic": {"above_chance": False}}}
+def test_the_verdict_line_cannot_tell_at_chance_or_from_one_seed():
+    chance = {"real-balanced": {"above_chance": False}, "real-balanced+synthetic": {"above_chance": False}}
+    utility = _utility([(0.28, 0.20, 0.21), (0.29, 0.15, 0.22), (0.28, 0.25, 0.19)], chance)
     line = utility_verdict(utility)
-    assert line.startswith("real + synthetic beat oversampling: CANNOT TELL") and "0.200 vs 0.283" in line
+    assert line.startswith("real + synthetic beat oversampling: CANNOT TELL") and "0.207 vs 0.283" in line
     utility["verdict"]["chance"]["real-balanced"]["above_chance"] = True
     assert utility_verdict(utility).startswith("real + synthetic beat oversampling: NO")
+    assert "an interval needs 2" in utility_verdict(_utility([(0.3, 0.2, 0.4)]))
+
+
+def test_the_verdict_line_names_a_missing_protocol():
+    line = utility_verdict(_utility([(0.3, 0.2, None), (0.3, 0.2, None)]))
+    assert line.startswith("real + synthetic beat oversampling: NOT COMPARED")
