@@ -442,5 +442,5 @@ def test_lecam_is_built_only_when_asked_for_and_changes_the_discriminator_update
     assert logs["lecam"] > 0 and set(model.state_dict()) >= {"lecam_anchors.real", "lecam_anchors.fake"}
     assert float(model.lecam_anchors.real) != 0 and float(model.lecam_anchors.fake) != 0
     assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
-    with pytest.raises(MedisynthError, match="lecam=-0.1; a weight is 0"):
+    with pytest.raises(MedisynthError, match="lecam must be >= 0, 0 for off"):
         build_model("fastgan", spec, {**TINY, "lecam": -0.1})

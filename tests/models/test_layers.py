@@ -29,3 +29,17 @@ def test_every_model_refuses_an_unknown_choice_in_one_line(model, name, choices)
     with pytest.raises(MedisynthError) as refused:
         build_model(model, DataSpec(32, 3, ["a", "b"]), {name: "nope"})
     assert str(refused.value) == f"model {model!r}: hyper-parameter {name}='nope'; choose {choices}"
+
+
+@pytest.mark.parametrize("model, name, size", [
+    ("fastgan", "class_loss", 32),
+    ("fastgan", "lecam", 32),
+    ("vae", "kl_weight", 32),
+    ("wgan-gp", "gp_weight", 32),
+    ("resvae", "blocks", 64),
+])
+def test_every_model_refuses_a_negative_weight_or_count_in_one_line(model, name, size):
+    build_model(model, DataSpec(size, 3, ["a", "b"]), {name: 0})  # 0 is "off", allowed
+    with pytest.raises(MedisynthError) as refused:
+        build_model(model, DataSpec(size, 3, ["a", "b"]), {name: -1})
+    assert str(refused.value) == f"model {model!r}: hyper-parameter {name} must be >= 0, 0 for off (got -1)"

@@ -54,8 +54,8 @@ from medisynth.errors import MedisynthError
 from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import GANModel
-from medisynth.models.layers import (check_choice, check_positive, check_size, global_mean, log2_int,
-                                     set_requires_grad, standard_normal, standardise_channels)
+from medisynth.models.layers import (check_choice, check_non_negative, check_positive, check_size, global_mean,
+                                     log2_int, set_requires_grad, standard_normal, standardise_channels)
 
 SIZES = tuple(2**k for k in range(5, 11))  # 32 .. 1024
 #: channels at each resolution, as multiples of ``width`` (the paper's table, with its ngf = 64 -> width)
@@ -486,9 +486,7 @@ class FastGAN(GANModel):
         if hyper.min_channels > hyper.max_channels:
             raise MedisynthError(f"{self.name}: min_channels={hyper.min_channels} is above max_channels="
                                  f"{hyper.max_channels}; lower min_channels or raise max_channels")
-        for key in ("class_loss", "lecam"):
-            if getattr(hyper, key) < 0:
-                raise MedisynthError(f"{self.name}: {key}={getattr(hyper, key)}; a weight is 0 (off) or positive")
+        check_non_negative(self.name, class_loss=hyper.class_loss, lecam=hyper.lecam)
         check_choice(self.name, "mode_seeking_on", hyper.mode_seeking_on, ("pixels", "structure"))
         check_choice(self.name, "upsample", hyper.upsample, ("nearest", "bilinear"))
         if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:

@@ -31,6 +31,13 @@ def check_positive(model: str, **values: float) -> None:
             raise MedisynthError(f"model {model!r}: hyper-parameter {name} must be positive (got {value})")
 
 
+def check_non_negative(model: str, **values: float) -> None:
+    """For weights and counts where 0 means "off": refuse only negative values."""
+    for name, value in values.items():
+        if value < 0:
+            raise MedisynthError(f"model {model!r}: hyper-parameter {name} must be >= 0, 0 for off (got {value})")
+
+
 def check_choice(model: str, name: str, value: object, choices: Sequence[object]) -> None:
     """Raise MedisynthError unless hyper-parameter ``name``'s ``value`` is one of ``choices``."""
     if value not in choices:

@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, register_model
-from medisynth.models.layers import check_positive, check_size, log2_int
+from medisynth.models.layers import check_non_negative, check_positive, check_size, log2_int
 from medisynth.models.vae import VAEModel, conv_channels
 
 SIZES = (32, 64, 128, 256, 512)
@@ -78,8 +77,7 @@ class ResVAE(VAEModel):
     def __init__(self, spec: DataSpec, hyper: ResVAEHyper):
         super().__init__(spec, hyper)
         check_positive(self.name, width=hyper.width, max_channels=hyper.max_channels)
-        if hyper.blocks < 0:
-            raise MedisynthError(f"model {self.name!r}: blocks must be >= 0 (got {hyper.blocks})")
+        check_non_negative(self.name, blocks=hyper.blocks)
         levels = log2_int(spec.image_size) - 2  # stride-2 steps from full size to 4 x 4
         chans = conv_channels(hyper.width, hyper.max_channels, levels + 1)  # chans[i] at size / 2^i
         res = lambda c: [ResBlock(c) for _ in range(hyper.blocks)]  # noqa: E731

@@ -24,8 +24,8 @@ from torch import nn
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, GenerativeModel, register_model
 from medisynth.models.layers import (
-    POWERS_OF_TWO_32_256, check_choice, check_labels, check_positive, check_size, check_truncation, evaluating,
-    log2_int, module_device, sample_latent,
+    POWERS_OF_TWO_32_256, check_choice, check_labels, check_non_negative, check_positive, check_size, check_truncation,
+    evaluating, log2_int, module_device, sample_latent,
 )
 
 RECON_LOSSES = ("bce", "mse")
@@ -41,8 +41,7 @@ class VAEModel(GenerativeModel):
     def __init__(self, spec, hyper):
         check_positive(self.name, latent_dim=hyper.latent_dim, lr=hyper.lr)
         check_choice(self.name, "recon", hyper.recon, RECON_LOSSES)
-        if hyper.kl_weight < 0:
-            raise MedisynthError(f"model {self.name!r}: kl_weight must be >= 0 (got {hyper.kl_weight})")
+        check_non_negative(self.name, kl_weight=hyper.kl_weight)
         super().__init__(spec, hyper)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

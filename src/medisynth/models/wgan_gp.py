@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from medisynth.errors import MedisynthError
 from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import WGANGPModel, gradient_penalty  # noqa: F401  (re-exported)
 from medisynth.models.layers import (
-    POWERS_OF_TWO_32_256, DCGANDiscriminator, DCGANGenerator, check_positive, check_size, dcgan_init,
+    POWERS_OF_TWO_32_256, DCGANDiscriminator, DCGANGenerator, check_non_negative, check_positive, check_size,
+    dcgan_init,
 )
 
 
@@ -35,8 +35,7 @@ class WGANGPHyper(ADAHyper):  # + diffaugment and the ADA settings
 
 def check_wgan_hyper(model: str, hyper) -> None:
     check_positive(model, latent_dim=hyper.latent_dim, width=hyper.width, n_critic=hyper.n_critic)
-    if hyper.gp_weight < 0:
-        raise MedisynthError(f"model {model!r}: gp_weight must be >= 0 (got {hyper.gp_weight}); the seed uses 10")
+    check_non_negative(model, gp_weight=hyper.gp_weight)  # the seed paper uses 10
 
 
 @register_model("wgan-gp")
