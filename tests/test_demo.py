@@ -7,6 +7,7 @@ import pytest
 
 from medisynth.demo import DemoConfig, run_demo, utility_verdict
 from medisynth.errors import MedisynthError
+from medisynth.report.format import format_interval
 from medisynth.runs import require_run
 
 
@@ -27,6 +28,7 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     largest = max(train_counts.values())
     assert summary["sampled_per_grade"] == {c: max(6, largest - n) for c, n in train_counts.items()}
     assert utility["config"]["protocols"] == ["real-balanced", "real+synthetic", "real-balanced+synthetic"]
+    assert utility["verdict"]["protocol"] == "real-balanced+synthetic"  # the report judges what the line says
     topped = next(r for r in utility["runs"] if r["protocol"] == "real+synthetic")
     assert topped["added_per_class"] == [largest - train_counts[c] for c in sorted(train_counts)]
     assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer} ("
@@ -58,14 +60,18 @@ def test_demo_replaces_only_an_earlier_demo(tmp_path):
     assert (precious / "patients.csv").exists()
 
 
-def _utility(triples, chance=None):
-    """A utility study's runs: per seed (oversampling, top-up, balanced mix) balanced accuracies."""
-    runs = []
-    for seed, values in enumerate(triples):
-        for protocol, value in zip(("real-balanced", "real+synthetic", "real-balanced+synthetic"), values):
-            if value is not None:
-                runs.append({"protocol": protocol, "seed": seed, "metrics": {"balanced_accuracy": value}})
-    return {"runs": runs, "data": {"real": {"test": [100, 100, 100, 100, 100]}}, "verdict": {"chance": chance or {}}}
+def _utility(triples, above_chance=True):
+    """A utility study's runs, per seed (oversampling, top-up, balanced mix) balanced accuracies, with the study's
+    own verdict on the mix, as the demo runs it."""
+    from medisynth.downstream.verdict import utility_verdict as study_verdict
+
+    protocols = ("real-balanced", "real+synthetic", "real-balanced+synthetic")
+    runs = [{"protocol": protocol, "seed": seed, "metrics": {"balanced_accuracy": value},
+             "chance": {"better_than_chance": above_chance, "chance": 0.2}}
+            for seed, values in enumerate(triples) for protocol, value in zip(protocols, values) if value is not None]
+    present = [p for p in protocols if any(r["protocol"] == p for r in runs)]
+    return {"runs": runs, "data": {"real": {"test": [100, 100, 100, 100, 100]}},
+            "verdict": study_verdict(runs, present, "real-balanced+synthetic")}
 
 
 @pytest.mark.parametrize("triples, answer, wins", [
@@ -76,20 +82,20 @@ def _utility(triples, chance=None):
     ([(0.41, 0.39, 0.54), (0.58, 0.26, 0.32), (0.39, 0.20, 0.52)], "NO CLEAR DIFFERENCE", "2 of 3"),
 ])
 def test_the_verdict_line_says_whether_the_balanced_mix_beat_oversampling(triples, answer, wins):
-    line = utility_verdict(_utility(triples))
+    utility = _utility(triples)
+    line = utility_verdict(utility)
     assert line.startswith(f"real + synthetic beat oversampling: {answer} (balanced mix")
-    assert f"better in {wins} seeds" in line and "on 500 real test images" in line and "95% CI [" in line
-    assert "; top-up of the rarer grades" in line and "\n" not in line
+    assert f"better in {wins} seeds" in line and "on 500 real test images" in line and "\n" not in line
+    verdict = utility["verdict"]  # the study's interval, not one of the demo's own
+    assert f"95% CI {format_interval(verdict['ci_low'], verdict['ci_high'], kind='fraction')}" in line
+    assert "; top-up of the rarer grades" in line
 
 
 def test_the_verdict_line_cannot_tell_at_chance_or_from_one_seed():
-    chance = {"real-balanced": {"above_chance": False}, "real-balanced+synthetic": {"above_chance": False}}
-    utility = _utility([(0.28, 0.20, 0.21), (0.29, 0.15, 0.22), (0.28, 0.25, 0.19)], chance)
-    line = utility_verdict(utility)
-    assert line.startswith("real + synthetic beat oversampling: CANNOT TELL") and "0.207 vs 0.283" in line
-    utility["verdict"]["chance"]["real-balanced"]["above_chance"] = True
-    assert utility_verdict(utility).startswith("real + synthetic beat oversampling: NO")
-    assert "an interval needs 2" in utility_verdict(_utility([(0.3, 0.2, 0.4)]))
+    line = utility_verdict(_utility([(0.28, 0.20, 0.21), (0.29, 0.15, 0.22), (0.28, 0.25, 0.19)], above_chance=False))
+    assert line.startswith("real + synthetic beat oversampling: CANNOT TELL (every protocol's test balanced accuracy "
+                           "is at chance") and "0.207 vs 0.283" in line
+    assert "an interval needs at least 2" in utility_verdict(_utility([(0.3, 0.2, 0.4)]))
 
 
 def test_the_verdict_line_names_a_missing_protocol():

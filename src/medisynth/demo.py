@@ -70,56 +70,46 @@ def _stage(title: str):
     return time.perf_counter()
 
 
-#: the protocol the verdict compares with oversampling, and the one it also reports
+#: the protocol the utility study's verdict judges against oversampling (the demo's only baseline), and the one the
+#: demo's line also reports
 VERDICT_PROTOCOL, ALSO_REPORTED = "real-balanced+synthetic", "real+synthetic"
 BASELINE_PROTOCOL = "real-balanced"
+#: the utility study's answers (``medisynth.downstream.verdict``) as the demo's line says them
+ANSWERS = {"good": "YES", "poor": "NO", "doubtful": "NO CLEAR DIFFERENCE", "cannot tell": "CANNOT TELL"}
 
 
 def utility_verdict(utility: dict, metric: str = "balanced_accuracy") -> str:
-    """One line: did real + synthetic (the balanced mix) beat oversampling the real images, by how much, with the
-    paired 95% interval over seeds; the top-up's figures beside it. YES / NO only where the interval lies above /
-    below 0, NO CLEAR DIFFERENCE where it holds 0, CANNOT TELL where no classifier beat chance or a pair is missing."""
-    from medisynth.downstream.stats import paired_over_seeds
+    """One line: did real + synthetic (the balanced mix) beat oversampling the real images? The utility study's own
+    verdict (YES / NO only where the paired 95% interval over seeds lies above / below 0), its figures, and the
+    top-up's beside them."""
     from medisynth.report.format import format_interval, format_number
 
     per_seed = {protocol: {r["seed"]: r["metrics"][metric] for r in utility["runs"] if r["protocol"] == protocol}
                 for protocol in (BASELINE_PROTOCOL, VERDICT_PROTOCOL, ALSO_REPORTED)}
-    head = "real + synthetic beat oversampling:"
 
-    def compared(protocol: str) -> tuple[list, dict] | None:
+    def against_oversampling(protocol: str) -> tuple[float, float, str, str]:
+        """Mean balanced accuracy of ``protocol`` and of oversampling, their difference, and "k of n" seeds won."""
         seeds = sorted(set(per_seed[BASELINE_PROTOCOL]) & set(per_seed[protocol]))
-        if not seeds:
-            return None
-        pairs = paired_over_seeds([per_seed[BASELINE_PROTOCOL][s] for s in seeds], [per_seed[protocol][s] for s in seeds])
-        wins = sum(per_seed[protocol][s] > per_seed[BASELINE_PROTOCOL][s] for s in seeds)
         mean = sum(per_seed[protocol][s] for s in seeds) / len(seeds)
-        return seeds, {**pairs, "wins": wins, "mean": mean}
+        over = sum(per_seed[BASELINE_PROTOCOL][s] for s in seeds) / len(seeds)
+        wins = sum(per_seed[protocol][s] > per_seed[BASELINE_PROTOCOL][s] for s in seeds)
+        return mean, over, format_number(mean - over, kind="fraction", signed=True), f"{wins} of {len(seeds)}"
 
-    main = compared(VERDICT_PROTOCOL)
-    if main is None:
-        return f"{head} NOT COMPARED (the utility study needs the {BASELINE_PROTOCOL} and {VERDICT_PROTOCOL} protocols)"
-    seeds, mix = main
-    over = sum(per_seed[BASELINE_PROTOCOL][s] for s in seeds) / len(seeds)
-    interval = ("" if mix["ci95_low"] is None else
-                f", 95% CI {format_interval(mix['ci95_low'], mix['ci95_high'], kind='fraction')}")
+    verdict = utility.get("verdict") or {}
+    if not (per_seed[BASELINE_PROTOCOL] and per_seed[VERDICT_PROTOCOL]) or verdict.get("protocol") != VERDICT_PROTOCOL:
+        return (f"real + synthetic beat oversampling: NOT COMPARED (the utility study must run {BASELINE_PROTOCOL} "
+                f"and {VERDICT_PROTOCOL} and judge the latter)")
+    mix, over, difference, won = against_oversampling(VERDICT_PROTOCOL)
+    interval = ("" if verdict.get("ci_low") is None else
+                f", 95% CI {format_interval(verdict['ci_low'], verdict['ci_high'], kind='fraction')}")
     figures = (f"balanced mix, every grade half synthetic: balanced accuracy on {sum(utility['data']['real']['test'])} "
-               f"real test images {mix['mean']:.3f} vs {over:.3f}, difference "
-               f"{format_number(mix['mean_difference'], kind='fraction', signed=True)}{interval}, better in "
-               f"{mix['wins']} of {len(seeds)} seeds")
-    top_up = compared(ALSO_REPORTED)
-    if top_up is not None:
-        figures += (f"; top-up of the rarer grades {top_up[1]['mean']:.3f}, difference "
-                    f"{format_number(top_up[1]['mean_difference'], kind='fraction', signed=True)}, better in "
-                    f"{top_up[1]['wins']} of {len(top_up[0])}")
-    chance = (utility.get("verdict") or {}).get("chance") or {}
-    if chance and not any(chance.get(p, {}).get("above_chance") for p in (BASELINE_PROTOCOL, VERDICT_PROTOCOL)):
-        # the study's own rule: when no classifier beats chance, nothing is compared
-        return f"{head} CANNOT TELL (neither classifier's test balanced accuracy is above chance, so the " \
-               f"difference is noise; {figures})"
-    if mix["ci95_low"] is None:
-        return f"{head} CANNOT TELL ({len(seeds)} paired seed(s): an interval needs 2 or more; {figures})"
-    answer = "YES" if mix["ci95_low"] > 0 else "NO" if mix["ci95_high"] < 0 else "NO CLEAR DIFFERENCE"
-    return f"{head} {answer} ({figures})"
+               f"real test images {mix:.3f} vs {over:.3f}, difference {difference}{interval}, better in {won} seeds")
+    if per_seed[ALSO_REPORTED]:
+        top_up, _, difference, won = against_oversampling(ALSO_REPORTED)
+        figures += f"; top-up of the rarer grades {top_up:.3f}, difference {difference}, better in {won}"
+    answer = ANSWERS[verdict["answer"]]
+    why = f"{verdict['sentence']}; " if answer == "CANNOT TELL" else ""
+    return f"real + synthetic beat oversampling: {answer} ({why}{figures})"
 
 
 def run_demo(config: DemoConfig) -> dict:
@@ -182,6 +172,7 @@ def run_demo(config: DemoConfig) -> dict:
                                         test_data=prepared_test.out,
                                         seeds=config.utility_seeds, epochs=config.utility_epochs,
                                         width=config.utility_width, protocols=config.utility_protocols,
+                                        verdict_protocol=VERDICT_PROTOCOL,
                                         device=config.device))
     timings["utility"] = time.perf_counter() - t
 

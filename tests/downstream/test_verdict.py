@@ -102,3 +102,25 @@ def test_default_protocols_without_synthetic_images(tmp_path):
     assert results["config"]["protocols"] == ["real", "real-balanced", "real-weighted"]
     assert any("no --synthetic folder" in n for n in results["notes"])
     assert results["verdict"]["answer"] == "cannot tell"
+
+
+def test_the_verdict_judges_the_protocol_the_study_names():
+    values = {"real-balanced": [0.70, 0.71, 0.69], "real+synthetic": [0.60, 0.61, 0.59],
+              "real-balanced+synthetic": [0.80, 0.82, 0.81]}
+    protocols = list(values)
+    assert utility_verdict(_runs(values), protocols)["answer"] == "poor"  # the top-up, by default
+    mix = utility_verdict(_runs(values), protocols, "real-balanced+synthetic")
+    assert (mix["answer"], mix["protocol"], mix["baseline"]) == ("good", "real-balanced+synthetic", "real-balanced")
+    assert mix["sentence"].startswith("synthetic images help: real-balanced+synthetic minus real-balanced")
+
+
+@pytest.mark.parametrize("protocol", ["real-balanced", "nope"])
+def test_a_verdict_protocol_without_synthetic_images_is_refused_in_one_line(tmp_path, medisynth_cli, protocol):
+    from medisynth.downstream.toy import write_toy_prepared
+
+    write_toy_prepared(tmp_path / "real", {"train": [6, 6], "val": [2, 2], "test": [4, 4]})
+    code, output = medisynth_cli("utility", tmp_path / "real", "--out", tmp_path / "out", "--verdict-protocol", protocol,
+                                 "--no-progress")
+    assert code == 2 and "Traceback" not in output and len(output.strip().splitlines()) == 1
+    assert f"--verdict-protocol {protocol!r}: the verdict judges a protocol with synthetic images" in output
+    assert not (tmp_path / "out").exists()

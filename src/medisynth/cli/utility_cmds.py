@@ -49,6 +49,9 @@ def utility(
         None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-weighted, real+synthetic, "
         "real-balanced+synthetic (every class drawn equally, half of its draws synthetic), synthetic "
         "(default: real, real-balanced, real-weighted, and with --synthetic real+synthetic, synthetic)"),
+    verdict_protocol: str = typer.Option(
+        "real+synthetic", "--verdict-protocol", help="the protocol with synthetic images that the verdict judges "
+        "against the best baseline without them (real+synthetic, the top-up, or real-balanced+synthetic, the mix)"),
     seeds: int = typer.Option(3, "--seeds", help="runs per protocol (paired across protocols)"),
     epochs: int = typer.Option(30, "--epochs", help="maximum epochs per run (early stopping on real val)"),
     patience: int = typer.Option(10, "--patience", help="stop after this many epochs without a better val balanced accuracy (counted once it is above chance)"),
@@ -72,7 +75,7 @@ def utility(
         results = run_utility(UtilityConfig(
             real=data, synthetic=synthetic, out=out, test_data=test_data,
             protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()) if protocols is not None else None,
-            seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
+            verdict_protocol=verdict_protocol, seeds=seeds, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
             time_budget_per_run_s=time_budget_per_run, model=model, width=width, weights=weights,
             device=device, overwrite=overwrite, progress=progress,
         ))

@@ -40,6 +40,8 @@ CLASS_WEIGHTED_LOSS = frozenset({"real-weighted"})
 #: same share in every class, so "looks synthetic" tells the classifier nothing about the class (a top-up adds
 #: synthetic images to the small classes only, and a classifier learns that cue); one half, not tuned
 SYNTHETIC_SHARE = 0.5
+#: the protocol the utility verdict judges against the best baseline, unless the study names another
+SYNTHETIC_PROTOCOL = "real+synthetic"
 #: the real-only baselines a generative model has to beat, then the two that use synthetic images
 DEFAULT_PROTOCOLS = ("real", "real-balanced", "real-weighted", "real+synthetic", "synthetic")
 

@@ -22,6 +22,7 @@ from medisynth.downstream.data import (
     PROTOCOLS,
     ImageSet,
     RealData,
+    SYNTHETIC_PROTOCOL,
     check_synthetic_classes,
     exact_copies,
     load_synthetic,
@@ -48,6 +49,8 @@ class UtilityConfig:
     # what each classifier trains on (``PROTOCOLS``); None: DEFAULT_PROTOCOLS, without the synthetic
     # ones when no ``synthetic`` folder is given
     protocols: Optional[tuple[str, ...]] = None
+    # the protocol with synthetic images that the verdict judges against the best baseline without them
+    verdict_protocol: str = SYNTHETIC_PROTOCOL
     seeds: int = 3  # classifiers per protocol (paired over seeds)
     epochs: int = 30  # classifier epochs
     batch_size: int = 64  # classifier batch size
@@ -72,6 +75,10 @@ def _check(config: UtilityConfig) -> list[str]:
     if unknown or not protocols:
         raise MedisynthError(f"--protocols {','.join(config.protocols)}: unknown {', '.join(unknown) or '(empty)'}; "
                              f"choose from {', '.join(PROTOCOLS)}")
+    if config.verdict_protocol not in PROTOCOLS or not PROTOCOLS[config.verdict_protocol][1]:
+        with_synthetic = [p for p in PROTOCOLS if PROTOCOLS[p][1]]
+        raise MedisynthError(f"--verdict-protocol {config.verdict_protocol!r}: the verdict judges a protocol with "
+                             f"synthetic images; choose from {', '.join(with_synthetic)}")
     if config.seeds < 1 or config.epochs < 1 or config.batch_size < 1:
         raise MedisynthError("--seeds, --epochs and --batch-size must be at least 1")
     if config.model not in ("small-resnet", "resnet18"):
@@ -124,7 +131,7 @@ def run_utility(config: UtilityConfig) -> dict:
     results["summary"] = summarise(results["runs"], protocols, len(real.class_names))
     results["comparisons"] = _comparisons(results["runs"], protocols, predictions, real.test.labels, config.bootstrap)
     results["notes"] += _result_notes(config, protocols, real, synthetic, bool(results["comparisons"]))
-    results["verdict"] = utility_verdict(results["runs"], protocols)
+    results["verdict"] = utility_verdict(results["runs"], protocols, config.verdict_protocol)
     results["seconds"] = round(time.monotonic() - start, 1)
     if distributed.is_main():
         write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))

@@ -9,7 +9,8 @@ Two questions, in this order:
    minority recall, which is what it is for. A protocol counts as above chance when more than half
    of its seeds are.
    When no protocol is, every comparison is between noise figures: the verdict is "cannot tell".
-2. Does real + synthetic beat the BEST non-generative baseline (real, real-aug, real-balanced,
+2. Does real + synthetic (``SYNTHETIC_PROTOCOL``, the top-up, unless the study names another protocol that uses
+   synthetic images, such as the balanced mix) beat the BEST non-generative baseline (real, real-aug, real-balanced,
    real-weighted: whichever has the highest mean balanced accuracy), not just plain real? The
    difference is paired over seeds (seed i of both protocols shares the initialisation and batch
    order) and given with a 95% t-interval over the per-seed differences.
@@ -23,12 +24,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from medisynth.downstream.data import PROTOCOLS
+from medisynth.downstream.data import PROTOCOLS, SYNTHETIC_PROTOCOL
 from medisynth.report.format import format_interval, format_number
 
 METRIC = "balanced_accuracy"  # the metric the classifiers are early-stopped on
 LEVEL = 0.95
-SYNTHETIC_PROTOCOL = "real+synthetic"
 
 
 def chance_by_protocol(runs: list[dict]) -> dict[str, dict]:
@@ -48,11 +48,11 @@ def _per_seed(runs: list[dict], protocol: str) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
-def utility_verdict(runs: list[dict], protocols: list[str]) -> dict:
+def utility_verdict(runs: list[dict], protocols: list[str], judged: str = SYNTHETIC_PROTOCOL) -> dict:
     """The verdict dict: answer, sentence, and the numbers behind it (see the module docstring)."""
     chance = chance_by_protocol(runs)
-    out: dict = {"metric": METRIC, "level": LEVEL, "chance": chance, "baseline": None, "difference": None,
-                 "ci_low": None, "ci_high": None, "n_pairs": 0}
+    out: dict = {"metric": METRIC, "level": LEVEL, "chance": chance, "protocol": judged, "baseline": None,
+                 "difference": None, "ci_low": None, "ci_high": None, "n_pairs": 0}
 
     def answer(kind: str, sentence: str) -> dict:
         return {**out, "answer": kind, "sentence": sentence}
@@ -63,12 +63,12 @@ def utility_verdict(runs: list[dict], protocols: list[str]) -> dict:
                       f"p >= 0.05, against {format_number(level, kind='fraction')}): no classifier learned from "
                       "these images, so the comparison between protocols is uninformative")
     baselines = [p for p in protocols if not PROTOCOLS[p][1]]
-    if SYNTHETIC_PROTOCOL not in protocols or not baselines:
-        return answer("cannot tell", f"the verdict compares {SYNTHETIC_PROTOCOL} with the best protocol without "
+    if judged not in protocols or not baselines:
+        return answer("cannot tell", f"the verdict compares {judged} with the best protocol without "
                       "synthetic images; run both (see --protocols)")
     means = {p: np.nanmean(_per_seed(runs, p)) if np.isfinite(_per_seed(runs, p)).any() else -np.inf for p in baselines}
     best = max(baselines, key=lambda p: means[p])
-    a, b = _per_seed(runs, best), _per_seed(runs, SYNTHETIC_PROTOCOL)
+    a, b = _per_seed(runs, best), _per_seed(runs, judged)
     keep = np.isfinite(a) & np.isfinite(b)
     diff = b[keep] - a[keep]
     out.update(baseline=best, n_pairs=int(len(diff)))
@@ -78,9 +78,9 @@ def utility_verdict(runs: list[dict], protocols: list[str]) -> dict:
     sem = float(diff.std(ddof=1) / np.sqrt(len(diff)))
     low, high = (mean, mean) if sem == 0 else (float(x) for x in stats.t.interval(LEVEL, len(diff) - 1, loc=mean, scale=sem))
     out.update(difference=mean, ci_low=low, ci_high=high)
-    if not chance[SYNTHETIC_PROTOCOL]["above_chance"] and not chance[best]["above_chance"]:
-        return answer("cannot tell", f"both {SYNTHETIC_PROTOCOL} and the best baseline ({best}) are at chance")
-    figure = (f"{SYNTHETIC_PROTOCOL} minus {best} (the best baseline without synthetic images): balanced accuracy "
+    if not chance[judged]["above_chance"] and not chance[best]["above_chance"]:
+        return answer("cannot tell", f"both {judged} and the best baseline ({best}) are at chance")
+    figure = (f"{judged} minus {best} (the best baseline without synthetic images): balanced accuracy "
               f"{format_number(mean, kind='fraction', signed=True)}, {int(LEVEL * 100)}% CI {format_interval(low, high, kind='fraction')} over {len(diff)} paired seeds")
     if low > 0:
         return answer("good", f"synthetic images help: {figure}")
