@@ -381,10 +381,9 @@ def utility_config(root: Path, settings: Settings, work: Path):
 
 def baseline(judge: Judge, seed: int, settings: Settings, work: Path, device) -> dict:
     """The oversampling classifier of ``seed`` (``real-balanced``): one per data set and seed, cached."""
-    from medisynth.io import read_json, write_json
-    from medisynth.downstream.run import fit_protocol
-
     from medisynth.classifier import CLASSIFIER_VERSION
+    from medisynth.downstream.run import fit_protocol
+    from medisynth.io import read_json, write_json
 
     config = utility_config(judge.root, settings, work)
     # "eq": epochs of as many draws as the real training split (equal steps for every protocol)

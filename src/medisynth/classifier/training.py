@@ -114,8 +114,8 @@ def train_classifier(
     kept and training stops after ``patience`` epochs without improvement, counted only once
     the best is above chance (1 / the classes in ``val``): a classifier often sits at chance
     for its first epochs (always the majority class) before it learns, and stopping it there
-    scores a classifier that never trained. Without ``val`` the last epoch's weights are kept. ``time_budget_s`` stops training between batches
-    once exceeded (at least one batch always runs). ``model`` defaults to a fresh
+    scores a classifier that never trained. Without ``val`` the last epoch's weights are kept.
+    ``time_budget_s`` stops training between batches once exceeded (at least one batch always runs). ``model`` defaults to a fresh
     ``SmallResNet(C, num_classes, width, image_size=min(H, W))`` initialised from ``seed``.
     On CUDA, model and batches use the channels_last memory format (faster convolutions with cuDNN; the
     same numbers up to rounding); see ``memory_format`` for why not on the CPU.
