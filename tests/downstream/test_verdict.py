@@ -109,6 +109,8 @@ def test_the_verdict_judges_the_protocol_the_study_names():
               "real-balanced+synthetic": [0.80, 0.82, 0.81]}
     protocols = list(values)
     assert utility_verdict(_runs(values), protocols)["answer"] == "poor"  # the top-up, by default
+    without_top_up = utility_verdict(_runs(values), ["real-balanced", "real-balanced+synthetic"])
+    assert without_top_up["answer"] == "cannot tell" and "--verdict-protocol" in without_top_up["sentence"]
     mix = utility_verdict(_runs(values), protocols, "real-balanced+synthetic")
     assert (mix["answer"], mix["protocol"], mix["baseline"]) == ("good", "real-balanced+synthetic", "real-balanced")
     assert mix["sentence"].startswith("synthetic images help: real-balanced+synthetic minus real-balanced")

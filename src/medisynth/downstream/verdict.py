@@ -65,7 +65,8 @@ def utility_verdict(runs: list[dict], protocols: list[str], judged: str = SYNTHE
     baselines = [p for p in protocols if not PROTOCOLS[p][1]]
     if judged not in protocols or not baselines:
         return answer("cannot tell", f"the verdict compares {judged} with the best protocol without "
-                      "synthetic images; run both (see --protocols)")
+                      "synthetic images; run both (see --protocols), or name the protocol to judge "
+                      "(--verdict-protocol)")
     means = {p: np.nanmean(_per_seed(runs, p)) if np.isfinite(_per_seed(runs, p)).any() else -np.inf for p in baselines}
     best = max(baselines, key=lambda p: means[p])
     a, b = _per_seed(runs, best), _per_seed(runs, judged)
