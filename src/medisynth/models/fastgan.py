@@ -573,13 +573,12 @@ class FastGAN(GANModel):
         opt_g.step()
         set_requires_grad(self.discriminator, True)
 
-        figures = torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
-                               on_real.recon.detach(), self.augment.p.to(loss_d.dtype)])
-        logged = dict(zip(self.log_keys, figures.detach().tolist()))
+        keys = self.log_keys + (("lecam",) if self.lecam_anchors is not None else ())
+        figures = [loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(), on_real.recon.detach(),
+                   self.augment.p.to(loss_d.dtype)] + ([lecam.to(loss_d.dtype)] if self.lecam_anchors is not None else [])
+        logged = dict(zip(keys, torch.stack(figures).detach().tolist()))  # one host read per step
         if self.transitional:
             logged["condition"] = weight
-        if self.lecam_anchors is not None:
-            logged["lecam"] = float(lecam.detach())
         return logged
 
     @property
