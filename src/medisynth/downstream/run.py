@@ -87,8 +87,13 @@ def _check(config: UtilityConfig) -> list[str]:
         raise MedisynthError("--weights is for --model resnet18")
     if any(PROTOCOLS[p][1] for p in protocols) and config.synthetic is None:
         raise MedisynthError(f"protocol(s) {', '.join(p for p in protocols if PROTOCOLS[p][1])} need --synthetic DIR")
-    check_output(Path(config.out), config.overwrite, "utility", (config.real, config.synthetic, config.test_data))
+    check_output(Path(config.out), config.overwrite, "utility", _inputs(config))
     return protocols
+
+
+def _inputs(config: UtilityConfig) -> tuple[Optional[Path], ...]:
+    """The folders the study reads, which its report folder must never be or lie above."""
+    return config.real, config.synthetic, config.test_data
 
 
 def _log(message: str, enabled: bool) -> None:
@@ -134,7 +139,7 @@ def run_utility(config: UtilityConfig) -> dict:
     results["verdict"] = utility_verdict(results["runs"], protocols, config.verdict_protocol)
     results["seconds"] = round(time.monotonic() - start, 1)
     if distributed.is_main():
-        write_report(results, Path(config.out), overwrite=config.overwrite, inputs=(config.real, config.synthetic))
+        write_report(results, Path(config.out), overwrite=config.overwrite, inputs=_inputs(config))
     return results
 
 
