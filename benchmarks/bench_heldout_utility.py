@@ -94,13 +94,6 @@ def save(path: Path, update) -> None:
         write_json(path, results)
 
 
-def fit(protocol_key: str, seed: int, real, synthetic, config, device) -> dict:
-    from medisynth.downstream.run import fit_protocol
-
-    record, _ = fit_protocol(PROTOCOLS[protocol_key], seed, real, synthetic, config, device)
-    return record
-
-
 def run_record(record: dict, real, heldout_hash: str, config, work: Path, results_path: Path, device,
                rescore: bool = False) -> None:
     import medisynth as ms
@@ -129,28 +122,30 @@ def run_record(record: dict, real, heldout_hash: str, config, work: Path, result
         if len(kept) == len(PROTOCOLS):
             log(f"{tag}: no classifier of its held-out record stopped at chance; kept")
             return
-    baseline_key = f"{heldout_hash[:16]}-v{CLASSIFIER_VERSION}-s{seed}"  # the classifier recipe of CLASSIFIER_VERSION
-    baselines = load_results(results_path)["baselines"]
-    if "oversampled" not in kept and baseline_key not in baselines:
+
+    def oversampled() -> dict:  # one per held-out set, seed and classifier recipe, kept in the results file
+        from medisynth.downstream.run import fit_protocol
+
+        key = f"{heldout_hash[:16]}-v{CLASSIFIER_VERSION}-s{seed}"
+        cached = load_results(results_path)["baselines"].get(key)
+        if cached is not None:
+            return cached
         log(f"held-out set: oversampling classifier, seed {seed}")
-        baselines[baseline_key] = fit("oversampled", seed, real, None, config, device)
+        figure, _ = fit_protocol(PROTOCOLS["oversampled"], seed, real, None, config, device)
 
         def add_baseline(results: dict) -> None:
-            results["baselines"][baseline_key] = baselines[baseline_key]
+            results["baselines"][key] = figure
 
         save(results_path, add_baseline)
-    utility = {"oversampled": kept.get("oversampled") or baselines[baseline_key]}
-    if not all(key in kept for key in ("real_synthetic", "balanced_mix")):
+        return figure
+
+    def synthetic():  # the record's own images: its run folder sampled again with its seed and counts
         sample_dir = work / "samples-heldout" / tag
         ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=record["sample"]["per_class"], seed=seed,
                                   device=str(device), progress=False, overwrite=True))
-        synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
-    for key in ("real_synthetic", "balanced_mix"):
-        if key in kept:
-            utility[key] = kept[key]
-            continue
-        log(f"{tag}: {PROTOCOLS[key]} classifier on the held-out set, seed {seed}")
-        utility[key] = fit(key, seed, real, synthetic, config, device)
+        return load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
+
+    utility = bench.train_figures(real, synthetic, seed, config, device, oversampled, f"{tag} (held-out set)", kept)
     accuracy = {key: u["metrics"]["balanced_accuracy"] for key, u in utility.items()}
     heldout = {
         "model": record["model"], "data": record["data"], "budget_minutes": minutes, "seed": seed,

@@ -66,7 +66,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -406,23 +406,33 @@ def stopped_at_chance(figure: dict, real) -> bool:
     return figure.get("stopped") == "patience" and figure["best_val_balanced_accuracy"] <= chance
 
 
-def utility_figures(judge: Judge, synthetic, seed: int, settings: Settings, work: Path, device, tag: str,
-                    kept: Optional[dict] = None) -> tuple[dict, dict]:
-    """The three utility classifiers of ``seed`` (UTILITY_FIGURES; the oversampling one cached, ``baseline``) and
-    the measures they give. Figures in ``kept`` (an earlier record's, not ``stopped_at_chance``) are not trained."""
+def train_figures(real, synthetic: Callable[[], object], seed: int, config, device, oversampled: Callable[[], dict],
+                  tag: str, kept: Optional[dict] = None) -> dict:
+    """The three utility classifiers of ``seed`` (UTILITY_FIGURES) on ``real``'s splits, by ``config``'s recipe. Figures
+    in ``kept`` that did not stop at chance are reused; ``oversampled()`` gives the real-only one (a caller's cache),
+    ``synthetic()`` the synthetic images, loaded only when a figure needs them (also bench_heldout_utility.py's)."""
     from medisynth.downstream.run import fit_protocol
 
-    kept = {key: figure for key, figure in (kept or {}).items() if not stopped_at_chance(figure, judge.real)}
-    utility = {}
+    kept = {key: figure for key, figure in (kept or {}).items() if not stopped_at_chance(figure, real)}
+    utility, images = {}, None
     for key, protocol in UTILITY_FIGURES.items():
         if key in kept:
             utility[key] = kept[key]
         elif key == "oversampled":
-            utility[key] = baseline(judge, seed, settings, work, device)
+            utility[key] = oversampled()
         else:
+            images = synthetic() if images is None else images
             log(f"{tag}: {protocol} classifier, seed {seed}")
-            utility[key], _ = fit_protocol(protocol, seed, judge.real, synthetic,
-                                           utility_config(judge.root, settings, work), device)
+            utility[key], _ = fit_protocol(protocol, seed, real, images, config, device)
+    return utility
+
+
+def utility_figures(judge: Judge, synthetic, seed: int, settings: Settings, work: Path, device, tag: str,
+                    kept: Optional[dict] = None) -> tuple[dict, dict]:
+    """The three utility classifiers of ``seed`` on the judge's data (``train_figures``; the oversampling one cached,
+    ``baseline``) and the measures they give."""
+    utility = train_figures(judge.real, lambda: synthetic, seed, utility_config(judge.root, settings, work), device,
+                            lambda: baseline(judge, seed, settings, work, device), tag, kept)
     base, topped = utility["oversampled"]["metrics"], utility["real_synthetic"]["metrics"]
     measures = {
         "oversampled_balanced_accuracy": base["balanced_accuracy"],
