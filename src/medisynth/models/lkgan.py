@@ -31,35 +31,26 @@ n_critic = 5, Adam 1e-4 (0.0, 0.9)).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from medisynth.errors import MedisynthError
-from medisynth.models.ada import ADAHyper
 from medisynth.models.base import DataSpec, register_model
 from medisynth.models.gan import WGANGPModel
 from medisynth.models.layers import DCGANDiscriminator, check_positive, check_size, dcgan_init, log2_int
-from medisynth.models.wgan_gp import check_wgan_hyper
+from medisynth.models.wgan_gp import WGANGPHyper, check_wgan_hyper
 
 
 @dataclass
-class LKGANHyper(ADAHyper):  # + diffaugment and the ADA settings
+class LKGANHyper(WGANGPHyper):  # + the WGAN-GP critic's training settings, diffaugment and ADA
     latent_dim: int = 100  # the seed also reports 128 (slightly better FID for Version 2)
     width: int = 64  # generator channels at full size; the critic's first layer
     max_channels: int = 512
     stem_channels: int = 1  # the linear layer's output is stem_channels x 4 x 4 (1 in the seed)
     learnable_kernel: bool = True
     kernel_size: int = 3
-    lr: Optional[float] = None  # shortcut: sets lr_g and lr_d
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    betas: tuple[float, float] = (0.0, 0.9)
-    n_critic: int = 5
-    gp_weight: float = 10.0
-    critic_norm: str = "layer"
 
 
 @dataclass
