@@ -43,13 +43,13 @@ Protocol (README, "Which generator? The quality benchmark"; every run and varian
 
 Results accumulate in ``--results`` (JSON, one record per model x data x budget x seed x device
 kind); ``--table`` writes the markdown table (mean +- std over seeds) beside it and prints it, and a
-labelled sample grid per model (one row per class) lies in ``grids/`` beside it. ``--readme FILE``
-(docs/bench_quality.md) also puts the table between that file's table markers, its grid links made relative to it.
+labelled sample grid per model (one row per class) lies in ``grids/`` beside it. ``--readme README.md``
+also puts the table between that file's table markers, its grid links made relative to it.
 
     python benchmarks/bench_quality.py --models cgan,dcgan --data ct --minutes 2 --seeds 2
     python benchmarks/bench_quality.py --device cuda --minutes 1                # every model, both sets
     python benchmarks/bench_quality.py --table                                  # the table only
-    python benchmarks/bench_quality.py --table --readme docs/bench_quality.md   # ... and into the full record
+    python benchmarks/bench_quality.py --table --readme README.md               # ... and into the README
     python benchmarks/bench_quality.py --rescore --data ct --minutes 10         # re-judge saved samples, no training
     python benchmarks/bench_quality.py --smoke --work /tmp/bq                   # ~1 min end to end
 """
@@ -903,7 +903,7 @@ def readme_table_span(readme: Path) -> tuple[str, int, int]:
     try:
         text = readme.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise MedisynthError(f"--readme {readme}: cannot read it ({e}); give the markdown file to update (docs/bench_quality.md)") from None
+        raise MedisynthError(f"--readme {readme}: cannot read it ({e}); give the README to update") from None
     lines = text.splitlines(keepends=True)
     offsets = [0]
     for line in lines:
