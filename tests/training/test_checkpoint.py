@@ -1,12 +1,14 @@
 """Checkpoints: round trip, atomic writes that survive interruption, clear errors for bad runs/files."""
 from __future__ import annotations
 
+import errno
 import json
 import random
 
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from medisynth.errors import MedisynthError
 from medisynth.models.base import DataSpec, build_model
@@ -129,6 +131,36 @@ def test_interrupted_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch,
     load_checkpoint(latest_checkpoint(run), restored)
     for k, v in good.items():
         assert torch.equal(restored.state_dict()[k], v)
+
+
+@pytest.mark.parametrize("failure", [
+    SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),  # safetensors' own
+    OSError(errno.ENOSPC, "No space left on device"),
+])
+def test_full_disk_is_one_error_naming_the_checkpoint_and_the_resume(tmp_path, monkeypatch, failure):
+    run = make_run(tmp_path)
+    model, optimizers = trained_model(1)
+    save_checkpoint(run, 1, model, optimizers, {})
+
+    def full_disk(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:  # a few bytes got out before the disk filled
+            f.write(b"\x00" * 10)
+        raise failure
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    with pytest.raises(MedisynthError) as info:
+        save_checkpoint(run, 2, *trained_model(2, seed=5), {})
+    message = str(info.value)
+    assert str(run / "checkpoints" / "step-000002") in message and "No space left on device" in message
+    assert f"step-000001 is intact" in message and f"--resume {run}" in message
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # no temp left
+    assert latest_checkpoint(run).name == "step-000001"
+
+    # the first checkpoint of a run: nothing to resume from (train --resume would refuse), so train again
+    first = make_run(tmp_path, "first")
+    with pytest.raises(MedisynthError, match=f"has no checkpoint yet: .* again with --out {first} --overwrite"):
+        save_checkpoint(first, 1, *trained_model(1), {})
+    assert not list((first / "checkpoints").iterdir())
 
 
 def test_lost_pointer_falls_back_to_the_newest_step(tmp_path):

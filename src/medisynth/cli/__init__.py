@@ -1,8 +1,9 @@
 """``medisynth`` command line: a thin layer that builds config objects and calls the API.
 
 Each command group lives in its own module and adds itself to ``app``; ``main``
-turns a ``MedisynthError`` into one red line on stderr and exit status 2.
+turns a ``MedisynthError`` (or a full disk) into one red line on stderr and exit status 2.
 """
+import errno
 import sys
 
 from rich.console import Console
@@ -24,12 +25,24 @@ def version() -> None:
     print(__version__)
 
 
+#: the errors a full disk or quota gives: said in one line, like a MedisynthError (any other OSError is a bug to see)
+DISK_FULL = tuple(getattr(errno, name) for name in ("ENOSPC", "EDQUOT") if hasattr(errno, name))
+
+
 def main() -> None:
     try:
         app()
     except MedisynthError as e:
         # escaped: a message naming a list ("[start, end]") must not be read as rich markup and vanish
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(e.strerror or str(e))}{escape(where)}: free disk space "
+                                   "(or choose another --out), then run the command again; a training run continues "
+                                   "from its last checkpoint with --resume RUN", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         Console(stderr=True).print("[yellow]interrupted[/]")

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medisynth.errors import MedisynthError
@@ -183,6 +184,13 @@ def save_checkpoint(
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
         os.replace(tmp, final)
+    except (OSError, SafetensorError) as e:  # a full disk, a lost mount: one line, not a traceback
+        shutil.rmtree(tmp, ignore_errors=True)
+        earlier = sorted(p for p in folder.glob("step-*") if p.is_dir())
+        then = (f"{earlier[-1].name} is intact: free disk space (or move the run folder), then continue from it with "
+                f"--resume {run_dir}") if earlier else (f"the run has no checkpoint yet: free disk space, then train it "
+                                                         f"again with --out {run_dir} --overwrite")
+        raise MedisynthError(f"could not write the checkpoint {final} ({e}); {then}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
