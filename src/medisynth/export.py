@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from medisynth.errors import MedisynthError
@@ -89,8 +90,11 @@ def _export_model(run: Run, out: Path) -> list[str]:
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k.split(".")[0] not in omitted}
     folder = out / CHECKPOINTS / checkpoint_name(loaded.step)
     folder.mkdir(parents=True)
-    save_file(weights, str(folder / MODEL_FILE), metadata={
-        "format": EXPORT_FORMAT, "step": str(loaded.step), "omitted": json.dumps(omitted)})
+    try:
+        save_file(weights, str(folder / MODEL_FILE), metadata={
+            "format": EXPORT_FORMAT, "step": str(loaded.step), "omitted": json.dumps(omitted)})
+    except SafetensorError as e:  # safetensors' own error for a full disk: one line, the temporary folder goes
+        raise MedisynthError(f"could not write the exported weights ({e}); free disk space, then export again") from None
     follow_umask(folder / MODEL_FILE)  # safetensors writes 0600
     write_json(folder / STATE_JSON, {"step": loaded.step, **_training_state(run)})
     atomic_write_text(out / CHECKPOINTS / LATEST, folder.name + "\n")
