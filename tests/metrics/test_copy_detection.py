@@ -183,3 +183,14 @@ def test_candidates_resized_on_the_spot_equal_the_whole_set_resized(detector, re
     assert torch.equal(fresh._reference_at(32, few), copy_detection._resized(reference, 32)[few])
     assert fresh._resized_reference == {}  # two candidates: the whole set was not resized
     assert torch.equal(fresh._reference_at(32, torch.arange(12)), copy_detection._resized(reference, 32))
+
+
+@pytest.mark.parametrize("shape, t", [((2, 3, 32, 32), 26), ((1, 1, 64, 64), 52), ((4, 2, 9, 9), 1), ((1, 3, 8, 8), 8)])
+def test_box_sums_are_the_sums_of_every_window(shape, t):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    got = copy_detection._box_sum(x, t)
+    n = shape[-1] - t + 1
+    want = torch.stack([torch.stack([x.double()[..., i:i + t, j:j + t].sum((-2, -1)) for j in range(n)], -1)
+                        for i in range(n)], -2)
+    assert got.shape == want.shape == (*shape[:2], n, n)
+    assert torch.allclose(got.double(), want, atol=1e-4)
