@@ -146,8 +146,8 @@ FLAT_STD = 1e-3  # per-pixel standard deviation below a quarter of one uint8 lev
 
 def _box_sum(x: torch.Tensor, t: int) -> torch.Tensor:
     """Sums over every t x t window of the last two axes, one axis at a time over strided views. Measured
-    3-4x faster than an integral image here (its cumsum scans strided memory) with as few windows as the
-    shift search has, and copy detection on 3,052 images a third faster, similarities within 3e-7."""
+    2.9x and 4.6x faster than an integral image (whose cumsum scans strided memory) for the shift search's
+    two window sizes, and copy detection on 3,052 images a third faster, similarities within 3e-7."""
     return x.unfold(-1, t, 1).sum(-1).unfold(-2, t, 1).sum(-1)
 
 
