@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medisynth.errors import MedisynthError
