@@ -145,10 +145,9 @@ FLAT_STD = 1e-3  # per-pixel standard deviation below a quarter of one uint8 lev
 
 
 def _box_sum(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Sums over every t x t window of the last two axes, one axis at a time over strided views. Measured
-    2.9x and 4.6x faster than an integral image (whose cumsum scans strided memory) for the shift search's
-    two window sizes, and copy detection on 3,052 images a third faster, similarities within 3e-7."""
-    return x.unfold(-1, t, 1).sum(-1).unfold(-2, t, 1).sum(-1)
+    """Sums over every t x t window of the last two axes (an integral image: cost independent of t)."""
+    c = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    return c[..., t:, t:] - c[..., :-t, t:] - c[..., t:, :-t] + c[..., :-t, :-t]
 
 
 def _best_alignment(queries: torch.Tensor, candidates: torch.Tensor, max_shift: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
