@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors import SafetensorError
 from typer.testing import CliRunner
 
 import medisynth
@@ -128,13 +129,10 @@ def test_cli_export_and_its_errors(runs, tmp_path):
 
 
 def test_a_full_disk_during_export_is_one_error_and_leaves_nothing(runs, tmp_path, monkeypatch):
-    import medisynth.export as export
-    from safetensors import SafetensorError
-
     def full_disk(tensors, filename, metadata=None):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
-    monkeypatch.setattr(export, "save_file", full_disk)
+    monkeypatch.setattr(medisynth.export, "save_file", full_disk)
     with pytest.raises(MedisynthError, match="could not write the exported weights .*No space left on device.*export again"):
         export_run(runs["cgan"], tmp_path / "g")
     assert not list(tmp_path.iterdir())  # neither the export nor its temporary folder
