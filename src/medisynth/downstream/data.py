@@ -34,6 +34,8 @@ PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
     "real-balanced+synthetic": (True, True, "none", False),
     "synthetic": (False, True, "none", False),
 }
+#: the protocols that train on synthetic images, in PROTOCOLS order
+WITH_SYNTHETIC = tuple(name for name, (_, synthetic, _, _) in PROTOCOLS.items() if synthetic)
 #: protocols trained with a class-weighted cross-entropy (weights n / (K * n_c), as sklearn's "balanced")
 CLASS_WEIGHTED_LOSS = frozenset({"real-weighted"})
 #: the share of each class's draws that real-balanced+synthetic takes from the class's synthetic images. The

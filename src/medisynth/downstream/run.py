@@ -23,6 +23,7 @@ from medisynth.downstream.data import (
     ImageSet,
     RealData,
     SYNTHETIC_PROTOCOL,
+    WITH_SYNTHETIC,
     check_synthetic_classes,
     exact_copies,
     load_synthetic,
@@ -68,25 +69,24 @@ class UtilityConfig:
 
 def _check(config: UtilityConfig) -> list[str]:
     if config.protocols is None:
-        protocols = [p for p in DEFAULT_PROTOCOLS if config.synthetic is not None or not PROTOCOLS[p][1]]
+        protocols = [p for p in DEFAULT_PROTOCOLS if config.synthetic is not None or p not in WITH_SYNTHETIC]
     else:
         protocols = list(dict.fromkeys(config.protocols))
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not protocols:
         raise MedisynthError(f"--protocols {','.join(config.protocols)}: unknown {', '.join(unknown) or '(empty)'}; "
                              f"choose from {', '.join(PROTOCOLS)}")
-    if config.verdict_protocol not in PROTOCOLS or not PROTOCOLS[config.verdict_protocol][1]:
-        with_synthetic = [p for p in PROTOCOLS if PROTOCOLS[p][1]]
+    if config.verdict_protocol not in WITH_SYNTHETIC:
         raise MedisynthError(f"--verdict-protocol {config.verdict_protocol!r}: the verdict judges a protocol with "
-                             f"synthetic images; choose from {', '.join(with_synthetic)}")
+                             f"synthetic images; choose from {', '.join(WITH_SYNTHETIC)}")
     if config.seeds < 1 or config.epochs < 1 or config.batch_size < 1:
         raise MedisynthError("--seeds, --epochs and --batch-size must be at least 1")
     if config.model not in ("small-resnet", "resnet18"):
         raise MedisynthError(f"--model {config.model!r}: choose small-resnet or resnet18")
     if config.weights is not None and config.model != "resnet18":
         raise MedisynthError("--weights is for --model resnet18")
-    if any(PROTOCOLS[p][1] for p in protocols) and config.synthetic is None:
-        raise MedisynthError(f"protocol(s) {', '.join(p for p in protocols if PROTOCOLS[p][1])} need --synthetic DIR")
+    if any(p in WITH_SYNTHETIC for p in protocols) and config.synthetic is None:
+        raise MedisynthError(f"protocol(s) {', '.join(p for p in protocols if p in WITH_SYNTHETIC)} need --synthetic DIR")
     check_output(Path(config.out), config.overwrite, "utility", _inputs(config))
     return protocols
 
@@ -117,7 +117,7 @@ def run_utility(config: UtilityConfig) -> dict:
     if config.test_data is not None:
         real = with_external_test(real, Path(config.test_data))
     synthetic, top_up = None, None
-    if config.synthetic is not None and any(PROTOCOLS[p][1] for p in protocols):
+    if config.synthetic is not None and any(p in WITH_SYNTHETIC for p in protocols):
         synthetic = load_synthetic(Path(config.synthetic), real.class_names, real.image_size, real.channels)
         top_up = recorded_top_up(Path(config.synthetic), real)  # a `medisynth balance` folder says what it added
         check_synthetic_classes(protocols, real, synthetic)  # now, not after the other protocols have trained

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from medisynth.downstream.data import PROTOCOLS, SYNTHETIC_PROTOCOL
+from medisynth.downstream.data import SYNTHETIC_PROTOCOL, WITH_SYNTHETIC
 from medisynth.report.format import format_interval, format_number
 
 METRIC = "balanced_accuracy"  # the metric the classifiers are early-stopped on
@@ -62,7 +62,7 @@ def utility_verdict(runs: list[dict], protocols: list[str], judged: str = SYNTHE
         return answer("cannot tell", "every protocol's test balanced accuracy is at chance (permutation test, "
                       f"p >= 0.05, against {format_number(level, kind='fraction')}): no classifier learned from "
                       "these images, so the comparison between protocols is uninformative")
-    baselines = [p for p in protocols if not PROTOCOLS[p][1]]
+    baselines = [p for p in protocols if p not in WITH_SYNTHETIC]
     if judged not in protocols or not baselines:
         return answer("cannot tell", f"the verdict compares {judged} with the best protocol without "
                       "synthetic images; run both (see --protocols), or name the protocol to judge "
