@@ -133,6 +133,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-fine32", "fastgan", hyper=(("min_channels", 32),)),
     # the LeCam regulariser at the paper's weight with DiffAugment: D's logits kept near the moving averages
     BenchModel("fastgan-lecam", "fastgan", hyper=(("lecam", 0.3),)),
+    # a second, local adversarial output: a hinge at each position of D's 16x16 features (PatchGAN-like patches)
+    BenchModel("fastgan-local", "fastgan", hyper=(("local_weight", 1.0),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),

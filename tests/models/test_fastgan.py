@@ -444,3 +444,31 @@ def test_lecam_is_built_only_when_asked_for_and_changes_the_discriminator_update
     assert any(not torch.equal(after[0][k], after[1][k]) for k in after[0])
     with pytest.raises(MedisynthError, match="lecam must be >= 0, 0 for off"):
         build_model("fastgan", spec, {**TINY, "lecam": -0.1})
+
+
+# -- the local adversarial output (--hp local_weight=W) -----------------------------------------
+@pytest.mark.parametrize("size", [32, 64])
+def test_local_logits_are_one_per_position_of_the_16x16_features_and_built_only_when_asked_for(size):
+    spec = DataSpec(size, 3, CLASSES)
+    plain = build_model("fastgan", spec, TINY)
+    assert plain.discriminator.local_logit is None  # runs trained without it keep their checkpoints' keys
+    assert not any("local_logit" in key for key in plain.state_dict())
+    assert plain.discriminator.judge(torch.zeros(2, 3, size, size), torch.tensor([0, 1])).local is None
+    local = build_model("fastgan", spec, {**TINY, "local_weight": 1.0})
+    judgement = local.discriminator.judge(torch.zeros(2, 3, size, size), torch.tensor([0, 1]))
+    assert judgement.local.shape == (2, 16 * 16)
+
+
+def test_local_logits_change_both_updates_and_refuse_a_negative_weight():
+    spec = DataSpec(32, 3, CLASSES)
+    after = []
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model("fastgan", spec, {**TINY, "local_weight": weight})
+        model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
+        after.append((snapshot(model.discriminator), snapshot(model.generator)))
+    for net in (0, 1):  # the discriminator's shared weights and the generator both moved differently
+        shared = [k for k in after[0][net] if k in after[1][net]]
+        assert any(not torch.equal(after[0][net][k], after[1][net][k]) for k in shared)
+    with pytest.raises(MedisynthError, match="local_weight must be >= 0"):
+        build_model("fastgan", spec, {**TINY, "local_weight": -1.0})

@@ -360,6 +360,9 @@ MODELS = {
     # the anchors move with the global batch's mean logits, so both ranks hold the one process's anchors
     "fastgan-lecam": ("fastgan", 32, ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4",
                                       "--hp", "lecam=0.3"]),
+    # per-position hinges averaged per rank: equal shares of the global batch, so DDP's mean of gradients is the global one
+    "fastgan-local": ("fastgan", 32, ["--hp", "width=4", "--latent-dim", "8", "--hp", "embed_dim=4",
+                                      "--hp", "local_weight=1.0"]),
     "wgan-gp": ("wgan-gp", 32, [*TINY_GAN, "--hp", "n_critic=2"]),
     **{name: (name, size, TINY_LKGAN) for name, size in (("lkgan-small", 64), ("lkgan-v1", 128), ("lkgan-v2", 128))},
     "vae": ("vae", 32, ["--hp", "hidden=16", "--latent-dim", "4"]),

@@ -124,6 +124,10 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     # memorising a few hundred images. Worse at 10 CPU minutes on the phantom (2 seeds; README "Which generator?"):
     # there D does not memorise (ADA's p falls back to 0), so there was no memorising for it to correct
     lecam: float = 0.0
+    # weight of a second, local adversarial output (0 = off): an unconditional logit at each position of D's 16x16
+    # features (at 64 px each sees an 18 px patch), with the hinge taken per position as in a PatchGAN (Isola et al.
+    # 2017), so that G is told where in an image a patch looks wrong, not only one verdict per image
+    local_weight: float = 0.0
 
 
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
@@ -394,11 +398,13 @@ class Judgement:
     unconditional: torch.Tensor  # its linear term alone: an unconditional discriminator's logit
     recon: Optional[torch.Tensor]  # reconstruction MSE, when a quadrant was asked for
     class_logits: Optional[torch.Tensor]  # the auxiliary classifier's, when asked for and D has one
+    local: Optional[torch.Tensor] = None  # N x 256 local logits (one per 16x16 position), when D has them
 
 
 class FastGANDiscriminator(nn.Module):
     def __init__(self, width: int, max_channels: int, nc: int, size: int, num_classes: int, norm: str = "batch",
-                 classifier: bool = False, mbstd_group: int = 0, blur: bool = False, min_channels: int = 4):
+                 classifier: bool = False, mbstd_group: int = 0, blur: bool = False, min_channels: int = 4,
+                 local: bool = False):
         super().__init__()
         ch = {r: channels_at(r, width, max_channels, min_channels) for r in resolutions_up_to(size)}
         self.blur_image = blur_or_identity(blur)
@@ -410,6 +416,7 @@ class FastGANDiscriminator(nn.Module):
         self.class_embed = sn(nn.Embedding(num_classes, ch[8]))
         # only when asked for: runs trained without it keep loading their checkpoints
         self.classifier = sn(nn.Linear(ch[8], num_classes)) if classifier else None
+        self.local_logit = sn(nn.Conv2d(ch[16], 1, 1, 1, 0)) if local else None  # likewise
         self.recon_size = min(size, 32)
         self.part_size = min(size // 2, 32)
         decoder_channels = max(8, ch[32] // 2)
@@ -445,6 +452,7 @@ class FastGANDiscriminator(nn.Module):
             unconditional=logits.mean(dim=1),
             recon=recon,
             class_logits=self.classifier(feat8.mean(dim=(2, 3))) if (classes and self.classifier is not None) else None,
+            local=self.local_logit(feat16).flatten(1) if self.local_logit is not None else None,
         )
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -486,7 +494,7 @@ class FastGAN(GANModel):
         if hyper.min_channels > hyper.max_channels:
             raise MedisynthError(f"{self.name}: min_channels={hyper.min_channels} is above max_channels="
                                  f"{hyper.max_channels}; lower min_channels or raise max_channels")
-        check_non_negative(self.name, class_loss=hyper.class_loss, lecam=hyper.lecam)
+        check_non_negative(self.name, class_loss=hyper.class_loss, lecam=hyper.lecam, local_weight=hyper.local_weight)
         check_choice(self.name, "mode_seeking_on", hyper.mode_seeking_on, ("pixels", "structure"))
         check_choice(self.name, "upsample", hyper.upsample, ("nearest", "bilinear"))
         if hyper.mbstd_group < 0 or hyper.mbstd_group == 1:
@@ -511,7 +519,7 @@ class FastGAN(GANModel):
         self.discriminator = FastGANDiscriminator(hyper.width, hyper.max_channels, spec.channels, spec.image_size,
                                                   spec.num_classes, hyper.d_norm, classifier=hyper.class_loss > 0,
                                                   mbstd_group=hyper.mbstd_group, blur=hyper.d_blur,
-                                                  min_channels=hyper.min_channels)
+                                                  min_channels=hyper.min_channels, local=hyper.local_weight > 0)
         # only when asked for: runs trained without it keep their checkpoints' keys
         self.lecam_anchors = LeCamAnchors() if hyper.lecam > 0 else None
 
@@ -543,6 +551,9 @@ class FastGAN(GANModel):
         loss_d = self.adversarial(lambda real_logit, fake_logit: F.relu(1.0 - real_logit).mean()
                                   + F.relu(1.0 + fake_logit).mean(), (on_real, on_fake), weight)
         loss_d = loss_d + self.hyper.recon_weight * on_real.recon
+        if on_real.local is not None:  # unconditional, so not ramped
+            loss_d = loss_d + self.hyper.local_weight * (F.relu(1.0 - on_real.local.float()).mean()
+                                                         + F.relu(1.0 + on_fake.local.float()).mean())
         if on_real.class_logits is not None:  # the auxiliary classifier learns the classes of real images only
             loss_d = loss_d + self.hyper.class_loss * F.cross_entropy(on_real.class_logits.float(), labels)
         # the logit D is always trained on: under transitional training the class term starts untrained
@@ -560,6 +571,8 @@ class FastGAN(GANModel):
         opt_g.zero_grad(set_to_none=True)
         on_gen = self.discriminator.judge(self.augment(fake), fake_labels, classes=True)
         loss_g = self.adversarial(lambda gen_logit: -gen_logit.mean(), (on_gen,), weight)
+        if on_gen.local is not None:
+            loss_g = loss_g - self.hyper.local_weight * on_gen.local.float().mean()
         if on_gen.class_logits is not None:  # the class is asked of G only as far as the ramp has reached
             loss_g = loss_g + weight * self.hyper.class_loss * F.cross_entropy(on_gen.class_logits.float(), fake_labels)
         if pairs:
