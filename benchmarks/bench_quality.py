@@ -135,6 +135,8 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-lecam", "fastgan", hyper=(("lecam", 0.3),)),
     # a second, local adversarial output: a hinge at each position of D's 16x16 features (PatchGAN-like patches)
     BenchModel("fastgan-local", "fastgan", hyper=(("local_weight", 1.0),)),
+    # Adam without momentum in its first moment, as StyleGAN2 and ADA train (betas 0, 0.99)
+    BenchModel("fastgan-beta0", "fastgan", hyper=(("betas", (0.0, 0.99)),)),
     BenchModel("wgan-gp", "wgan-gp", per_class=True),
     BenchModel("lkgan-small", "lkgan-small", per_class=True),
     BenchModel("conv-cvae", "conv-cvae"),
