@@ -14,7 +14,8 @@ turned into one gate per channel of a feature map 8x (images up to 128 px) or 16
 256 px and up) larger, and multiplies it: cheap long skips that carry the global layout. Options measured and left
 off (README "Which generator?"): the paper's per-pixel noise after each conv of the two-conv blocks (``noise``),
 bilinear instead of nearest upsampling (``upsample``), more channels everywhere (``width``) or in the finest layers
-only (``min_channels``), a blur before D's strided convs (``d_blur``) and the LeCam regulariser (``lecam``).
+only (``min_channels``), a blur before D's strided convs (``d_blur``), the LeCam regulariser (``lecam``) and a
+local, per-patch adversarial output (``local_weight``).
 
 Discriminator: a 4x4 stride-2 conv, then residual down blocks (a 4x4 stride-2 conv path plus an
 average-pool + 1x1 conv path, as in the paper) down to 8x8; spectral norm on every conv and
@@ -126,7 +127,8 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     lecam: float = 0.0
     # weight of a second, local adversarial output (0 = off): an unconditional logit at each position of D's 16x16
     # features (at 64 px each sees an 18 px patch), with the hinge taken per position as in a PatchGAN (Isola et al.
-    # 2017), so that G is told where in an image a patch looks wrong, not only one verdict per image
+    # 2017), so that G is told where in an image a patch looks wrong, not only one verdict per image. Worse at 10 CPU
+    # minutes on the phantom (2 seeds; docs/bench_quality.md): fundi with two discs, striped lesions in grades 3-4
     local_weight: float = 0.0
 
 
