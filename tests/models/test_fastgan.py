@@ -459,16 +459,24 @@ def test_local_logits_are_one_per_position_of_the_16x16_features_and_built_only_
     assert judgement.local.shape == (2, 16 * 16)
 
 
-def test_local_logits_change_both_updates_and_refuse_a_negative_weight():
+@pytest.mark.parametrize("network", ["discriminator", "generator"])
+def test_local_logits_enter_each_network_s_loss_and_refuse_a_negative_weight(network):
     spec = DataSpec(32, 3, CLASSES)
+    # the other network's learning rate at 0: D steps first, so its update sees only its own loss; with D frozen,
+    # G's update differs only where G's own loss takes the local logits
+    other = {"discriminator": "generator", "generator": "discriminator"}[network]
     after = []
+    plain = build_model("fastgan", spec, TINY)
     for weight in (0.0, 1.0):
-        torch.manual_seed(0)
         model = build_model("fastgan", spec, {**TINY, "local_weight": weight})
-        model.training_step(tiny_batch(spec, n=6), model.configure_optimizers(), 0)
-        after.append((snapshot(model.discriminator), snapshot(model.generator)))
-    for net in (0, 1):  # the discriminator's shared weights and the generator both moved differently
-        shared = [k for k in after[0][net] if k in after[1][net]]
-        assert any(not torch.equal(after[0][net][k], after[1][net][k]) for k in shared)
+        model.load_state_dict(plain.state_dict(), strict=False)  # the same weights but the local head's
+        torch.manual_seed(0)  # and the same draws (z, augmentation) in the step
+        optimizers = model.configure_optimizers()
+        for group in optimizers[other].param_groups:
+            group["lr"] = 0.0
+        model.training_step(tiny_batch(spec, n=6), optimizers, 0)
+        after.append(snapshot(getattr(model, network)))
+    shared = [k for k in after[0] if k in after[1]]
+    assert any(not torch.equal(after[0][k], after[1][k]) for k in shared)
     with pytest.raises(MedisynthError, match="local_weight must be >= 0"):
         build_model("fastgan", spec, {**TINY, "local_weight": -1.0})
