@@ -185,10 +185,12 @@ def save_checkpoint(
         os.replace(tmp, final)
     except (OSError, SafetensorError) as e:  # a full disk, a lost mount: one line, not a traceback
         shutil.rmtree(tmp, ignore_errors=True)
-        earlier = sorted(p for p in folder.glob("step-*") if p.is_dir())
-        then = (f"{earlier[-1].name} is intact: free disk space (or move the run folder), then continue from it with "
-                f"--resume {run_dir}") if earlier else (f"the run has no checkpoint yet: free disk space, then train it "
-                                                         f"again with --out {run_dir} --overwrite")
+        try:
+            earlier = newest_checkpoint(folder, run_dir)
+            then = (f"{earlier.name} is intact: free disk space (or move the run folder), then continue from it with "
+                    f"--resume {run_dir}")
+        except MedisynthError:  # none complete: --resume would refuse the run
+            then = f"the run has no checkpoint yet: free disk space, then train it again with --out {run_dir} --overwrite"
         raise MedisynthError(f"could not write the checkpoint {final} ({e}); {then}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
