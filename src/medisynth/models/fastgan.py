@@ -132,6 +132,11 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     local_weight: float = 0.0
 
 
+def hinge_discriminator_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor) -> torch.Tensor:
+    """D's hinge loss: mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))."""
+    return F.relu(1.0 - real_logit).mean() + F.relu(1.0 + fake_logit).mean()
+
+
 def condition_weight(step: int, ramp: tuple[int, int]) -> float:
     """How much of the class the generator and the adversarial loss see at ``step``: 0 before ``ramp[0]``, rising
     linearly to 1 at ``ramp[1]``; always 1 for a ramp that ends at 0 (the default, no transition)."""
@@ -550,12 +555,11 @@ class FastGAN(GANModel):
         quadrant = int(torch.randint(4, ()))  # a scalar: never mistaken for a per-sample draw under torchrun
         on_real = self.discriminator.judge(self.augment(real), labels, quadrant, classes=True)
         on_fake = self.discriminator.judge(self.augment(fake.detach()), fake_labels)
-        loss_d = self.adversarial(lambda real_logit, fake_logit: F.relu(1.0 - real_logit).mean()
-                                  + F.relu(1.0 + fake_logit).mean(), (on_real, on_fake), weight)
+        loss_d = self.adversarial(hinge_discriminator_loss, (on_real, on_fake), weight)
         loss_d = loss_d + self.hyper.recon_weight * on_real.recon
         if on_real.local is not None:  # unconditional, so not ramped
-            loss_d = loss_d + self.hyper.local_weight * (F.relu(1.0 - on_real.local.float()).mean()
-                                                         + F.relu(1.0 + on_fake.local.float()).mean())
+            loss_d = loss_d + self.hyper.local_weight * hinge_discriminator_loss(on_real.local.float(),
+                                                                                 on_fake.local.float())
         if on_real.class_logits is not None:  # the auxiliary classifier learns the classes of real images only
             loss_d = loss_d + self.hyper.class_loss * F.cross_entropy(on_real.class_logits.float(), labels)
         # the logit D is always trained on: under transitional training the class term starts untrained
