@@ -181,6 +181,24 @@ def test_too_few_images_cannot_tell():
     assert "too few images: 4 a set" in answers["faithful"]["reason"] and "held-out" in answers["private"]["reason"]
 
 
+@pytest.mark.parametrize("n_per_set,dim,level", [
+    (21, 128, CANNOT_TELL),  # a 1-minute run's blobs on a 45-image set read "good" from two biased FIDs
+    (128, 128, CANNOT_TELL),  # n <= dim: the covariances are singular (the FID warning's rule)
+    (129, 128, GOOD),
+    (21, 11, GOOD),  # the pixel space's few PCA components
+])
+def test_faithful_cannot_tell_from_fids_with_singular_covariances(n_per_set, dim, level):
+    y = {"available": True, "n_per_set": n_per_set, "method": "halves", "ratio": {"fid": 1.2, "coverage": 1.0},
+         "real_vs_real": {"fid": 9.0, "coverage": 0.9}, "synthetic": {"fid": 10.8, "coverage": 0.9}}
+    metrics = {"distribution": {"ssl": {"yardstick": y}}, "feature_spaces": {"ssl": {"status": "ok", "dim": dim}},
+               "diversity": {}, "memorization": {"pixel": {"fraction_flagged": 0.0, "heldout_fraction_flagged": None}},
+               "cas": {"available": False, "reason": "x"}}
+    faithful = {a["question"]: a for a in decide(metrics, "ssl", "label-free")["answers"]}["faithful"]
+    assert faithful["level"] == level
+    if level == CANNOT_TELL:
+        assert f"{n_per_set} images a set, real halves in {dim} feature dimensions" in faithful["reason"]
+
+
 @pytest.mark.parametrize("flagged,heldout,dcr,level", [
     (0.0, 0.0, 1.0, GOOD),
     (0.0, 0.0, 0.4, DOUBTFUL),  # close to training images but no copy: doubtful, never poor

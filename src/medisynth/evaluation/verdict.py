@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET, heldout_told_apart
+from medisynth.metrics.fid import covariances_singular
 from medisynth.report.format import format_chance, format_number
 
 GOOD, DOUBTFUL, POOR, CANNOT_TELL = "good", "doubtful", "poor", "cannot tell"
@@ -128,6 +129,12 @@ def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answ
     y, why = _yardstick(metrics, space, no_space_reason)
     if y is None or y["ratio"]["fid"] is None:
         return Answer("faithful", "Faithful", CANNOT_TELL, None, label, "ratio", None, "real-vs-real FID", "", why or "FID could not be computed")
+    dim = (metrics.get("feature_spaces", {}).get(space) or {}).get("dim")
+    if dim is not None and covariances_singular(y["n_per_set"], dim):
+        # the ratio of two FIDs that are mostly bias is near 1 whatever the images: blobs of a 1-minute run read "good"
+        return Answer("faithful", "Faithful", CANNOT_TELL, None, label, "ratio", None, "real-vs-real FID", "",
+                      f"too few images: FID from {_sets(y)} in {dim} feature dimensions has singular covariances, "
+                      f"so real and synthetic sets alike are scored by its bias (needs more than {dim} images a set)")
     ratio = y["ratio"]["fid"]
     level = level_of("fid_ratio", ratio)
     sentence = {

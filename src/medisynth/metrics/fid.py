@@ -37,13 +37,19 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return max(fid[KEY_METRIC_FID], 0.0)
 
 
+def covariances_singular(n: int, dim: int) -> bool:
+    """Whether FID's covariances from ``n`` samples of ``dim`` features are singular (rank < dim): FID is then
+    dominated by its small-sample bias."""
+    return n <= dim
+
+
 def fid_from_features(real_features, fake_features) -> float:
     """FID between two N x D feature sets; warns (SmallSampleWarning) when N <= D."""
     real, fake = as_features(real_features, "real features"), as_features(fake_features, "fake features")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real and fake features differ in dimension: {real.shape[1]} vs {fake.shape[1]}")
     n, dim = min(len(real), len(fake)), real.shape[1]
-    if n <= dim:
+    if covariances_singular(n, dim):
         warn_small(
             f"FID from {n} samples in {dim} feature dimensions: covariances are singular and FID is "
             "strongly biased upwards; compare only FIDs computed with the same sample sizes"
