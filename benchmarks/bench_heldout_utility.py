@@ -251,7 +251,7 @@ def run(args) -> int:
     config = bench.utility_config(training_root, settings, args.work)
     records = [r for r in bench.load_results(args.bench_results)["records"]
                if r["data"] == args.data and r["model"] in models and int(r["seed"]) in seeds
-               and float(r["budget_minutes"]) == settings.minutes and r["device_kind"] == device.type
+               and bench.record_budget(r) == bench.settings_budget(settings) and r["device_kind"] == device.type
                and not r.get("not_judged")]
     for record in sorted(records, key=lambda r: (r["model"], r["seed"])):
         if record["data_hash"] != training_hash:

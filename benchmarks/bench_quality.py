@@ -10,7 +10,8 @@ Protocol (README, "Which generator? The quality benchmark"; every run and varian
   split over the classes, so the total is the same), ``cgan``, ``fastgan``, ``conv-cvae``, and
   ``diffusion`` with its DDPM recipe and with ``--hp recipe=edm``. A model this checkout does not
   have is listed with a one-line note, in the log and in the table, never dropped.
-- each (model, data, seed): ``medisynth.train`` for ``--minutes`` of wall clock, then
+- each (model, data, seed): ``medisynth.train`` for ``--minutes`` of wall clock (or ``--steps``
+  optimisation steps: the same training at any machine load, for comparing variants), then
   ``medisynth.sample`` per class: as many images as the class has real training images (the
   evaluation set, in the real class proportions) or as many as it needs to reach the largest class
   (the top-up for the utility figure), whichever is more.
@@ -51,6 +52,7 @@ also puts the table between that file's table markers, its grid links made relat
     python benchmarks/bench_quality.py --table                                  # the table only
     python benchmarks/bench_quality.py --table --readme README.md               # ... and into the README
     python benchmarks/bench_quality.py --rescore --data ct --minutes 10         # re-judge saved samples, no training
+    python benchmarks/bench_quality.py --models fastgan --data phantom --steps 3000   # a step budget
     python benchmarks/bench_quality.py --smoke --work /tmp/bq                   # ~1 min end to end
 """
 from __future__ import annotations
@@ -150,6 +152,7 @@ class Settings:
     """Everything a record depends on besides (model, data, seed); written into each record."""
 
     minutes: float = 10.0
+    steps: Optional[int] = None  # a budget of optimisation steps instead of minutes (None: the wall clock)
     device: str = "auto"
     phantom_n: int = 1000
     size: int = 64
@@ -169,6 +172,30 @@ def smoke_settings(settings: Settings) -> Settings:
     bench_heldout_utility.py's ``--smoke``)."""
     return replace(settings, minutes=0.05, phantom_n=100, size=32, domain_epochs=2, classifier_width=8, clf_epochs=2,
                    clf_patience=2, smoke=True, extra_hyper={"cgan": {"width": 16}, "dcgan": {"width": 16}})
+
+
+def settings_budget(settings: Settings) -> tuple[str, float]:
+    """What each model's training is given: ("steps", N) under ``--steps``, else ("minutes", M)."""
+    return ("steps", float(settings.steps)) if settings.steps else ("minutes", float(settings.minutes))
+
+
+def record_budget(record: dict) -> tuple[str, float]:
+    """A record's budget as ``settings_budget`` gives it (records made before ``--steps`` are all minutes)."""
+    if record.get("budget_steps"):
+        return "steps", float(record["budget_steps"])
+    return "minutes", float(record["budget_minutes"])
+
+
+def budget_text(budget: tuple[str, float]) -> str:
+    """'10 min' or '4,000 steps'."""
+    kind, amount = budget
+    return f"{amount:g} min" if kind == "minutes" else f"{int(amount):,} steps"
+
+
+def budget_tag(budget: tuple[str, float]) -> str:
+    """The budget in folder and file names: '10min' or '4000steps'."""
+    kind, amount = budget
+    return f"{amount:g}min" if kind == "minutes" else f"{int(amount)}steps"
 
 
 def log(message: str) -> None:
@@ -459,12 +486,13 @@ def rescore(judge: Judge, results_path: Path, models: list[str], seeds: list[int
 
     records = [r for r in load_results(results_path)["records"]
                if r["data"] == judge.name and r["model"] in models and r["seed"] in seeds
-               and float(r["budget_minutes"]) == float(settings.minutes) and r["device_kind"] == device.type]
+               and record_budget(r) == settings_budget(settings) and r["device_kind"] == device.type]
     if not records:
-        log(f"{judge.name}: no records of {', '.join(models)} at {settings.minutes:g} min in {results_path} to rescore")
+        log(f"{judge.name}: no records of {', '.join(models)} at {budget_text(settings_budget(settings))} in {results_path} "
+            "to rescore")
     real = judge.real
     for record in records:
-        tag = f"{judge.name}/{record['model']}/{settings.minutes:g}min-{device.type}-s{record['seed']}"
+        tag = f"{judge.name}/{record['model']}/{budget_tag(record_budget(record))}-{device.type}-s{record['seed']}"
         if record.get("not_judged"):
             log(f"{tag}: not judged when it was run ({record['not_judged']}); not rescored (--rerun runs it again)")
             continue
@@ -514,18 +542,21 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     from medisynth.downstream.data import load_synthetic
     from medisynth.runs import Run
 
-    budget = settings.minutes
-    tag = f"{judge.name}/{bench.key}/{budget:g}min-{device.type}-s{seed}"
+    budget = settings_budget(settings)
+    tag = f"{judge.name}/{bench.key}/{budget_tag(budget)}-{device.type}-s{seed}"
     run_dir, sample_dir = work / "runs" / tag, work / "samples" / tag
-    grid_path = grids / f"{judge.name}_{bench.key}_{budget:g}min_{device.type}_s{seed}.png"
+    grid_path = grids / f"{judge.name}_{bench.key}_{budget_tag(budget)}_{device.type}_s{seed}.png"
     classes = [c for c, n in zip(judge.real.class_names, np.bincount(judge.real.train.labels,
                                                                        minlength=len(judge.real.class_names))) if n]
-    minutes = budget / len(classes) if bench.per_class else budget  # the same total for per-class runs
-    log(f"{tag}: training {bench.model}{' per class' if bench.per_class else ''} for {budget:g} min"
-        + (f" ({minutes:.2f} min per class)" if bench.per_class else ""))
+    # per-class runs share the budget, so the total is the same
+    minutes = None if settings.steps else settings.minutes / (len(classes) if bench.per_class else 1)
+    steps = None if not settings.steps else max(1, settings.steps // (len(classes) if bench.per_class else 1))
+    each = f"{minutes:.2f} min" if minutes is not None else f"{steps:,} steps"
+    log(f"{tag}: training {bench.model}{' per class' if bench.per_class else ''} for {budget_text(budget)}"
+        + (f" ({each} per class)" if bench.per_class else ""))
     clock = time.perf_counter()
     result = ms.train(ms.TrainConfig(
-        data=judge.root, model=bench.model, out=run_dir, minutes=minutes, per_class=bench.per_class,
+        data=judge.root, model=bench.model, out=run_dir, minutes=minutes, steps=steps, per_class=bench.per_class,
         batch_size=bench.batch_size, class_draws=bench.class_draws,
         hyper={**bench.hyper_dict(), **settings.extra_hyper.get(bench.model, {})}, seed=seed, device=str(device),
         sample_every=0, checkpoint_every=10**9, progress=False,
@@ -538,7 +569,8 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     record = {
         "model": bench.key, "generator": bench.model, "per_class": bench.per_class,
         "hyper": read_hyper(run_dir), "data": judge.name, "data_hash": judge.content_hash,
-        "budget_minutes": budget, "seed": seed, "device_kind": device.type, "device": device_name(device),
+        "budget_minutes": None if settings.steps else settings.minutes, "budget_steps": settings.steps,
+        "seed": seed, "device_kind": device.type, "device": device_name(device),
         "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
         "train": {"steps": result.steps, "batch_size": trained["batch_size"], "class_draws": trained["class_draws"],
@@ -553,7 +585,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
                   f"{duration(first_batch['seconds'])}), over --max-sampling-minutes {settings.max_sampling_minutes:g}")
         log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; not judged: {reason}")
         grid = write_grid(grid_path, first_images, judge.real.class_names,
-                          f"{bench.key}, {judge.name}, {budget:g} min, seed {seed} (first batch)")
+                          f"{bench.key}, {judge.name}, {budget_text(budget)}, seed {seed} (first batch)")
         return {**record, "not_judged": reason, "sample": {"first_batch": first_batch},
                 "grid": str(grid.relative_to(grids.parent))}
     clock = time.perf_counter()
@@ -566,7 +598,7 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; sampled {len(synthetic)} images in "
         f"{sample_seconds:.0f} s; scoring")
     measures = score_images(judge, synthetic.images, synthetic.labels, device, seed, eval_mask)
-    grid = write_grid(grid_path, synthetic, real.class_names, f"{bench.key}, {judge.name}, {budget:g} min, seed {seed}")
+    grid = write_grid(grid_path, synthetic, real.class_names, f"{bench.key}, {judge.name}, {budget_text(budget)}, seed {seed}")
     utility, utility_measures = utility_figures(judge, synthetic, seed, settings, work, device, tag)
     return {
         **record,
@@ -699,7 +731,7 @@ def load_results(path: Path) -> dict:
 
 
 def record_key(record: dict) -> tuple:
-    return record["model"], record["data"], float(record["budget_minutes"]), int(record["seed"]), record["device_kind"]
+    return record["model"], record["data"], record_budget(record), int(record["seed"]), record["device_kind"]
 
 
 def results_lock(path: Path):
@@ -796,13 +828,13 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
 
     A record's grid path is relative to the results folder; ``link_base`` leads there from where the table is read."""
     records = results["records"]
-    groups = sorted({(r["data"], float(r["budget_minutes"]), r["device_kind"]) for r in records})
+    groups = sorted({(r["data"], record_budget(r), r["device_kind"]) for r in records})
     names = data_names or sorted({g[0] for g in groups})
     lines = ["<!-- written by benchmarks/bench_quality.py --table; numbers from the results file, never by hand -->"]
     for data in names:
         data_groups = [g for g in groups if g[0] == data] or [(data, None, None)]
         for _, budget, kind in data_groups:
-            chosen = [r for r in records if (r["data"], float(r["budget_minutes"]), r["device_kind"]) == (data, budget, kind)]
+            chosen = [r for r in records if (r["data"], record_budget(r), r["device_kind"]) == (data, budget, kind)]
             ref = results.get("references", {}).get(data)
             lines.append("")
             if budget is None:
@@ -810,7 +842,7 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
             else:
                 devices = sorted({r["device"] for r in chosen})
                 machines = sorted({r["machine"] for r in chosen})
-                lines.append(f"### {data}: {budget:g} min of training per model, {kind} ({'; '.join(devices)}; "
+                lines.append(f"### {data}: {budget_text(budget)} of training per model, {kind} ({'; '.join(devices)}; "
                              f"machine {', '.join(machines)})")
             if ref:
                 counts = ", ".join(f"{n} {k}" for n, k in zip(ref["class_names"], ref["train_counts"]))
@@ -960,7 +992,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     parser.add_argument("--data", default=",".join(DATA_SETS), help="ct,phantom (or one of them)")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per model (per-class runs share it)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training budget per model, wall clock (default 10; per-class runs share it)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="a budget of optimisation steps instead of minutes: the same training on any machine, at any "
+                             "load, so variants compare without the wall clock's noise (per-class runs share it)")
     parser.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,1,2)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work",
@@ -1013,8 +1049,12 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = Settings(minutes=args.minutes, device=args.device, phantom_n=args.phantom_n,
-                        domain_epochs=args.domain_epochs, clf_epochs=args.clf_epochs, clf_minutes=args.clf_minutes,
+    if args.minutes is not None and args.steps is not None:
+        raise MedisynthError(f"--minutes {args.minutes:g} and --steps {args.steps}: give one budget, not both")
+    if args.steps is not None and args.steps <= 0:
+        raise MedisynthError(f"--steps {args.steps}: give a positive number of steps")
+    settings = Settings(minutes=Settings.minutes if args.minutes is None else args.minutes, steps=args.steps,
+                        device=args.device, phantom_n=args.phantom_n, domain_epochs=args.domain_epochs, clf_epochs=args.clf_epochs, clf_minutes=args.clf_minutes,
                         sampling_steps=args.sampling_steps, max_sampling_minutes=args.max_sampling_minutes or None)
     models = parse_list(args.models, list(MODELS), "--models")
     data_names = parse_list(args.data, DATA_SETS, "--data")
@@ -1025,7 +1065,7 @@ def run(args) -> int:
         settings = smoke_settings(settings)
         results_path = args.results or args.work / "results.json"
     if not math.isfinite(settings.minutes) or settings.minutes <= 0:
-        raise MedisynthError(f"--minutes {args.minutes}: give a positive number of minutes")
+        raise MedisynthError(f"--minutes {settings.minutes}: give a positive number of minutes")
     if not math.isfinite(args.max_sampling_minutes) or args.max_sampling_minutes < 0:
         raise MedisynthError(f"--max-sampling-minutes {args.max_sampling_minutes}: give minutes, or 0 for no limit")
     notes = {key: reason for key in MODELS if (reason := unavailable_reason(MODELS[key]))}
@@ -1056,7 +1096,7 @@ def run(args) -> int:
             continue
         for key in runnable:
             for seed in seeds:
-                if (key, data_name, float(settings.minutes), seed, device.type) in done and not args.rerun:
+                if (key, data_name, settings_budget(settings), seed, device.type) in done and not args.rerun:
                     log(f"{data_name}/{key} seed {seed}: already in {results_path}; skipped (--rerun runs it again)")
                     continue
                 record = run_record(MODELS[key], judge, seed, settings, args.work, grids, device)

@@ -124,6 +124,21 @@ def test_smoke_run_writes_every_measure_finite(bench, tmp_path, capsys):
     assert bench.main(["--smoke", "--rescore", "--work", str(tmp_path)]) == 0
     assert json.loads(path.read_text())["records"] == records
 
+    # a step budget (--steps): records of their own beside the wall-clock ones, every run trained that many steps
+    # (per-class runs share them), and a table of their own
+    assert bench.main(["--smoke", "--steps", "10", "--max-sampling-minutes", "1e-9", "--work", str(tmp_path)]) == 0
+    by_budget = {}
+    for r in json.loads(path.read_text())["records"]:
+        by_budget.setdefault(bench.record_budget(r), []).append(r)
+    assert sorted(by_budget) == [("minutes", 0.05), ("steps", 10.0)] and len(by_budget[("steps", 10.0)]) == 4
+    for r in by_budget[("steps", 10.0)]:
+        assert r["budget_minutes"] is None and r["budget_steps"] == 10
+        assert "10steps" in r["grid"] and (tmp_path / r["grid"]).is_file()
+        if r["model"] == "cgan":
+            assert r["train"]["steps"] == 10
+    table = (tmp_path / "results.md").read_text()
+    assert "### phantom-smoke: 10 steps of training per model" in table and "### phantom-smoke: 0.05 min" in table
+
 
 def _record(model: str, seed: int, base: float, topped: float) -> dict:
     measures = {key: 0.5 for key in MEASURES}
@@ -147,6 +162,20 @@ def test_table_pairs_seeds_and_gives_the_t_interval(bench):
     assert "| cgan | 3 |" in table
     assert "judge 30 epochs, utility 30 epochs, w 32" in table
     assert "not run: model 'fastgan' is not registered" in table
+
+
+def test_step_and_minute_budgets_are_separate_records_and_tables(bench):
+    minutes = _record("cgan", 0, 0.70, 0.75)
+    steps = {**_record("cgan", 0, 0.70, 0.60), "budget_minutes": None, "budget_steps": 3000}
+    assert bench.record_key(minutes) != bench.record_key(steps)
+    assert bench.record_budget(minutes) == ("minutes", 2.0) and bench.record_budget(steps) == ("steps", 3000.0)
+    assert bench.settings_budget(bench.Settings(minutes=2.0)) == ("minutes", 2.0)
+    assert bench.settings_budget(bench.Settings(steps=3000)) == ("steps", 3000.0)
+    table = bench.make_table({"records": [minutes, steps], "references": {}}, ["cgan"], {})
+    sections = table.split("### ")[1:]
+    assert [s.splitlines()[0].split(" per model")[0] for s in sections] == [
+        "ct: 2 min of training", "ct: 3,000 steps of training"]
+    assert all(s.count("| cgan | 1 |") == 1 for s in sections)
 
 
 def test_table_gives_one_row_per_judge_when_records_were_judged_in_several_feature_spaces(bench):
@@ -235,8 +264,10 @@ def test_bad_flags_are_one_line_errors(bench, tmp_path, capsys):
     assert bench.main(["--seeds", "two", "--work", str(tmp_path)]) == 2
     assert bench.main(["--data", "mri", "--work", str(tmp_path)]) == 2
     assert bench.main(["--max-sampling-minutes", "-1", "--work", str(tmp_path)]) == 2
+    assert bench.main(["--minutes", "1", "--steps", "100", "--work", str(tmp_path)]) == 2  # one budget, not both
+    assert bench.main(["--steps", "0", "--work", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 4 and all(line.startswith("error: --") for line in err)
+    assert len(err) == 6 and all(line.startswith("error: --") for line in err)
     with pytest.raises(MedisynthError):
         bench.parse_seeds("-1,2")
 
