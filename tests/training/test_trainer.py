@@ -16,7 +16,7 @@ from medisynth.errors import MedisynthError
 from medisynth.training import toy
 from medisynth.runs import latest_checkpoint
 from medisynth.training.config import TrainConfig, parse_hp
-from medisynth.training.trainer import class_draw_counts, epoch_order, train
+from medisynth.training.trainer import class_draw_counts, epoch_order, train, training_autocast
 
 
 def weights(run) -> dict[str, torch.Tensor]:
@@ -355,3 +355,24 @@ def test_a_run_saved_before_a_hyper_parameter_existed_resumes_and_loads_as_it_wa
     train(TrainConfig(resume=tmp_path / "old", steps=6, progress=False))
     assert_same_tensors(weights(tmp_path / "straight"), weights(tmp_path / "old"))
     assert Run(tmp_path / "old").load().model.discriminator.classifier is None
+
+
+def test_cpu_amp_is_bf16_autocast_on_the_cpu_only_when_asked_for():
+    cpu = torch.device("cpu")
+    context = training_autocast(TrainConfig(cpu_amp=True), cpu)
+    assert isinstance(context, torch.autocast) and (context.device, context.fast_dtype) == ("cpu", torch.bfloat16)
+    assert not isinstance(training_autocast(TrainConfig(), cpu), torch.autocast)  # fp32 by default
+    assert not isinstance(training_autocast(TrainConfig(amp=True), cpu), torch.autocast)  # amp alone is CUDA's
+
+
+def test_a_cpu_amp_run_trains_in_bf16_and_resumes_exactly(toy_data_32, tmp_path, make_config):
+    small = {"width": 4, "latent_dim": 8}
+    train(make_config(toy_data_32, tmp_path / "fp32", model="fastgan", steps=4, hyper=small))
+    train(make_config(toy_data_32, tmp_path / "bf16", model="fastgan", steps=4, hyper=small, cpu_amp=True))
+    fp32, bf16 = weights(tmp_path / "fp32"), weights(tmp_path / "bf16")
+    assert fp32.keys() == bf16.keys() and all(torch.isfinite(v).all() for v in bf16.values() if v.is_floating_point())
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32), "the same weights: autocast never took effect"
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["cpu_amp"] is True
+    train(make_config(toy_data_32, tmp_path / "split", model="fastgan", steps=2, hyper=small, cpu_amp=True))
+    train(TrainConfig(resume=tmp_path / "split", steps=4, progress=False))  # the run's cpu_amp, from its config.json
+    assert_same_tensors(bf16, weights(tmp_path / "split"))

@@ -38,6 +38,8 @@ def train(
     target: Optional[str] = typer.Option(None, help="images (default) or masks (learn vessel masks as images)"),
     device: Optional[str] = typer.Option(None, help="auto (default), cpu, cuda, cuda:N"),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 mixed precision on CUDA (default on)"),
+    cpu_amp: Optional[bool] = typer.Option(None, "--cpu-amp/--no-cpu-amp",
+                                           help="bf16 mixed precision on the CPU too (default off; README: Mixed precision)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="live progress bar on a terminal (default on)"),
     config: Optional[Path] = typer.Option(None, "--config", help="run.yaml / run.json with these settings; flags override it"),
@@ -55,7 +57,8 @@ def train(
         data=data, model=model, out=out, epochs=epochs, steps=steps, minutes=minutes, batch_size=batch_size,
         lr=lr, lr_g=lr_g, lr_d=lr_d, latent_dim=latent_dim, seed=seed, ema_decay=ema_decay,
         checkpoint_every=checkpoint_every, sample_every=sample_every, log_every=log_every, per_class=per_class,
-        class_draws=class_draws, target=target, device=device, amp=amp, threads=threads, progress=progress, resume=resume, on_nan=on_nan,
+        class_draws=class_draws, target=target, device=device, amp=amp, cpu_amp=cpu_amp, threads=threads, progress=progress,
+        resume=resume, on_nan=on_nan,
     )
     values.update({k: v for k, v in flags.items() if v is not None})
     if hp:

@@ -28,7 +28,7 @@ BUDGET_FIELDS = ("epochs", "steps", "minutes")
 DATA_ABSOLUTE = "data_absolute"  # config.json's extra key: the data path resolved when the run was made
 RESUME_OVERRIDABLE = (
     "epochs", "steps", "minutes", "checkpoint_every", "sample_every", "log_every",
-    "device", "amp", "threads", "progress", "on_nan",
+    "device", "amp", "cpu_amp", "threads", "progress", "on_nan",
 )
 
 
@@ -61,6 +61,9 @@ class TrainConfig:
     target: str = "images"  # "masks": learn the vessel masks as 1-channel images
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    # bf16 autocast on the CPU as well: opt-in, about 1.25x the steps of fp32 on this project's 2-core AVX2
+    # machine, its effect on quality measured in docs/bench_quality.md (README, "Mixed precision on the CPU")
+    cpu_amp: bool = False
     threads: int = 0  # torch CPU threads (0 = torch's default)
     resume: Optional[Path] = None  # continue this run folder
     overwrite: bool = False  # replace an existing --out folder

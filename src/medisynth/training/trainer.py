@@ -293,11 +293,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
 
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if (config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported())
-        else contextlib.nullcontext()
-    )
+    autocast = training_autocast(config, device)
     grid_labels, grid_rows = _grid_labels(model_cls, data.spec, config.class_index, device)
     # GANs: per-class diversity of fixed samples each log interval, with a warning on collapse
     monitor = DiversityMonitor.for_run(model, data.images, data.labels, data.spec.class_names, config.class_index, config.seed)
@@ -461,6 +457,16 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         images_per_second=done * batch_size / loop_seconds if loop_seconds > 0 else 0.0,
         data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics,
     )
+
+
+def training_autocast(config: TrainConfig, device: torch.device):
+    """The mixed-precision context of the training steps: bf16 on CUDA (``amp``, where the card has bf16) and on the
+    CPU only when asked for (``cpu_amp``); otherwise none (fp32)."""
+    if config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if config.cpu_amp and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _step_budget(config: TrainConfig, batches: int) -> float:
