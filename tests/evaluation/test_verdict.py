@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -197,6 +198,41 @@ def test_faithful_cannot_tell_from_fids_with_singular_covariances(n_per_set, dim
     assert faithful["level"] == level
     if level == CANNOT_TELL:
         assert f"{n_per_set} images a set, real halves in {dim} feature dimensions" in faithful["reason"]
+
+
+def _diverse(coverage: Optional[dict], within_ratio: Optional[float]) -> dict:
+    """The diverse answer of a yardstick with real-vs-real coverage 0.9 and ``coverage`` = {"synthetic", "one_point"}
+    (None: no yardstick), and a within-class MS-SSIM ratio (None: not computed)."""
+    distribution = {}
+    if coverage is not None:
+        y = {"available": True, "n_per_set": 21, "method": "halves", "ratio": {"fid": 1.2, "coverage": coverage["synthetic"] / 0.9},
+             "real_vs_real": {"fid": 9.0, "coverage": 0.9}, "synthetic": {"fid": 10.8, "coverage": coverage["synthetic"]}}
+        if coverage.get("one_point") is not None:
+            y["partner_only"] = {"one_point_coverage": coverage["one_point"]}
+        distribution = {"ssl": {"yardstick": y}}
+    within = {"available": False, "reason": "no class has 2 images in both sets"}
+    if within_ratio is not None:
+        within = {"available": True, "ratio": within_ratio, "mean_real": 0.5, "mean_fake": 1 - 0.5 * within_ratio}
+    metrics = {"distribution": distribution, "diversity": {"within_class": within}, "cas": {"available": False, "reason": "x"},
+               "memorization": {"pixel": {"fraction_flagged": 0.0, "heldout_fraction_flagged": None}}}
+    return {a["question"]: a for a in decide(metrics, "ssl", "label-free")["answers"]}["diverse"]
+
+
+@pytest.mark.parametrize("coverage, within_ratio, level, reason", [
+    ({"synthetic": 0.9, "one_point": 0.3}, 1.0, GOOD, None),  # one average image covers little: coverage is read
+    ({"synthetic": 0.9}, 1.0, GOOD, None),  # a yardstick made before the probe: read as before
+    # a 1-minute fastgan's noise blobs on the 45-image EyePACS sample: one average image covers 0.95 in the ssl space
+    ({"synthetic": 0.94, "one_point": 0.95}, None, CANNOT_TELL, "one average image covers 0.950 of the real images"),
+    ({"synthetic": 0.94, "one_point": 0.95}, 1.57, CANNOT_TELL, "MS-SSIM shows no collapse (ratio 1.57)"),
+    ({"synthetic": 0.94, "one_point": 0.95}, 0.2, POOR, None),  # a collapse MS-SSIM sees still counts
+    (None, 1.0, CANNOT_TELL, "alone does not show the real variety is covered"),  # MS-SSIM alone never says good
+    (None, 0.3, POOR, None),
+])
+def test_diverse_reads_coverage_only_where_one_average_image_would_not_pass(coverage, within_ratio, level, reason):
+    answer = _diverse(coverage, within_ratio)
+    assert answer["level"] == level, answer
+    if reason:
+        assert reason in answer["reason"], answer["reason"]
 
 
 @pytest.mark.parametrize("flagged,heldout,dcr,level", [

@@ -8,7 +8,7 @@ import torch
 
 from medisynth.metrics import SmallSampleWarning
 from medisynth.metrics.inception_score import inception_score
-from medisynth.metrics.prdc import prdc
+from medisynth.metrics.prdc import one_point_coverage, prdc
 
 
 def test_identical_sets_score_one():
@@ -59,6 +59,23 @@ def test_prdc_matches_the_former_implementation(n_real, n_fake, dim, k):
     out, ref = prdc(real, fake, k=k), _former_prdc(real, fake, k)
     assert out == pytest.approx(ref, rel=1e-6)  # torch-fidelity averages precision/recall in float32
     assert abs(out["precision"] - out["recall"]) > 0.05  # swapping real and fake would fail the line above
+
+
+def test_one_point_coverage_hand_made():
+    # k=1 on a line of unit spacing: every ball has radius 1, the mean of the others (1.5) lies in the balls of 1 and 2
+    real = np.array([[0.0], [1.0], [2.0], [3.0]])
+    assert one_point_coverage(real, np.array([[0.0], [3.0]]), k=1) == 0.5
+    assert one_point_coverage(real, np.array([[100.0], [102.0]]), k=1) == 0.0
+
+
+@pytest.mark.parametrize("n, dim, blind", [(21, 128, True), (500, 2, False)])
+def test_one_point_coverage_is_near_real_coverage_only_with_few_samples_in_many_dimensions(n, dim, blind):
+    """The hubness the diverse verdict guards against: at 21 samples in 128 dimensions the mean of a set lies in
+    about as many k-NN balls as a second real set does; at 500 samples in 2 dimensions in few of them."""
+    rng = np.random.default_rng(0)
+    real, other = rng.normal(size=(n, dim)), rng.normal(size=(n, dim))
+    ratio = one_point_coverage(real, other, k=5) / prdc(real, other, k=5)["coverage"]
+    assert (ratio >= 0.8) == blind, ratio
 
 
 def test_prdc_with_too_few_samples_is_a_clear_error():

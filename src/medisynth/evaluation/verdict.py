@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET, heldout_told_apart
+from medisynth.evaluation.yardstick import MIN_IMAGES_PER_SET, ONE_POINT_COVERAGE, heldout_told_apart
 from medisynth.metrics.fid import covariances_singular
 from medisynth.report.format import format_chance, format_number
 
@@ -147,11 +147,27 @@ def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answ
                   sentence)
 
 
+def coverage_blind(y: dict) -> Optional[str]:
+    """Why coverage cannot tell collapse from variety in this yardstick (None when it can): one average image of the
+    real partner set covers nearly as many real images as the partner set itself (``ONE_POINT_COVERAGE``), so a
+    collapsed or blurry synthetic set would pass as well. Yardsticks made before the probe existed are read as before."""
+    one_point = (y.get("partner_only") or {}).get(ONE_POINT_COVERAGE)
+    real = y["real_vs_real"]["coverage"]
+    if one_point is None or not real or level_of("coverage_ratio", one_point / real) != GOOD:
+        return None
+    return (f"coverage cannot tell collapse from variety here: one average image covers "
+            f"{format_number(one_point, kind='fraction')} of the real images, {format_number(one_point / real)}x what "
+            f"other real images cover ({_sets(y)})")
+
+
 def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answer:
     y, why = _yardstick(metrics, space, no_space_reason)
     within = (metrics.get("diversity") or {}).get("within_class") or {}
     checks = []  # (level, number, number_label, yardstick, yardstick_label)
-    if y is not None and y["ratio"]["coverage"] is not None:
+    blind = coverage_blind(y) if y is not None and y["ratio"]["coverage"] is not None else None
+    if blind:
+        why = blind
+    elif y is not None and y["ratio"]["coverage"] is not None:
         r = y["ratio"]["coverage"]
         checks.append((level_of("coverage_ratio", r), r, f"coverage ratio to real vs real ({space} space)",
                        y["real_vs_real"]["coverage"],
@@ -167,6 +183,11 @@ def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answe
             reason += "; " + within.get("reason", "no within-class diversity")
         return Answer("diverse", "Diverse", CANNOT_TELL, None, "coverage ratio", "ratio", None, "real-vs-real coverage", "", reason)
     level, number, label, yard, yard_label = max(checks, key=lambda c: SEVERITY[c[0]])  # the worst check decides
+    if level == GOOD and len(checks) == 1 and label.startswith("within-class"):
+        # pairs of noise images differ more than pairs of real fundi: MS-SSIM can show a collapse, never coverage
+        return Answer("diverse", "Diverse", CANNOT_TELL, None, "coverage ratio", "ratio", None, "real-vs-real coverage", "",
+                      f"{why or 'coverage could not be computed'}; within-class MS-SSIM shows no collapse "
+                      f"(ratio {format_number(number)}), which alone does not show the real variety is covered")
     sentence = {
         GOOD: "The synthetic images cover the real variety about as well as other real images do.",
         DOUBTFUL: "Part of the real variety is missing or repeated in the synthetic images.",

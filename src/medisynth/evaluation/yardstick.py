@@ -33,6 +33,9 @@ CLOSER_IS_BETTER = {"is_mean"}  # a synthetic Inception Score should match the r
 # fewer images than this in a set and the yardstick itself is noise: the held-out partner needs this
 # many, and the verdict calls faithful/diverse "cannot tell" below it
 MIN_IMAGES_PER_SET = 10
+#: the collapse probe: the coverage one average image of the real partner set gets (``metrics.prdc.one_point_coverage``);
+#: the diverse verdict reads coverage only where real images cover clearly more than it
+ONE_POINT_COVERAGE = "one_point_coverage"
 METHODS = {
     "heldout": "reference images vs the held-out real images, and vs as many synthetic images (same class counts)",
     "halves": "disjoint halves of the reference images (stratified by class) vs each other, and one half vs as many synthetic images",
@@ -89,7 +92,7 @@ def matched_subset(target_labels: Optional[np.ndarray], pool_labels: Optional[np
 def compare_with_yardstick(score: Callable[[str, np.ndarray, np.ndarray], dict], keys: tuple[str, ...], n_real: int,
                            real_labels: Optional[np.ndarray], n_fake: int, fake_labels: Optional[np.ndarray],
                            n_heldout: int = 0, heldout_labels: Optional[np.ndarray] = None, repeats: int = 5, seed: int = 0,
-                           min_partner: int = MIN_IMAGES_PER_SET) -> dict:
+                           min_partner: int = MIN_IMAGES_PER_SET, partner_only: tuple[str, ...] = ()) -> dict:
     """The yardstick procedure for any set of figures (see the module docstring).
 
     ``score(other, reference_idx, other_idx)`` returns the figures of the reference images
@@ -97,13 +100,14 @@ def compare_with_yardstick(score: Callable[[str, np.ndarray, np.ndarray], dict],
     ``other_idx``; held-out images are used when ``n_heldout >= min_partner``. Returns
     ``{"available", "method", "description", "repeats", "n_reference", "n_per_set", "real_vs_real",
     "real_vs_real_std", "synthetic", "synthetic_std", "ratio", "warnings"}`` (``warnings`` gathers
-    the "warnings" lists ``score`` returns), or ``{"available": False, "reason"}``.
+    the "warnings" lists ``score`` returns), or ``{"available": False, "reason"}``. ``partner_only``: figures
+    ``score`` gives for the real partner alone (a probe of the yardstick itself), averaged into ``"partner_only"``.
     """
     if n_real < 4 or n_fake < 2:
         return {"available": False, "reason": f"needs at least 4 real and 2 synthetic images ({n_real} real, {n_fake} synthetic)"}
     method = "heldout" if n_heldout >= min_partner else "halves"
     rng = np.random.default_rng(seed)
-    yard, synth, warnings, sizes, n_ref = [], [], [], [], []
+    yard, synth, probes, warnings, sizes, n_ref = [], [], [], [], [], []
     for _ in range(repeats):
         if method == "heldout":
             a, b, partner, partner_labels = np.arange(n_real), np.arange(n_heldout), "heldout", heldout_labels
@@ -118,8 +122,11 @@ def compare_with_yardstick(score: Callable[[str, np.ndarray, np.ndarray], dict],
             m = score(other, a, idx)
             warnings += m.pop("warnings", [])
             store.append([m.get(k) for k in keys])
+            if store is yard:
+                probes.append([m.get(k) for k in partner_only])
     yard_mean, yard_std = _mean_std(yard, keys)
     synth_mean, synth_std = _mean_std(synth, keys)
+    probe_mean, _ = _mean_std(probes, partner_only)
     ratio = {}
     for k in keys:
         y, s_ = yard_mean[k], synth_mean[k]
@@ -131,7 +138,7 @@ def compare_with_yardstick(score: Callable[[str, np.ndarray, np.ndarray], dict],
         "n_reference": int(min(n_ref)), "n_per_set": int(min(sizes)),
         "real_vs_real": yard_mean, "real_vs_real_std": yard_std, "synthetic": synth_mean, "synthetic_std": synth_std, "ratio": ratio,
         "better": {k: "lower" if k in LOWER_IS_BETTER else "closer to real" if k in CLOSER_IS_BETTER else "higher" for k in keys},
-        "warnings": list(dict.fromkeys(warnings)),
+        "partner_only": probe_mean, "warnings": list(dict.fromkeys(warnings)),
     }
 
 
@@ -146,12 +153,16 @@ def real_vs_real(real: np.ndarray, real_labels: Optional[np.ndarray], fake: np.n
     """
     from medisynth.metrics import calculate_metrics
     from medisynth.metrics.inception_score import inception_score
+    from medisynth.metrics.prdc import one_point_coverage
 
     sets = {"real": real, "fake": fake, "heldout": heldout}
     keys = YARDSTICK_METRICS + (("is_mean",) if logits else ())
 
     def score(other: str, a: np.ndarray, b: np.ndarray) -> dict:
         m = calculate_metrics(real[a], sets[other][b], ("fid", "kid", "prdc"), **metric_options)
+        k = metric_options.get("prdc_k", 5)
+        if other != "fake" and len(a) > k:  # fewer: no k-NN balls, and coverage itself is missing too
+            m[ONE_POINT_COVERAGE] = one_point_coverage(real[a], sets[other][b], k)
         if logits:
             with warnings_module.catch_warnings():
                 warnings_module.simplefilter("ignore")  # small-sample IS: the same noise on both sides
@@ -159,7 +170,8 @@ def real_vs_real(real: np.ndarray, real_labels: Optional[np.ndarray], fake: np.n
         return m
 
     return compare_with_yardstick(score, keys, len(real), real_labels, len(fake), fake_labels,
-                                  0 if heldout is None else len(heldout), heldout_labels, repeats, seed, min_partner)
+                                  0 if heldout is None else len(heldout), heldout_labels, repeats, seed, min_partner,
+                                  partner_only=(ONE_POINT_COVERAGE,))
 
 
 PIXEL_KEYS = ("mean_image_mse", "wasserstein", "jensen_shannon")
@@ -227,4 +239,4 @@ def within_class_diversity(real_images, real_labels: Optional[np.ndarray], fake_
     }
 
 
-__all__ = ["MIN_IMAGES_PER_SET", "YARDSTICK_METRICS", "LOWER_IS_BETTER", "PIXEL_KEYS", "compare_with_yardstick", "heldout_told_apart", "pixel_yardstick", "real_vs_real", "stratified_halves", "matched_subset", "within_class_diversity"]
+__all__ = ["MIN_IMAGES_PER_SET", "ONE_POINT_COVERAGE", "YARDSTICK_METRICS", "LOWER_IS_BETTER", "PIXEL_KEYS", "compare_with_yardstick", "heldout_told_apart", "pixel_yardstick", "real_vs_real", "stratified_halves", "matched_subset", "within_class_diversity"]

@@ -35,6 +35,19 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int) -> dict[str
     }
 
 
+def one_point_coverage(real_features, other_features, k: int = 5) -> float:
+    """Coverage of ``real`` by ONE point, the mean of ``other``: what a set collapsed onto one average image scores.
+
+    With few samples in many dimensions the k-NN balls are wide and the mean of any set lies inside most of them
+    (hubness), so a collapsed or blurry set can cover as much as real images do. When this figure comes near the
+    coverage of ``other`` itself, coverage at this sample size cannot tell collapse from variety."""
+    real = torch.from_numpy(as_features(real_features, "real features"))
+    centre = torch.from_numpy(as_features(other_features, "other features")).mean(dim=0, keepdim=True)
+    if len(real) <= k:
+        raise ValueError(f"coverage needs more than k={k} real samples")
+    return density_coverage(real, centre, k)["coverage"]
+
+
 def prdc(real_features, fake_features, k: int = 5) -> dict[str, float]:
     """Precision, recall, density and coverage with k-NN balls of ``k`` neighbours."""
     real = torch.from_numpy(as_features(real_features, "real features"))
