@@ -365,6 +365,16 @@ def test_cpu_amp_is_bf16_autocast_on_the_cpu_only_when_asked_for():
     assert not isinstance(training_autocast(TrainConfig(amp=True), cpu), torch.autocast)  # amp alone is CUDA's
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_amp_warns_on_a_cpu_without_native_bf16(monkeypatch, capsys, native):
+    from medisynth.training import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native)
+    training_autocast(TrainConfig(cpu_amp=True), torch.device("cpu"))
+    err = capsys.readouterr().err
+    assert ("without native bf16" in err and "train without --cpu-amp" in err) != native, err
+
+
 def test_a_cpu_amp_run_trains_in_bf16_and_resumes_exactly(toy_data_32, tmp_path, make_config):
     small = {"width": 4, "latent_dim": 8}
     train(make_config(toy_data_32, tmp_path / "fp32", model="fastgan", steps=4, hyper=small))

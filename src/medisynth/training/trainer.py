@@ -465,8 +465,17 @@ def training_autocast(config: TrainConfig, device: torch.device):
     if config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if config.cpu_amp and device.type == "cpu":
+        if not cpu_has_native_bf16() and distributed.is_main():
+            print(f"warning: --cpu-amp on a CPU without native bf16 instructions (torch uses "
+                  f"{torch.backends.cpu.get_cpu_capability()}): bf16 steps ran about 10x slower than fp32 on such a CPU "
+                  "(benchmarks/bench_cpu_amp.py); train without --cpu-amp", file=sys.stderr)
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX); without them bf16 is emulated."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _step_budget(config: TrainConfig, batches: int) -> float:
