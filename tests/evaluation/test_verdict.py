@@ -235,6 +235,37 @@ def test_diverse_reads_coverage_only_where_one_average_image_would_not_pass(cove
         assert reason in answer["reason"], answer["reason"]
 
 
+def _told_apart(accuracy: float, better_than_chance: bool = True, n: int = 45) -> dict:
+    return {"available": True, "detectability": accuracy, "n_per_set": n,
+            "chance": {"better_than_chance": better_than_chance, "p_value": 1e-6 if better_than_chance else 0.5, "alpha": 0.05}}
+
+
+@pytest.mark.parametrize("synthetic, heldout, level, number", [
+    # the 1-minute fastgan's blobs on the 45-image EyePACS sample (ssl space): told apart 0.933, held-out real 0.646
+    (_told_apart(0.933), _told_apart(0.646, n=24), POOR, 0.287),
+    (_told_apart(0.75), _told_apart(0.646, n=24), DOUBTFUL, 0.104),
+    (_told_apart(0.67), _told_apart(0.646, n=24), CANNOT_TELL, None),  # within the noise: never "good" from this test
+    (_told_apart(0.95, better_than_chance=False), _told_apart(0.5), CANNOT_TELL, None),  # not above chance
+    (_told_apart(0.80), {"available": False, "reason": "no held-out images"}, POOR, 0.30),  # read against chance
+    (None, None, CANNOT_TELL, None),  # no detectability in the metrics: as before
+])
+def test_faithful_falls_back_on_detectability_where_fid_cannot_tell(synthetic, heldout, level, number):
+    y = {"available": True, "n_per_set": 21, "method": "halves", "ratio": {"fid": 1.2, "coverage": 1.0},
+         "real_vs_real": {"fid": 9.0, "coverage": 0.9}, "synthetic": {"fid": 10.8, "coverage": 0.9}}
+    metrics = {"distribution": {"ssl": {"yardstick": y}}, "feature_spaces": {"ssl": {"status": "ok", "dim": 128}},
+               "diversity": {}, "memorization": {"pixel": {"fraction_flagged": 0.0, "heldout_fraction_flagged": None}},
+               "cas": {"available": False, "reason": "x"}}
+    if synthetic is not None:
+        metrics["detectability"] = {"ssl": {"synthetic": synthetic, "heldout": heldout}}
+    faithful = {a["question"]: a for a in decide(metrics, "ssl", "label-free")["answers"]}["faithful"]
+    assert faithful["level"] == level, faithful
+    if number is None:
+        assert "singular covariances" in faithful["reason"]
+    else:
+        assert faithful["number"] == pytest.approx(number)
+        assert "FID cannot tell at 21 images a set, real halves in 128 feature dimensions" in faithful["yardstick_label"]
+
+
 @pytest.mark.parametrize("flagged,heldout,dcr,level", [
     (0.0, 0.0, 1.0, GOOD),
     (0.0, 0.0, 0.4, DOUBTFUL),  # close to training images but no copy: doubtful, never poor

@@ -41,6 +41,11 @@ THRESHOLDS = {
     # (a 2-minute cgan on EyePACS: DCR ratio 0.50, no near-copy); near-copies make it poor
     "dcr_ratio": ("higher", 0.8, 0.5),
     "cas_ratio": ("higher", 0.8, 0.5),  # CAS / classifier accuracy on held-out real images
+    # faithful where FID cannot tell: how much more often a classifier tells synthetic images from the training images
+    # than held-out real ones (accuracies; 0.5 = indistinguishable). At 20-50 images a set such an accuracy scatters
+    # by ~0.05-0.07 (binomial), so 0.05 is noise and 0.15 is well beyond it. Read only when the synthetic images are
+    # told apart better than chance: a test this small can show a difference, never that there is none
+    "detectability_excess": ("lower", 0.05, 0.15),
 }
 # the order in which a feature space is preferred for the verdict; domain only when its
 # classifier is better than chance (else its features encode nothing about the images' classes)
@@ -132,9 +137,10 @@ def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answ
     dim = (metrics.get("feature_spaces", {}).get(space) or {}).get("dim")
     if dim is not None and covariances_singular(y["n_per_set"], dim):
         # the ratio of two FIDs that are mostly bias is near 1 whatever the images: blobs of a 1-minute run read "good"
-        return Answer("faithful", "Faithful", CANNOT_TELL, None, label, "ratio", None, "real-vs-real FID", "",
-                      f"too few images: FID from {_sets(y)} in {dim} feature dimensions has singular covariances, "
-                      f"so real and synthetic sets alike are scored by its bias (needs more than {dim} images a set)")
+        why = (f"too few images: FID from {_sets(y)} in {dim} feature dimensions has singular covariances, "
+               f"so real and synthetic sets alike are scored by its bias (needs more than {dim} images a set)")
+        return _faithful_by_detectability(metrics, space, f"at {_sets(y)} in {dim} feature dimensions") or Answer(
+            "faithful", "Faithful", CANNOT_TELL, None, label, "ratio", None, "real-vs-real FID", "", why)
     ratio = y["ratio"]["fid"]
     level = level_of("fid_ratio", ratio)
     sentence = {
@@ -158,6 +164,30 @@ def coverage_blind(y: dict) -> Optional[str]:
     return (f"coverage cannot tell collapse from variety here: one average image covers "
             f"{format_number(one_point, kind='fraction')} of the real images, {format_number(one_point / real)}x what "
             f"other real images cover ({_sets(y)})")
+
+
+def _faithful_by_detectability(metrics: dict, space: str, fid_sets: str) -> Optional[Answer]:
+    """Faithful from the two-sample classifier test (``metrics.detectability``) where FID cannot tell: doubtful or
+    poor when the synthetic images are told apart from the training images better than chance and more often than
+    held-out real images are (``detectability_excess``); None (cannot tell) otherwise, never good."""
+    d = (metrics.get("detectability") or {}).get(space) or {}
+    synthetic, heldout = d.get("synthetic") or {}, d.get("heldout") or {}
+    if not synthetic.get("available") or not synthetic["chance"]["better_than_chance"]:
+        return None
+    base = heldout["detectability"] if heldout.get("available") else 0.5
+    excess = synthetic["detectability"] - base
+    level = level_of("detectability_excess", excess)
+    if level == GOOD:
+        return None
+    partner = "held-out real images" if heldout.get("available") else "chance"
+    sentence = {
+        DOUBTFUL: "A classifier tells the synthetic images from the training images more often than it tells held-out real ones.",
+        POOR: "A classifier tells the synthetic images from the real ones far more often than it tells other real images apart: they do not look like the real images.",
+    }[level]
+    return Answer("faithful", "Faithful", level, excess, f"detectability excess over {partner} ({space} space)", "number", base,
+                  f"told apart {format_number(synthetic['detectability'], kind='fraction')} of the time vs "
+                  f"{format_number(base, kind='fraction')} for {partner}, {synthetic['n_per_set']} synthetic images; "
+                  f"FID cannot tell {fid_sets}", sentence)
 
 
 def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answer:
