@@ -1,7 +1,9 @@
 """The verdict: four answers a researcher reads before any table.
 
-  faithful           distribution distance (FID) against the same figure for real vs real images
-  diverse            coverage (and within-class MS-SSIM diversity) against real vs real
+  faithful           distribution distance (FID) against the same figure for real vs real images (where too few
+                     images make FID's covariances singular: how often a classifier tells the images apart)
+  diverse            coverage (and within-class MS-SSIM diversity) against real vs real (coverage only where one
+                     average image would not cover as much)
   private            near-copies of training images against the held-out real baseline
   class-true/useful  CAS against the classifier's accuracy on held-out real images (+ a utility study)
 
@@ -153,19 +155,6 @@ def _faithful(metrics: dict, space: Optional[str], no_space_reason: str) -> Answ
                   sentence)
 
 
-def coverage_blind(y: dict) -> Optional[str]:
-    """Why coverage cannot tell collapse from variety in this yardstick (None when it can): one average image of the
-    real partner set covers nearly as many real images as the partner set itself (``ONE_POINT_COVERAGE``), so a
-    collapsed or blurry synthetic set would pass as well. Yardsticks made before the probe existed are read as before."""
-    one_point = (y.get("partner_only") or {}).get(ONE_POINT_COVERAGE)
-    real = y["real_vs_real"]["coverage"]
-    if one_point is None or not real or level_of("coverage_ratio", one_point / real) != GOOD:
-        return None
-    return (f"coverage cannot tell collapse from variety here: one average image covers "
-            f"{format_number(one_point, kind='fraction')} of the real images, {format_number(one_point / real)}x what "
-            f"other real images cover ({_sets(y)})")
-
-
 def _faithful_by_detectability(metrics: dict, space: str, fid_sets: str) -> Optional[Answer]:
     """Faithful from the two-sample classifier test (``metrics.detectability``) where FID cannot tell: doubtful or
     poor when the synthetic images are told apart from the training images better than chance and more often than
@@ -188,6 +177,19 @@ def _faithful_by_detectability(metrics: dict, space: str, fid_sets: str) -> Opti
                   f"told apart {format_number(synthetic['detectability'], kind='fraction')} of the time vs "
                   f"{format_number(base, kind='fraction')} for {partner}, {synthetic['n_per_set']} synthetic images; "
                   f"FID cannot tell {fid_sets}", sentence)
+
+
+def coverage_blind(y: dict) -> Optional[str]:
+    """Why coverage cannot tell collapse from variety in this yardstick (None when it can): one average image of the
+    real partner set covers nearly as many real images as the partner set itself (``ONE_POINT_COVERAGE``), so a
+    collapsed or blurry synthetic set would pass as well. Yardsticks made before the probe existed are read as before."""
+    one_point = (y.get("partner_only") or {}).get(ONE_POINT_COVERAGE)
+    real = y["real_vs_real"]["coverage"]
+    if one_point is None or not real or level_of("coverage_ratio", one_point / real) != GOOD:
+        return None
+    return (f"coverage cannot tell collapse from variety here: one average image covers "
+            f"{format_number(one_point, kind='fraction')} of the real images, {format_number(one_point / real)}x what "
+            f"other real images cover ({_sets(y)})")
 
 
 def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answer:

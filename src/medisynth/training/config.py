@@ -61,8 +61,8 @@ class TrainConfig:
     target: str = "images"  # "masks": learn the vessel masks as 1-channel images
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
-    # bf16 autocast on the CPU as well: opt-in, about 1.25x the steps of fp32 on this project's 2-core AVX2
-    # machine, its effect on quality measured in docs/bench_quality.md (README, "Mixed precision on the CPU")
+    # bf16 autocast on the CPU as well: opt-in, since it pays only on a CPU with native bf16 (about 1.25x the steps
+    # there, about a tenth of fp32's speed where it is emulated; README, "Mixed precision on the CPU")
     cpu_amp: bool = False
     threads: int = 0  # torch CPU threads (0 = torch's default)
     resume: Optional[Path] = None  # continue this run folder
