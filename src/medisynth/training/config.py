@@ -62,7 +62,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     # bf16 autocast on the CPU as well: opt-in, since it pays only on a CPU with native bf16 (about 1.25x the steps
-    # there, about a tenth of fp32's speed where it is emulated; README, "Mixed precision on the CPU")
+    # there, about an eighth of fp32's speed where it is emulated; README, "Mixed precision on the CPU")
     cpu_amp: bool = False
     threads: int = 0  # torch CPU threads (0 = torch's default)
     resume: Optional[Path] = None  # continue this run folder

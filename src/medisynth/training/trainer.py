@@ -467,7 +467,7 @@ def training_autocast(config: TrainConfig, device: torch.device):
     if config.cpu_amp and device.type == "cpu":
         if not cpu_has_native_bf16() and distributed.is_main():
             print(f"warning: --cpu-amp on a CPU without native bf16 instructions (torch uses "
-                  f"{torch.backends.cpu.get_cpu_capability()}): bf16 steps ran about 10x slower than fp32 on such a CPU "
+                  f"{torch.backends.cpu.get_cpu_capability()}): bf16 steps ran about 8x slower than fp32 on such a CPU "
                   "(benchmarks/bench_cpu_amp.py); train without --cpu-amp", file=sys.stderr)
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
