@@ -180,6 +180,7 @@ def train(config: TrainConfig) -> RunResult:
     class-<index>/. Stops at the first budget reached (epochs, steps, minutes). Raises
     MedisynthError on bad input, before training starts."""
     config, resuming = resolve_config(config)
+    warn_if_bf16_is_emulated(config)  # once, not once per class of a per-class run
     if config.per_class:
         return _train_per_class(config, resuming)
     return _train_one(config, resuming)
@@ -465,12 +466,16 @@ def training_autocast(config: TrainConfig, device: torch.device):
     if config.amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if config.cpu_amp and device.type == "cpu":
-        if not cpu_has_native_bf16() and distributed.is_main():
-            print(f"warning: --cpu-amp on a CPU without native bf16 instructions (torch uses "
-                  f"{torch.backends.cpu.get_cpu_capability()}): bf16 steps ran about 8x slower than fp32 on such a CPU "
-                  "(benchmarks/bench_cpu_amp.py); train without --cpu-amp", file=sys.stderr)
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def warn_if_bf16_is_emulated(config: TrainConfig) -> None:
+    """A warning on stderr when ``cpu_amp`` will train on a CPU without native bf16, where it is slower than fp32."""
+    if config.cpu_amp and resolve_device(config.device).type == "cpu" and not cpu_has_native_bf16() and distributed.is_main():
+        print(f"warning: --cpu-amp on a CPU without native bf16 instructions (torch uses "
+              f"{torch.backends.cpu.get_cpu_capability()}): bf16 steps ran about 8x slower than fp32 on such a CPU "
+              "(benchmarks/bench_cpu_amp.py); train without --cpu-amp", file=sys.stderr)
 
 
 def cpu_has_native_bf16() -> bool:
