@@ -551,9 +551,9 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     grid_path = grids / f"{judge.name}_{bench.key}_{budget_tag(budget)}_{device.type}_s{seed}.png"
     classes = [c for c, n in zip(judge.real.class_names, np.bincount(judge.real.train.labels,
                                                                        minlength=len(judge.real.class_names))) if n]
-    # per-class runs share the budget, so the total is the same
-    minutes = None if settings.steps else settings.minutes / (len(classes) if bench.per_class else 1)
-    steps = None if not settings.steps else max(1, settings.steps // (len(classes) if bench.per_class else 1))
+    runs = len(classes) if bench.per_class else 1  # per-class runs share the budget, so the total is the same
+    minutes = None if settings.steps else settings.minutes / runs
+    steps = max(1, settings.steps // runs) if settings.steps else None
     each = f"{minutes:.2f} min" if minutes is not None else f"{steps:,} steps"
     log(f"{tag}: training {bench.model}{' per class' if bench.per_class else ''} for {budget_text(budget)}"
         + (f" ({each} per class)" if bench.per_class else ""))

@@ -196,10 +196,12 @@ def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answe
     y, why = _yardstick(metrics, space, no_space_reason)
     within = (metrics.get("diversity") or {}).get("within_class") or {}
     checks = []  # (level, number, number_label, yardstick, yardstick_label)
-    blind = coverage_blind(y) if y is not None and y["ratio"]["coverage"] is not None else None
+    has_coverage = y is not None and y["ratio"]["coverage"] is not None
+    blind = coverage_blind(y) if has_coverage else None
+    coverage_read = has_coverage and not blind
     if blind:
         why = blind
-    elif y is not None and y["ratio"]["coverage"] is not None:
+    if coverage_read:
         r = y["ratio"]["coverage"]
         checks.append((level_of("coverage_ratio", r), r, f"coverage ratio to real vs real ({space} space)",
                        y["real_vs_real"]["coverage"],
@@ -215,7 +217,7 @@ def _diverse(metrics: dict, space: Optional[str], no_space_reason: str) -> Answe
             reason += "; " + within.get("reason", "no within-class diversity")
         return Answer("diverse", "Diverse", CANNOT_TELL, None, "coverage ratio", "ratio", None, "real-vs-real coverage", "", reason)
     level, number, label, yard, yard_label = max(checks, key=lambda c: SEVERITY[c[0]])  # the worst check decides
-    if level == GOOD and len(checks) == 1 and label.startswith("within-class"):
+    if level == GOOD and not coverage_read:
         # pairs of noise images differ more than pairs of real fundi: MS-SSIM can show a collapse, never coverage
         return Answer("diverse", "Diverse", CANNOT_TELL, None, "coverage ratio", "ratio", None, "real-vs-real coverage", "",
                       f"{why or 'coverage could not be computed'}; within-class MS-SSIM shows no collapse "
