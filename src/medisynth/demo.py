@@ -7,6 +7,7 @@ Sized to finish in under 12 minutes on a 2-core CPU; every stage is the public A
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class DemoConfig:
     domain_width: int = 16
     domain_augment: str = "none"
     ssl_steps: Optional[int] = None  # the label-free encoder evaluate adds when the domain classifier is at chance
+    # processes drawing the phantom: each image depends only on (seed, index, grade), so any number draws the same set
+    phantom_workers: int = os.cpu_count() or 1
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
@@ -129,10 +132,11 @@ def run_demo(config: DemoConfig) -> dict:
     # each stage writes its own folder atomically, at its final path: the run's config and the reports
     # name paths that stay valid after the demo (a whole-demo temp folder would leave them dangling)
     t = _stage("1/7 phantom fundus data (EyePACS grade proportions) and held-out eyes for the utility study")
-    phantom = generate_fundus_dataset(out / "phantom", n=config.n_images, size=max(config.size, 64), seed=config.seed)
+    phantom = generate_fundus_dataset(out / "phantom", n=config.n_images, size=max(config.size, 64), seed=config.seed,
+                                      workers=config.phantom_workers)
     # another seed: other eyes, never seen in training (the utility study also refuses pixel-identical ones)
     held_out = generate_fundus_dataset(out / "phantom-test", n=config.test_images, size=max(config.size, 64),
-                                       seed=config.seed + 1, proportions=[1] * len(GRADES))
+                                       seed=config.seed + 1, proportions=[1] * len(GRADES), workers=config.phantom_workers)
     timings["phantom"] = time.perf_counter() - t
 
     t = _stage("2/7 prepare")
