@@ -7,16 +7,18 @@ medisynth adds the input checks and shrinks the subset size to the smaller set's
 that is smaller (torch-fidelity refuses), with a SmallSampleWarning under 50 samples.
 
 For sets of up to ``KERNEL_ONCE_MAX`` images the kernel matrices are computed once, with
-torch-fidelity's ``kernel_poly``, and each subset reads its block of them into torch-fidelity's
-``mmd2``, drawing the same subsets in the same order as ``kid_features_to_metric``: the same
+torch-fidelity's ``kernel_poly``, and every subset's block sums are read from them by one matrix
+product, drawing the same subsets in the same order as ``kid_features_to_metric``: the same
 numbers up to rounding, without recomputing each kernel entry for every subset it falls in (the
-evaluation yardstick's KID of 1,048 against 226 images took 2.6 s this way instead of ~0.3 s).
+evaluation yardstick's KID of 1,048 against 226 images took 2.6 s that way instead of ~0.3 s), or
+copying out each subset's blocks (100 subsets of 1,000 from 1,048 and 3,052 images: 4.4 s that way,
+0.5 s by the product, on the 2-core development machine).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kernel_poly, kid_features_to_metric, mmd2
+from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kernel_poly, kid_features_to_metric
 
 from medisynth.metrics._common import as_features, warn_small
 
@@ -51,12 +53,22 @@ def kid_from_features(real_features, fake_features, subsets: int = 100, subset_s
 
 
 def _kid_kernel_once(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: int, seed: int) -> tuple[float, float]:
-    """``kid_features_to_metric``'s subsets and estimator, reading blocks of kernel matrices computed once."""
+    """``kid_features_to_metric``'s subsets and its estimator (torch-fidelity's ``mmd2``), from kernel matrices
+    computed once. ``mmd2`` needs only each block's sum and diagonal, so every subset is a row of 0/1 indicators and
+    a block's sum is ``s K s'``: one matrix product for all subsets, where copying out each subset's blocks took
+    nine tenths of an evaluation's KID time."""
     k_rr, k_ff, k_rf = (kernel_poly(a, b, **KID_KERNEL) for a, b in ((real, real), (fake, fake), (real, fake)))
     rng = np.random.RandomState(seed)  # torch-fidelity's generator, drawn in its order: real subset, then fake
-    mmds = np.zeros(subsets)
+    in_real, in_fake = np.zeros((subsets, len(real))), np.zeros((subsets, len(fake)))
     for i in range(subsets):
-        r = rng.choice(len(real), subset_size, replace=False)
-        f = rng.choice(len(fake), subset_size, replace=False)
-        mmds[i] = mmd2(k_rr[np.ix_(r, r)], k_rf[np.ix_(r, f)], k_ff[np.ix_(f, f)])
+        in_real[i, rng.choice(len(real), subset_size, replace=False)] = 1.0
+        in_fake[i, rng.choice(len(fake), subset_size, replace=False)] = 1.0
+
+    def block_sums(left: np.ndarray, kernel: np.ndarray, right: np.ndarray) -> np.ndarray:
+        return np.einsum("si,si->s", left @ kernel, right)
+
+    m = subset_size
+    within = (block_sums(in_real, k_rr, in_real) - in_real @ np.diagonal(k_rr)
+              + block_sums(in_fake, k_ff, in_fake) - in_fake @ np.diagonal(k_ff))
+    mmds = within / (m * (m - 1)) - 2 * block_sums(in_real, k_rf, in_fake) / (m * m)
     return float(np.mean(mmds)), float(np.std(mmds))
