@@ -27,10 +27,10 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     train_counts = json.loads((out / "prepared" / "manifest.json").read_text())["counts"]["train"]
     largest = max(train_counts.values())
     assert summary["sampled_per_grade"] == {c: max(6, largest - n) for c, n in train_counts.items()}
-    assert utility["config"]["protocols"] == ["real-balanced", "real+synthetic", "real-balanced+synthetic"]
+    # oversampling and the balanced mix; the top-up only when asked (`--top-up`, below)
+    assert utility["config"]["protocols"] == ["real-balanced", "real-balanced+synthetic"]
     assert utility["verdict"]["protocol"] == "real-balanced+synthetic"  # the report judges what the line says
-    topped = next(r for r in utility["runs"] if r["protocol"] == "real+synthetic")
-    assert topped["added_per_class"] == [largest - train_counts[c] for c in sorted(train_counts)]
+    assert "top-up" not in summary["verdict"]
     assert summary["verdict"].startswith(tuple(f"real + synthetic beat oversampling: {answer} ("
                                                for answer in ("YES", "NO", "NO CLEAR DIFFERENCE", "CANNOT TELL")))
     assert json.loads((out / "run" / "model.json").read_text())["model"] == "fastgan"
@@ -49,6 +49,39 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     printed = "".join(capsys.readouterr().out.split())  # rich wraps long lines
     for path in (out / "report" / "report.html", out / "utility" / "utility.html"):
         assert "".join(str(path).split()) in printed
+
+
+@pytest.mark.parametrize("flags, protocols", [
+    ([], ("real-balanced", "real-balanced+synthetic")),
+    (["--top-up"], ("real-balanced", "real+synthetic", "real-balanced+synthetic")),
+])
+def test_the_cli_adds_the_top_up_only_when_asked(flags, protocols, monkeypatch, tmp_path):
+    import medisynth.demo
+    from typer.testing import CliRunner
+
+    from medisynth.cli import app
+
+    asked = []
+    monkeypatch.setattr(medisynth.demo, "run_demo", asked.append)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), *flags])
+    assert result.exit_code == 0, result.output
+    assert asked[0].utility_protocols == protocols
+
+
+def test_a_demo_with_the_top_up_puts_it_on_the_line(tmp_path):
+    """The top-up's classifiers are trained on the real images plus the rarer grades' synthetic images, and the
+    line reports them beside the mix."""
+    from medisynth.demo import WITH_TOP_UP
+
+    out = tmp_path / "demo"
+    run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.02, samples_per_grade=6, utility_seeds=2,
+                        utility_epochs=1, domain_epochs=1, ssl_steps=20, test_images=20, device="cpu",
+                        utility_protocols=WITH_TOP_UP))
+    utility = json.loads((out / "utility" / "utility.json").read_text())
+    train_counts = json.loads((out / "prepared" / "manifest.json").read_text())["counts"]["train"]
+    topped = next(r for r in utility["runs"] if r["protocol"] == "real+synthetic")
+    assert topped["added_per_class"] == [max(train_counts.values()) - train_counts[c] for c in sorted(train_counts)]
+    assert "; top-up of the rarer grades" in json.loads((out / "demo.json").read_text())["verdict"]
 
 
 def test_demo_replaces_only_an_earlier_demo(tmp_path):
