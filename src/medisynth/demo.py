@@ -39,7 +39,7 @@ class DemoConfig:
     test_images: int = 500
     utility_seeds: int = 3
     utility_epochs: int = 10
-    utility_width: int = 16  # a narrow classifier keeps 9 trainings inside the demo's budget on a 2-core CPU
+    utility_width: int = 16  # a narrow classifier keeps 6 trainings (9 with the top-up) inside the demo's budget
     # oversampling and the balanced mix (every grade half synthetic), which the verdict compares with oversampling:
     # the use the README recommends, because on 1,000 fresh eyes it beat the top-up of the rarer grades in all 10 of
     # the benchmark's fastgan pairs (bench_heldout_utility). The top-up's three classifiers (`--top-up`,
