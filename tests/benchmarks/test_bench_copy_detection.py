@@ -1,20 +1,14 @@
 """The copy-detection benchmark runs end to end in smoke mode (small subsets, a 5-step encoder) on the shared data."""
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_copy_detection.py"
+import pytest
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_copy_detection", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def bench(load_benchmark):
+    return load_benchmark("bench_copy_detection")
 
 
-def test_smoke_run_prints_every_transform_and_the_rates(shared_data, tmp_path, capsys, monkeypatch):
+def test_smoke_run_prints_every_transform_and_the_rates(bench, shared_data, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MEDISYNTH_CACHE", str(tmp_path / "cache"))
-    bench = _bench()
     assert bench.main(["--smoke", "--data", str(shared_data), "--work", str(tmp_path / "work")]) == 0
     out = capsys.readouterr().out
     for transform in bench.TRANSFORMS:
@@ -24,11 +18,10 @@ def test_smoke_run_prints_every_transform_and_the_rates(shared_data, tmp_path, c
     assert "plain vs --max-similarity" in out and "cpu seconds:" in out and "wall seconds:" in out and "cache cold" in out
 
 
-def test_planted_transforms_change_the_image_but_keep_its_size():
+def test_planted_transforms_change_the_image_but_keep_its_size(bench):
     import numpy as np
     import torch
 
-    bench = _bench()
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (4, 3, 64, 64), dtype=np.uint8))
     for name in bench.TRANSFORMS:
         copies, src = bench.plant(images, name, 6, seed=0)

@@ -1,7 +1,6 @@
 """benchmarks/gpu_check.sh: without CUDA it says so and exits 0; each check prints exactly one line."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,13 +9,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
-
-
-def load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_without_cuda_it_prints_that_cuda_is_absent_and_exits_0():
@@ -28,8 +20,8 @@ def test_without_cuda_it_prints_that_cuda_is_absent_and_exits_0():
     ]
 
 
-def test_a_failing_check_prints_one_fail_line_and_the_next_check_still_runs(tmp_path, capsys):
-    gpu_check = load_gpu_check()
+def test_a_failing_check_prints_one_fail_line_and_the_next_check_still_runs(load_benchmark, tmp_path, capsys):
+    gpu_check = load_benchmark("gpu_check")
     report = gpu_check.Report(tmp_path / "log.txt")
 
     def broken():
