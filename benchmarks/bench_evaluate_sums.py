@@ -25,15 +25,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
 def integral_box_sum(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -58,15 +54,12 @@ def kid_by_blocks(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size:
     return float(np.mean(mmds)), float(np.std(mmds))
 
 
-def phantom_images(folder: Path, n: int, seed: int) -> torch.Tensor:
-    """n phantom fundus images at 64 px, uint8 N x 3 x 64 x 64."""
-    from PIL import Image
+def phantom_images(n: int, seed: int) -> torch.Tensor:
+    """n phantom fundus images at 64 px, every grade in turn, uint8 N x 3 x 64 x 64."""
+    from medisynth.phantom import render_fundus
 
-    from medisynth.phantom.fundus import generate_fundus_dataset
-
-    root = generate_fundus_dataset(folder, n=n, size=64, seed=seed)
-    paths = sorted((root / "images").glob("*.png"))
-    return torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])).permute(0, 3, 1, 2).contiguous()
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(np.stack([render_fundus(i % 5, 64, rng)[0] for i in range(n)])).permute(0, 3, 1, 2).contiguous()
 
 
 def alternate(arms: dict, rounds: int) -> tuple[dict[str, list[float]], dict]:
@@ -101,9 +94,7 @@ def main(argv=None) -> int:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        train = phantom_images(Path(tmp) / "train", args.train, seed=0)
-        queries = phantom_images(Path(tmp) / "queries", args.queries, seed=1)
+    train, queries = phantom_images(args.train, seed=0), phantom_images(args.queries, seed=1)
     encoder, _ = train_ssl_encoder(train, SSLRecipe(steps=args.ssl_steps))
     detector = copy_detection.CopyDetector(train, encoder, threshold=0.95)
     today_box_sum = copy_detection._box_sum
