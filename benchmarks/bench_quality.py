@@ -196,9 +196,8 @@ def budget_text(budget: tuple[str, float]) -> str:
 
 
 def budget_tag(budget: tuple[str, float]) -> str:
-    """The budget in folder and file names: '10min' or '4000steps'."""
-    kind, amount = budget
-    return f"{amount:g}min" if kind == "minutes" else f"{int(amount)}steps"
+    """The budget in folder and file names: ``budget_text`` without spaces or commas, '10min' or '4000steps'."""
+    return budget_text(budget).replace(",", "").replace(" ", "")
 
 
 def log(message: str) -> None:
