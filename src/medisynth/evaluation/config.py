@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from medisynth.errors import MedisynthError
+from medisynth.metrics._common import PRDC_K
 
 SCHEMA = "medisynth.metrics/2"
 DEFAULT_SPACES = ("inception", "domain", "pixels")
@@ -27,7 +28,7 @@ class EvaluateConfig:
     min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
     kid_subsets: int = 100  # KID: number of random subsets
     kid_subset_size: int = 1000  # KID: images per subset (capped by the set sizes)
-    prdc_k: int = 5  # precision/recall/density/coverage: nearest neighbours
+    prdc_k: int = PRDC_K  # precision/recall/density/coverage: nearest neighbours
     diversity_pairs: int = 200  # MS-SSIM diversity: random pairs per set
     yardstick_repeats: int = 5  # random draws (synthetic subsets, real halves) the real-vs-real yardstick is averaged over
     bootstrap: int = 200  # resamples of the per-class KID/coverage intervals

@@ -11,11 +11,12 @@ from typing import Optional
 
 import numpy as np
 
+from medisynth.metrics._common import PRDC_K
 from medisynth.metrics.interval import MIN_IMAGES, kid_coverage_interval
 
 
 def add_small_class_intervals(per_class: dict, real_features: np.ndarray, real_labels: np.ndarray, fake_features: np.ndarray,
-                              fake_labels: Optional[np.ndarray], class_names: list[str], space: str, k: int = 5,
+                              fake_labels: Optional[np.ndarray], class_names: list[str], space: str, k: int = PRDC_K,
                               n_boot: int = 200, seed: int = 0) -> None:
     """Adds ``per_class[name]["interval"]`` (see ``kid_coverage_interval``, plus ``space``) to every class,
     or ``{"space", "reason"}`` when a set has fewer than ``MIN_IMAGES`` images of it."""

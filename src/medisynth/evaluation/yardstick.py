@@ -153,6 +153,7 @@ def real_vs_real(real: np.ndarray, real_labels: Optional[np.ndarray], fake: np.n
     """
     from medisynth.metrics import calculate_metrics
     from medisynth.metrics.inception_score import inception_score
+    from medisynth.metrics._common import PRDC_K
     from medisynth.metrics.prdc import one_point_coverage
 
     sets = {"real": real, "fake": fake, "heldout": heldout}
@@ -160,7 +161,7 @@ def real_vs_real(real: np.ndarray, real_labels: Optional[np.ndarray], fake: np.n
 
     def score(other: str, a: np.ndarray, b: np.ndarray) -> dict:
         m = calculate_metrics(real[a], sets[other][b], ("fid", "kid", "prdc"), **metric_options)
-        k = metric_options.get("prdc_k", 5)
+        k = metric_options.get("prdc_k", PRDC_K)
         if other != "fake" and len(a) > k:  # fewer: no k-NN balls, and coverage itself is missing too
             m[ONE_POINT_COVERAGE] = one_point_coverage(real[a], sets[other][b], k)
         if logits:

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from medisynth.metrics._common import SmallSampleWarning
+from medisynth.metrics._common import PRDC_K, SmallSampleWarning
 from medisynth.registry import Registry
 
 # the torch-fidelity metrics are imported on use: torch-fidelity imports torchvision (seconds), which a
@@ -77,7 +77,7 @@ def calculate_metrics(
     fake_logits=None,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    prdc_k: int = 5,
+    prdc_k: int = PRDC_K,
     seed: int = 0,
 ) -> dict:
     """Distribution metrics between two N x D feature sets.

@@ -1,10 +1,14 @@
-"""Small helpers shared by the metric modules: input checks and the small-sample warning."""
+"""Small helpers shared by the metric modules: input checks, the small-sample warning and the k-NN default."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 import torch
+
+#: the nearest neighbours whose distance is each real sample's k-NN ball in precision/recall/density/coverage
+#: (Naeem et al. 2020's k): the default of every function and option that takes one
+PRDC_K = 5
 
 
 class SmallSampleWarning(UserWarning):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medisynth.metrics._common import as_features
+from medisynth.metrics._common import PRDC_K, as_features
 from medisynth.metrics.kid import KID_KERNEL
 
 MIN_IMAGES = 5  # below this per set the bootstrap has too few distinct images to say anything
@@ -21,7 +21,7 @@ MAX_IMAGES = 400  # larger classes are subsampled (seeded) for the interval: the
 LEVEL = 0.95
 
 
-def small_sample_k(n_real: int, k: int = 5) -> int:
+def small_sample_k(n_real: int, k: int = PRDC_K) -> int:
     """The coverage neighbourhood size for ``n_real`` images: ``k``, shrunk so that a ball is
     at most about a third of the class (with 6 images and k = 5 every ball would hold the class)."""
     return int(max(1, min(k, n_real // 3)))
@@ -41,7 +41,7 @@ def _coverage(d_rr: np.ndarray, d_rf: np.ndarray, same_r: np.ndarray, k: int) ->
     return float(np.mean(d_rf.min(axis=1) <= radius))
 
 
-def kid_coverage_interval(real_features, fake_features, k: int = 5, n_boot: int = 200, seed: int = 0,
+def kid_coverage_interval(real_features, fake_features, k: int = PRDC_K, n_boot: int = 200, seed: int = 0,
                           level: float = LEVEL) -> dict:
     """KID and coverage of two small feature sets with percentile-bootstrap intervals.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, calc_cdist_full, prc_features_to_metric
 
-from medisynth.metrics._common import as_features, warn_small
+from medisynth.metrics._common import PRDC_K, as_features, warn_small
 
 
 def knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -35,7 +35,7 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int) -> dict[str
     }
 
 
-def one_point_coverage(real_features, other_features, k: int = 5) -> float:
+def one_point_coverage(real_features, other_features, k: int = PRDC_K) -> float:
     """Coverage of ``real`` by ONE point, the mean of ``other``: what a set collapsed onto one average image scores.
 
     With few samples in many dimensions the k-NN balls are wide and the mean of any set lies inside most of them
@@ -48,7 +48,7 @@ def one_point_coverage(real_features, other_features, k: int = 5) -> float:
     return density_coverage(real, centre, k)["coverage"]
 
 
-def prdc(real_features, fake_features, k: int = 5) -> dict[str, float]:
+def prdc(real_features, fake_features, k: int = PRDC_K) -> dict[str, float]:
     """Precision, recall, density and coverage with k-NN balls of ``k`` neighbours."""
     real = torch.from_numpy(as_features(real_features, "real features"))
     fake = torch.from_numpy(as_features(fake_features, "fake features"))
