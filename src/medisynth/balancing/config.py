@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from medisynth.defaults import BALANCE
 from medisynth.errors import MedisynthError
 
 
@@ -21,9 +22,9 @@ class BalanceConfig:
     ratio: Optional[float] = None  # or to ratio x the largest class (default: the largest class)
     min_d_score: Optional[float] = None  # sampler filter: keep images the discriminator scores >= this
     max_similarity: Optional[float] = None  # sampler filter: drop near-copies of training images
-    seed: int = 0  # fixes the synthetic images
-    device: str = "auto"  # "auto", "cpu", "cuda", ...
-    batch_size: int = 64  # images per generation batch
+    seed: int = BALANCE["seed"]  # fixes the synthetic images
+    device: str = BALANCE["device"]  # "auto", "cpu", "cuda", ...
+    batch_size: int = BALANCE["batch_size"]  # images per generation batch
     overwrite: bool = False  # replace ``out`` when it exists
     progress: bool = True  # progress bars on a terminal
 

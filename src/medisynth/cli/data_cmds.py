@@ -8,6 +8,7 @@ import typer
 
 from medisynth.cli.app import app
 from medisynth.cli.flags import Command
+from medisynth.defaults import PREPARE
 from medisynth.errors import MedisynthError
 
 
@@ -18,15 +19,15 @@ def prepare(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the prepared data set to."),
     source_kind: Optional[str] = typer.Option(
         None, "--source", help="Layout: csv, folders, pairs, medmnist, dicom, nifti (default: detect)."),
-    size: int = typer.Option(128, help="Output side length in pixels (square)."),
+    size: int = typer.Option(PREPARE["size"], help="Output side length in pixels (square)."),
     channels: Optional[int] = typer.Option(None, help="1 (grayscale) or 3 (RGB); default: the source's."),
-    preprocess: str = typer.Option("auto", help="auto, none, fundus (FOV crop) or ct (HU windowing)."),
+    preprocess: str = typer.Option(PREPARE["preprocess"], help="auto, none, fundus (FOV crop) or ct (HU windowing)."),
     graham: bool = typer.Option(False, "--graham", help="Graham's local contrast normalisation (fundus)."),
-    window_level: float = typer.Option(40.0, help="CT window level in HU (DICOM/NIfTI)."),
-    window_width: float = typer.Option(400.0, help="CT window width in HU (DICOM/NIfTI)."),
-    val_fraction: float = typer.Option(0.15, help="Share of each class for validation."),
-    test_fraction: float = typer.Option(0.15, help="Share of each class for testing."),
-    seed: int = typer.Option(0, help="Seed of the split."),
+    window_level: float = typer.Option(PREPARE["window_level"], help="CT window level in HU (DICOM/NIfTI)."),
+    window_width: float = typer.Option(PREPARE["window_width"], help="CT window width in HU (DICOM/NIfTI)."),
+    val_fraction: float = typer.Option(PREPARE["val_fraction"], help="Share of each class for validation."),
+    test_fraction: float = typer.Option(PREPARE["test_fraction"], help="Share of each class for testing."),
+    seed: int = typer.Option(PREPARE["seed"], help="Seed of the split."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip and count bad files instead of stopping."),
     workers: Optional[int] = typer.Option(None, help="Processes decoding images (default: all cores)."),
     classes: Optional[str] = typer.Option(None, help="Comma-separated class list (fixes order; others are errors)."),
@@ -39,7 +40,7 @@ def prepare(
     slice_step: Optional[int] = typer.Option(None, help="NIfTI: use every N-th non-empty axial slice."),
     limit: Optional[int] = typer.Option(None, help="Use a seeded random subset of N images (quick looks)."),
     near_duplicate_threshold: float = typer.Option(
-        0.97, help="Keep images whose 16x16 thumbnails have cosine >= this on one side of the split "
+        PREPARE["near_duplicate_threshold"], help="Keep images whose 16x16 thumbnails have cosine >= this on one side of the split "
                    "(neighbouring CT slices); 0 switches it off."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:

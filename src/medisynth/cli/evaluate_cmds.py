@@ -8,6 +8,7 @@ import typer
 
 from medisynth.cli.app import app
 from medisynth.cli.flags import DATA, with_aliases
+from medisynth.defaults import EVALUATE
 
 
 @app.command(cls=with_aliases({"--real": DATA, "--fake": "--synthetic", "--num-per-class": "--per-class"}))
@@ -15,28 +16,28 @@ def evaluate(
     data: Path = typer.Argument(..., metavar="DATA", help="The prepared real data set (from `medisynth prepare`)."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Synthetic images: an image folder (images/ + labels.csv) or a training run."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder to create (metrics.json, report.html, plots/)."),
-    features: str = typer.Option("inception,domain,pixels", help="Comma-separated feature spaces: inception, domain, ssl, radiomics, pixels (ssl is added when the domain classifier is at chance)."),
+    features: str = typer.Option(",".join(EVALUATE["feature_spaces"]), help="Comma-separated feature spaces: inception, domain, ssl, radiomics, pixels (ssl is added when the domain classifier is at chance)."),
     weights: Optional[Path] = typer.Option(None, help="torch-fidelity Inception-v3 weights (.pth); default $MEDISYNTH_INCEPTION_WEIGHTS."),
-    real_split: str = typer.Option("train", help="Real images to compare with: train, val, test or all."),
-    per_class: int = typer.Option(100, "--per-class", help="Images per class to sample when --synthetic is a run."),
+    real_split: str = typer.Option(EVALUATE["real_split"], help="Real images to compare with: train, val, test or all."),
+    per_class: int = typer.Option(EVALUATE["num_per_class"], "--per-class", help="Images per class to sample when --synthetic is a run."),
     max_images: Optional[int] = typer.Option(None, help="Use at most N images of each set (seeded subset)."),
     near_copy_threshold: Optional[float] = typer.Option(
         None, help="Aligned correlation at which a synthetic image counts as a copy (default: calibrated on the train split's units)."),
-    min_class_samples: int = typer.Option(20, help="Per-class distribution metrics need this many images in both sets."),
-    kid_subset_size: int = typer.Option(1000, help="KID subset size (shrinks to the smaller set)."),
-    kid_subsets: int = typer.Option(100, help="Number of KID subsets."),
-    prdc_k: int = typer.Option(5, help="k of the nearest-neighbour balls of precision/recall/density/coverage."),
-    diversity_pairs: int = typer.Option(200, help="Random image pairs for the MS-SSIM diversity figure (per set)."),
-    yardstick_repeats: int = typer.Option(5, help="Random draws the real-vs-real yardstick figures are averaged over."),
-    bootstrap: int = typer.Option(200, help="Bootstrap resamples of the per-class KID/coverage intervals."),
+    min_class_samples: int = typer.Option(EVALUATE["min_class_samples"], help="Per-class distribution metrics need this many images in both sets."),
+    kid_subset_size: int = typer.Option(EVALUATE["kid_subset_size"], help="KID subset size (shrinks to the smaller set)."),
+    kid_subsets: int = typer.Option(EVALUATE["kid_subsets"], help="Number of KID subsets."),
+    prdc_k: int = typer.Option(EVALUATE["prdc_k"], help="k of the nearest-neighbour balls of precision/recall/density/coverage."),
+    diversity_pairs: int = typer.Option(EVALUATE["diversity_pairs"], help="Random image pairs for the MS-SSIM diversity figure (per set)."),
+    yardstick_repeats: int = typer.Option(EVALUATE["yardstick_repeats"], help="Random draws the real-vs-real yardstick figures are averaged over."),
+    bootstrap: int = typer.Option(EVALUATE["bootstrap"], help="Bootstrap resamples of the per-class KID/coverage intervals."),
     utility: Optional[Path] = typer.Option(None, help="A `medisynth utility` report folder; its verdict joins 'class-true & useful'."),
     domain_epochs: Optional[int] = typer.Option(None, help="Epochs of the domain classifier (default: its standard recipe; cached)."),
     domain_width: Optional[int] = typer.Option(None, help="SmallResNet width of the domain classifier (default 32)."),
     domain_augment: Optional[str] = typer.Option(None, help="Augmentation of the domain classifier: classic or none (default classic)."),
     ssl_steps: Optional[int] = typer.Option(None, help="Training steps of the label-free ssl encoder (default: its standard recipe; cached)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Cache folder for the domain classifier (default ~/.cache/medisynth)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
-    seed: int = typer.Option(0, help="Seed of subsets, pairs and the domain classifier."),
+    device: str = typer.Option(EVALUATE["device"], help="auto, cpu or cuda[:N]."),
+    seed: int = typer.Option(EVALUATE["seed"], help="Seed of subsets, pairs and the domain classifier."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:

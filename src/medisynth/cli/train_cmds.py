@@ -8,6 +8,7 @@ import typer
 
 from medisynth.cli.app import app
 from medisynth.cli.flags import with_aliases
+from medisynth.defaults import SAMPLE
 
 
 @app.command(cls=with_aliases({"--per-class": "--model-per-class", "--no-per-class": "--no-model-per-class"}))
@@ -81,21 +82,21 @@ def sample(
     out: Path = typer.Option(..., "--out", "-o", help="image folder to create: images/, labels.csv, grid.png"),
     n: Optional[int] = typer.Option(None, "--n", help="number of images (split equally over classes for conditional models)"),
     per_class: Optional[str] = typer.Option(None, "--per-class", help="CLASS=COUNT pairs, class by name or index: 3=500,4=500"),
-    truncation: float = typer.Option(1.0, help="truncation psi (models with the truncation trick)"),
+    truncation: float = typer.Option(SAMPLE["truncation"], help="truncation psi (models with the truncation trick)"),
     min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep images the discriminator scores >= this"),
     min_confidence: Optional[float] = typer.Option(
         None, "--min-confidence", help="keep images the domain classifier (trained on the run's real data) puts in their class with probability >= this"
     ),
     max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop copies of training images: correlation after aligning flip, zoom, rotation and shift at least this (evaluate prints the data set's calibrated threshold)"),
-    max_attempts: float = typer.Option(20.0, "--max-attempts", help="with filters: try at most this many x the count per class"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(64, "--batch-size", "-b"),
-    device: str = typer.Option("auto"),
+    max_attempts: float = typer.Option(SAMPLE["max_attempts"], "--max-attempts", help="with filters: try at most this many x the count per class"),
+    seed: int = typer.Option(SAMPLE["seed"]),
+    batch_size: int = typer.Option(SAMPLE["batch_size"], "--batch-size", "-b"),
+    device: str = typer.Option(SAMPLE["device"]),
     ema: bool = typer.Option(True, "--ema/--no-ema", help="sample with the EMA of the networks (--no-ema: the live networks)"),
     guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale", help="diffusion: classifier-free guidance"),
     sampling_steps: Optional[int] = typer.Option(None, "--sampling-steps", help="diffusion: denoising steps per image"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
-    image_format: str = typer.Option("png", "--format", help="image files: png, dicom (Secondary Capture) or nifti (one slice stack per class); grayscale or RGB"),
+    image_format: str = typer.Option(SAMPLE["format"], "--format", help="image files: png, dicom (Secondary Capture) or nifti (one slice stack per class); grayscale or RGB"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
 ) -> None:
     """Generate synthetic images (per class) from a trained run into an image folder `prepare` reads back.

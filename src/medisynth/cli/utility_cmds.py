@@ -8,6 +8,7 @@ import typer
 
 from medisynth.cli.app import app
 from medisynth.cli.flags import DATA, with_aliases
+from medisynth.defaults import BALANCE, UTILITY
 
 
 @app.command(cls=with_aliases({"--target": "--target-count", "--quiet": "--no-progress", "-q": "--no-progress"}))
@@ -19,9 +20,9 @@ def balance(
     ratio: Optional[float] = typer.Option(None, "--ratio", help="each class reaches RATIO x the majority count"),
     min_d_score: Optional[float] = typer.Option(None, "--min-d-score", help="keep synthetic images the discriminator scores >= this"),
     max_similarity: Optional[float] = typer.Option(None, "--max-similarity", help="drop copies of training images: correlation after aligning flip, zoom, rotation and shift at least this (evaluate prints the data set's calibrated threshold)"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(64, "--batch-size", "-b"),
-    device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),
+    seed: int = typer.Option(BALANCE["seed"]),
+    batch_size: int = typer.Option(BALANCE["batch_size"], "--batch-size", "-b"),
+    device: str = typer.Option(BALANCE["device"], help="auto (default), cpu, cuda, cuda:N"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars on stderr"),
 ) -> None:
@@ -50,18 +51,18 @@ def utility(
         "real-balanced+synthetic (every class drawn equally, half of its draws synthetic), synthetic "
         "(default: real, real-balanced, real-weighted, and with --synthetic real+synthetic, synthetic)"),
     verdict_protocol: str = typer.Option(
-        "real+synthetic", "--verdict-protocol", help="the protocol with synthetic images that the verdict judges "
+        UTILITY["verdict_protocol"], "--verdict-protocol", help="the protocol with synthetic images that the verdict judges "
         "against the best baseline without them (real+synthetic, the top-up, or real-balanced+synthetic, the mix)"),
-    seeds: int = typer.Option(3, "--seeds", help="runs per protocol (paired across protocols)"),
-    epochs: int = typer.Option(30, "--epochs", help="maximum epochs per run (early stopping on real val)"),
-    patience: int = typer.Option(10, "--patience", help="stop after this many epochs without a better val balanced accuracy (counted once it is above chance)"),
-    batch_size: int = typer.Option(64, "--batch-size", "-b"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    seeds: int = typer.Option(UTILITY["seeds"], "--seeds", help="runs per protocol (paired across protocols)"),
+    epochs: int = typer.Option(UTILITY["epochs"], "--epochs", help="maximum epochs per run (early stopping on real val)"),
+    patience: int = typer.Option(UTILITY["patience"], "--patience", help="stop after this many epochs without a better val balanced accuracy (counted once it is above chance)"),
+    batch_size: int = typer.Option(UTILITY["batch_size"], "--batch-size", "-b"),
+    lr: float = typer.Option(UTILITY["lr"], "--lr"),
     time_budget_per_run: Optional[float] = typer.Option(None, "--time-budget-per-run", help="seconds per training run"),
-    model: str = typer.Option("small-resnet", "--model", help="small-resnet (from scratch) or resnet18"),
-    width: int = typer.Option(32, "--width", help="small-resnet base width"),
+    model: str = typer.Option(UTILITY["model"], "--model", help="small-resnet (from scratch) or resnet18"),
+    width: int = typer.Option(UTILITY["width"], "--width", help="small-resnet base width"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local ResNet-18 weights (.safetensors or .pth) for --model resnet18"),
-    device: str = typer.Option("auto", help="auto (default), cpu, cuda, cuda:N"),
+    device: str = typer.Option(UTILITY["device"], help="auto (default), cpu, cuda, cuda:N"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out folder"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress output on stderr"),
 ) -> None:

@@ -18,8 +18,10 @@ from typing import Iterator
 
 import numpy as np
 
+from medisynth.defaults import PREPARE
+
 SIGNATURE_SIDE = 16
-DEFAULT_THRESHOLD = 0.97
+DEFAULT_THRESHOLD = PREPARE["near_duplicate_threshold"]
 BLOCK_ROWS = 2048
 CENTER_MIN_REFERENCE = 16
 

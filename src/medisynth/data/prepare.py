@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from medisynth.data.manifest import SPLITS, Manifest
+from medisynth.defaults import PREPARE
 from medisynth.data.near_duplicates import (
     DEFAULT_THRESHOLD, SIGNATURE_SIDE, near_duplicate_components, normalise_signatures, threshold_enabled,
 )
@@ -59,15 +60,15 @@ class PrepareConfig:
     source: Path  # the raw data set: a folder or file in one of the source layouts
     out: Path  # the prepared data set to create (manifest.json, index.csv, shards)
     source_kind: Optional[str] = None  # None: detect from the layout
-    size: int = 128  # images are resized to size x size
+    size: int = PREPARE["size"]  # images are resized to size x size
     channels: Optional[int] = None  # 1 or 3; None: what the source has
-    preprocess: str = "auto"  # the preprocessing recipe ("auto" picks one per source)
+    preprocess: str = PREPARE["preprocess"]  # the preprocessing recipe ("auto" picks one per source)
     graham: bool = False  # Graham's local-mean subtraction (fundus photographs)
-    window_level: float = 40.0  # CT window centre (HU)
-    window_width: float = 400.0  # CT window width (HU)
-    val_fraction: float = 0.15  # share of each class that goes to val
-    test_fraction: float = 0.15  # share of each class that goes to test
-    seed: int = 0  # fixes the split
+    window_level: float = PREPARE["window_level"]  # CT window centre (HU)
+    window_width: float = PREPARE["window_width"]  # CT window width (HU)
+    val_fraction: float = PREPARE["val_fraction"]  # share of each class that goes to val
+    test_fraction: float = PREPARE["test_fraction"]  # share of each class that goes to test
+    seed: int = PREPARE["seed"]  # fixes the split
     skip_bad: bool = False  # skip unreadable images (listed in the manifest) instead of stopping
     workers: Optional[int] = None  # None: all cores
     overwrite: bool = False
@@ -78,7 +79,7 @@ class PrepareConfig:
     limit: Optional[int] = None  # use a seeded random subset of N images (quick looks, tests)
     source_options: dict[str, Any] = field(default_factory=dict)  # id_column, label_column, ...
     # images whose thumbnail signatures have cosine >= this stay on one side of the split; 0 or 1 switches it off
-    near_duplicate_threshold: float = DEFAULT_THRESHOLD
+    near_duplicate_threshold: float = PREPARE["near_duplicate_threshold"]
 
 
 @dataclass

@@ -20,6 +20,7 @@ from medisynth.data import image_folder
 from medisynth.data.dataset import PreparedDataset
 from medisynth.data.image_folder import ImageSet
 from medisynth.data.manifest import Manifest
+from medisynth.defaults import UTILITY
 from medisynth.errors import MedisynthError
 from medisynth.io import read_json
 
@@ -43,7 +44,7 @@ CLASS_WEIGHTED_LOSS = frozenset({"real-weighted"})
 #: synthetic images to the small classes only, and a classifier learns that cue); one half, not tuned
 SYNTHETIC_SHARE = 0.5
 #: the protocol the utility verdict judges against the best baseline, unless the study names another
-SYNTHETIC_PROTOCOL = "real+synthetic"
+SYNTHETIC_PROTOCOL = UTILITY["verdict_protocol"]
 #: the real-only baselines a generative model has to beat, then the two that use synthetic images
 DEFAULT_PROTOCOLS = ("real", "real-balanced", "real-weighted", "real+synthetic", "synthetic")
 

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from medisynth.defaults import UTILITY
 from medisynth.errors import MedisynthError
 from medisynth.outputs import check_output
 from medisynth.downstream.data import (
@@ -22,7 +23,6 @@ from medisynth.downstream.data import (
     PROTOCOLS,
     ImageSet,
     RealData,
-    SYNTHETIC_PROTOCOL,
     WITH_SYNTHETIC,
     check_synthetic_classes,
     exact_copies,
@@ -51,18 +51,18 @@ class UtilityConfig:
     # ones when no ``synthetic`` folder is given
     protocols: Optional[tuple[str, ...]] = None
     # the protocol with synthetic images that the verdict judges against the best baseline without them
-    verdict_protocol: str = SYNTHETIC_PROTOCOL
-    seeds: int = 3  # classifiers per protocol (paired over seeds)
-    epochs: int = 30  # classifier epochs
-    batch_size: int = 64  # classifier batch size
-    lr: float = 1e-3  # classifier learning rate (AdamW)
-    patience: int = 10  # early stopping: epochs without a better val balanced accuracy, once it is above chance
+    verdict_protocol: str = UTILITY["verdict_protocol"]
+    seeds: int = UTILITY["seeds"]  # classifiers per protocol (paired over seeds)
+    epochs: int = UTILITY["epochs"]  # classifier epochs
+    batch_size: int = UTILITY["batch_size"]  # classifier batch size
+    lr: float = UTILITY["lr"]  # classifier learning rate (AdamW)
+    patience: int = UTILITY["patience"]  # early stopping: epochs without a better val balanced accuracy, once it is above chance
     time_budget_per_run_s: Optional[float] = None  # stop each classifier after this many seconds
-    model: str = "small-resnet"  # or resnet18
-    width: int = 32  # small-resnet width
+    model: str = UTILITY["model"]  # or resnet18
+    width: int = UTILITY["width"]  # small-resnet width
     weights: Optional[Path] = None  # local resnet18 weights
-    device: str = "auto"  # "auto", "cpu", "cuda", ...
-    bootstrap: int = 2000  # paired bootstrap resamples on seed 0 (0: skip)
+    device: str = UTILITY["device"]  # "auto", "cpu", "cuda", ...
+    bootstrap: int = UTILITY["bootstrap"]  # paired bootstrap resamples on seed 0 (0: skip)
     overwrite: bool = False  # replace ``out`` when it exists
     progress: bool = True  # progress bars on a terminal
 

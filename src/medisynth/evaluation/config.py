@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 from medisynth.errors import MedisynthError
-from medisynth.metrics._common import PRDC_K
+from medisynth.defaults import EVALUATE
 
 SCHEMA = "medisynth.metrics/2"
-DEFAULT_SPACES = ("inception", "domain", "pixels")
+DEFAULT_SPACES = EVALUATE["feature_spaces"]
 
 
 @dataclass
@@ -21,26 +21,26 @@ class EvaluateConfig:
     out: Path  # the report folder to create
     feature_spaces: tuple[str, ...] = DEFAULT_SPACES
     weights: Optional[Path] = None  # Inception weights; default $MEDISYNTH_INCEPTION_WEIGHTS
-    real_split: str = "train"  # the real images the synthetic set is compared with: train|val|test|all
-    num_per_class: int = 100  # images per class sampled when ``fake`` is a run
+    real_split: str = EVALUATE["real_split"]  # the real images the synthetic set is compared with: train|val|test|all
+    num_per_class: int = EVALUATE["num_per_class"]  # images per class sampled when ``fake`` is a run
     max_images: Optional[int] = None  # cap each set (seeded random subset)
     near_copy_threshold: Optional[float] = None  # aligned correlation; None: calibrated on the train split's units
-    min_class_samples: int = 20  # per-class distribution metrics need this many images in both sets
-    kid_subsets: int = 100  # KID: number of random subsets
-    kid_subset_size: int = 1000  # KID: images per subset (capped by the set sizes)
-    prdc_k: int = PRDC_K  # precision/recall/density/coverage: nearest neighbours
-    diversity_pairs: int = 200  # MS-SSIM diversity: random pairs per set
-    yardstick_repeats: int = 5  # random draws (synthetic subsets, real halves) the real-vs-real yardstick is averaged over
-    bootstrap: int = 200  # resamples of the per-class KID/coverage intervals
+    min_class_samples: int = EVALUATE["min_class_samples"]  # per-class distribution metrics need this many images in both sets
+    kid_subsets: int = EVALUATE["kid_subsets"]  # KID: number of random subsets
+    kid_subset_size: int = EVALUATE["kid_subset_size"]  # KID: images per subset (capped by the set sizes)
+    prdc_k: int = EVALUATE["prdc_k"]  # precision/recall/density/coverage: nearest neighbours
+    diversity_pairs: int = EVALUATE["diversity_pairs"]  # MS-SSIM diversity: random pairs per set
+    yardstick_repeats: int = EVALUATE["yardstick_repeats"]  # random draws (synthetic subsets, real halves) the real-vs-real yardstick is averaged over
+    bootstrap: int = EVALUATE["bootstrap"]  # resamples of the per-class KID/coverage intervals
     utility: Optional[Path] = None  # a `medisynth utility` report folder whose verdict joins "class-true & useful"
     domain_epochs: Optional[int] = None  # None: the classifier's default recipe
     domain_width: Optional[int] = None  # SmallResNet width of the domain classifier; None: its default recipe (32)
     domain_augment: Optional[str] = None  # "classic" or "none"; None: its default recipe (classic)
     ssl_steps: Optional[int] = None  # None: the ssl encoder's default recipe (cached like the domain classifier)
     cache_dir: Optional[Path] = None  # domain classifier cache; default ~/.cache/medisynth
-    batch_size: int = 64  # images per feature-extraction batch
-    device: str = "auto"  # "auto", "cpu", "cuda", ...
-    seed: int = 0  # fixes subsets, sampling of a run and the domain classifier
+    batch_size: int = EVALUATE["batch_size"]  # images per feature-extraction batch
+    device: str = EVALUATE["device"]  # "auto", "cpu", "cuda", ...
+    seed: int = EVALUATE["seed"]  # fixes subsets, sampling of a run and the domain classifier
     overwrite: bool = False  # replace ``out`` when it exists
     progress: bool = True  # progress bars on a terminal
 

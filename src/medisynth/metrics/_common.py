@@ -6,9 +6,7 @@ import warnings
 import numpy as np
 import torch
 
-#: the nearest neighbours whose distance is each real sample's k-NN ball in precision/recall/density/coverage
-#: (Naeem et al. 2020's k): the default of every function and option that takes one
-PRDC_K = 5
+from medisynth.defaults import PRDC_K  # noqa: F401 (re-exported: the metric modules' k default)
 
 
 class SmallSampleWarning(UserWarning):

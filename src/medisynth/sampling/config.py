@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from medisynth.defaults import SAMPLE
+
 
 #: ``medisynth sample`` exits with this status when it wrote fewer images than asked for (the
 #: accepted images are kept; sample.json says what was asked and what was written)
@@ -28,18 +30,18 @@ class SampleConfig:
     out: Path  #: the image folder to create (images/, labels.csv, grid.png, sample.json)
     n: Optional[int] = None  #: this many images, split equally over the classes the run can make
     per_class: Optional[dict[Any, int]] = None  #: class name or index -> count
-    truncation: float = 1.0  #: latent truncation (models with a truncation trick); 1 = off
+    truncation: float = SAMPLE["truncation"]  #: latent truncation (models with a truncation trick); 1 = off
     min_d_score: Optional[float] = None  #: keep images the discriminator scores at least this high
     max_similarity: Optional[float] = None  #: drop images this similar (cosine) to a training image
     min_confidence: Optional[float] = None  #: domain-classifier probability of the sampled class
-    max_attempts: float = 20.0  #: per class: try at most this many times the requested count
-    seed: int = 0  #: fixes the images (per class: seed * 1000 + class index + 1)
-    batch_size: int = 64  #: images generated per forward pass
-    device: str = "auto"  #: "auto", "cpu", "cuda", "cuda:1", ...
+    max_attempts: float = SAMPLE["max_attempts"]  #: per class: try at most this many times the requested count
+    seed: int = SAMPLE["seed"]  #: fixes the images (per class: seed * 1000 + class index + 1)
+    batch_size: int = SAMPLE["batch_size"]  #: images generated per forward pass
+    device: str = SAMPLE["device"]  #: "auto", "cpu", "cuda", "cuda:1", ...
     ema: bool = True  #: use the EMA networks when the run has them
     guidance_scale: Optional[float] = None  #: classifier-free guidance (diffusion models)
     steps: Optional[int] = None  #: sampling steps (diffusion models)
-    format: str = "png"  #: image files: "png", "dicom" or "nifti" (``medisynth.sampling.formats``)
+    format: str = SAMPLE["format"]  #: image files: "png", "dicom" or "nifti" (``medisynth.sampling.formats``)
     overwrite: bool = False  #: replace ``out`` when it exists
     progress: bool = True  #: show a progress bar on a terminal
 
