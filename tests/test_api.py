@@ -65,3 +65,6 @@ def test_api_errors_are_medisynth_errors(tmp_path):
         ms.build_model("no-such-model", None)
     with pytest.raises(ms.MedisynthError, match="no training budget"):
         ms.train(ms.TrainConfig(data=tmp_path, model="cgan", out=tmp_path / "run"))
+    # two mistakes at once: the model name is named first (no other setting matters without a model)
+    with pytest.raises(ms.MedisynthError, match="unknown model 'no-such-model'"):
+        ms.train(ms.TrainConfig(data=tmp_path, model="no-such-model", out=tmp_path / "run"))

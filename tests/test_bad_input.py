@@ -57,6 +57,13 @@ def test_bad_training_flags(project, tmp_path, medisynth_cli, flags, names):
     assert not out.exists()
 
 
+def test_an_unknown_model_is_named_before_a_missing_budget(project, tmp_path, medisynth_cli):
+    out = tmp_path / "run"
+    assert_one_line_error(*medisynth_cli("train", project / "data", "--out", out, "--model", "toy-gna"),
+                          "unknown model 'toy-gna'", "toy-gan")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("damage", ["truncated", "pickled"])
 def test_damaged_npy_shard(project, tmp_path, medisynth_cli, damage):
     data = tmp_path / "data"

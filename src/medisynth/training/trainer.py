@@ -142,9 +142,10 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
     """(the config to run, whether it resumes). A resume starts from the run's saved config and
     takes only budget/bookkeeping fields from ``config`` where they differ from the defaults."""
     if config.resume is None:
+        model_cls = get_model_class(config.model)  # an unknown name first: no other setting matters without a model
         config.validate()
         if config.batch_size is None:  # config.json records the batch size the run trains with
-            config = dataclasses.replace(config, batch_size=get_model_class(config.model).default_batch_size)
+            config = dataclasses.replace(config, batch_size=model_cls.default_batch_size)
         return config, False
     opened = Run.open(config.resume)
     run = opened.path
