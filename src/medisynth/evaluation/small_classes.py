@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from medisynth.metrics._common import PRDC_K
+from medisynth.defaults import PRDC_K
 from medisynth.metrics.interval import MIN_IMAGES, kid_coverage_interval
 
 

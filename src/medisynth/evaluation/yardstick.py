@@ -27,6 +27,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from medisynth.defaults import PRDC_K
+
 YARDSTICK_METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
 LOWER_IS_BETTER = {"fid", "kid_mean", "mean_image_mse", "wasserstein", "jensen_shannon"}
 CLOSER_IS_BETTER = {"is_mean"}  # a synthetic Inception Score should match the real one, not exceed it
@@ -153,7 +155,6 @@ def real_vs_real(real: np.ndarray, real_labels: Optional[np.ndarray], fake: np.n
     """
     from medisynth.metrics import calculate_metrics
     from medisynth.metrics.inception_score import inception_score
-    from medisynth.metrics._common import PRDC_K
     from medisynth.metrics.prdc import one_point_coverage
 
     sets = {"real": real, "fake": fake, "heldout": heldout}

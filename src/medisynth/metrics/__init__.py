@@ -12,7 +12,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from medisynth.metrics._common import PRDC_K, SmallSampleWarning
+from medisynth.defaults import PRDC_K
+from medisynth.metrics._common import SmallSampleWarning
 from medisynth.registry import Registry
 
 # the torch-fidelity metrics are imported on use: torch-fidelity imports torchvision (seconds), which a

@@ -1,12 +1,10 @@
-"""Small helpers shared by the metric modules: input checks, the small-sample warning and the k-NN default."""
+"""Small helpers shared by the metric modules: input checks and the small-sample warning."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 import torch
-
-from medisynth.defaults import PRDC_K  # noqa: F401 (re-exported: the metric modules' k default)
 
 
 class SmallSampleWarning(UserWarning):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medisynth.metrics._common import PRDC_K, as_features
+from medisynth.defaults import PRDC_K
+from medisynth.metrics._common import as_features
 from medisynth.metrics.kid import KID_KERNEL
 
 MIN_IMAGES = 5  # below this per set the bootstrap has too few distinct images to say anything

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, calc_cdist_full, prc_features_to_metric
 
-from medisynth.metrics._common import PRDC_K, as_features, warn_small
+from medisynth.defaults import PRDC_K
+from medisynth.metrics._common import as_features, warn_small
 
 
 def knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
