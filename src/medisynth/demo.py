@@ -28,7 +28,7 @@ class DemoConfig:
     # at 1,000 images the utility classifiers' 10 epochs were 110 steps and every one stayed at chance
     n_images: int = 1500
     size: int = 64  # lesions are a few pixels wide: at 32 px the grades are hard to tell apart even for a classifier
-    model: str = "fastgan"  # with its defaults: the few-minute recipe (README "The few-minute recipe")
+    model: str = "fastgan"  # with its defaults: the few-minute recipe (docs/fastgan.md, "The few-minute recipe")
     train_minutes: float = 5.0
     # synthetic images of every grade: at least this many, and the rarer grades as many as topping them up to the
     # largest needs (the utility study's top-up), so one folder serves evaluation, the top-up and the balanced mix

@@ -68,7 +68,7 @@ class FastGANHyper(ADAHyper):  # + diffaugment and the ADA settings
     latent_dim: int = 128
     # channels at resolution r: width x CHANNEL_MULTIPLIER[r] (the paper uses 64). Sized for a few CPU minutes: at
     # width 16 and batch 64 a 128 px step took ~5 CPU s, and a 1-minute run (11 steps) drew flat grey; at width 8
-    # and batch 8 the same minute was 253 steps (README "The few-minute recipe")
+    # and batch 8 the same minute was 253 steps (docs/fastgan.md, "The few-minute recipe")
     width: int = 8
     max_channels: int = 512
     # the fewest channels at any resolution: raises only the finest layers (at width 8, 64 px: 16 -> min_channels at
