@@ -142,6 +142,7 @@ MODELS = {m.key: m for m in (
     BenchModel("fastgan-beta0", "fastgan", hyper=(("betas", (0.0, 0.99)),)),
     # DiffAugment's translation and cutout without its colour transforms: in session 27's 20- and 45-minute runs the
     # colour shifts looked like they leaked into G (pale frames) once ADA's p passed 0.4; without them arcades came sooner
+    # (session 28, five seeds: not better, off; its records are in results/avx2/, docs/bench_quality.md)
     BenchModel("fastgan-no-color", "fastgan", hyper=(("diffaugment", "translation,cutout"),)),
     # the default recipe in bf16 on the CPU (--cpu-amp): more steps in the wall clock, each in lower precision
     BenchModel("fastgan-cpu-amp", "fastgan", cpu_amp=True),
