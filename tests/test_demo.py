@@ -43,6 +43,7 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     # the trainer's last collapse check is in the summary (a list of grades, empty when none collapsed)
     checks = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     assert summary["collapse_warning"] == [c for c in checks if "collapse_warning" in c][-1]["collapse_warning"]
+    assert summary["ada_ceiling_warning"] is [c for c in checks if "ada_ceiling_warning" in c][-1]["ada_ceiling_warning"]
     # the run points at the prepared data where it now lives, so it can be sampled again after the demo
     require_run(out / "run")
     assert json.loads((out / "run" / "config.json").read_text())["data"] == str(out / "prepared")

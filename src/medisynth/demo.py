@@ -127,7 +127,7 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.runs import read_metrics
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig
-    from medisynth.training.trainer import train
+    from medisynth.training.trainer import ADA_CEILING_KEY, train
     from medisynth.downstream import UtilityConfig, run_utility
 
     out = _fresh_output_folder(Path(config.out), config.overwrite)
@@ -188,12 +188,16 @@ def run_demo(config: DemoConfig) -> dict:
     space = (metrics.get("verdict") or {}).get("primary_space")
     spotted = (metrics.get("detectability") or {}).get(space)
     # the trainer's last diversity check: grades whose samples were near-identical when training stopped
-    checks = [record["collapse_warning"] for record in read_metrics(out / "run") if "collapse_warning" in record]
+    records = read_metrics(out / "run")
+    checks = [record["collapse_warning"] for record in records if "collapse_warning" in record]
     collapsed = checks[-1] if checks else []
+    # ... and whether the discriminator still overfit with every augmentation on (ADA's p stuck at 1)
+    ceilings = [record[ADA_CEILING_KEY] for record in records if ADA_CEILING_KEY in record]
+    at_ceiling = bool(ceilings and ceilings[-1])
     summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
                "utility_report": str(out / "utility" / "utility.html"), "sampled_per_grade": per_grade,
                "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None,
-               "collapse_warning": collapsed}
+               "collapse_warning": collapsed, ADA_CEILING_KEY: at_ceiling}
     write_json(out / "demo.json", summary)
     console.rule("[bold green]done")
     # markup off for text that carries paths or intervals: rich would take "[my run]" for a style and drop it
@@ -206,5 +210,8 @@ def run_demo(config: DemoConfig) -> dict:
     if collapsed:
         console.print(f"collapse warning when training stopped: the samples of grade(s) {', '.join(collapsed)} were "
                       f"near-identical (run/metrics.jsonl, run/samples/)", markup=False)
+    if at_ceiling:
+        console.print("ADA at its ceiling when training stopped: the discriminator told real from generated images "
+                      "with every augmentation on; look at run/samples/ before trusting the images", markup=False)
     return {"summary": summary, "metrics": metrics, "utility": utility, "sampled": sampled, "balanced": balanced,
             "run": run}

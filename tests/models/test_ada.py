@@ -37,6 +37,17 @@ def test_p_reaches_one_and_stays_clamped():
     assert ada.probability() == 1.0
 
 
+@pytest.mark.parametrize("policy, target, mean_p, expected", [
+    ("translation", 0.6, 1.0, True),  # p at 1 through the whole interval
+    ("translation", 0.6, 0.999, False),  # p came down, or only reached 1 during the interval
+    ("translation", 0.6, 0.0, False),
+    ("translation", None, 1.0, False),  # plain DiffAugment: p = 1 by choice, not because D overfits
+    ("", 0.6, 1.0, False),  # no augmentation at all
+])
+def test_the_ceiling_is_a_whole_interval_at_p_one_while_adapting(policy, target, mean_p, expected):
+    assert AdaptiveAugment(policy, target=target).at_ceiling(mean_p) is expected
+
+
 def test_a_wasserstein_critic_is_judged_against_its_fakes():
     # critic values with an arbitrary offset: every real above the fakes means overfitting
     ada = AdaptiveAugment("color", target=0.6, speed_kimg=1.0, interval=1)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import torch
 from torch import nn
 
@@ -149,3 +151,37 @@ def test_a_gan_run_logs_diversity_and_the_warning_field(tmp_path):
     for r in records:
         assert 0.0 <= r["diversity"] <= 1.0 and isinstance(r["collapse_warning"], list)
         assert 0.0 <= r["ada_p"] <= 1.0
+
+
+@pytest.mark.parametrize("model", ["dcgan", "wgan-gp"])
+@pytest.mark.parametrize("p, warned", [(1.0, True), (0.5, False)])
+def test_a_gan_run_warns_when_ada_sits_at_its_ceiling(tmp_path, monkeypatch, capsys, model, p, warned):
+    from medisynth.models.ada import AdaptiveAugment
+    from medisynth.training import toy
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    # a discriminator whose every observation sets p (a real tiny D's r_t is too noisy to hold p anywhere)
+    monkeypatch.setattr(AdaptiveAugment, "observe", lambda self, d_real, d_fake=None: self.p.fill_(p))
+    data = toy.write_toy_dataset(tmp_path / "data", size=32)
+    train(TrainConfig(data=data, model=model, out=tmp_path / "run", steps=4, batch_size=4, log_every=2,
+                      sample_every=0, device="cpu", progress=True, hyper={"width": 4, "latent_dim": 8}))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["ada_p"] for r in records] == [p, p]
+    assert [r["ada_ceiling_warning"] for r in records] == [warned, warned]
+    # no terminal here, so the progress bar is one line per log interval on stderr
+    lines = [line for line in capsys.readouterr().err.splitlines() if "Loss_D" in line]
+    assert len(lines) == 2 and all(("ADA AT CEILING (p = 1)" in line) is warned for line in lines)
+
+
+def test_plain_diffaugment_is_not_watched_for_the_ceiling(tmp_path):
+    from medisynth.training import toy
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    data = toy.write_toy_dataset(tmp_path / "data", size=32)
+    train(TrainConfig(data=data, model="dcgan", out=tmp_path / "run", steps=2, batch_size=4, log_every=2,
+                      sample_every=0, device="cpu", progress=False,
+                      hyper={"width": 4, "latent_dim": 8, "ada_target": None}))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records and all("ada_ceiling_warning" not in r and r["ada_p"] == 1.0 for r in records)

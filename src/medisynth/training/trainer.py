@@ -27,6 +27,7 @@ import torch
 from medisynth.data.dataset import PreparedDataset, uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
+from medisynth.models.ada import AdaptiveAugment
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
 from medisynth.outputs import create_run_dir
 from medisynth.runs import Run, is_run
@@ -64,6 +65,18 @@ class RunResult:
             f"trained {self.steps} steps ({self.epochs:.2f} epochs) in {self.seconds:.1f} s, "
             f"{self.images_per_second:.1f} images/s -> {self.run}\n  {figures}"
         )
+
+
+ADA_CEILING_KEY = "ada_ceiling_warning"
+
+
+def ada_ceiling(model: GenerativeModel, interval_metrics: dict[str, float]) -> dict[str, bool]:
+    """{ADA_CEILING_KEY: whether ADA's p stayed at 1 through the interval} for a model whose augmentation adapts,
+    else {} (see ``medisynth.models.ada``)."""
+    augment = getattr(model, "augment", None)
+    if not isinstance(augment, AdaptiveAugment) or not augment.adaptive or "ada_p" not in interval_metrics:
+        return {}
+    return {ADA_CEILING_KEY: augment.at_ceiling(interval_metrics["ada_p"])}
 
 
 # -- data ---------------------------------------------------------------------
@@ -405,13 +418,15 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     if monitor:
                         refresh_ema()
                     watched = monitor.check(model) if monitor and distributed.is_main() else {}
+                    ceiling = ada_ceiling(model, last_metrics)
                     if log is not None:
                         log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
                                    "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
-                                   **last_metrics, **watched})
+                                   **last_metrics, **watched, **ceiling})
                     sums, interval_count = {}, 0
                     description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
                     status += f"  {describe(watched)}" if watched else ""
+                    status += "  ADA AT CEILING (p = 1)" if ceiling.get(ADA_CEILING_KEY) else ""
                     progress.update(task, description=description, status=status)
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
@@ -430,7 +445,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     refresh_ema()
                 if log is not None:
                     log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
-                               **(monitor.check(model) if monitor else {})})
+                               **(monitor.check(model) if monitor else {}), **ada_ceiling(model, last_metrics)})
             if last_checkpoint != step:
                 checkpoint()
             elif distributed.is_main():
