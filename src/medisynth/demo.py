@@ -123,11 +123,12 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.data.prepare import PrepareConfig, format_summary, prepare
     from medisynth.evaluation import EvaluateConfig, evaluate
     from medisynth.evaluation.run import detectability_lines
+    from medisynth.models.ada import CEILING_WARNING_KEY
     from medisynth.phantom.fundus import GRADES, generate_fundus_dataset
     from medisynth.runs import read_metrics
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig
-    from medisynth.training.trainer import ADA_CEILING_KEY, train
+    from medisynth.training.trainer import train
     from medisynth.downstream import UtilityConfig, run_utility
 
     out = _fresh_output_folder(Path(config.out), config.overwrite)
@@ -192,12 +193,12 @@ def run_demo(config: DemoConfig) -> dict:
     checks = [record["collapse_warning"] for record in records if "collapse_warning" in record]
     collapsed = checks[-1] if checks else []
     # ... and whether the discriminator still overfit with every augmentation on (ADA's p stuck at 1)
-    ceilings = [record[ADA_CEILING_KEY] for record in records if ADA_CEILING_KEY in record]
+    ceilings = [record[CEILING_WARNING_KEY] for record in records if CEILING_WARNING_KEY in record]
     at_ceiling = bool(ceilings and ceilings[-1])
     summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
                "utility_report": str(out / "utility" / "utility.html"), "sampled_per_grade": per_grade,
                "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None,
-               "collapse_warning": collapsed, ADA_CEILING_KEY: at_ceiling}
+               "collapse_warning": collapsed, CEILING_WARNING_KEY: at_ceiling}
     write_json(out / "demo.json", summary)
     console.rule("[bold green]done")
     # markup off for text that carries paths or intervals: rich would take "[my run]" for a style and drop it

@@ -50,6 +50,8 @@ from medisynth.models.layers import sum_over_ranks
 
 #: p's mean over a log interval at or above this (1 but for rounding): p was 1 through the whole interval
 CEILING = 1.0 - 1e-6
+#: the metrics.jsonl field the trainer writes each log interval for a model whose p adapts
+CEILING_WARNING_KEY = "ada_ceiling_warning"
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 from medisynth.data.dataset import PreparedDataset, uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
-from medisynth.models.ada import AdaptiveAugment
+from medisynth.models.ada import CEILING_WARNING_KEY, AdaptiveAugment
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
 from medisynth.outputs import create_run_dir
 from medisynth.runs import Run, is_run
@@ -67,16 +67,13 @@ class RunResult:
         )
 
 
-ADA_CEILING_KEY = "ada_ceiling_warning"
-
-
 def ada_ceiling(model: GenerativeModel, interval_metrics: dict[str, float]) -> dict[str, bool]:
-    """{ADA_CEILING_KEY: whether ADA's p stayed at 1 through the interval} for a model whose augmentation adapts,
+    """{CEILING_WARNING_KEY: whether ADA's p stayed at 1 through the interval} for a model whose augmentation adapts,
     else {} (see ``medisynth.models.ada``)."""
     augment = getattr(model, "augment", None)
     if not isinstance(augment, AdaptiveAugment) or not augment.adaptive or "ada_p" not in interval_metrics:
         return {}
-    return {ADA_CEILING_KEY: augment.at_ceiling(interval_metrics["ada_p"])}
+    return {CEILING_WARNING_KEY: augment.at_ceiling(interval_metrics["ada_p"])}
 
 
 # -- data ---------------------------------------------------------------------
@@ -426,7 +423,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     sums, interval_count = {}, 0
                     description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
                     status += f"  {describe(watched)}" if watched else ""
-                    status += "  ADA AT CEILING (p = 1)" if ceiling.get(ADA_CEILING_KEY) else ""
+                    status += "  ADA AT CEILING (p = 1)" if ceiling.get(CEILING_WARNING_KEY) else ""
                     progress.update(task, description=description, status=status)
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
