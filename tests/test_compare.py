@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medisynth.cli import app
-from medisynth.compare import compare_runs, html_page
+from medisynth.compare import compare_runs, html_page, table_rows
 from medisynth.errors import MedisynthError
 from medisynth.training import toy
 from medisynth.training.config import TrainConfig
@@ -47,6 +47,39 @@ def test_compare_collects_budgets_figures_evaluations_and_grids(runs, tmp_path):
     assert cgan.grid.name == "step-000004.png" and gan.grid.name == "step-000002.png"
     page = html_page([cgan, gan])
     assert page.count("data:image/png;base64,") == 2 and "12.5" in page and "toy-gan" in page
+
+
+def test_compare_shows_the_warnings_of_the_last_record(runs, tmp_path):
+    import shutil
+
+    warned = shutil.copytree(runs / "cgan", tmp_path / "warned")
+    with open(warned / "metrics.jsonl", "a") as f:  # as the trainer writes them for a watched GAN
+        f.write(json.dumps({"step": 5, "Loss_D": 1.0, "collapse_warning": ["1"], "ada_ceiling_warning": True}) + "\n")
+    quiet = shutil.copytree(runs / "cgan", tmp_path / "quiet")
+    with open(quiet / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 5, "Loss_D": 1.0, "collapse_warning": [], "ada_ceiling_warning": False}) + "\n")
+    summaries = compare_runs([warned, quiet, runs / "gan"])
+    assert [s.warnings for s in summaries] == [["collapse of 1", "ADA at its ceiling"], [], None]  # toy-gan: not watched
+    assert dict(table_rows(summaries))["warnings logged at the end"] == [
+        "collapse of 1; ADA at its ceiling", "none", "\u2013"]
+
+
+def test_compare_reads_per_class_runs(tmp_path):
+    # their spec and records are in the classes' sub-runs (this crashed on the image size before session 29)
+    data = toy.write_toy_dataset(tmp_path / "data", size=32)
+    for name in ("a", "b"):
+        train(TrainConfig(data=data, model="dcgan", out=tmp_path / name, steps=2, batch_size=4, log_every=1,
+                          sample_every=0, device="cpu", progress=False, per_class=True,
+                          hyper={"width": 4, "latent_dim": 8}))
+    summaries = compare_runs([tmp_path / "a", tmp_path / "b"])
+    assert [s.model for s in summaries] == ["dcgan (per class)"] * 2 and summaries[0].image_size == 32
+    # every class's last record is read; each monitor names its own class
+    collapsed = [json.loads(line) for line in (tmp_path / "a" / "class-1" / "metrics.jsonl").read_text().splitlines()]
+    assert summaries[0].warnings is not None
+    assert ("collapse of 1" in summaries[0].warnings) is bool(collapsed[-1]["collapse_warning"])
+    result = CliRunner().invoke(app, ["runs", "compare", str(tmp_path / "a"), str(tmp_path / "b")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
 
 
 def test_cli_runs_compare_prints_a_table_and_writes_the_page(runs, tmp_path):

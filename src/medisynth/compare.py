@@ -17,7 +17,8 @@ from typing import Any, Iterable, Optional
 
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_write_text, read_json
-from medisynth.report.format import format_number
+from medisynth.models.ada import CEILING_WARNING_KEY
+from medisynth.report.format import MISSING, format_number
 from medisynth.runs import Run, read_metrics
 from medisynth.training.checkpoint import STATE_JSON
 
@@ -46,6 +47,7 @@ class RunSummary:
     minutes: Optional[float]
     final: dict[str, float] = field(default_factory=dict)  # the last metrics.jsonl record's figures
     evaluation: Optional[dict[str, Any]] = None  # label -> value, plus "space", "report", "created"
+    warnings: Optional[list[str]] = None  # the trainer's warnings in the last record; None: the run was not watched
     grid: Optional[Path] = None
 
 
@@ -60,13 +62,31 @@ def summarise_run(path: Path | str, reports: Iterable[Path | str] = ()) -> RunSu
     final = {k: float(v) for k, v in (records[-1] if records else {}).items()
              if k not in ("step", "epoch", "seconds") and isinstance(v, (int, float)) and not isinstance(v, bool)}
     elapsed = state.get("elapsed")
-    spec = run.info.get("spec") or {}
+    spec = (sub if sub is not None else run).info.get("spec") or {}  # a per-class run's spec is in its classes' runs
     return RunSummary(
         path=run.path, model=run.model_name + (" (per class)" if run.per_class else ""),
-        classes=run.class_names or [], image_size=spec.get("image_size", "?"), budget=budget,
+        classes=run.class_names or [], image_size=spec.get("image_size"), budget=budget,
         step=state.get("step"), epoch=state.get("epoch"), minutes=elapsed / 60 if isinstance(elapsed, (int, float)) else None,
-        final=final, evaluation=_latest_evaluation(run, reports), grid=_last_grid(run),
+        final=final, evaluation=_latest_evaluation(run, reports), grid=_last_grid(run), warnings=_last_warnings(run),
     )
+
+
+def _last_warnings(run: Run) -> Optional[list[str]]:
+    """The collapse and ADA-ceiling warnings of the last metrics.jsonl record (of every class of a per-class run),
+    or None when no record carries either field (models the trainer does not watch, runs from before the checks)."""
+    names = run.class_names or []
+    parts = ([(f" (class {names[i] if i < len(names) else i})", sub) for i, sub in run.class_runs().items()]
+             if run.per_class else [("", run)])
+    warnings, watched = [], False
+    for which, part in parts:
+        records = read_metrics(part.path)
+        last = records[-1] if records else {}
+        watched = watched or "collapse_warning" in last or CEILING_WARNING_KEY in last
+        if last.get("collapse_warning"):  # the monitor names the classes (a per-class run's own)
+            warnings.append(f"collapse of {', '.join(map(str, last['collapse_warning']))}")
+        if last.get(CEILING_WARNING_KEY):
+            warnings.append(f"ADA at its ceiling{which}")
+    return warnings if watched else None
 
 
 def compare_runs(runs: Iterable[Path | str], reports: Iterable[Path | str] = ()) -> list[RunSummary]:
@@ -129,6 +149,8 @@ def table_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     ]
     keys = sorted({k for s in summaries for k in s.final})
     rows += [(f"final {k}", [format_number(s.final.get(k)) for s in summaries]) for k in keys]
+    rows.append(("warnings logged at the end", [MISSING if s.warnings is None else "; ".join(s.warnings) or "none"
+                                         for s in summaries]))
     rows.append(("evaluation", [f"{e['report']} ({e['created']}, {e['space']})" if e else "none found"
                                 for e in (s.evaluation for s in summaries)]))
     for label, _ in EVALUATION_FIGURES:
