@@ -110,6 +110,9 @@ def test_model_card_names_data_classes_budget_and_the_evaluation(runs, tmp_path)
         assert text in card, text
     without = export_run(runs["cgan"], tmp_path / "h")
     assert "No evaluation was given" in (without.out / "README.md").read_text()
+    # a per-class run keeps its spec in the classes' runs (the card said "? x ? px" before session 29)
+    export_run(runs["per-class"], tmp_path / "p")
+    assert "32 x 32 px, 1 channel" in (tmp_path / "p" / "README.md").read_text()
 
 
 def test_cli_export_and_its_errors(runs, tmp_path):
