@@ -153,6 +153,32 @@ def test_a_gan_run_logs_diversity_and_the_warning_field(tmp_path):
         assert 0.0 <= r["ada_p"] <= 1.0
 
 
+def test_the_summary_names_the_classes_that_collapsed_at_the_last_check(tmp_path, monkeypatch):
+    from medisynth.training import toy
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    # every check finds class "1" collapsed
+    monkeypatch.setattr(DiversityMonitor, "check", lambda self, model: {"diversity": 0.0, "collapse_warning": ["1"]})
+    data = toy.write_toy_dataset(tmp_path / "data", size=32)
+    result = train(TrainConfig(data=data, model="dcgan", out=tmp_path / "run", steps=3, batch_size=4, log_every=2,
+                               sample_every=0, device="cpu", progress=False, hyper={"width": 4, "latent_dim": 8}))
+    assert [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [2, 3]
+    assert result.warnings[0].startswith("collapse: the samples of 1 were near-identical")
+    assert "warning at the last check: collapse: the samples of 1" in result.summary()
+    per_class = train(TrainConfig(data=data, model="dcgan", out=tmp_path / "pc", steps=2, batch_size=4, log_every=1,
+                                  sample_every=0, device="cpu", progress=False, per_class=True,
+                                  hyper={"width": 4, "latent_dim": 8}))
+    assert "warning at the last check, class 1: collapse" in per_class.summary()
+    # a run the clock stops between two log steps is checked once more at the end
+    clocked = train(TrainConfig(data=data, model="dcgan", out=tmp_path / "clocked", minutes=0.02, log_every=10**6,
+                                batch_size=4, sample_every=0, device="cpu", progress=False,
+                                hyper={"width": 4, "latent_dim": 8}))
+    records = [json.loads(line) for line in (tmp_path / "clocked" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["step"] == clocked.steps and records[0]["collapse_warning"] == ["1"]
+    assert "warning at the last check: collapse: the samples of 1" in clocked.summary()
+
+
 @pytest.mark.parametrize("model", ["dcgan", "wgan-gp"])
 @pytest.mark.parametrize("p, warned", [(1.0, True), (0.5, False)])
 def test_a_gan_run_warns_when_ada_sits_at_its_ceiling(tmp_path, monkeypatch, capsys, model, p, warned):
@@ -164,11 +190,14 @@ def test_a_gan_run_warns_when_ada_sits_at_its_ceiling(tmp_path, monkeypatch, cap
     # a discriminator whose every observation sets p (a real tiny D's r_t is too noisy to hold p anywhere)
     monkeypatch.setattr(AdaptiveAugment, "observe", lambda self, d_real, d_fake=None: self.p.fill_(p))
     data = toy.write_toy_dataset(tmp_path / "data", size=32)
-    train(TrainConfig(data=data, model=model, out=tmp_path / "run", steps=4, batch_size=4, log_every=2,
-                      sample_every=0, device="cpu", progress=True, hyper={"width": 4, "latent_dim": 8}))
+    result = train(TrainConfig(data=data, model=model, out=tmp_path / "run", steps=4, batch_size=4, log_every=2,
+                               sample_every=0, device="cpu", progress=True, hyper={"width": 4, "latent_dim": 8}))
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["ada_p"] for r in records] == [p, p]
     assert [r["ada_ceiling_warning"] for r in records] == [warned, warned]
+    # the summary `medisynth train` prints at the end repeats the last check's warnings
+    assert ("warning at the last check: ADA at its ceiling" in result.summary()) is warned
+    assert ("collapse" in result.summary()) is bool(records[-1]["collapse_warning"])
     # no terminal here, so the progress bar is one line per log interval on stderr
     lines = [line for line in capsys.readouterr().err.splitlines() if "Loss_D" in line]
     assert len(lines) == 2 and all(("ADA AT CEILING (p = 1)" in line) is warned for line in lines)

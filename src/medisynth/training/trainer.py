@@ -54,17 +54,32 @@ class RunResult:
     step_seconds: float  # of ``seconds``: the model's training steps (+ EMA)
     metrics: dict[str, float] = field(default_factory=dict)  # the last logging interval's means
     classes: dict[str, "RunResult"] = field(default_factory=dict)  # per-class runs
+    warnings: list[str] = field(default_factory=list)  # the trainer's warnings at its last check (collapse, ADA)
 
     def summary(self) -> str:
         if self.classes:
             lines = [f"trained {len(self.classes)} per-class models in {self.run}"]
             lines += [f"  class {name}: {r.steps} steps, {r.images_per_second:.1f} images/s" for name, r in self.classes.items()]
+            lines += [f"warning at the last check, class {name}: {w}" for name, r in self.classes.items() for w in r.warnings]
             return "\n".join(lines)
         figures = "  ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
-        return (
+        return "\n".join([
             f"trained {self.steps} steps ({self.epochs:.2f} epochs) in {self.seconds:.1f} s, "
-            f"{self.images_per_second:.1f} images/s -> {self.run}\n  {figures}"
-        )
+            f"{self.images_per_second:.1f} images/s -> {self.run}\n  {figures}",
+            *(f"warning at the last check: {w}" for w in self.warnings),
+        ])
+
+
+def check_warnings(watched: dict, ceiling: dict[str, bool]) -> list[str]:
+    """The warnings of one log interval's checks (the diversity monitor's record, ``ada_ceiling``'s), in words."""
+    warnings = []
+    if watched.get("collapse_warning"):
+        warnings.append(f"collapse: the samples of {', '.join(map(str, watched['collapse_warning']))} were "
+                        "near-identical (metrics.jsonl: collapse_warning)")
+    if ceiling.get(CEILING_WARNING_KEY):
+        warnings.append("ADA at its ceiling: the discriminator told real from generated images with every "
+                        "augmentation on (metrics.jsonl: ada_ceiling_warning); look at the sample grids")
+    return warnings
 
 
 def ada_ceiling(model: GenerativeModel, interval_metrics: dict[str, float]) -> dict[str, bool]:
@@ -324,6 +339,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     sums: dict[str, float] = {}
     interval_count, interval_start = 0, time.perf_counter()
     last_metrics: dict[str, float] = {}
+    last_warnings: list[str] = []
     data_seconds = step_seconds = 0.0
     step, epoch, perm = start_step, -1, None
     t_start = time.perf_counter()
@@ -416,6 +432,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                         refresh_ema()
                     watched = monitor.check(model) if monitor and distributed.is_main() else {}
                     ceiling = ada_ceiling(model, last_metrics)
+                    last_warnings = check_warnings(watched, ceiling)
                     if log is not None:
                         log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
                                    "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
@@ -440,9 +457,12 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
                 if monitor:
                     refresh_ema()
+                watched = monitor.check(model) if monitor and distributed.is_main() else {}
+                ceiling = ada_ceiling(model, last_metrics)
+                last_warnings = check_warnings(watched, ceiling)
                 if log is not None:
                     log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
-                               **(monitor.check(model) if monitor else {}), **ada_ceiling(model, last_metrics)})
+                               **watched, **ceiling})
             if last_checkpoint != step:
                 checkpoint()
             elif distributed.is_main():
@@ -469,7 +489,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     return RunResult(
         run=run, steps=step, epochs=step / batches, batch_size=batch_size, seconds=seconds,
         images_per_second=done * batch_size / loop_seconds if loop_seconds > 0 else 0.0,
-        data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics,
+        data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics, warnings=last_warnings,
     )
 
 
