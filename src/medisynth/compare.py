@@ -62,10 +62,9 @@ def summarise_run(path: Path | str, reports: Iterable[Path | str] = ()) -> RunSu
     final = {k: float(v) for k, v in (records[-1] if records else {}).items()
              if k not in ("step", "epoch", "seconds") and isinstance(v, (int, float)) and not isinstance(v, bool)}
     elapsed = state.get("elapsed")
-    spec = (sub if sub is not None else run).info.get("spec") or {}  # a per-class run's spec is in its classes' runs
     return RunSummary(
         path=run.path, model=run.model_name + (" (per class)" if run.per_class else ""),
-        classes=run.class_names or [], image_size=spec.get("image_size"), budget=budget,
+        classes=run.class_names or [], image_size=run.spec.get("image_size"), budget=budget,
         step=state.get("step"), epoch=state.get("epoch"), minutes=elapsed / 60 if isinstance(elapsed, (int, float)) else None,
         final=final, evaluation=_latest_evaluation(run, reports), grid=_last_grid(run), warnings=_last_warnings(run),
     )

@@ -174,8 +174,7 @@ def model_card(run: Run, out: Path, steps: dict[str, int], metrics: Optional[dic
     from medisynth import __version__
 
     info, config = run.info, run.config
-    first_class = next(iter(run.class_runs().values()), None) if run.per_class else None
-    spec = (first_class.info if first_class is not None else info).get("spec") or {}  # per-class: in the classes' runs
+    spec = run.spec
     names = run.class_names or []
     data = run.data
     manifest = _manifest(run)

@@ -168,6 +168,15 @@ class Run:
         except (KeyError, MedisynthError):
             return None
 
+    @property
+    def spec(self) -> dict[str, Any]:
+        """model.json's data spec (image size, channels, classes); a per-class run keeps none of its own, so its
+        first class's run's, which every class shares but for the class names."""
+        if self.per_class:
+            first = next(iter(self.class_runs().values()), None)
+            return first.spec if first is not None else {}
+        return self.info.get("spec") or {}
+
     def class_runs(self) -> dict[int, "Run"]:
         """A --model-per-class run's sub-runs by class index (classes without training images are absent)."""
         return {int(i): Run(self.path / sub) for i, sub in (self.info.get("classes") or {}).items()}
