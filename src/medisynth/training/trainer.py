@@ -70,13 +70,13 @@ class RunResult:
         ])
 
 
-def check_warnings(watched: dict, ceiling: dict[str, bool]) -> list[str]:
-    """The warnings of one log interval's checks (the diversity monitor's record, ``ada_ceiling``'s), in words."""
+def check_warnings(checks: dict) -> list[str]:
+    """The warnings of one log interval's checks (the diversity monitor's fields and ``ada_ceiling``'s), in words."""
     warnings = []
-    if watched.get("collapse_warning"):
-        warnings.append(f"collapse: the samples of {', '.join(map(str, watched['collapse_warning']))} were "
+    if checks.get("collapse_warning"):
+        warnings.append(f"collapse: the samples of {', '.join(map(str, checks['collapse_warning']))} were "
                         "near-identical (metrics.jsonl: collapse_warning)")
-    if ceiling.get(CEILING_WARNING_KEY):
+    if checks.get(CEILING_WARNING_KEY):
         warnings.append("ADA at its ceiling: the discriminator told real from generated images with every "
                         "augmentation on (metrics.jsonl: ada_ceiling_warning); look at the sample grids")
     return warnings
@@ -361,6 +361,17 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
             model.refresh_ema_statistics(draw_labels, seed=config.seed + step)
             ema_statistics_step = step
 
+    def interval_checks() -> dict:
+        """The diversity monitor's and ADA's checks at the end of a log interval, for its metrics.jsonl record
+        (the monitor samples on the main rank only); their warnings are kept for the closing summary."""
+        nonlocal last_warnings
+        if monitor:
+            refresh_ema()
+        checks = {**(monitor.check(model) if monitor and distributed.is_main() else {}),
+                  **ada_ceiling(model, last_metrics)}
+        last_warnings = check_warnings(checks)
+        return checks
+
     def checkpoint() -> None:
         nonlocal last_checkpoint
         refresh_ema()
@@ -428,19 +439,15 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 if clocks["log"].due(step, session_seconds) or step >= total_steps:
                     now = time.perf_counter()
                     last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
-                    if monitor:
-                        refresh_ema()
-                    watched = monitor.check(model) if monitor and distributed.is_main() else {}
-                    ceiling = ada_ceiling(model, last_metrics)
-                    last_warnings = check_warnings(watched, ceiling)
+                    checks = interval_checks()
                     if log is not None:
                         log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
                                    "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
-                                   **last_metrics, **watched, **ceiling})
+                                   **last_metrics, **checks})
                     sums, interval_count = {}, 0
                     description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
-                    status += f"  {describe(watched)}" if watched else ""
-                    status += "  ADA AT CEILING (p = 1)" if ceiling.get(CEILING_WARNING_KEY) else ""
+                    status += f"  {describe(checks)}" if "diversity" in checks else ""
+                    status += "  ADA AT CEILING (p = 1)" if checks.get(CEILING_WARNING_KEY) else ""
                     progress.update(task, description=description, status=status)
                     if print_lines:  # no terminal (batch job, pipe): one log line per interval instead of a bar
                         print(f"{description} {status}", file=sys.stderr, flush=True)
@@ -455,14 +462,10 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
                 last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
-                if monitor:
-                    refresh_ema()
-                watched = monitor.check(model) if monitor and distributed.is_main() else {}
-                ceiling = ada_ceiling(model, last_metrics)
-                last_warnings = check_warnings(watched, ceiling)
+                checks = interval_checks()
                 if log is not None:
                     log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
-                               **watched, **ceiling})
+                               **checks})
             if last_checkpoint != step:
                 checkpoint()
             elif distributed.is_main():
