@@ -60,8 +60,22 @@ def test_compare_shows_the_warnings_of_the_last_record(runs, tmp_path):
         f.write(json.dumps({"step": 5, "Loss_D": 1.0, "collapse_warning": [], "ada_ceiling_warning": False}) + "\n")
     summaries = compare_runs([warned, quiet, runs / "gan"])
     assert [s.warnings for s in summaries] == [["collapse of 1", "ADA at its ceiling"], [], None]  # toy-gan: not watched
-    assert dict(table_rows(summaries))["warnings logged at the end"] == [
+    assert dict(table_rows(summaries))["warnings at the last check"] == [
         "collapse of 1; ADA at its ceiling", "none", "\u2013"]
+
+
+@pytest.mark.parametrize("ada_target, expected", [(0.6, ["ADA at its ceiling"]), (None, None)])
+def test_a_run_from_before_the_ceiling_check_is_checked_from_its_logged_p(runs, tmp_path, ada_target, expected):
+    import shutil
+
+    old = shutil.copytree(runs / "cgan", tmp_path / "old")
+    info = json.loads((old / "model.json").read_text())
+    info["hyper"] = {**info.get("hyper", {}), "diffaugment": "translation", "ada_target": ada_target}
+    (old / "model.json").write_text(json.dumps(info))
+    with open(old / "metrics.jsonl", "a") as f:  # p logged, no ada_ceiling_warning field (trained before session 29)
+        f.write(json.dumps({"step": 5, "Loss_D": 1.0, "ada_p": 1.0}) + "\n")
+    # with ada_target null p is 1 by choice: nothing to check (and no collapse field: not watched)
+    assert compare_runs([old, runs / "gan"])[0].warnings == expected
 
 
 def test_compare_reads_per_class_runs(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 
 from medisynth.errors import MedisynthError
 from medisynth.io import atomic_write_text, read_json
-from medisynth.models.ada import CEILING_WARNING_KEY
+from medisynth.models.ada import CEILING_WARNING_KEY, ADAHyper, AdaptiveAugment
 from medisynth.report.format import MISSING, format_number
 from medisynth.runs import Run, read_metrics
 from medisynth.training.checkpoint import STATE_JSON
@@ -80,12 +80,25 @@ def _last_warnings(run: Run) -> Optional[list[str]]:
     for which, part in parts:
         records = read_metrics(part.path)
         last = records[-1] if records else {}
-        watched = watched or "collapse_warning" in last or CEILING_WARNING_KEY in last
+        ceiling = _ada_ceiling(part, last)
+        watched = watched or "collapse_warning" in last or ceiling is not None
         if last.get("collapse_warning"):  # the monitor names the classes (a per-class run's own)
             warnings.append(f"collapse of {', '.join(map(str, last['collapse_warning']))}")
-        if last.get(CEILING_WARNING_KEY):
+        if ceiling:
             warnings.append(f"ADA at its ceiling{which}")
     return warnings if watched else None
+
+
+def _ada_ceiling(run: Run, last: dict) -> Optional[bool]:
+    """The record's ADA-ceiling check; for a run trained before the trainer logged it, the same check made here from
+    its logged p and its augmentation settings; None when p does not adapt or was not logged."""
+    if CEILING_WARNING_KEY in last:
+        return bool(last[CEILING_WARNING_KEY])
+    hyper = run.info.get("hyper") or {}
+    if "ada_p" not in last or "diffaugment" not in hyper:
+        return None
+    augment = AdaptiveAugment(hyper["diffaugment"], hyper.get("ada_target", ADAHyper.ada_target))
+    return augment.at_ceiling(last["ada_p"]) if augment.adaptive else None
 
 
 def compare_runs(runs: Iterable[Path | str], reports: Iterable[Path | str] = ()) -> list[RunSummary]:
@@ -148,7 +161,7 @@ def table_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     ]
     keys = sorted({k for s in summaries for k in s.final})
     rows += [(f"final {k}", [format_number(s.final.get(k)) for s in summaries]) for k in keys]
-    rows.append(("warnings logged at the end", [MISSING if s.warnings is None else "; ".join(s.warnings) or "none"
+    rows.append(("warnings at the last check", [MISSING if s.warnings is None else "; ".join(s.warnings) or "none"
                                          for s in summaries]))
     rows.append(("evaluation", [f"{e['report']} ({e['created']}, {e['space']})" if e else "none found"
                                 for e in (s.evaluation for s in summaries)]))
