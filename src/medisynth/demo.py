@@ -125,7 +125,6 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.evaluation.run import detectability_lines
     from medisynth.models.ada import CEILING_WARNING_KEY
     from medisynth.phantom.fundus import GRADES, generate_fundus_dataset
-    from medisynth.runs import read_metrics
     from medisynth.sampling import SampleConfig, sample
     from medisynth.training.config import TrainConfig
     from medisynth.training.trainer import train
@@ -188,13 +187,10 @@ def run_demo(config: DemoConfig) -> dict:
     # why the answer may be NO: synthetic images a classifier can spot let "looks synthetic" stand in for a rare grade
     space = (metrics.get("verdict") or {}).get("primary_space")
     spotted = (metrics.get("detectability") or {}).get(space)
-    # the trainer's last diversity check: grades whose samples were near-identical when training stopped
-    records = read_metrics(out / "run")
-    checks = [record["collapse_warning"] for record in records if "collapse_warning" in record]
-    collapsed = checks[-1] if checks else []
-    # ... and whether the discriminator still overfit with every augmentation on (ADA's p stuck at 1)
-    ceilings = [record[CEILING_WARNING_KEY] for record in records if CEILING_WARNING_KEY in record]
-    at_ceiling = bool(ceilings and ceilings[-1])
+    # the trainer's last checks: grades whose samples were near-identical when training stopped, and whether the
+    # discriminator still overfit with every augmentation on (ADA's p stuck at 1)
+    collapsed = run.checks.get("collapse_warning", [])
+    at_ceiling = bool(run.checks.get(CEILING_WARNING_KEY))
     summary = {"timings_s": timings, "run": str(out / "run"), "report": str(out / "report" / "report.html"),
                "utility_report": str(out / "utility" / "utility.html"), "sampled_per_grade": per_grade,
                "verdict": verdict, "detectability": {"space": space, **spotted} if spotted else None,

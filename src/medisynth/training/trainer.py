@@ -54,7 +54,13 @@ class RunResult:
     step_seconds: float  # of ``seconds``: the model's training steps (+ EMA)
     metrics: dict[str, float] = field(default_factory=dict)  # the last logging interval's means
     classes: dict[str, "RunResult"] = field(default_factory=dict)  # per-class runs
-    warnings: list[str] = field(default_factory=list)  # the trainer's warnings at its last check (collapse, ADA)
+    # the last log interval's checks as metrics.jsonl records them (collapse_warning, ada_ceiling_warning, ...)
+    checks: dict = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings of the last check (collapse, ADA at its ceiling), in words."""
+        return check_warnings(self.checks)
 
     def summary(self) -> str:
         if self.classes:
@@ -339,7 +345,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     sums: dict[str, float] = {}
     interval_count, interval_start = 0, time.perf_counter()
     last_metrics: dict[str, float] = {}
-    last_warnings: list[str] = []
+    last_checks: dict = {}
     data_seconds = step_seconds = 0.0
     step, epoch, perm = start_step, -1, None
     t_start = time.perf_counter()
@@ -363,14 +369,13 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
 
     def interval_checks() -> dict:
         """The diversity monitor's and ADA's checks at the end of a log interval, for its metrics.jsonl record
-        (the monitor samples on the main rank only); their warnings are kept for the closing summary."""
-        nonlocal last_warnings
+        (the monitor samples on the main rank only); the last are kept for the result."""
+        nonlocal last_checks
         if monitor:
             refresh_ema()
-        checks = {**(monitor.check(model) if monitor and distributed.is_main() else {}),
-                  **ada_ceiling(model, last_metrics)}
-        last_warnings = check_warnings(checks)
-        return checks
+        last_checks = {**(monitor.check(model) if monitor and distributed.is_main() else {}),
+                       **ada_ceiling(model, last_metrics)}
+        return last_checks
 
     def checkpoint() -> None:
         nonlocal last_checkpoint
@@ -492,7 +497,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
     return RunResult(
         run=run, steps=step, epochs=step / batches, batch_size=batch_size, seconds=seconds,
         images_per_second=done * batch_size / loop_seconds if loop_seconds > 0 else 0.0,
-        data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics, warnings=last_warnings,
+        data_seconds=data_seconds, step_seconds=step_seconds, metrics=last_metrics, checks=last_checks,
     )
 
 
