@@ -111,3 +111,30 @@ def test_cli_runs_compare_prints_a_table_and_writes_the_page(runs, tmp_path):
 def test_compare_errors(runs, args, message):
     with pytest.raises(MedisynthError, match=message):
         compare_runs([runs / a for a in args])
+
+
+def test_a_report_on_a_sample_folder_counts_for_the_run_it_was_sampled_from(runs, tmp_path):
+    """`medisynth evaluate DATA --fake SAMPLES` (as the demo does): the sample folder's sample.json names the run."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "sample.json").write_text(json.dumps({"run": str(runs / "gan")}))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text(json.dumps(_metrics(samples, "2026-06-01T00:00:00", 7.5)))
+    cgan, gan = compare_runs([runs / "cgan", runs / "gan"], reports=[tmp_path / "r"])
+    assert gan.evaluation["FID"] == 7.5 and gan.evaluation["report"] == str(tmp_path / "r")
+    assert cgan.evaluation is None or cgan.evaluation["report"] != str(tmp_path / "r")
+
+
+@pytest.mark.parametrize("evaluated", ["elsewhere", "samples-of-another-run"])
+def test_a_report_of_none_of_the_runs_is_refused_not_left_out(runs, tmp_path, evaluated):
+    fake = tmp_path / evaluated
+    fake.mkdir()
+    if evaluated == "samples-of-another-run":
+        (fake / "sample.json").write_text(json.dumps({"run": str(tmp_path / "another-run")}))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text(json.dumps(_metrics(fake, "2026-06-01T00:00:00", 7.5)))
+    with pytest.raises(MedisynthError, match=f"it evaluated {fake}, which is none of the runs compared"):
+        compare_runs([runs / "cgan", runs / "gan"], reports=[tmp_path / "r"])
+    result = CliRunner().invoke(app, ["runs", "compare", str(runs / "cgan"), str(runs / "gan"), "--report", str(tmp_path / "r")])
+    # the CLI's entry point prints a MedisynthError as one line and exits with 2 (tests/test_bad_input.py)
+    assert isinstance(result.exception, MedisynthError) and "none of the runs compared" in str(result.exception)

@@ -20,6 +20,7 @@ from medisynth.io import atomic_write_text, read_json
 from medisynth.models.ada import CEILING_WARNING_KEY, ADAHyper, AdaptiveAugment
 from medisynth.report.format import MISSING, format_number
 from medisynth.runs import Run, read_metrics
+from medisynth.sampling.writer import SAMPLE_JSON
 from medisynth.training.checkpoint import STATE_JSON
 
 #: evaluation figures shown, as (label, path into metrics.json); the first feature space that ran is used
@@ -102,14 +103,35 @@ def _ada_ceiling(run: Run, last: dict) -> Optional[bool]:
 
 
 def compare_runs(runs: Iterable[Path | str], reports: Iterable[Path | str] = ()) -> list[RunSummary]:
-    """Summaries of ``runs`` in the order given (at least two)."""
+    """Summaries of ``runs`` in the order given (at least two). A report that evaluated none of them is refused:
+    left out in silence, it would read as a run never evaluated."""
     runs, reports = list(runs), list(reports)
     if len(runs) < 2:
         raise MedisynthError("runs compare: give two or more run folders")
+    resolved = {Path(r).resolve() for r in runs}
     for report in reports:
         if not (Path(report) / "metrics.json").is_file():
             raise MedisynthError(f"--report {report}: no metrics.json there; give a `medisynth evaluate` --out folder")
+        if _evaluated_run(report) not in resolved:
+            fake = (read_json(Path(report) / "metrics.json").get("inputs") or {}).get("fake")
+            raise MedisynthError(
+                f"--report {report}: it evaluated {fake}, which is none of the runs compared nor a sample folder of "
+                "one (paths are read from the folder you run this in, as `medisynth evaluate` recorded them); "
+                "leave it out or compare that run")
     return [summarise_run(r, reports) for r in runs]
+
+
+def _evaluated_run(report: Path | str) -> Optional[Path]:
+    """The run a `medisynth evaluate` report judged, resolved: its --fake folder when that is a run, else the run that
+    a `medisynth sample` folder records in its sample.json; None when it names neither."""
+    fake = (read_json(Path(report) / "metrics.json").get("inputs") or {}).get("fake")
+    if not fake:
+        return None
+    sampled = Path(fake) / SAMPLE_JSON
+    if sampled.is_file():
+        run = read_json(sampled).get("run")
+        return Path(run).resolve() if run else None
+    return Path(fake).resolve()
 
 
 def _state(run: Run) -> dict[str, Any]:
@@ -129,11 +151,7 @@ def _last_grid(run: Run) -> Optional[Path]:
 def _latest_evaluation(run: Run, reports: Iterable[Path | str]) -> Optional[dict[str, Any]]:
     candidates = [p / "metrics.json" for p in run.path.iterdir() if (p / "metrics.json").is_file()]
     resolved = run.path.resolve()
-    for report in reports:
-        metrics = read_json(Path(report) / "metrics.json")
-        fake = (metrics.get("inputs") or {}).get("fake")
-        if fake and Path(fake).resolve() == resolved:
-            candidates.append(Path(report) / "metrics.json")
+    candidates += [Path(report) / "metrics.json" for report in reports if _evaluated_run(report) == resolved]
     found = [(read_json(p), p) for p in candidates]
     if not found:
         return None

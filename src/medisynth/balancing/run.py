@@ -16,6 +16,7 @@ from medisynth.errors import MedisynthError
 from medisynth.io import atomic_dir, read_json, write_json
 from medisynth.outputs import check_output
 from medisynth.runs import Run
+from medisynth.sampling.writer import SAMPLE_JSON
 
 
 def balance(config: BalanceConfig) -> BalanceResult:
@@ -105,7 +106,7 @@ def _add_synthetic(config: BalanceConfig, tmp: Path, manifest, names: list[str],
         if "d_score" in record:
             row["d_score"] = record["d_score"]
         rows.append(row)
-    sampler = read_json(scratch / "sample.json") if (scratch / "sample.json").is_file() else {}
+    sampler = read_json(scratch / SAMPLE_JSON) if (scratch / SAMPLE_JSON).is_file() else {}
     if (scratch / "grid.png").is_file():
         os.replace(scratch / "grid.png", tmp / "synthetic_grid.png")
     shutil.rmtree(scratch)

@@ -17,6 +17,8 @@ from medisynth.io import write_json, write_png
 from medisynth.provenance import CSV_FIELDS, Provenance
 
 GRID_COLUMNS = 8
+#: what a sample folder says about itself: the run it came from, what was asked and written, the seed
+SAMPLE_JSON = "sample.json"
 COLUMNS = ["image", "label", "class_index", "synthetic", "model", "run", "seed", *CSV_FIELDS]
 
 
@@ -82,4 +84,4 @@ class SampleWriter:
         self._file.close()
         if self._grid:
             write_png(self.folder / "grid.png", image_grid(np.stack(self._grid), columns=GRID_COLUMNS))
-        write_json(self.folder / "sample.json", record)
+        write_json(self.folder / SAMPLE_JSON, record)
