@@ -386,3 +386,17 @@ def test_a_cpu_amp_run_trains_in_bf16_and_resumes_exactly(toy_data_32, tmp_path,
     train(make_config(toy_data_32, tmp_path / "split", model="fastgan", steps=2, hyper=small, cpu_amp=True))
     train(TrainConfig(resume=tmp_path / "split", steps=4, progress=False))  # the run's cpu_amp, from its config.json
     assert_same_tensors(bf16, weights(tmp_path / "split"))
+
+
+@pytest.mark.parametrize("conditional, class_names, class_index, expected", [
+    (True, ["a", "b"], None, ["a", "b"]),  # one row per class
+    (False, ["a", "b"], 1, ["b"] * 4),  # a per-class run's model: its class on every row
+    (False, ["a"], None, ["a"] * 4),  # the one class of its data
+    (False, ["a", "b"], None, None),  # one model of every class at once: its rows are of no one class
+])
+def test_grid_rows_are_named_by_the_class_they_show(conditional, class_names, class_index, expected):
+    from medisynth.models.base import DataSpec
+    from medisynth.training.trainer import _grid_row_names
+
+    model_cls = type("Model", (), {"conditional": conditional})
+    assert _grid_row_names(model_cls, DataSpec(16, 3, class_names), class_index, rows=4) == expected

@@ -555,10 +555,13 @@ def _grid_labels(model_cls, spec: DataSpec, class_index: int | None, device) -> 
     return torch.full((4 * GRID_COLUMNS,), fill, dtype=torch.long, device=device), 4
 
 
-def _grid_row_names(model_cls, spec: DataSpec, class_index: int | None, rows: int) -> list[str]:
-    """The class name drawn left of each grid row (see ``_grid_labels`` for the rows)."""
+def _grid_row_names(model_cls, spec: DataSpec, class_index: int | None, rows: int) -> list[str] | None:
+    """The class name drawn left of each grid row (see ``_grid_labels`` for the rows); None for an unconditional
+    model trained on several classes at once, whose rows are of no one class."""
     if model_cls.conditional:
         return list(spec.class_names)
+    if class_index is None and spec.num_classes > 1:
+        return None
     return [spec.class_names[class_index if class_index is not None else 0]] * rows
 
 
