@@ -176,6 +176,7 @@ def test_the_summary_names_the_classes_that_collapsed_at_the_last_check(tmp_path
                                 hyper={"width": 4, "latent_dim": 8}))
     records = [json.loads(line) for line in (tmp_path / "clocked" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["step"] == clocked.steps and records[0]["collapse_warning"] == ["1"]
+    assert records[0]["images_per_second"] > 0  # the record `runs compare` reads its "final" rate from
     assert "warning at the last check: collapse: the samples of 1" in clocked.summary()
 
 

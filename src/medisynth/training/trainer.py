@@ -377,6 +377,18 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                        **ada_ceiling(model, last_metrics)}
         return last_checks
 
+    def close_interval() -> dict:
+        """The log interval's mean figures, rate and checks, written to metrics.jsonl as one record; returns the
+        checks. The rate is taken before the checks: sampling for them is not training time."""
+        nonlocal last_metrics
+        images_per_second = interval_count * batch_size / max(time.perf_counter() - interval_start, 1e-9)
+        last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
+        checks = interval_checks()
+        if log is not None:
+            log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
+                       "images_per_second": images_per_second, **last_metrics, **checks})
+        return checks
+
     def checkpoint() -> None:
         nonlocal last_checkpoint
         refresh_ema()
@@ -442,13 +454,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 progress.update(task, completed=step)
 
                 if clocks["log"].due(step, session_seconds) or step >= total_steps:
-                    now = time.perf_counter()
-                    last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
-                    checks = interval_checks()
-                    if log is not None:
-                        log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3),
-                                   "images_per_second": interval_count * batch_size / max(now - interval_start, 1e-9),
-                                   **last_metrics, **checks})
+                    checks = close_interval()
                     sums, interval_count = {}, 0
                     description, status = _describe(step, batches, epochs_total), _status(last_metrics, model_cls.log_keys)
                     status += f"  {describe(checks)}" if "diversity" in checks else ""
@@ -466,11 +472,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
                 if clocks["checkpoint"].due(step, session_seconds):
                     checkpoint()
             if interval_count:  # stopped by the clock between logging steps
-                last_metrics = distributed.mean_over_ranks({k: v / interval_count for k, v in sums.items()})
-                checks = interval_checks()
-                if log is not None:
-                    log.write({"step": step, "epoch": step / batches, "seconds": round(elapsed(), 3), **last_metrics,
-                               **checks})
+                close_interval()
             if last_checkpoint != step:
                 checkpoint()
             elif distributed.is_main():
