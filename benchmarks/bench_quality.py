@@ -981,6 +981,9 @@ def parse_seeds(text: str) -> list[int]:
             seeds = list(range(int(text)))
     except ValueError:
         raise MedisynthError(f"--seeds {text!r}: give a count (3 = seeds 0,1,2) or a list (0,1,2)") from None
+    if not seeds and "," not in text:  # "0" reads as a count of none, though the user most likely meant seed 0
+        raise MedisynthError(f"--seeds {text!r} is a count of no seeds; for seed {text.strip()} alone write "
+                             f"'{text.strip()},'")
     if not seeds or min(seeds) < 0:
         raise MedisynthError(f"--seeds {text!r}: give at least one seed, none negative")
     return seeds
@@ -1004,7 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=None,
                         help="a budget of optimisation steps instead of minutes: the same training on any machine, at any "
                              "load, so variants compare without the wall clock's noise (per-class runs share it)")
-    parser.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,1,2)")
+    parser.add_argument("--seeds", default="3", help="a count (3 = seeds 0,1,2) or a list (0,1,2; one seed: 1,)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / ".work",
                         help="prepared data, runs, samples and caches (default benchmarks/.work, ignored by git)")

@@ -270,6 +270,10 @@ def test_bad_flags_are_one_line_errors(bench, tmp_path, capsys):
     assert len(err) == 6 and all(line.startswith("error: --") for line in err)
     with pytest.raises(MedisynthError):
         bench.parse_seeds("-1,2")
+    # a count of none most likely meant seed 0: the error says how to write one seed
+    with pytest.raises(MedisynthError, match="for seed 0 alone write '0,'"):
+        bench.parse_seeds("0")
+    assert bench.parse_seeds("0,") == [0] and bench.parse_seeds("1") == [0] and bench.parse_seeds("1,") == [1]
 
 
 def test_every_model_trains_with_its_own_defaults_as_a_user_would(bench):
