@@ -58,6 +58,7 @@ also puts the table between that file's table markers, its grid links made relat
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import math
@@ -708,7 +709,10 @@ def machine_name() -> str:
     return platform.node()
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit() -> Optional[str]:
+    """The checkout's commit when first asked (``run`` asks at the start): the code this process imported, not a
+    commit made while its records trained."""
     import subprocess
 
     try:
@@ -1057,6 +1061,7 @@ def run(args) -> int:
 
     from medisynth.device import resolve_device
 
+    git_commit()  # read now, before hours of training: each record names the code that trained it
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.minutes is not None and args.steps is not None:

@@ -329,3 +329,19 @@ def test_processes_side_by_side_keep_every_record_in_one_results_file(bench, tmp
     assert [w.wait(timeout=300) for w in writers] == [0, 0]
     seeds = sorted(r["seed"] for r in json.loads(results.read_text())["records"])
     assert seeds == list(range(25)) + list(range(100, 125))  # without the lock the later writer drops records
+
+
+def test_records_name_the_commit_the_process_started_with(bench, monkeypatch):
+    import subprocess
+
+    class Done:
+        def __init__(self, stdout):
+            self.stdout = stdout
+
+    bench.git_commit.cache_clear()
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Done("aaaaaaa\n"))
+    assert bench.git_commit() == "aaaaaaa"
+    # a commit made while the records train does not change what they say trained them
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: Done("bbbbbbb\n"))
+    assert bench.git_commit() == "aaaaaaa"
+    bench.git_commit.cache_clear()
