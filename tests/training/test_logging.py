@@ -49,3 +49,18 @@ def test_real_tensorboard_event_file_holds_the_grids(toy_data, tmp_path, make_co
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Images("samples")] == [2, 4]
+
+
+@pytest.mark.parametrize("row_height", [16, 64, 256])
+def test_row_labels_grow_with_the_images(row_height):
+    """A label a third of a row high stays legible when a page scales a grid of large images down."""
+    from medisynth.training.logging import label_font_size, label_rows
+
+    grid = np.zeros((2 * (row_height + 2) + 2, 4 * (row_height + 2) + 2, 3), np.uint8)
+    labelled = label_rows(grid, ["0", "Tumor"], row_height=row_height)
+    margin = labelled.shape[1] - grid.shape[1]
+    ink = (labelled[:, :margin] < 128).any(axis=2)  # the label's dark pixels in the white margin
+    rows = np.flatnonzero(ink[: row_height + 4].any(axis=1))  # the first row's label
+    assert np.array_equal(labelled[:, margin:], grid)  # the images themselves untouched
+    assert 0.5 * label_font_size(row_height) <= rows.max() - rows.min() + 1 <= row_height
+    assert margin >= 8 + 2 * label_font_size(row_height)  # "Tumor" fits beside the images

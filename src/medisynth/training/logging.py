@@ -122,18 +122,26 @@ def float_grid(images: torch.Tensor, nrow: int) -> np.ndarray:
     return image_grid(float_to_uint8(images.detach().float().cpu()), columns=nrow)
 
 
-def label_rows(grid: np.ndarray, row_names: list[str], row_height: int, pad: int = 2) -> np.ndarray:
-    """A white margin left of ``grid`` with ``row_names[r]`` written beside row r (PIL's default font)."""
-    from PIL import Image, ImageDraw
+def label_font_size(row_height: int) -> int:
+    """Row labels a third of a row high (11-48 px): a fixed small font became a speck once a page scaled a grid of
+    64 px images down to fit a column."""
+    return max(11, min(48, row_height // 3))
 
+
+def label_rows(grid: np.ndarray, row_names: list[str], row_height: int, pad: int = 2) -> np.ndarray:
+    """A white margin left of ``grid`` with ``row_names[r]`` written beside row r (PIL's default font, scaled to the
+    row height where Pillow has FreeType)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=label_font_size(row_height))
     font_probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    margin = 8 + int(max(font_probe.textlength(str(n)) for n in row_names))
+    margin = 8 + int(max(font_probe.textlength(str(n), font=font) for n in row_names))
     canvas = Image.new("RGB", (grid.shape[1] + margin, grid.shape[0]), "white")
     canvas.paste(Image.fromarray(grid), (margin, 0))
     draw = ImageDraw.Draw(canvas)
     for r, name in enumerate(row_names):
         centre = pad + r * (row_height + pad) + row_height / 2
-        draw.text((4, centre), str(name), fill="black", anchor="lm")
+        draw.text((4, centre), str(name), fill="black", anchor="lm", font=font)
     return np.asarray(canvas)
 
 
