@@ -54,6 +54,11 @@ class RunSummary:
 
 def summarise_run(path: Path | str, reports: Iterable[Path | str] = ()) -> RunSummary:
     """One run's summary (``reports``: evaluate folders that may have evaluated it)."""
+    return _summarise(path, {Path(r): _evaluated_run(r) for r in reports})
+
+
+def _summarise(path: Path | str, evaluated: dict[Path, Optional[Path]]) -> RunSummary:
+    """``summarise_run`` with each report's evaluated run already looked up (``compare_runs`` does it once)."""
     run = Run.open(path)
     config = run.config
     budget = ", ".join(f"{k} {config[k]}" for k in ("epochs", "steps", "minutes") if config.get(k) is not None) or "?"
@@ -67,7 +72,7 @@ def summarise_run(path: Path | str, reports: Iterable[Path | str] = ()) -> RunSu
         path=run.path, model=run.model_name + (" (per class)" if run.per_class else ""),
         classes=run.class_names or [], image_size=run.spec.get("image_size"), budget=budget,
         step=state.get("step"), epoch=state.get("epoch"), minutes=elapsed / 60 if isinstance(elapsed, (int, float)) else None,
-        final=final, evaluation=_latest_evaluation(run, reports), grid=_last_grid(run), warnings=_last_warnings(run),
+        final=final, evaluation=_latest_evaluation(run, evaluated), grid=_last_grid(run), warnings=_last_warnings(run),
     )
 
 
@@ -112,13 +117,15 @@ def compare_runs(runs: Iterable[Path | str], reports: Iterable[Path | str] = ())
     for report in reports:
         if not (Path(report) / "metrics.json").is_file():
             raise MedisynthError(f"--report {report}: no metrics.json there; give a `medisynth evaluate` --out folder")
-        if _evaluated_run(report) not in resolved:
+    evaluated = {Path(report): _evaluated_run(report) for report in reports}  # each report's files read once
+    for report, run in evaluated.items():
+        if run not in resolved:
             fake = (read_json(Path(report) / "metrics.json").get("inputs") or {}).get("fake")
             raise MedisynthError(
                 f"--report {report}: it evaluated {fake}, which is none of the runs compared nor a sample folder of "
                 "one (paths are read from the folder you run this in, as `medisynth evaluate` recorded them); "
                 "leave it out or compare that run")
-    return [summarise_run(r, reports) for r in runs]
+    return [_summarise(r, evaluated) for r in runs]
 
 
 def _evaluated_run(report: Path | str) -> Optional[Path]:
@@ -148,10 +155,10 @@ def _last_grid(run: Run) -> Optional[Path]:
     return grids[-1] if grids else None
 
 
-def _latest_evaluation(run: Run, reports: Iterable[Path | str]) -> Optional[dict[str, Any]]:
+def _latest_evaluation(run: Run, evaluated: dict[Path, Optional[Path]]) -> Optional[dict[str, Any]]:
     candidates = [p / "metrics.json" for p in run.path.iterdir() if (p / "metrics.json").is_file()]
     resolved = run.path.resolve()
-    candidates += [Path(report) / "metrics.json" for report in reports if _evaluated_run(report) == resolved]
+    candidates += [report / "metrics.json" for report, judged in evaluated.items() if judged == resolved]
     found = [(read_json(p), p) for p in candidates]
     if not found:
         return None
