@@ -5,7 +5,10 @@ the same wall-clock budget, judged by measures none of which uses the generator'
 Protocol (README, "Which generator? The quality benchmark"; every run and variant: docs/bench_quality.md):
 - data (``--data``): ``ct``, the CT kidney set prepared at 64 px grayscale and made imbalanced the
   way real data is (Stone and Tumor cut to 30 TRAINING images each, seeded; val/test untouched);
-  ``phantom``, the fundus phantom (EyePACS grade proportions) prepared at 64 px RGB.
+  ``phantom``, the fundus phantom (EyePACS grade proportions) prepared at 64 px RGB; ``pneumonia``,
+  PneumoniaMNIST's chest X-rays (28 px) prepared at 64 px grayscale with 30 normal and 300 pneumonia
+  TRAINING images (seeded; val/test untouched): real images whose test split comes from the same
+  source as the training split, so the utility figure can answer where the CT set's cannot.
 - models (``--models``): ``dcgan``, ``wgan-gp`` and ``lkgan-small`` one model per class (the budget
   split over the classes, so the total is the same), ``cgan``, ``fastgan``, ``conv-cvae``, and
   ``diffusion`` with its DDPM recipe and with ``--hp recipe=edm``. A model this checkout does not
@@ -48,7 +51,7 @@ labelled sample grid per model (one row per class) lies in ``grids/`` beside it.
 also puts the table between that file's table markers, its grid links made relative to it.
 
     python benchmarks/bench_quality.py --models cgan,dcgan --data ct --minutes 2 --seeds 2
-    python benchmarks/bench_quality.py --device cuda --minutes 1                # every model, both sets
+    python benchmarks/bench_quality.py --device cuda --minutes 1                # every model, every set
     python benchmarks/bench_quality.py --table                                  # the table only
     python benchmarks/bench_quality.py --table --readme README.md               # ... and into the README
     python benchmarks/bench_quality.py --rescore --data ct --minutes 10         # re-judge saved samples, no training
@@ -77,9 +80,31 @@ from medisynth.errors import MedisynthError  # cheap: `import medisynth` loads n
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = "medisynth.bench_quality/1"
-CT_FOLDER = "CT_Kidney_Normal_Cyst_Tumor_Stone"
-CT_CUT = {"Stone": 30, "Tumor": 30}  # training images kept of these classes: the imbalance of real data
-DATA_SETS = ("ct", "phantom")
+
+
+@dataclass(frozen=True)
+class RealCut:
+    """A real data set of ../shared/data made small and imbalanced the way real data is: the training images of
+    some classes cut (seeded), val and test exactly the full set's."""
+
+    folder: str  # its folder under the shared data
+    channels: int
+    keep: tuple[tuple[str, int], ...]  # (class, training images kept); the other classes keep all of theirs
+    names: tuple[tuple[str, str], ...] = ()  # (the source's class name, the name the table shows)
+
+    def renamed(self, name: str) -> str:
+        return dict(self.names).get(name, name)
+
+
+REAL_SETS = {
+    # the issue's set: Stone and Tumor cut to 30 training images each, Cyst and Normal keep theirs (216, 248)
+    "ct": RealCut("CT_Kidney_Normal_Cyst_Tumor_Stone", 1, (("Stone", 30), ("Tumor", 30))),
+    # chest X-rays (MedMNIST, 28 px): a few hundred training images, one in eleven normal; unlike the CT set its
+    # test split comes from the same source as its training split, so the utility figure can answer
+    "pneumonia": RealCut("PneumoniaMNIST", 1, (("normal", 30), ("pneumonia", 300)),
+                         names=(("0", "normal"), ("1", "pneumonia"))),
+}
+DATA_SETS = ("ct", "phantom", "pneumonia")
 REAL_ROW = "real test split"
 MIX_PROTOCOL = "real-balanced+synthetic"  # the balanced mix (medisynth.downstream.data.SYNTHETIC_SHARE)
 #: a record's three utility classifiers -> the utility study's protocols (also bench_heldout_utility.py's)
@@ -230,10 +255,12 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("MEDISYNTH_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
-def prepare_data(name: str, work: Path, settings: Settings, ct_source: Optional[Path]) -> Path:
-    """The prepared data set ``name`` under WORK/data (made once, then reused)."""
-    if name == "ct":
-        return prepare_ct(work / "data", settings.size, ct_source or shared_data_dir() / CT_FOLDER)
+def prepare_data(name: str, work: Path, settings: Settings, sources: dict[str, Optional[Path]]) -> Path:
+    """The prepared data set ``name`` under WORK/data (made once, then reused); ``sources`` names the folder of a
+    real set where it is not under the shared data."""
+    if name in REAL_SETS:
+        cut = REAL_SETS[name]
+        return prepare_cut(name, cut, work / "data", settings.size, sources.get(name) or shared_data_dir() / cut.folder)
     if name == "phantom":
         return prepare_phantom(work / "data", settings.phantom_n, settings.size, proportions=None)
     if name == "phantom-smoke":
@@ -261,8 +288,8 @@ def prepare_phantom(root: Path, n: int, size: int, proportions) -> Path:
     return out
 
 
-def prepare_ct(root: Path, size: int, source: Path) -> Path:
-    """CT kidney at ``size`` px grayscale with Stone and Tumor cut to 30 training images each.
+def prepare_cut(name: str, cut: RealCut, root: Path, size: int, source: Path) -> Path:
+    """The real set ``source`` at ``size`` px with ``cut``'s classes cut to their training counts.
 
     Prepared once whole (so val/test are exactly the full set's), written out as an image folder
     whose labels.csv fixes every image's split, with the cut applied to the train rows, and prepared
@@ -273,30 +300,32 @@ def prepare_ct(root: Path, size: int, source: Path) -> Path:
     import medisynth as ms
     from medisynth.io import atomic_dir, write_png
 
-    cut = "-".join(f"{c}{k}" for c, k in sorted(CT_CUT.items()))
-    out = root / f"ct-{size}px-{cut}"
+    tag = "-".join(f"{c}{k}" for c, k in sorted(cut.keep))
+    out = root / f"{name}-{size}px-{tag}"
     if _is_prepared(out):
         return out
-    if not source.is_dir():
-        raise MedisynthError(f"--ct-source {source}: not found; point it at the {CT_FOLDER} folder "
-                                "(or set MEDISYNTH_SHARED_DATA), or run --data phantom only")
-    full = root / f"ct-{size}px-full"
+    if not source.exists():
+        raise MedisynthError(f"--{name}-source {source}: not found; point it at the {cut.folder} folder "
+                             f"(or set MEDISYNTH_SHARED_DATA), or leave {name} out of --data")
+    full = root / f"{name}-{size}px-full"
     if not _is_prepared(full):
         log(f"preparing {source} at {size} px -> {full}")
-        ms.prepare(ms.PrepareConfig(source=source, out=full, size=size, channels=1, seed=0, workers=1))
+        ms.prepare(ms.PrepareConfig(source=source, out=full, size=size, channels=cut.channels, seed=0, workers=1))
     data = ms.PreparedDataset(full, split=None)
     index = data.index
-    missing = [c for c in CT_CUT if c not in data.class_names]
+    renamed = [cut.renamed(c) for c in data.class_names]
+    missing = [c for c, _ in cut.keep if c not in renamed]
     if missing:
-        raise MedisynthError(f"{full}: no class {', '.join(missing)}; --ct-source must be the {CT_FOLDER} set")
+        raise MedisynthError(f"{full}: no class {', '.join(missing)}; --{name}-source must be the {cut.folder} set")
     rng = np.random.default_rng(0)
     keep = np.ones(len(index), dtype=bool)
-    for class_name, count in CT_CUT.items():
-        rows = np.nonzero(((index["class_name"] == class_name) & (index["split"] == "train")).to_numpy())[0]
+    class_names = index["class_name"].map(cut.renamed)
+    for class_name, count in cut.keep:
+        rows = np.nonzero(((class_names == class_name) & (index["split"] == "train")).to_numpy())[0]
         if len(rows) > count:
             keep[np.setdiff1d(rows, rng.choice(rows, count, replace=False))] = False
     images = data.images_uint8()
-    folder = root / f"ct-{size}px-{cut}-source"
+    folder = root / f"{name}-{size}px-{tag}-source"
     if not (folder / "labels.csv").is_file():
         with atomic_dir(folder, overwrite=True) as tmp:
             (tmp / "images").mkdir()
@@ -304,12 +333,12 @@ def prepare_ct(root: Path, size: int, source: Path) -> Path:
             for i in np.nonzero(keep)[0]:
                 row = index.iloc[i]
                 write_png(tmp / "images" / f"{row['id']}.png", images[i])
-                rows.append({"image": f"{row['id']}.png", "label": row["class_name"], "split": row["split"],
+                rows.append({"image": f"{row['id']}.png", "label": class_names.iloc[i], "split": row["split"],
                              "group": row["group"]})
             pd.DataFrame(rows).to_csv(tmp / "labels.csv", index=False)
-    log(f"preparing the imbalanced CT set ({', '.join(f'{c}: {k}' for c, k in CT_CUT.items())} training images) -> {out}")
-    ms.prepare(ms.PrepareConfig(source=folder, out=out, size=size, channels=1, preprocess="none", seed=0,
-                                classes=list(data.class_names), workers=1))
+    log(f"preparing the imbalanced {name} set ({', '.join(f'{c}: {k}' for c, k in cut.keep)} training images) -> {out}")
+    ms.prepare(ms.PrepareConfig(source=folder, out=out, size=size, channels=cut.channels, preprocess="none", seed=0,
+                                classes=renamed, workers=1))
     return out
 
 
@@ -1005,7 +1034,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
-    parser.add_argument("--data", default=",".join(DATA_SETS), help="ct,phantom (or one of them)")
+    parser.add_argument("--data", default=",".join(DATA_SETS), help=f"{','.join(DATA_SETS)} (or some of them)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="training budget per model, wall clock (default 10; per-class runs share it)")
     parser.add_argument("--steps", type=int, default=None,
@@ -1025,8 +1054,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rescore", action="store_true",
                         help="no training: judge the saved samples (under --work) of the records already in the results file "
                              "for --models/--data/--minutes/--seeds again, e.g. after a measure was added; utility figures are kept")
-    parser.add_argument("--ct-source", type=Path, default=None,
-                        help=f"the {CT_FOLDER} folder (default $MEDISYNTH_SHARED_DATA or ../shared/data beside the repo)")
+    for name, cut in REAL_SETS.items():
+        parser.add_argument(f"--{name}-source", type=Path, default=None,
+                            help=f"the {cut.folder} folder (default: under $MEDISYNTH_SHARED_DATA or ../shared/data "
+                                 "beside the repo)")
     parser.add_argument("--phantom-n", type=int, default=1000, help="phantom fundus images (EyePACS proportions)")
     parser.add_argument("--domain-epochs", type=int, default=30, help="epochs of the domain classifier (the judge)")
     parser.add_argument("--clf-epochs", type=int, default=30, help="epochs of each utility classifier")
@@ -1103,7 +1134,7 @@ def run(args) -> int:
     done = {record_key(r) for r in load_results(results_path)["records"]}
     grids = results_path.parent / "grids"
     for data_name in data_names:
-        root = prepare_data(data_name, args.work, settings, args.ct_source)
+        root = prepare_data(data_name, args.work, settings, {name: getattr(args, f"{name}_source") for name in REAL_SETS})
         judge = build_judge(data_name, root, args.work, settings, device)
         save_reference(results_path, judge)
         if args.rescore:

@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medisynth.errors import MedisynthError
@@ -345,3 +346,38 @@ def test_records_name_the_commit_the_process_started_with(bench, monkeypatch):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: Done("bbbbbbb\n"))
     assert bench.git_commit() == "aaaaaaa"
     bench.git_commit.cache_clear()
+
+
+def _medmnist_npz(path: Path, per_split: dict[str, tuple[int, int]]) -> Path:
+    """A PneumoniaMNIST-layout npz: 28 px grayscale, labels 0 (normal) and 1 (pneumonia), (normal, pneumonia) per split."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, (normal, pneumonia) in per_split.items():
+        n = normal + pneumonia
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.array([0] * normal + [1] * pneumonia, dtype=np.uint8)[:, None]
+    path.mkdir(parents=True)
+    np.savez(path / "pneumoniamnist.npz", **arrays)
+    return path
+
+
+@pytest.mark.parametrize("normal_train", [40, 12])
+def test_pneumonia_set_cuts_only_the_training_split_and_names_the_classes(bench, tmp_path, normal_train):
+    import medisynth as ms
+
+    source = _medmnist_npz(tmp_path / "PneumoniaMNIST", {"train": (normal_train, 320), "val": (5, 7), "test": (9, 11)})
+    root = bench.prepare_data("pneumonia", tmp_path / "work", bench.Settings(size=32), {"pneumonia": source})
+    manifest = ms.Manifest.load(root)
+    assert manifest.class_names == ["normal", "pneumonia"] and manifest.image_size == 32 and manifest.channels == 1
+    keep = dict(bench.REAL_SETS["pneumonia"].keep)
+    assert manifest.counts["train"] == {"normal": min(normal_train, keep["normal"]), "pneumonia": keep["pneumonia"]}
+    assert manifest.counts["val"] == {"normal": 5, "pneumonia": 7} and manifest.counts["test"] == {"normal": 9, "pneumonia": 11}
+    # made once, then reused
+    assert bench.prepare_data("pneumonia", tmp_path / "work", bench.Settings(size=32), {"pneumonia": source}) == root
+
+
+def test_a_missing_real_set_names_its_flag(bench, tmp_path, capsys):
+    assert bench.main(["--data", "pneumonia", "--models", "cgan", "--work", str(tmp_path / "work"),
+                       "--results", str(tmp_path / "r.json"), "--pneumonia-source", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--pneumonia-source" in err[0] and "PneumoniaMNIST" in err[0]
