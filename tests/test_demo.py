@@ -11,8 +11,12 @@ from medisynth.report.format import format_interval
 from medisynth.runs import require_run
 
 
-def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
+def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys, monkeypatch):
+    import medisynth.training.trainer
+
     out = tmp_path / "[demo] run"  # brackets: rich must not read the printed paths as markup
+    # whatever the trainer's last check warned of is printed in its words (a toy run need not collapse: one is made up)
+    monkeypatch.setattr(medisynth.training.trainer, "check_warnings", lambda checks: ["collapse: of a made-up grade"])
     run_demo(DemoConfig(out=out, n_images=60, size=32, train_minutes=0.05, samples_per_grade=6, utility_seeds=2,
                         utility_epochs=1, domain_epochs=1, ssl_steps=20, test_images=20, device="cpu"))
     summary = json.loads((out / "demo.json").read_text())
@@ -50,6 +54,7 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys):
     printed = "".join(capsys.readouterr().out.split())  # rich wraps long lines
     for path in (out / "report" / "report.html", out / "utility" / "utility.html"):
         assert "".join(str(path).split()) in printed
+    assert "".join(f"warning when training stopped ({out / 'run'}): collapse: of a made-up grade".split()) in printed
 
 
 @pytest.mark.parametrize("flags, protocols", [

@@ -204,11 +204,7 @@ def run_demo(config: DemoConfig) -> dict:
     console.print(verdict, markup=False, style="bold")
     for line in detectability_lines({space: spotted} if spotted else {}):
         console.print(line.strip(), markup=False)
-    if collapsed:
-        console.print(f"collapse warning when training stopped: the samples of grade(s) {', '.join(collapsed)} were "
-                      f"near-identical (run/metrics.jsonl, run/samples/)", markup=False)
-    if at_ceiling:
-        console.print("ADA at its ceiling when training stopped: the discriminator told real from generated images "
-                      "with every augmentation on; look at run/samples/ before trusting the images", markup=False)
+    for warning in run.warnings:  # the trainer's own words, as `medisynth train` closes with them
+        console.print(f"warning when training stopped ({out / 'run'}): {warning}", markup=False)
     return {"summary": summary, "metrics": metrics, "utility": utility, "sampled": sampled, "balanced": balanced,
             "run": run}
