@@ -169,12 +169,10 @@ def test_pickled_domain_classifier_cache_is_rebuilt(tmp_path, capsys):
 # -- cases that used to pass silently ---------------------------------------------------------
 def _npz(path: Path, splits: dict[str, tuple[int, int]]) -> Path:
     """A MedMNIST-style npz: split -> (images, labels) counts; labels cycle over 2 classes."""
-    arrays = {}
-    for split, (n_images, n_labels) in splits.items():
-        arrays[f"{split}_images"] = np.random.default_rng(0).integers(0, 255, (n_images, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n_labels) % 2).reshape(-1, 1).astype(np.uint8)
-    np.savez(path, **arrays)
-    return path
+    from medisynth.training.toy import write_toy_medmnist
+
+    return write_toy_medmnist(path, {split: np.arange(n_labels) % 2 for split, (_, n_labels) in splits.items()},
+                              images={split: n_images for split, (n_images, _) in splits.items()})
 
 
 def test_npz_with_fewer_labels_than_images(tmp_path, medisynth_cli):

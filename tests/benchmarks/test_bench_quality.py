@@ -8,7 +8,6 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from medisynth.errors import MedisynthError
@@ -349,15 +348,12 @@ def test_records_name_the_commit_the_process_started_with(bench, monkeypatch):
 
 
 def _medmnist_npz(path: Path, per_split: dict[str, tuple[int, int]]) -> Path:
-    """A PneumoniaMNIST-layout npz: 28 px grayscale, labels 0 (normal) and 1 (pneumonia), (normal, pneumonia) per split."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, (normal, pneumonia) in per_split.items():
-        n = normal + pneumonia
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = np.array([0] * normal + [1] * pneumonia, dtype=np.uint8)[:, None]
+    """A PneumoniaMNIST-layout folder: labels 0 (normal) and 1 (pneumonia), (normal, pneumonia) per split."""
+    from medisynth.training.toy import write_toy_medmnist
+
     path.mkdir(parents=True)
-    np.savez(path / "pneumoniamnist.npz", **arrays)
+    write_toy_medmnist(path / "pneumoniamnist.npz", {split: [0] * normal + [1] * pneumonia
+                                                     for split, (normal, pneumonia) in per_split.items()})
     return path
 
 

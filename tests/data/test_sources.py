@@ -219,12 +219,11 @@ def test_chase_layout(tmp_path, helpers):
 
 # ---------------------------------------------------------------- MedMNIST npz
 def test_medmnist_keeps_the_official_split(tmp_path):
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 30), ("val", 6), ("test", 8)):
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2).reshape(n, 1).astype(np.uint8)
-    np.savez(tmp_path / "tinymnist.npz", **arrays)
+    from medisynth.training.toy import write_toy_medmnist
+
+    counts = {"train": 30, "val": 6, "test": 8}
+    npz = write_toy_medmnist(tmp_path / "tinymnist.npz", {split: np.arange(n) % 2 for split, n in counts.items()})
+    arrays = np.load(npz)
     assert detect_source(tmp_path).name == "medmnist"
     result = run(tmp_path / "tinymnist.npz", tmp_path / "out", size=28)
     counts = result.manifest.counts

@@ -3,12 +3,14 @@
 ``import medisynth.training.toy`` registers two two-layer GANs that follow the
 model contract: ``toy-gan`` (unconditional, with discriminator and truncation)
 and ``toy-cgan`` (label-conditioned). ``write_toy_dataset`` writes a prepared data
-set (manifest.json, index.csv, uint8 shards) of coloured squares, one colour per class.
+set (manifest.json, index.csv, uint8 shards) of coloured squares, one colour per class;
+``write_toy_medmnist`` a source file in MedMNIST's npz layout.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -142,3 +144,17 @@ def write_toy_dataset(
     write_prepared(root, np.stack(images), labels, splits, class_names, ids=ids,
                    masks=np.stack(masks) if with_masks else None, source={"layout": "toy"}, overwrite=empty)
     return root
+
+
+def write_toy_medmnist(path: Path, labels: dict[str, Sequence[int]], images: dict[str, int] | None = None,
+                       seed: int = 0) -> Path:
+    """A MedMNIST v2 npz at ``path``: per split, random 28 px grayscale ``{split}_images`` and ``{split}_labels``
+    (N x 1, ``labels[split]``); ``images`` gives a split another image count than its labels (a malformed file)."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, split_labels in labels.items():
+        n_images = (images or {}).get(split, len(split_labels))
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n_images, 28, 28), dtype=np.uint8)
+        arrays[f"{split}_labels"] = np.asarray(split_labels, dtype=np.uint8).reshape(-1, 1)
+    np.savez(path, **arrays)
+    return Path(path)
