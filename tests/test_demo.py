@@ -25,6 +25,10 @@ def test_demo_runs_every_stage_and_writes_both_reports(tmp_path, capsys, monkeyp
     assert utility["data"]["real"]["test"] == [4] * 5 and utility["config"]["test_data"] == str(out / "prepared-test")
     assert "on 20 real test images" in summary["verdict"]
     assert set(summary["timings_s"]) == {"phantom", "prepare", "train", "sample", "balance", "evaluate", "utility"}
+    # a fixed training time: no budget to report; the steps and the whole wall time are
+    assert summary["training_budget"] is None and summary["train_steps"] == json.loads(
+        (out / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert summary["total_s"] >= sum(summary["timings_s"].values())
     assert (out / "report" / "report.html").is_file() and (out / "utility" / "utility.html").is_file()
     assert json.loads((out / "report" / "metrics.json").read_text())["schema"] == "medisynth.metrics/2"
     # every grade sampled: at least 6, the rarer ones as many as their top-up to the largest grade needs
@@ -140,3 +144,67 @@ def test_the_verdict_line_cannot_tell_at_chance_or_from_one_seed():
 def test_the_verdict_line_names_a_missing_protocol():
     line = utility_verdict(_utility([(0.3, 0.2, None), (0.3, 0.2, None)]))
     assert line.startswith("real + synthetic beat oversampling: NOT COMPARED")
+
+
+@pytest.fixture
+def toy_data(tmp_path):
+    from medisynth.training.toy import write_toy_dataset
+
+    return write_toy_dataset(tmp_path / "data", size=32)
+
+
+def test_the_gan_trains_for_what_the_budget_leaves(toy_data, tmp_path, monkeypatch):
+    """Without --train-minutes a first short call measures the step time, the later stages are projected from it,
+    and the run resumes until the whole training time is spent."""
+    import time
+
+    import medisynth.demo as demo
+
+    monkeypatch.setattr(demo, "CALIBRATION_MINUTES", 0.01)
+    monkeypatch.setattr(demo, "TRAINING_OVERHEAD_S", 0.0)
+    # later stages of a toy's size: 2 steps' time for the two protocols, 1 for the rest
+    monkeypatch.setattr(demo, "LATER_STAGES_FIXED", 1.0)
+    monkeypatch.setattr(demo, "LATER_STAGES_PER_PROTOCOL", 1.0)
+    started = time.perf_counter()
+    run, budget = demo.train_within_budget(DemoConfig(budget_minutes=0.2, device="cpu"), toy_data,
+                                           tmp_path / "run", started)
+    first_steps = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])["step"]
+    assert budget["projected_later_s"] == pytest.approx(3 * budget["seconds_per_step"])
+    # what was left of 12 s after the first call and the projection
+    assert 0.01 < budget["train_minutes"] < 0.2
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["seconds"] >= budget["train_minutes"] * 60 and run.steps > first_steps
+
+
+def test_a_budget_the_cpu_cannot_keep_stops_after_the_first_call_and_says_so(toy_data, tmp_path, monkeypatch, capsys):
+    import time
+
+    import medisynth.demo as demo
+
+    monkeypatch.setattr(demo, "CALIBRATION_MINUTES", 0.01)
+    run, budget = demo.train_within_budget(DemoConfig(budget_minutes=0.01, device="cpu"), toy_data,
+                                           tmp_path / "run", time.perf_counter())
+    assert budget["train_minutes"] == 0.01
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["minutes"] == 0.01
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "warning: this CPU cannot keep the demo within 0.01 minutes" in printed
+
+
+def test_a_fixed_training_time_is_one_call_without_a_budget(toy_data, tmp_path):
+    import time
+
+    import medisynth.demo as demo
+
+    run, budget = demo.train_within_budget(DemoConfig(train_minutes=0.01, device="cpu"), toy_data, tmp_path / "run",
+                                           time.perf_counter())
+    assert budget is None and json.loads((tmp_path / "run" / "config.json").read_text())["minutes"] == 0.01
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--budget-minutes", "0"], "--budget-minutes 0: the demo's wall time must be above 0"),
+    (["--train-minutes", "-1"], "--train-minutes -1: must be above 0"),
+])
+def test_a_budget_or_training_time_below_zero_is_one_line_before_any_stage(flags, message, medisynth_cli, tmp_path):
+    code, output = medisynth_cli("demo", "--out", tmp_path / "d", *flags)
+    assert code == 2 and output.strip() == f"error: {output.strip()[7:]}" and message in output
+    assert not (tmp_path / "d").exists()
