@@ -20,7 +20,7 @@ def demo(
                                          "the GAN trains for what the other stages, projected from its step time, "
                                          "leave of it"),
     train_minutes: Optional[float] = typer.Option(None, help="Train the class-conditional GAN (fastgan) this long "
-                                                  "instead [default: what --budget-minutes leaves; 5 on a GPU]"),
+                                                  "instead (default: what --budget-minutes leaves; 5 on a GPU)"),
     top_up: bool = typer.Option(False, "--top-up", help="Also score real images topped up with synthetic images of "
                                 "the rarer grades (3 more classifiers, about 1.5 minutes on a 2-core CPU)"),
     seed: int = typer.Option(0),
