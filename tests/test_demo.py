@@ -174,6 +174,8 @@ def test_the_gan_trains_for_what_the_budget_leaves(toy_data, tmp_path, monkeypat
     assert 0.01 < budget["train_minutes"] < 0.2
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["seconds"] >= budget["train_minutes"] * 60 and run.steps > first_steps
+    # the run records the whole training time (what `runs compare` and `export` show), not the first call's
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["minutes"] == pytest.approx(budget["train_minutes"])
 
 
 def test_a_budget_the_cpu_cannot_keep_stops_after_the_first_call_and_says_so(toy_data, tmp_path, monkeypatch, capsys):

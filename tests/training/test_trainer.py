@@ -332,11 +332,28 @@ def test_a_budget_given_on_resume_replaces_the_runs_budget(tmp_path, capsys):
     common = dict(batch_size=4, log_every=1, sample_every=0, device="cpu", progress=False)
     train(TrainConfig(data=data, model="toy-gan", out=tmp_path / "run", steps=2, **common))
     # the run was trained with --steps 2; an epoch budget on resume must not keep that step limit
+    before = json.loads((tmp_path / "run" / "config.json").read_text())
     result = train(TrainConfig(resume=tmp_path / "run", epochs=2, **{k: v for k, v in common.items() if k != "batch_size"}))
     assert result.steps == 2 * result.steps / result.epochs > 2
-    again = train(TrainConfig(resume=tmp_path / "run", epochs=2, progress=False))
+    # config.json records the budget the run now trains to, and nothing else changed
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == {**before, "steps": None, "epochs": 2}
+    again = train(TrainConfig(resume=tmp_path / "run", progress=False))  # a plain resume: the budget of the last one
     assert again.steps == result.steps
     assert "already reached its budget" in capsys.readouterr().err
+
+
+def test_a_per_class_run_records_the_budget_given_on_resume_in_every_config(tmp_path):
+    from medisynth.training import toy
+    from medisynth.training.config import TrainConfig
+    from medisynth.training.trainer import train
+
+    data = toy.write_toy_dataset(tmp_path / "data")
+    common = dict(sample_every=0, device="cpu", progress=False)
+    train(TrainConfig(data=data, model="toy-gan", per_class=True, out=tmp_path / "run", steps=1, batch_size=4, **common))
+    result = train(TrainConfig(resume=tmp_path / "run", steps=3, **common))
+    assert [r.steps for r in result.classes.values()] == [3, 3]
+    for config in [tmp_path / "run" / "config.json", *sorted((tmp_path / "run").glob("class-*/config.json"))]:
+        assert json.loads(config.read_text())["steps"] == 3, config
 
 
 def test_a_run_saved_before_a_hyper_parameter_existed_resumes_and_loads_as_it_was_trained(toy_data_32, tmp_path, make_config):

@@ -27,6 +27,7 @@ import torch
 from medisynth.data.dataset import PreparedDataset, uint8_to_float
 from medisynth.device import resolve_device
 from medisynth.errors import MedisynthError
+from medisynth.io import read_json, write_json
 from medisynth.models.ada import CEILING_WARNING_KEY, AdaptiveAugment
 from medisynth.models.base import DataSpec, GenerativeModel, build_model, get_model_class
 from medisynth.outputs import create_run_dir
@@ -203,6 +204,16 @@ def resolve_config(config: TrainConfig) -> tuple[TrainConfig, bool]:
     return resolved, True
 
 
+def record_budget(run: Path, config: TrainConfig) -> None:
+    """Write a resume's budget into the run's config.json: it replaced the run's whole budget (``resolve_config``), so
+    `runs compare`, `export` and a later plain `--resume` read the budget the run now trains to, not the first one."""
+    path = Run(run).config_json
+    saved = read_json(path)
+    updated = {**saved, **{k: getattr(config, k) for k in BUDGET_FIELDS}}
+    if updated != saved:
+        write_json(path, updated)
+
+
 # -- the loop -------------------------------------------------------------------
 def train(config: TrainConfig) -> RunResult:
     """Train ``config.model`` on ``config.data`` into the run folder ``config.out`` (or resume ``config.resume``).
@@ -237,6 +248,8 @@ def _train_per_class(config: TrainConfig, resuming: bool) -> RunResult:
              "classes": {str(i): f"class-{i}" for i, c in enumerate(counts) if c > 0},
              "skipped_classes": [class_names[i] for i, c in enumerate(counts) if c == 0]},
         )
+    if resuming and distributed.is_main():
+        record_budget(run, config)
     results: dict[str, RunResult] = {}
     for index, count in enumerate(counts):
         if count == 0:
@@ -298,6 +311,7 @@ def _train_one(config: TrainConfig, resuming: bool) -> RunResult:
         start_step, elapsed_before = int(state["step"]), float(state.get("elapsed", 0.0))
         if distributed.is_main():
             truncate_metrics(run, start_step)
+            record_budget(run, config)
     else:
         if distributed.is_main():
             create_run_dir(run, config.overwrite, inputs=(config.data,))
