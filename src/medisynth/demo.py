@@ -13,13 +13,16 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from rich.console import Console
 
 from medisynth.errors import MedisynthError
 from medisynth.io import write_json
 from medisynth.outputs import check_output, write_marker
+
+if TYPE_CHECKING:
+    from medisynth.training.trainer import RunResult
 
 console = Console()
 
@@ -66,6 +69,15 @@ class DemoConfig:
     device: str = "auto"
     overwrite: bool = False
 
+    def validate(self) -> None:
+        """Refuse a time below 0 before any stage runs (the trainer would refuse it only after the data is made)."""
+        if not self.budget_minutes > 0:
+            raise MedisynthError(f"--budget-minutes {self.budget_minutes:g}: the demo's wall time must be above 0 "
+                                 f"(default {DemoConfig.budget_minutes:g}); --train-minutes sets the training time alone")
+        if self.train_minutes is not None and not self.train_minutes > 0:
+            raise MedisynthError(f"--train-minutes {self.train_minutes:g}: must be above 0, or left out to fill "
+                                 f"--budget-minutes")
+
 
 #: what the stages after training (sample, balance, evaluate, utility) cost, in units of the GAN's seconds per
 #: training step, at the demo's default sizes. Both scale with the CPU: in the 8 demo runs of sessions 26-32 (an AVX2
@@ -86,7 +98,8 @@ def projected_later_seconds(seconds_per_step: float, protocols: int) -> float:
     return seconds_per_step * (LATER_STAGES_FIXED + LATER_STAGES_PER_PROTOCOL * protocols)
 
 
-def train_within_budget(config: DemoConfig, data: Path, run_dir: Path, started: float):
+def train_within_budget(config: DemoConfig, data: Path, run_dir: Path,
+                        started: float) -> tuple["RunResult", Optional[dict]]:
     """Train the demo's GAN into ``run_dir``: for ``train_minutes`` where set (or on a GPU), else for what
     ``budget_minutes``, counted from ``started`` (a ``time.perf_counter()``), leaves once the stages after training are
     projected from the step time of a first CALIBRATION_MINUTES (the rest resumes the run). Returns the trainer's
@@ -191,12 +204,7 @@ def run_demo(config: DemoConfig) -> dict:
     from medisynth.downstream import UtilityConfig, run_utility
 
     started = time.perf_counter()
-    if not config.budget_minutes > 0:
-        raise MedisynthError(f"--budget-minutes {config.budget_minutes:g}: the demo's wall time must be above 0 "
-                             f"(default {DemoConfig.budget_minutes:g}); --train-minutes sets the training time alone")
-    if config.train_minutes is not None and not config.train_minutes > 0:
-        raise MedisynthError(f"--train-minutes {config.train_minutes:g}: must be above 0, or left out to fill "
-                             f"--budget-minutes")
+    config.validate()
     out = _fresh_output_folder(Path(config.out), config.overwrite)
     timings: dict[str, float] = {}
     # each stage writes its own folder atomically, at its final path: the run's config and the reports
