@@ -42,6 +42,10 @@ Protocol (README, "Which generator? The quality benchmark"; every run and varian
   batch of about 64 images spread over the classes; default 60) is saved as "not judged", with the
   estimate, its steps and a grid of that first batch, and the table says so in its row: on a CPU
   the diffusion models' 18-35 network passes per image put a full run out of reach otherwise.
+- the control row ``augmented-real`` trains nothing: its "synthetic" images are classic augmentations
+  (flips, rotations, brightness and contrast jitter: the utility study's ``real-aug``) of the class's real
+  training images, as many as a generator samples, judged by every measure. A generator whose utility
+  figures are not above the control's adds nothing a flip and a rotation of the real images would not.
 - a "real test split" row scores the real held-out images with the same measures: the figures a
   perfect generator would approach.
 
@@ -118,7 +122,7 @@ class BenchModel:
     """One row of the table: a medisynth model, how it is trained, and its hyper-parameter overrides."""
 
     key: str
-    model: str
+    model: Optional[str]  # None: the control row, no generator (AUGMENTED_REAL)
     per_class: bool = False
     hyper: tuple[tuple[str, object], ...] = ()
     batch_size: Optional[int] = None  # None: the model's default (fastgan 8, the others 64)
@@ -128,6 +132,12 @@ class BenchModel:
     def hyper_dict(self) -> dict:
         return dict(self.hyper)
 
+
+#: the control row: no generator. Its "synthetic" images are the utility study's classic augmentation (``real-aug``:
+#: flips, rotations up to 15 degrees, brightness and contrast jitter) of the class's real training images, as many as
+#: a generator samples, judged by every measure. A generator whose images do no better in the utility columns adds
+#: nothing to a classifier that flipping and rotating the real images would not
+AUGMENTED_REAL = "augmented-real"
 
 #: fastgan's default until session 17 (every layer sees the class): the fastgan variants were measured on it and keep it
 EVERY_LAYER = ("class_from", 4)
@@ -177,6 +187,7 @@ MODELS = {m.key: m for m in (
     BenchModel("conv-cvae", "conv-cvae"),
     BenchModel("diffusion-ddpm", "diffusion"),
     BenchModel("diffusion-edm", "diffusion", hyper=(("recipe", "edm"),)),
+    BenchModel(AUGMENTED_REAL, None),
 )}
 
 
@@ -241,6 +252,8 @@ def unavailable_reason(bench: BenchModel) -> Optional[str]:
 
     import medisynth as ms
 
+    if bench.model is None:
+        return None  # the control row: nothing to train
     if bench.model not in ms.MODEL_REGISTRY:
         return f"model {bench.model!r} is not registered in this checkout"
     fields = {f.name for f in dataclasses.fields(ms.MODEL_REGISTRY[bench.model].Hyper)}
@@ -584,68 +597,112 @@ def run_record(bench: BenchModel, judge: Judge, seed: int, settings: Settings, w
     grid_path = grids / f"{judge.name}_{bench.key}_{budget_tag(budget)}_{device.type}_s{seed}.png"
     classes = [c for c, n in zip(judge.real.class_names, np.bincount(judge.real.train.labels,
                                                                        minlength=len(judge.real.class_names))) if n]
-    runs = len(classes) if bench.per_class else 1  # per-class runs share the budget, so the total is the same
-    minutes = None if settings.steps else settings.minutes / runs
-    steps = max(1, settings.steps // runs) if settings.steps else None
-    each = f"{minutes:.2f} min" if minutes is not None else f"{steps:,} steps"
-    log(f"{tag}: training {bench.model}{' per class' if bench.per_class else ''} for {budget_text(budget)}"
-        + (f" ({each} per class)" if bench.per_class else ""))
-    clock = time.perf_counter()
-    result = ms.train(ms.TrainConfig(
-        data=judge.root, model=bench.model, out=run_dir, minutes=minutes, steps=steps, per_class=bench.per_class,
-        batch_size=bench.batch_size, class_draws=bench.class_draws, cpu_amp=bench.cpu_amp,
-        hyper={**bench.hyper_dict(), **settings.extra_hyper.get(bench.model, {})}, seed=seed, device=str(device),
-        sample_every=0, checkpoint_every=10**9, progress=False,
-        overwrite=True,  # the benchmark's own scratch run of a record not in the results file
-    ))
-    train_wall = time.perf_counter() - clock
-    trained = Run(run_dir).config  # the resolved settings the run trained with
     per_class_counts, _ = sample_counts(judge)
-    options = {"steps": settings.sampling_steps} if settings.sampling_steps and bench.model == "diffusion" else {}
     record = {
         "model": bench.key, "generator": bench.model, "per_class": bench.per_class,
-        "hyper": read_hyper(run_dir), "data": judge.name, "data_hash": judge.content_hash,
+        "hyper": {}, "data": judge.name, "data_hash": judge.content_hash,
         "budget_minutes": None if settings.steps else settings.minutes, "budget_steps": settings.steps,
         "seed": seed, "device_kind": device.type, "device": device_name(device),
         "machine": machine_name(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(), "feature_space_id": judge.feature_space_id, "settings": settings_json(settings),
-        "train": {"steps": result.steps, "batch_size": trained["batch_size"], "class_draws": trained["class_draws"],
-                  "cpu_amp": trained.get("cpu_amp", False),
-                  "seconds": round(result.seconds, 1),
-                  "wall_seconds": round(train_wall, 1), "images_per_second": round(result.images_per_second, 1)},
     }
-    first_batch, first_images = probe_sampling(judge, run_dir, work / "samples" / f"{tag}-first-batch", classes,
-                                               per_class_counts, seed, device, options)
-    if settings.max_sampling_minutes and first_batch["estimated_seconds"] > 60 * settings.max_sampling_minutes:
-        reason = (f"sampling {first_batch['total_images']} images would take about "
-                  f"{duration(first_batch['estimated_seconds'])} (the first {first_batch['images']} took "
-                  f"{duration(first_batch['seconds'])}), over --max-sampling-minutes {settings.max_sampling_minutes:g}")
-        log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; not judged: {reason}")
-        grid = write_grid(grid_path, first_images, judge.real.class_names,
-                          f"{bench.key}, {judge.name}, {budget_text(budget)}, seed {seed} (first batch)")
-        return {**record, "not_judged": reason, "sample": {"first_batch": first_batch},
-                "grid": str(grid.relative_to(grids.parent))}
-    clock = time.perf_counter()
-    ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=per_class_counts, seed=seed, device=str(device),
-                              progress=False, overwrite=True, **options))
+    first_batch = None
+    if bench.model is None:
+        log(f"{tag}: no generator; classic augmentations of the real training images")
+        record["train"] = {"steps": 0, "seconds": 0.0}
+        clock = time.perf_counter()
+        write_augmented_real(judge, sample_dir, per_class_counts, seed)
+        trained_text = "no training"
+    else:
+        runs = len(classes) if bench.per_class else 1  # per-class runs share the budget, so the total is the same
+        minutes = None if settings.steps else settings.minutes / runs
+        steps = max(1, settings.steps // runs) if settings.steps else None
+        each = f"{minutes:.2f} min" if minutes is not None else f"{steps:,} steps"
+        log(f"{tag}: training {bench.model}{' per class' if bench.per_class else ''} for {budget_text(budget)}"
+            + (f" ({each} per class)" if bench.per_class else ""))
+        clock = time.perf_counter()
+        result = ms.train(ms.TrainConfig(
+            data=judge.root, model=bench.model, out=run_dir, minutes=minutes, steps=steps, per_class=bench.per_class,
+            batch_size=bench.batch_size, class_draws=bench.class_draws, cpu_amp=bench.cpu_amp,
+            hyper={**bench.hyper_dict(), **settings.extra_hyper.get(bench.model, {})}, seed=seed, device=str(device),
+            sample_every=0, checkpoint_every=10**9, progress=False,
+            overwrite=True,  # the benchmark's own scratch run of a record not in the results file
+        ))
+        train_wall = time.perf_counter() - clock
+        trained = Run(run_dir).config  # the resolved settings the run trained with
+        options = {"steps": settings.sampling_steps} if settings.sampling_steps and bench.model == "diffusion" else {}
+        record["hyper"] = read_hyper(run_dir)
+        record["train"] = {"steps": result.steps, "batch_size": trained["batch_size"],
+                           "class_draws": trained["class_draws"], "cpu_amp": trained.get("cpu_amp", False),
+                           "seconds": round(result.seconds, 1), "wall_seconds": round(train_wall, 1),
+                           "images_per_second": round(result.images_per_second, 1)}
+        trained_text = f"{result.steps} steps in {result.seconds:.0f} s"
+        first_batch, first_images = probe_sampling(judge, run_dir, work / "samples" / f"{tag}-first-batch", classes,
+                                                   per_class_counts, seed, device, options)
+        if settings.max_sampling_minutes and first_batch["estimated_seconds"] > 60 * settings.max_sampling_minutes:
+            reason = (f"sampling {first_batch['total_images']} images would take about "
+                      f"{duration(first_batch['estimated_seconds'])} (the first {first_batch['images']} took "
+                      f"{duration(first_batch['seconds'])}), over --max-sampling-minutes {settings.max_sampling_minutes:g}")
+            log(f"{tag}: {trained_text}; not judged: {reason}")
+            grid = write_grid(grid_path, first_images, judge.real.class_names,
+                              f"{bench.key}, {judge.name}, {budget_text(budget)}, seed {seed} (first batch)")
+            return {**record, "not_judged": reason, "sample": {"first_batch": first_batch},
+                    "grid": str(grid.relative_to(grids.parent))}
+        clock = time.perf_counter()
+        ms.sample(ms.SampleConfig(run=run_dir, out=sample_dir, per_class=per_class_counts, seed=seed,
+                                  device=str(device), progress=False, overwrite=True, **options))
     sample_seconds = time.perf_counter() - clock
     real = judge.real
     synthetic = load_synthetic(sample_dir, real.class_names, real.image_size, real.channels)
     eval_mask = evaluation_mask(judge, synthetic.labels)
-    log(f"{tag}: {result.steps} steps in {result.seconds:.0f} s; sampled {len(synthetic)} images in "
-        f"{sample_seconds:.0f} s; scoring")
+    log(f"{tag}: {trained_text}; sampled {len(synthetic)} images in {sample_seconds:.0f} s; scoring")
     measures = score_images(judge, synthetic.images, synthetic.labels, device, seed, eval_mask)
     grid = write_grid(grid_path, synthetic, real.class_names, f"{bench.key}, {judge.name}, {budget_text(budget)}, seed {seed}")
     utility, utility_measures = utility_figures(judge, synthetic, seed, settings, work, device, tag)
     return {
         **record,
         "sample": {"images": len(synthetic), "seconds": round(sample_seconds, 1), "per_class": per_class_counts,
-                   "first_batch": first_batch},
+                   **({"first_batch": first_batch} if first_batch else {})},
         "measures": {**measures, **utility_measures},
         "classifier_version": CLASSIFIER_VERSION,
         "utility": utility,
         "grid": str(grid.relative_to(grids.parent)),
     }
+
+
+def write_augmented_real(judge: Judge, out: Path, per_class_counts: dict[str, int], seed: int) -> None:
+    """The control row's sample folder (images/<id>.png + labels.csv, read and rescored like a generator's): per
+    class, ``per_class_counts[name]`` classic augmentations (``classic_augment``, the utility study's ``real-aug``)
+    of the class's real training images, each image once before any twice, in an order drawn with ``seed``."""
+    import csv
+
+    import torch
+
+    from medisynth.classifier import classic_augment
+    from medisynth.io import atomic_dir, atomic_write_text, write_png
+
+    real = judge.real
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    with atomic_dir(out, overwrite=True, kind="samples") as folder:
+        (folder / "images").mkdir()
+        for c, name in enumerate(real.class_names):
+            pool = np.nonzero(real.train.labels == c)[0]
+            count = per_class_counts.get(name, 0)
+            if not count or not len(pool):
+                continue
+            order = torch.randperm(len(pool), generator=generator).numpy()
+            picks = pool[np.resize(order, count)]  # the shuffled pool, repeated as often as the count needs
+            x = real.train.images[torch.from_numpy(picks)].float() / 127.5 - 1
+            augmented = ((classic_augment(x, generator) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            for k, array in enumerate(augmented.permute(0, 2, 3, 1).numpy()):
+                image_id = f"{c}_{k:05d}"
+                write_png(folder / "images" / f"{image_id}.png", array, atomic=False)
+                rows.append((image_id, name))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerows([("image", "label"), *rows])
+        atomic_write_text(folder / "labels.csv", buffer.getvalue())
 
 
 def probe_sampling(judge: Judge, run_dir: Path, out: Path, classes: list[str], per_class_counts: dict[str, int],
@@ -957,7 +1014,10 @@ def make_table(results: dict, models: list[str], notes: dict[str, str], data_nam
         "drawn equally, half of each class's draws synthetic); Δ = real+synthetic (or balanced mix) - "
         "oversampled, mean over paired seeds with its 95% paired-t interval. Utility above chance: seeds whose "
         "classifier's test balanced accuracy beats 1/K (one-sided permutation test, as in "
-        "`medisynth utility`). ± is the standard deviation over seeds.",
+        "`medisynth utility`). ± is the standard deviation over seeds. "
+        f"{AUGMENTED_REAL}: the control row, no generator: its images are classic augmentations (flips, rotations, "
+        "brightness and contrast jitter) of the real training images of the class, as many as a generator samples; "
+        "a generator whose Δ is not above the control's adds nothing that augmenting the real images would not.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -1033,7 +1093,8 @@ def parse_list(text: str, allowed, flag: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    parser.add_argument("--models", default=None,
+                        help=f"subset of {','.join(MODELS)} (default: every one; --smoke: cgan,dcgan)")
     parser.add_argument("--data", default=",".join(DATA_SETS), help=f"{','.join(DATA_SETS)} (or some of them)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="training budget per model, wall clock (default 10; per-class runs share it)")
@@ -1068,7 +1129,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "'not judged', with the estimate and a grid of that batch; 0 = no limit")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--smoke", action="store_true",
-                        help="cgan and dcgan for a few seconds on a tiny phantom set, 2 seeds (about a minute)")
+                        help="cgan and dcgan (or --models) for a few seconds on a tiny phantom set, 2 seeds (about a minute)")
     return parser
 
 
@@ -1102,12 +1163,13 @@ def run(args) -> int:
     settings = Settings(minutes=Settings.minutes if args.minutes is None else args.minutes, steps=args.steps,
                         device=args.device, phantom_n=args.phantom_n, domain_epochs=args.domain_epochs, clf_epochs=args.clf_epochs, clf_minutes=args.clf_minutes,
                         sampling_steps=args.sampling_steps, max_sampling_minutes=args.max_sampling_minutes or None)
-    models = parse_list(args.models, list(MODELS), "--models")
+    models = parse_list(args.models or ",".join(MODELS), list(MODELS), "--models")
     data_names = parse_list(args.data, DATA_SETS, "--data")
     seeds = parse_seeds(args.seeds)
     results_path = args.results or REPO / "benchmarks" / "results" / "bench_quality.json"
     if args.smoke:  # the plumbing end to end in about a minute; numbers mean nothing
-        models, data_names, seeds = ["cgan", "dcgan"], ["phantom-smoke"], [0, 1]
+        models = models if args.models else ["cgan", "dcgan"]
+        data_names, seeds = ["phantom-smoke"], [0, 1]
         settings = smoke_settings(settings)
         results_path = args.results or args.work / "results.json"
     if not math.isfinite(settings.minutes) or settings.minutes <= 0:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from medisynth.errors import MedisynthError
 
@@ -377,3 +378,64 @@ def test_a_missing_real_set_names_its_flag(bench, tmp_path, capsys):
                        "--results", str(tmp_path / "r.json"), "--pneumonia-source", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--pneumonia-source" in err[0] and "PneumoniaMNIST" in err[0]
+
+
+def _fake_judge(labels: list[int], size: int = 16, channels: int = 3):
+    import numpy as np
+    import torch
+    from types import SimpleNamespace
+
+    from medisynth.data.image_folder import ImageSet
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (len(labels), channels, size, size), generator=generator, dtype=torch.uint8)
+    train = ImageSet(images, np.array(labels), [f"r{i}" for i in range(len(labels))])
+    return SimpleNamespace(real=SimpleNamespace(train=train, class_names=["a", "b", "c"], image_size=size,
+                                                channels=channels))
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_control_row_augments_each_real_image_of_the_class_before_any_twice(bench, tmp_path, channels,
+                                                                                 monkeypatch):
+    import numpy as np
+
+    import medisynth.classifier
+    from medisynth.downstream.data import load_synthetic
+
+    judge = _fake_judge([0] * 5 + [1] * 2, channels=channels)  # class c has no training image
+    counts = {"a": 5, "b": 7, "c": 3}
+    bench.write_augmented_real(judge, tmp_path / "s", counts, seed=4)
+    made = load_synthetic(tmp_path / "s", ["a", "b", "c"], 16, channels)
+    assert np.bincount(made.labels, minlength=3).tolist() == [5, 7, 0]  # nothing to augment for c: none made
+    real = judge.real.train.images
+    assert not any(bool((x == real).all(dim=(1, 2, 3)).any()) for x in made.images)  # augmented, not copied
+    # which real images were drawn: with the augmentation left out, each made image is one of them
+    monkeypatch.setattr(medisynth.classifier, "classic_augment", lambda x, generator: x)
+    bench.write_augmented_real(judge, tmp_path / "drawn", counts, seed=4)
+    drawn = load_synthetic(tmp_path / "drawn", ["a", "b", "c"], 16, channels)
+    for c, n in ((0, 5), (1, 7)):
+        pool = real[torch.from_numpy(judge.real.train.labels == c)]
+        source = [int((x == pool).all(dim=(1, 2, 3)).nonzero()[0]) for x in drawn.images[drawn.labels == c]]
+        per_image = np.bincount(source, minlength=len(pool))
+        assert per_image.max() - per_image.min() <= 1 and per_image.sum() == n  # every image once, then again
+    monkeypatch.undo()
+    # the seed fixes the draw; another seed draws others
+    bench.write_augmented_real(judge, tmp_path / "again", counts, seed=4)
+    bench.write_augmented_real(judge, tmp_path / "other", counts, seed=5)
+    again = load_synthetic(tmp_path / "again", ["a", "b", "c"], 16, channels)
+    other = load_synthetic(tmp_path / "other", ["a", "b", "c"], 16, channels)
+    assert bool((again.images == made.images).all()) and not bool((other.images == made.images).all())
+
+
+@pytest.mark.slow
+def test_the_control_row_is_judged_like_a_generator_without_training(bench, tmp_path):
+    assert bench.main(["--smoke", "--models", bench.AUGMENTED_REAL, "--work", str(tmp_path)]) == 0
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
+    assert sorted((r["model"], r["seed"]) for r in records) == [(bench.AUGMENTED_REAL, 0), (bench.AUGMENTED_REAL, 1)]
+    for r in records:
+        assert r["generator"] is None and r["train"]["steps"] == 0 and (tmp_path / r["grid"]).is_file()
+        assert r["sample"]["images"] == sum(r["sample"]["per_class"].values())
+        for key in MEASURES:
+            assert math.isfinite(r["measures"][key]), key
+    table = (tmp_path / "results.md").read_text()
+    assert f"| {bench.AUGMENTED_REAL} | 2 | 0 ± 0 |" in table and "the control row" in table
