@@ -165,6 +165,25 @@ def test_cli_prepare_prints_the_summary_and_exits_2_on_bad_input(image_folder, t
     assert bad.returncode == 2 and "--channels 2" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_cli_prepare_renames_classes_and_refuses_a_malformed_rename(image_folder, tmp_path):
+    import json
+
+    cli = Path(sys.executable).parent / "medisynth"
+    if not cli.exists():
+        pytest.skip("medisynth console script not installed beside this python")
+    ok = subprocess.run([str(cli), "prepare", str(image_folder), "--out", str(tmp_path / "out"), "--size", "16",
+                         "--workers", "1", "--classes", "a,b,c", "--rename-classes", "a=alpha, c=gamma"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["class_names"] == ["alpha", "b", "gamma"]
+    for bad, says in (("a:alpha", "'a:alpha' is not OLD=NEW"), ("a=x,a=y", "'a' is renamed twice"),
+                      ("z=x", "no class 'z'")):
+        run = subprocess.run([str(cli), "prepare", str(image_folder), "--out", str(tmp_path / "bad"), "--size", "16",
+                              "--rename-classes", bad], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
 def test_limit_takes_a_seeded_subset_from_every_class(tmp_path):
     from medisynth.phantom import generate_ct_dataset
 

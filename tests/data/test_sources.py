@@ -235,6 +235,40 @@ def test_medmnist_keeps_the_official_split(tmp_path):
     assert np.array_equal(images[row["row"], ..., 0], arrays["val_images"][3])  # pixels unchanged at 28 px
 
 
+def test_medmnist_classes_are_named_with_rename_classes(tmp_path):
+    from medisynth.data.dataset import PreparedDataset
+    from medisynth.training.toy import write_toy_medmnist
+
+    write_toy_medmnist(tmp_path / "pneumoniamnist.npz", {"train": [0, 1, 1, 1, 0, 1], "val": [0, 1], "test": [1, 0]})
+    result = run(tmp_path / "pneumoniamnist.npz", tmp_path / "out", size=28,
+                 rename_classes={"0": "normal", "1": "pneumonia"})
+    assert result.manifest.class_names == ["normal", "pneumonia"]
+    assert result.manifest.counts["train"] == {"normal": 2, "pneumonia": 4}
+    assert result.manifest.source["rename_classes"] == {"0": "normal", "1": "pneumonia"}
+    assert set(index_of(tmp_path / "out")["class_name"]) == {"normal", "pneumonia"}
+    train = PreparedDataset(tmp_path / "out", "train")
+    assert sorted(train.labels.tolist()) == [0, 0, 1, 1, 1, 1]
+    # one class renamed keeps the other's name and the source's order
+    assert run(tmp_path / "pneumoniamnist.npz", tmp_path / "one", size=28,
+               rename_classes={"1": "a pneumonia"}).manifest.class_names == ["0", "a pneumonia"]
+
+
+@pytest.mark.parametrize("renames, message", [
+    ({"2": "x"}, r"no class '2' \(its classes: 0, 1\)"),
+    ({"0": "same", "1": "same"}, "two classes would be named same"),
+    ({"0": "1"}, "two classes would be named 1"),
+    ({"0": "a/b"}, "cannot name a class"),
+    ({"0": " padded"}, "cannot name a class"),
+])
+def test_rename_classes_refuses_what_cannot_be_done(tmp_path, renames, message):
+    from medisynth.training.toy import write_toy_medmnist
+
+    write_toy_medmnist(tmp_path / "m.npz", {"train": [0, 1, 0, 1], "val": [0, 1], "test": [0, 1]})
+    with pytest.raises(MedisynthError, match=message):
+        run(tmp_path / "m.npz", tmp_path / "out", size=28, rename_classes=renames)
+    assert not (tmp_path / "out").exists()
+
+
 def test_medmnist_multilabel_is_refused(tmp_path):
     np.savez(tmp_path / "chest.npz", train_images=np.zeros((4, 28, 28), np.uint8), train_labels=np.zeros((4, 14), np.uint8))
     with pytest.raises(MedisynthError, match="multi-label"):

@@ -12,6 +12,18 @@ from medisynth.defaults import PREPARE
 from medisynth.errors import MedisynthError
 
 
+def parse_renames(text: str) -> dict[str, str]:
+    """``--rename-classes 0=normal,1=pneumonia`` -> {"0": "normal", "1": "pneumonia"}."""
+    renames: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        old, sep, new = item.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise MedisynthError(f"--rename-classes {text}: {item!r} is not OLD=NEW; give e.g. 0=normal,1=pneumonia")
+        if old.strip() in renames:
+            raise MedisynthError(f"--rename-classes {text}: class {old.strip()!r} is renamed twice")
+        renames[old.strip()] = new.strip()
+    return renames
+
 
 @app.command(cls=Command)
 def prepare(
@@ -34,6 +46,9 @@ def prepare(
     allow_new_classes: bool = typer.Option(
         False, "--allow-new-classes", help="Without --classes: accept labels outside the layout's classes "
                                            "(DR grades 0-4, a balanced folder's classes) as new classes."),
+    rename_classes: Optional[str] = typer.Option(
+        None, help="Name classes in the prepared set: OLD=NEW,... (e.g. MedMNIST's 0=normal,1=pneumonia); "
+                   "--classes names the source's labels."),
     id_column: Optional[str] = typer.Option(None, help="CSV column holding the image id/file name."),
     label_column: Optional[str] = typer.Option(None, help="CSV column holding the label."),
     image_dir: Optional[str] = typer.Option(None, help="Image folder of a CSV layout (relative to SOURCE)."),
@@ -50,11 +65,13 @@ def prepare(
     if channels is not None and channels not in (1, 3):
         raise MedisynthError(f"--channels {channels}: use 1 or 3")
     class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    renames = parse_renames(rename_classes) if rename_classes else None
     config = PrepareConfig(
         source=source, out=out, source_kind=source_kind, size=size, channels=channels, preprocess=preprocess,
         graham=graham, window_level=window_level, window_width=window_width, val_fraction=val_fraction,
         test_fraction=test_fraction, seed=seed, skip_bad=skip_bad, workers=workers, overwrite=overwrite,
-        classes=class_list, allow_new_classes=allow_new_classes, limit=limit, near_duplicate_threshold=near_duplicate_threshold,
+        classes=class_list, allow_new_classes=allow_new_classes, rename_classes=renames, limit=limit,
+        near_duplicate_threshold=near_duplicate_threshold,
         source_options={"id_column": id_column, "label_column": label_column, "image_dir": image_dir,
                         "slice_step": slice_step},
     )

@@ -15,7 +15,7 @@ from collections import deque
 from contextlib import closing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -76,6 +76,9 @@ class PrepareConfig:
     # without `classes`: accept labels outside the class list the layout implies (DR grades 0-4, a balanced
     # folder's classes) as new classes instead of refusing them
     allow_new_classes: bool = False
+    # the source's label -> the class's name in the prepared set (MedMNIST's {"0": "normal", "1": "pneumonia"});
+    # applied after `classes`, which names the source's labels; the class order stays the source's
+    rename_classes: Optional[dict[str, str]] = None
     limit: Optional[int] = None  # use a seeded random subset of N images (quick looks, tests)
     source_options: dict[str, Any] = field(default_factory=dict)  # id_column, label_column, ...
     # images whose thumbnail signatures have cosine >= this stay on one side of the split; 0 or 1 switches it off
@@ -268,6 +271,30 @@ def _checked_records(source: Source, config: PrepareConfig) -> tuple[list[Record
     return kept, class_names
 
 
+def _renamed(records: list[Record], class_names: list[str],
+             renames: Optional[dict[str, str]]) -> tuple[list[Record], list[str]]:
+    """``records`` and ``class_names`` with the classes ``renames`` names renamed, in the same order."""
+    if not renames:
+        return records, class_names
+    flag = "--rename-classes " + ",".join(f"{old}={new}" for old, new in renames.items())
+    if all(r.label is None for r in records):
+        raise MedisynthError(f"{flag}: the source's images have no labels, so there are no classes to rename")
+    unknown = [old for old in renames if old not in class_names]
+    if unknown:
+        raise MedisynthError(f"{flag}: the source has no class {', '.join(map(repr, unknown))} (its classes: "
+                             f"{', '.join(class_names)}); name the source's labels on the left of each =")
+    for new in renames.values():
+        if not new.strip() or new != new.strip() or any(ch in new for ch in "/\\,="):
+            raise MedisynthError(f"{flag}: {new!r} cannot name a class; give a name without surrounding spaces, "
+                                 "slashes, commas or '='")
+    new_names = [renames.get(name, name) for name in class_names]
+    twice = sorted({name for name in new_names if new_names.count(name) > 1})
+    if twice:
+        raise MedisynthError(f"{flag}: two classes would be named {', '.join(twice)}; give each class its own name")
+    mapping = dict(zip(class_names, new_names))
+    return [replace(r, label=mapping[r.label]) if r.label is not None else r for r in records], new_names
+
+
 def _open_source(config: PrepareConfig) -> tuple[Source, dict[str, Any]]:
     """The source named by --source (or detected from the layout), with the options given for it."""
     source_path = Path(config.source)
@@ -371,7 +398,7 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
         raise MedisynthError(f"--limit {config.limit}: use 1 or more")
     check_fractions(config.val_fraction, config.test_fraction)
     _check_threshold(config.near_duplicate_threshold)
-    records, class_names = _checked_records(source, config)
+    records, class_names = _renamed(*_checked_records(source, config), config.rename_classes)
     workers = _choose_workers(config.workers, len(records), source.prefers_one_process)
 
     with atomic_dir(config.out, overwrite=config.overwrite, kind="prepared", inputs=(config.source,)) as tmp:
@@ -402,7 +429,8 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
             counts=counts,
             shards=writer.shards,
             source={"path": str(Path(config.source).resolve()), "layout": source.name, **options_given,
-                    **({"limit": config.limit} if config.limit else {})},
+                    **({"limit": config.limit} if config.limit else {}),
+                    **({"rename_classes": dict(config.rename_classes)} if config.rename_classes else {})},
             preprocessing=options.to_dict(),
             split={"val_fraction": config.val_fraction, "test_fraction": config.test_fraction, "seed": config.seed,
                    "fixed_by_source": any(r.split is not None for r in records),

@@ -1,6 +1,7 @@
 """``medmnist``: a MedMNIST ``.npz`` (keys ``train_images``, ``train_labels``, ``val_*``, ``test_*``).
 
-The official split is kept. Labels become class names "0", "1"... Pixels are read lazily:
+The official split is kept. Labels become class names "0", "1"... (the npz holds no names; MedMNIST's INFO
+does, and ``prepare --rename-classes 0=normal,1=pneumonia`` gives them). Pixels are read lazily:
 a record names the file, the key and the row; each worker process loads an array once
 and keeps it (``NpzRow``), so the npz is not decompressed once per image.
 """
