@@ -89,7 +89,7 @@ def test_synthetic_only_trains_only_on_synthetic(real, synthetic):
 
 @pytest.mark.parametrize("protocol,augment,balanced,weighted", [
     ("real", "none", False, False), ("real-aug", "classic", False, False), ("real-balanced", "none", True, False),
-    ("real-weighted", "none", False, True)])
+    ("real-balanced-aug", "classic", True, False), ("real-weighted", "none", False, True)])
 def test_real_protocols_have_no_synthetic(protocol, augment, balanced, weighted, real):
     data = protocol_data(protocol, real, None, seed=0)
     assert not data.train.synthetic.any() and data.train.ids == real.train.ids

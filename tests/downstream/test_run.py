@@ -157,3 +157,24 @@ def test_cli_utility_with_an_external_test_set(folders):
     assert result.exit_code == 0, result.output
     run = json.loads((folders / "cli" / "utility.json").read_text())["runs"][0]
     assert run["metrics"]["n"] == 9
+
+
+def test_cli_utility_oversampling_with_augmentation_is_a_baseline_the_verdict_weighs(folders, medisynth_cli):
+    import numpy as np
+
+    code, output = medisynth_cli(
+        "utility", folders / "real", "--synthetic", folders / "syn", "--protocols",
+        "real-balanced,real-balanced-aug,real-balanced+synthetic", "--verdict-protocol", "real-balanced+synthetic",
+        "--seeds", "2", "--epochs", "1", "--batch-size", "4", "--width", "4", "--device", "cpu", "--no-progress",
+        "--out", folders / "aug")
+    assert code == 0, output
+    results = json.loads((folders / "aug" / "utility.json").read_text())
+    runs = results["runs"]
+    assert {(r["protocol"], r["train_synthetic"]) for r in runs} >= {("real-balanced-aug", 0)}
+    means = {p: np.mean([r["metrics"]["balanced_accuracy"] for r in runs if r["protocol"] == p])
+             for p in ("real-balanced", "real-balanced-aug")}
+    verdict = results["verdict"]
+    if verdict.get("baseline"):  # None only when the verdict cannot compare (chance): then it says why
+        assert means[verdict["baseline"]] == max(means.values())
+    else:
+        assert verdict["answer"] == "cannot tell", verdict

@@ -47,7 +47,8 @@ def utility(
         None, "--test-data", help="a second prepared set, every image of which is the test set (an external test "
         "set: another site, or more held-out images); default: DATA's test split"),
     protocols: Optional[str] = typer.Option(
-        None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-weighted, real+synthetic, "
+        None, "--protocols", help="comma list of: real, real-aug, real-balanced, real-balanced-aug (oversampling and augmentation), "
+        "real-weighted, real+synthetic, "
         "real-balanced+synthetic (every class drawn equally, half of its draws synthetic), synthetic "
         "(default: real, real-balanced, real-weighted, and with --synthetic real+synthetic, synthetic)"),
     verdict_protocol: str = typer.Option(

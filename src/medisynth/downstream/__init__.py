@@ -1,7 +1,7 @@
 """Downstream utility: does adding synthetic images help a classifier on REAL test images?
 
 ``run_utility(UtilityConfig(...))`` trains a classifier per protocol (real, real-aug,
-real-balanced, real-weighted, real+synthetic, real-balanced+synthetic, synthetic) and seed,
+real-balanced, real-balanced-aug, real-weighted, real+synthetic, real-balanced+synthetic, synthetic) and seed,
 validates on the real val split, tests on the real test split, and writes utility.json/.md/.html.
 See ``run.py``, ``data.py`` (what each protocol trains on), ``metrics.py`` and ``stats.py``.
 """

@@ -29,6 +29,8 @@ PROTOCOLS: dict[str, tuple[bool, bool, str, bool]] = {
     "real": (True, False, "none", False),
     "real-aug": (True, False, "classic", False),
     "real-balanced": (True, False, "none", True),  # oversampling baseline: is synthetic better than repeating?
+    # oversampling with classic augmentation: is synthetic better than repeating the real images, moved?
+    "real-balanced-aug": (True, False, "classic", True),
     "real-weighted": (True, False, "none", False),  # class-weighted loss (CLASS_WEIGHTED_LOSS): the other cheap fix
     "real+synthetic": (True, True, "none", False),
     # class-balanced draws, SYNTHETIC_SHARE of every class's draws synthetic (draw weights, not class_balanced)

@@ -11,7 +11,7 @@ Two questions, in this order:
    When no protocol is, every comparison is between noise figures: the verdict is "cannot tell".
 2. Does real + synthetic (``SYNTHETIC_PROTOCOL``, the top-up, unless the study names another protocol that uses
    synthetic images, such as the balanced mix) beat the BEST non-generative baseline (real, real-aug, real-balanced,
-   real-weighted: whichever has the highest mean balanced accuracy), not just plain real? The
+   real-balanced-aug, real-weighted: whichever has the highest mean balanced accuracy), not just plain real? The
    difference is paired over seeds (seed i of both protocols shares the initialisation and batch
    order) and given with a 95% t-interval over the per-seed differences.
 
