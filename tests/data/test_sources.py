@@ -259,6 +259,7 @@ def test_medmnist_classes_are_named_with_rename_classes(tmp_path):
     ({"0": "1"}, "two classes would be named 1"),
     ({"0": "a/b"}, "cannot name a class"),
     ({"0": " padded"}, "cannot name a class"),
+    ({0: "normal"}, "class names are strings"),
 ])
 def test_rename_classes_refuses_what_cannot_be_done(tmp_path, renames, message):
     from medisynth.training.toy import write_toy_medmnist

@@ -277,6 +277,9 @@ def _renamed(records: list[Record], class_names: list[str],
     if not renames:
         return records, class_names
     flag = "--rename-classes " + ",".join(f"{old}={new}" for old, new in renames.items())
+    if not all(isinstance(name, str) for pair in renames.items() for name in pair):
+        raise MedisynthError(f"{flag}: class names are strings (MedMNIST's labels are \"0\", \"1\"...); "
+                             "give rename_classes as {\"0\": \"normal\"}")
     if all(r.label is None for r in records):
         raise MedisynthError(f"{flag}: the source's images have no labels, so there are no classes to rename")
     unknown = [old for old in renames if old not in class_names]
