@@ -674,35 +674,26 @@ def write_augmented_real(judge: Judge, out: Path, per_class_counts: dict[str, in
     """The control row's sample folder (images/<id>.png + labels.csv, read and rescored like a generator's): per
     class, ``per_class_counts[name]`` classic augmentations (``classic_augment``, the utility study's ``real-aug``)
     of the class's real training images, each image once before any twice, in an order drawn with ``seed``."""
-    import csv
-
     import torch
 
     from medisynth.classifier import classic_augment
-    from medisynth.io import atomic_dir, atomic_write_text, write_png
+    from medisynth.downstream.toy import write_image_folder
 
     real = judge.real
     generator = torch.Generator().manual_seed(seed)
-    rows = []
-    with atomic_dir(out, overwrite=True, kind="samples") as folder:
-        (folder / "images").mkdir()
-        for c, name in enumerate(real.class_names):
-            pool = np.nonzero(real.train.labels == c)[0]
-            count = per_class_counts.get(name, 0)
-            if not count or not len(pool):
-                continue
-            order = torch.randperm(len(pool), generator=generator).numpy()
-            picks = pool[np.resize(order, count)]  # the shuffled pool, repeated as often as the count needs
-            x = real.train.images[torch.from_numpy(picks)].float() / 127.5 - 1
-            augmented = ((classic_augment(x, generator) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            for k, array in enumerate(augmented.permute(0, 2, 3, 1).numpy()):
-                image_id = f"{c}_{k:05d}"
-                write_png(folder / "images" / f"{image_id}.png", array, atomic=False)
-                rows.append((image_id, name))
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows([("image", "label"), *rows])
-        atomic_write_text(folder / "labels.csv", buffer.getvalue())
+    arrays, names = [], []
+    for c, name in enumerate(real.class_names):
+        pool = np.nonzero(real.train.labels == c)[0]
+        count = per_class_counts.get(name, 0)
+        if not count or not len(pool):
+            continue
+        order = torch.randperm(len(pool), generator=generator).numpy()
+        picks = pool[np.resize(order, count)]  # the shuffled pool, repeated as often as the count needs
+        x = real.train.images[torch.from_numpy(picks)].float() / 127.5 - 1
+        augmented = ((classic_augment(x, generator) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        arrays.append(augmented.permute(0, 2, 3, 1).numpy())
+        names += [name] * count
+    write_image_folder(out, np.concatenate(arrays), names, prefix="augmented", overwrite=True)
 
 
 def probe_sampling(judge: Judge, run_dir: Path, out: Path, classes: list[str], per_class_counts: dict[str, int],
